@@ -1,0 +1,326 @@
+"""The architecture schema (DESIGN.md section 6): one pydantic model shared by predictor and service.
+
+``Architecture`` holds the shape of a proposed transformer plus its training plan. Validation
+errors name the offending field. ``kb_fields()`` maps it onto the field names that the
+mitigation knowledge base (``maforecast/data/reference/mitigations.yaml``) uses, and
+``n_params()`` estimates the parameter count. ``pythia_architectures()`` and
+``final_model_architectures()`` load the bundled reference architectures into the schema.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FfnType = Literal["mlp", "glu"]
+Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "other"]
+NormType = Literal["layernorm", "rmsnorm", "layernorm_nonparametric"]
+# pre: x + f(N(x)); post: N(x + f(x)) (original transformer); sandwich: x + N2(f(N1(x)));
+# post_sublayer: x + N(f(x)) (OLMo-2 "reordered norm").
+NormPlacement = Literal["pre", "post", "sandwich", "post_sublayer"]
+PositionalEncoding = Literal["rotary", "learned", "alibi", "sinusoidal", "none"]
+AttentionKind = Literal["softmax", "sigmoid", "linear", "other"]
+LrSchedule = Literal["cosine", "linear", "constant", "wsd", "inverse_sqrt", "other"]
+Optimizer = Literal["adamw", "adam", "muon", "soap", "shampoo", "orthoadam", "other"]
+TrainPrecision = Literal["fp32", "fp16", "bf16", "fp8"]
+PrecisionTarget = Literal["bf16", "fp16_inference", "fp8_training", "int8_w8a8", "int4_w4a4", "w4a16", "w8a16"]
+
+DEFAULT_BATCH_TOKENS = 2_097_152  # Pythia: 1024 sequences x 2048 tokens
+DEFAULT_TOTAL_STEPS = 143_000  # Pythia's training length
+
+
+class Architecture(BaseModel):
+    """A proposed (or existing) decoder-only transformer and its training plan."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str | None = Field(default=None, max_length=200, description="Free-form label, e.g. 'my-1b-v2'.")
+    # --- shape
+    n_layers: int = Field(ge=1, le=1024, description="Number of decoder layers L.")
+    d_model: int = Field(ge=8, le=131_072, description="Residual stream width d.")
+    n_heads: int = Field(ge=1, le=4096, description="Attention (query) heads H.")
+    n_kv_heads: int | None = Field(default=None, ge=1, le=4096, description="Key/value heads (GQA/MQA); default n_heads.")
+    head_dim: int | None = Field(default=None, ge=1, le=4096, description="Per-head width; default d_model / n_heads.")
+    d_ffn: int = Field(ge=1, le=1_048_576, description="FFN hidden width (per branch for GLU).")
+    ffn_type: FfnType = Field(default="mlp", description="mlp (2 matrices) or glu (gated, 3 matrices).")
+    activation: Activation = Field(default="gelu", description="FFN activation (silu + glu = SwiGLU, gelu + glu = GeGLU).")
+    norm_type: NormType = "layernorm"
+    norm_placement: NormPlacement = "pre"
+    parallel_attn_mlp: bool = Field(default=False, description="Attention and MLP read the same input (GPT-J/NeoX/Falcon).")
+    qk_norm: bool = False
+    positional_encoding: PositionalEncoding = "rotary"
+    rotary_pct: float = Field(default=1.0, gt=0.0, le=1.0, description="Fraction of head_dim that is rotated.")
+    rope_theta: float | None = Field(default=10_000.0, gt=0.0, le=1e9)
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    tied_embeddings: bool = False
+    vocab_size: int = Field(default=50_304, ge=2, le=4_194_304)
+    seq_len: int = Field(default=2048, ge=1, le=16_777_216, description="Training context length.")
+    attention_kind: AttentionKind = "softmax"
+    causal_lm: bool = True
+    # --- training
+    learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    lr_schedule: LrSchedule = "cosine"
+    warmup_frac: float = Field(default=0.01, ge=0.0, lt=1.0)
+    batch_tokens: int = Field(default=DEFAULT_BATCH_TOKENS, ge=1, le=1_000_000_000, description="Tokens per optimizer step.")
+    total_steps: int | None = Field(default=None, ge=1, le=100_000_000, description="Planned optimizer steps.")
+    training_tokens: float | None = Field(default=None, gt=0.0, le=1e15, description="Planned training tokens.")
+    init_std: float | None = Field(default=0.02, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=0.1, ge=0.0, le=10.0)
+    optimizer: Optimizer = "adamw"
+    precision: TrainPrecision = Field(default="bf16", description="Training compute precision.")
+    precision_target: PrecisionTarget = Field(default="bf16", description="Deployment / training precision of concern.")
+    total_params_B: float | None = Field(default=None, gt=0.0, le=100_000.0, description="Known parameter count (billions).")
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, v: str | None) -> str | None:
+        return v.strip() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Architecture:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.n_kv_heads is not None:
+            if self.n_kv_heads > self.n_heads:
+                raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must not exceed n_heads ({self.n_heads})")
+            if self.n_heads % self.n_kv_heads:
+                raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})")
+        ratio = self.d_ffn / self.d_model
+        if not 0.25 <= ratio <= 64:
+            raise ValueError(f"d_ffn ({self.d_ffn}) must be between 0.25x and 64x d_model ({self.d_model})")
+        if self.head_dim is not None and not 0.1 <= self.head_dim * self.n_heads / self.d_model <= 10:
+            raise ValueError(f"head_dim ({self.head_dim}) x n_heads is implausible for d_model ({self.d_model})")
+        if self.positional_encoding != "rotary" and self.rotary_pct != 1.0:
+            raise ValueError("rotary_pct is only meaningful with positional_encoding='rotary'")
+        return self
+
+    # ---------------------------------------------------------------- derived quantities
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_width(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def glu(self) -> bool:
+        return self.ffn_type == "glu"
+
+    @property
+    def planned_steps(self) -> int:
+        """Planned optimizer steps: total_steps, else training_tokens / batch_tokens, else Pythia's 143000."""
+        if self.total_steps is not None:
+            return int(self.total_steps)
+        if self.training_tokens is not None:
+            return max(1, int(round(self.training_tokens / self.batch_tokens)))
+        return DEFAULT_TOTAL_STEPS
+
+    @property
+    def planned_tokens(self) -> float:
+        return float(self.training_tokens) if self.training_tokens is not None else float(self.planned_steps * self.batch_tokens)
+
+    def n_params(self) -> float:
+        """Parameter count: the stated one when given, else an estimate from the shape (norms ignored)."""
+        if self.total_params_B is not None:
+            return self.total_params_B * 1e9
+        return self.estimate_params()
+
+    def estimate_params(self) -> float:
+        d, hd = self.d_model, self.head_width
+        attn = d * self.n_heads * hd * 2 + d * self.kv_heads * hd * 2
+        ffn = (3 if self.glu else 2) * d * self.d_ffn
+        emb = self.vocab_size * d * (1 if self.tied_embeddings else 2)
+        pos = self.seq_len * d if self.positional_encoding == "learned" else 0
+        return float(self.n_layers * (attn + ffn) + emb + pos)
+
+    @property
+    def ffn_enum(self) -> str:
+        act = self.activation
+        if self.glu:
+            return {"silu": "swiglu", "gelu": "geglu", "gelu_tanh": "geglu", "relu": "reglu"}.get(act, "glu_other")
+        return {"gelu": "gelu_mlp", "gelu_tanh": "gelu_mlp", "relu": "relu_mlp", "silu": "silu_mlp"}.get(act, "other_mlp")
+
+    @property
+    def norm_placement_enum(self) -> str:
+        if self.norm_placement == "pre" and self.parallel_attn_mlp:
+            return "pre_parallel"
+        return self.norm_placement
+
+    def kb_fields(self) -> dict:
+        """This architecture under the mitigation knowledge base's field names (mitigations.yaml header)."""
+        n_b = self.n_params() / 1e9
+        tokens_t = self.planned_tokens / 1e12
+        return {
+            "glu": self.glu,
+            "norm_type_enum": self.norm_type,
+            "norm_placement_enum": self.norm_placement_enum,
+            "ffn_enum": self.ffn_enum,
+            "qk_norm": self.qk_norm,
+            "parallel_attn_mlp": self.parallel_attn_mlp,
+            "tied_embeddings": self.tied_embeddings,
+            "attention_kind": self.attention_kind,
+            "optimizer": self.optimizer,
+            "precision_target": self.precision_target,
+            "causal_lm": self.causal_lm,
+            "n_params_B": n_b,
+            "training_tokens_T": tokens_t,
+            "tokens_per_param": self.planned_tokens / self.n_params(),
+        }
+
+    def label(self) -> str:
+        return self.name or f"L{self.n_layers}-d{self.d_model}-H{self.n_heads}"
+
+
+# -------------------------------------------------------------------- reference loaders
+def _size_to_float(text: str) -> float:
+    m = re.fullmatch(r"\s*([\d.]+)\s*([kmbt]?)\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"cannot read size {text!r}")
+    return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}[m.group(2)]
+
+
+def _first_float(text) -> float | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    m = re.search(r"[\d.]+", str(text))
+    return float(m.group(0)) if m else None
+
+
+def _bool(v) -> bool:
+    return str(v).strip().lower().startswith("true")
+
+
+@lru_cache(maxsize=1)
+def pythia_architectures() -> dict[str, Architecture]:
+    """The ten Pythia sizes (pythia_architectures.csv) keyed by stats-table model name ('pythia-14m')."""
+    from collector.reference import load_pythia_architectures, pythia_model_name
+
+    out: dict[str, Architecture] = {}
+    for r in load_pythia_architectures().to_dict("records"):
+        name = pythia_model_name(r["model"])
+        out[name] = Architecture(
+            name=name,
+            n_layers=int(r["n_layers"]),
+            d_model=int(r["d_model"]),
+            n_heads=int(r["n_heads"]),
+            head_dim=int(r["d_head"]),
+            d_ffn=int(r["d_ff"]),
+            ffn_type="mlp",
+            activation="gelu",
+            norm_type="layernorm",
+            norm_placement="pre",
+            parallel_attn_mlp=_bool(r["parallel_residual"]),
+            positional_encoding="rotary",
+            rotary_pct=float(r["rotary_pct"]),
+            attention_bias=True,
+            mlp_bias=True,
+            tied_embeddings=False,
+            vocab_size=50_304,
+            seq_len=int(r["seq_len"]),
+            learning_rate=float(r["lr_config_yml"]),
+            lr_schedule="cosine",
+            warmup_frac=float(r["warmup_frac"]),
+            batch_tokens=DEFAULT_BATCH_TOKENS,
+            total_steps=int(r["train_iters"]),
+            init_std=0.02,
+            weight_decay=0.01,
+            optimizer="adam",
+            precision="bf16" if str(r["precision"]).startswith("bf16") else "fp16",
+        )
+    return out
+
+
+_FINAL_NORM_PLACEMENT = {"pre": "pre", "pre_parallel": "pre", "sandwich": "sandwich", "post_sublayer": "post_sublayer"}
+_FINAL_ACT = {"silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh", "relu": "relu"}
+
+
+@lru_cache(maxsize=1)
+def final_model_architectures() -> dict[str, Architecture]:
+    """The 13 fully trained LLMs of final_models_architectures.csv, keyed by model name.
+
+    Their training recipe (learning rate, batch, steps) is not in the file: those fields keep
+    the schema defaults and ``training_tokens`` is set where the file states a number.
+    """
+    from collector.reference import load_final_model_architectures
+
+    out: dict[str, Architecture] = {}
+    for r in load_final_model_architectures().to_dict("records"):
+        act = str(r["activation"]).split()[0]
+        pe = str(r["positional_encoding"])
+        rotary = "rotary" in pe
+        rotary_pct = 1.0
+        if rotary and "factor" in pe:
+            rotary_pct = _first_float(pe.split("factor", 1)[1]) or 1.0
+        tokens_t = _first_float(r["training_tokens_T"]) if "undisclosed" not in str(r["training_tokens_T"]) else None
+        out[r["model"]] = Architecture(
+            name=r["model"],
+            n_layers=int(r["n_layers"]),
+            d_model=int(r["d_model"]),
+            n_heads=int(r["n_heads"]),
+            n_kv_heads=int(r["n_kv_heads"]),
+            head_dim=int(r["head_dim"]),
+            d_ffn=int(r["d_ffn"]),
+            ffn_type="glu" if _bool(r["glu"]) else "mlp",
+            activation=_FINAL_ACT.get(act, "gelu_tanh" if "tanh" in str(r["activation"]) else "other"),
+            norm_type=r["norm_type_enum"],
+            norm_placement=_FINAL_NORM_PLACEMENT[r["norm_placement_enum"]],
+            parallel_attn_mlp=_bool(r["parallel_attn_mlp"]),
+            qk_norm=_bool(r["qk_norm"]),
+            positional_encoding="rotary" if rotary else "learned",
+            rotary_pct=rotary_pct,
+            rope_theta=float(r["rope_theta"]) if rotary and not pd.isna(r["rope_theta"]) else None,
+            attention_bias=_bool(r["attention_bias"]),
+            mlp_bias=_bool(r["mlp_bias"]),
+            tied_embeddings=_bool(r["tied_embeddings"]),
+            vocab_size=int(r["vocab_size"]),
+            seq_len=int(r["train_context"]),
+            training_tokens=tokens_t * 1e12 if tokens_t else None,
+            total_params_B=float(r["n_params_B"]),
+        )
+    return out
+
+
+def reference_architectures() -> dict[str, Architecture]:
+    """All bundled architectures (Pythia + final models) keyed by stats-table model name."""
+    return {**pythia_architectures(), **final_model_architectures()}
+
+
+def training_recipe_known(name: str) -> bool:
+    """Whether the bundled data states the training recipe (lr, batch, steps) of a reference model."""
+    return name in pythia_architectures()
+
+
+# -------------------------------------------------------------------- user-facing parsing
+from pydantic import ValidationError  # noqa: E402
+
+from maforecast.errors import UserError  # noqa: E402
+
+
+class ArchitectureError(UserError, ValueError):
+    """An architecture failed validation; the message names each bad field."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "architecture"
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_architecture(data: dict | Architecture) -> Architecture:
+    """Validate a dict into an Architecture, raising ArchitectureError (a UserError) naming the fields."""
+    if isinstance(data, Architecture):
+        return data
+    try:
+        return Architecture.model_validate(data)
+    except ValidationError as exc:
+        raise ArchitectureError(f"invalid architecture: {describe_validation_error(exc)}") from None

@@ -1,0 +1,70 @@
+"""Output schemas of a forecast (pydantic), shared by predictor and service."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Interval(BaseModel):
+    """A point prediction with an interval (grouped-CV residual quantiles, nominal 90 %)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float
+    lo: float
+    hi: float
+
+
+class TrajectoryPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: int = Field(ge=0)
+    value: float = Field(description="Predicted ratio top1/median at this step.")
+    lo: float
+    hi: float
+
+
+class LayerForecast(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    layer: int = Field(ge=0, description="Decoder layer index (0-based); output of that layer.")
+    ratio_trajectory: list[TrajectoryPoint]
+    params: dict[str, float] = Field(description="A, lam, gamma, t0, K of the Eq. 9 curve fitted to the predicted trajectory.")
+    t_emerge: Interval | None = Field(default=None, description="Step at which half of the rise is done.")
+    t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
+    trajectory_class: str = Field(description="early_peak | log_increase")
+    ratio_end: Interval = Field(description="Ratio top1/median at the end of planned training.")
+    steady_state: Interval = Field(description="Ratio reached at steady state (fully trained).")
+    peak_abs: Interval = Field(description="Predicted peak |a| of the layer output over training.")
+    massive: bool = Field(description="|a| > 100 and > 1000 x median (Sun et al.) on the point predictions.")
+
+
+class ApplicabilityWarning(BaseModel):
+    """An input field outside what the predictor saw in training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str
+    value: float | str | bool | None
+    train_min: float | None = None
+    train_max: float | None = None
+    seen: list[str] | None = Field(default=None, description="Values seen in training (categorical fields).")
+    scope: str = Field(default="all", description="'trajectory' (curve targets) or 'steady_state' (all rows).")
+    message: str
+
+
+class Forecast(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    predictor_name: str
+    predictor_version: str | None = None
+    predictor_alias: str | None = None
+    architecture: str | None = Field(default=None, description="Label of the architecture forecast.")
+    t_end: int = Field(description="Planned training steps the trajectory runs to.")
+    layers: list[LayerForecast]
+    applicability: list[ApplicabilityWarning] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def in_range(self) -> bool:
+        return not self.applicability

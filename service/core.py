@@ -1,0 +1,349 @@
+"""Turn a predictor forecast into the API's answer: summary, precision risk, ranked mitigations.
+
+``Engine`` wraps one loaded ``Forecaster`` and is shared by the BentoML service and the
+``maforecast predict`` command, so both print the same forecast. Everything that does not depend
+on the request (the compiled knowledge base, the predictor's identity) is computed once; answers
+are memoised per (architecture, steps) so a repeated design-review request costs a dictionary
+lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from predictor.architecture import Architecture
+from predictor.schemas import Forecast, Interval, LayerForecast
+from service import mitigations as kbm
+from service import precision as prec
+from service.schemas import (
+    CitationOut,
+    CompareResponse,
+    Difference,
+    LayerRiskOut,
+    Mitigation,
+    PrecisionRisk,
+    PredictorInfo,
+    PredictResponse,
+    Summary,
+    VariantSummary,
+)
+
+# knowledge-base entries the proposed architecture may already implement: id -> (field, value)
+ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
+    "qk_norm": ("qk_norm", True),
+    "osp_muon_ssnorm": ("optimizer", "muon"),
+}
+
+
+def _ranges(layers: Sequence[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, run = [], []
+    for x in sorted(set(layers)):
+        if run and x == run[-1] + 1:
+            run.append(x)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [x]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def _g(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+# ------------------------------------------------------------------------------------ pieces
+
+
+def summarize(fc: Forecast) -> Summary:
+    layers = fc.layers
+    massive = [lf.layer for lf in layers if lf.massive]
+    pool = [lf for lf in layers if lf.massive and lf.t_emerge is not None] or [lf for lf in layers if lf.t_emerge is not None]
+    earliest = min(pool, key=lambda lf: lf.t_emerge.value) if pool else None
+    big = max(layers, key=lambda lf: lf.peak_abs.value)
+    big_ratio = max(layers, key=lambda lf: lf.ratio_end.value)
+    return Summary(
+        n_layers=len(layers),
+        t_end=fc.t_end,
+        massive_layers=massive,
+        earliest_emergence_step=earliest.t_emerge if earliest else None,
+        earliest_emergence_layer=earliest.layer if earliest else None,
+        largest_peak_abs=big.peak_abs,
+        largest_peak_layer=big.layer,
+        largest_ratio_end=big_ratio.ratio_end,
+        largest_ratio_layer=big_ratio.layer,
+        early_peak_layers=[lf.layer for lf in layers if lf.trajectory_class == "early_peak"],
+    )
+
+
+def layer_series(lf: LayerForecast) -> prec.LayerSeries:
+    """Arrays for the precision checks.
+
+    The forecast gives the ratio trajectory and the peak |a| only; |a| over training is taken as
+    the peak scaled by the ratio trajectory's shape (median |h| roughly constant), which is
+    exact at the peak and conservative before it.
+    """
+    pts = lf.ratio_trajectory
+    steps = np.array([p.step for p in pts], dtype=float)
+    ratio = np.array([p.value for p in pts], dtype=float)
+    ratio_hi = np.array([max(p.hi, p.value) for p in pts], dtype=float)
+    rmax = float(np.nanmax(ratio)) if ratio.size and np.isfinite(ratio).any() else float("nan")
+    if ratio.size and np.isfinite(rmax) and rmax > 0:
+        shape = np.clip(ratio / rmax, 0.0, 1.0)
+    else:
+        shape = np.ones_like(ratio)
+    return prec.LayerSeries(
+        layer=lf.layer,
+        steps=steps,
+        ratio=ratio,
+        ratio_hi=ratio_hi,
+        abs=lf.peak_abs.value * shape,
+        abs_hi=max(lf.peak_abs.hi, lf.peak_abs.value) * shape,
+    )
+
+
+def precision_risks(fc: Forecast, precision_target: str | None) -> list[PrecisionRisk]:
+    risks = prec.assess([layer_series(lf) for lf in fc.layers], precision_target)
+    out = []
+    for r in risks:
+        likely = [d.from_step for d in r.layers if d.from_step is not None]
+        out.append(
+            PrecisionRisk(
+                format=r.format,
+                max_value=r.max_value,
+                at_risk=r.at_risk,
+                target=r.target,
+                layers=sorted({d.layer for d in r.layers}),
+                from_step=min(likely) if likely else None,
+                why=r.why,
+                details=[LayerRiskOut(**d.__dict__) for d in r.layers],
+            )
+        )
+    return out
+
+
+def kb_record(arch: Architecture, fc: Forecast) -> dict[str, Any]:
+    record = dict(arch.kb_fields())
+    record.setdefault("predicted_peak_max", max((lf.peak_abs.value for lf in fc.layers), default=None))
+    return record
+
+
+def _motivation(entry: kbm.Entry, fc: Forecast, risks: list[PrecisionRisk]) -> kbm.Motivation:
+    massive = [lf for lf in fc.layers if lf.massive]
+    if entry.precision_related:
+        target_risk = [r for r in risks if r.target and r.at_risk]
+        if target_risk:
+            layers = sorted({lyr for r in target_risk for lyr in r.layers})
+            fmts = ", ".join(r.format for r in target_risk)
+            return kbm.Motivation(tuple(layers), f"layers {_ranges(layers)} are at risk in {fmts} (the precision target)")
+    if massive:
+        layers = [lf.layer for lf in massive]
+        top = max(massive, key=lambda lf: lf.peak_abs.value)
+        return kbm.Motivation(
+            tuple(layers),
+            f"layers {_ranges(layers)} are predicted to host massive activations"
+            f" (largest peak |a| {_g(top.peak_abs.value)} in layer {top.layer})",
+        )
+    return kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
+
+
+def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
+    record = kb_record(arch, fc)
+    matches = kbm.evaluate(record, kb)
+    motivations = {m.entry.id: _motivation(m.entry, fc, risks) for m in matches}
+    adjusted: list[kbm.Match] = []
+    for m in matches:
+        present = ALREADY_PRESENT.get(m.entry.id)
+        if present and record.get(present[0]) == present[1] and m.level != "not_recommended":
+            m = kbm.Match(
+                entry=m.entry,
+                level="informational",
+                why=f"already in the proposed architecture ({present[0]}={present[1]}); evidence: {m.why}",
+                branch_matched=m.branch_matched,
+                unknown_fields=m.unknown_fields,
+            )
+        adjusted.append(m)
+    out = []
+    for i, m in enumerate(kbm.rank(adjusted, motivations), start=1):
+        e, mot = m.entry, motivations[m.entry.id]
+        out.append(
+            Mitigation(
+                id=e.id,
+                name=e.name,
+                category=e.category,
+                rank=i,
+                level=m.level,
+                effective=m.effective,
+                why=m.why,
+                mechanism=e.mechanism,
+                changes=list(e.changes),
+                expected_effect=dict(e.expected_effect),
+                cost=e.cost,
+                caveats=list(e.caveats),
+                citations=[CitationOut(**c.__dict__) for c in e.citations],
+                motivating_layers=list(mot.layers),
+                motivation=mot.text,
+                unknown_fields=list(m.unknown_fields),
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+class Engine:
+    """One loaded forecaster plus everything precomputed for answering requests."""
+
+    def __init__(self, forecaster: Any, model_uri: str | None = None, cache_size: int = 1024):
+        self.forecaster = forecaster
+        self.kb = kbm.load_kb()
+        raw = dict(forecaster.info() or {})
+        self.info = raw
+        self.predictor = PredictorInfo(
+            name=str(raw.get("name") or raw.get("registered_model") or "unknown"),
+            version=None if raw.get("version") is None else str(raw.get("version")),
+            alias=raw.get("alias"),
+            model_uri=model_uri or raw.get("model_uri"),
+        )
+        self._cache: OrderedDict[tuple, tuple[PredictResponse, bytes | None]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """One forecast at startup so the first request does not pay for lazy imports and caches."""
+        arch = Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048)
+        self.answer(arch)
+
+    # -- core
+    def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
+        return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
+
+    def answer(self, arch: Architecture, steps: Sequence[int] | None = None, **extra: Any) -> PredictResponse:
+        fc = self.forecast(arch, steps)
+        risks = precision_risks(fc, arch.precision_target)
+        return PredictResponse(
+            predictor=self.predictor.model_copy(
+                update={
+                    "name": fc.predictor_name or self.predictor.name,
+                    "version": fc.predictor_version or self.predictor.version,
+                    "alias": fc.predictor_alias or self.predictor.alias,
+                }
+            ),
+            architecture=fc.architecture or arch.label(),
+            t_end=fc.t_end,
+            summary=summarize(fc),
+            layers=fc.layers,
+            precision=risks,
+            applicability=fc.applicability,
+            mitigations=recommend(arch, fc, risks, self.kb),
+            notes=fc.notes,
+            **extra,
+        )
+
+    # -- memoised
+    def _key(self, arch: Architecture, steps: Sequence[int] | None) -> tuple:
+        return (arch.model_dump_json(), tuple(steps) if steps else None)
+
+    def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
+        return self._cached(arch, steps)[0]
+
+    def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
+        """The answer serialised once and kept (the service's fast path)."""
+        key = self._key(arch, steps)
+        resp, raw = self._cached(arch, steps, key)
+        if raw is None:
+            raw = resp.model_dump_json().encode()
+            with self._lock:
+                if key in self._cache:
+                    self._cache[key] = (resp, raw)
+        return raw
+
+    def _cached(self, arch: Architecture, steps: Sequence[int] | None, key: tuple | None = None):
+        key = key or self._key(arch, steps)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        resp = self.answer(arch, steps)
+        with self._lock:
+            self._cache[key] = (resp, None)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return resp, None
+
+    # -- compare
+    def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:
+        answers = {name: self.predict(arch, steps) for name, arch in variants.items()}
+        names = list(variants)
+        base = names[0]
+        summaries = [
+            VariantSummary(
+                name=n,
+                architecture=answers[n].architecture,
+                summary=answers[n].summary,
+                precision_at_risk=[r.format for r in answers[n].precision if r.at_risk],
+                top_mitigations=[m.id for m in answers[n].mitigations if m.effective][:5],
+                applicability_fields=[w.field for w in answers[n].applicability],
+            )
+            for n in names
+        ]
+        diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n]) for n in names[1:]]
+        return CompareResponse(predictor=self.predictor, baseline=base, variants=summaries, differences=diffs)
+
+
+def _iv(x: Interval | None) -> float | None:
+    return None if x is None else x.value
+
+
+def _change(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return f"{_g(a)} -> {_g(b)}"
+    if a > 0 and b > 0:
+        return f"{_g(a)} -> {_g(b)} (x{b / a:.2g})"
+    return f"{_g(a)} -> {_g(b)}"
+
+
+def diff(
+    base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arch_b: Architecture, ans_b: PredictResponse
+) -> Difference:
+    da, db = arch_a.model_dump(exclude={"name"}), arch_b.model_dump(exclude={"name"})
+    changed = {k: [da[k], db[k]] for k in da if da[k] != db[k]}
+    sa, sb = ans_a.summary, ans_b.summary
+    effects: dict[str, list[Any]] = {
+        "n_massive_layers": [len(sa.massive_layers), len(sb.massive_layers)],
+        "earliest_emergence_step": [_iv(sa.earliest_emergence_step), _iv(sb.earliest_emergence_step)],
+        "largest_peak_abs": [sa.largest_peak_abs.value, sb.largest_peak_abs.value],
+        "largest_ratio_end": [sa.largest_ratio_end.value, sb.largest_ratio_end.value],
+        "precision_at_risk": [
+            [r.format for r in ans_a.precision if r.at_risk],
+            [r.format for r in ans_b.precision if r.at_risk],
+        ],
+    }
+    what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()) or "nothing (identical inputs)"
+    text = [f"{name} vs {base}: changes {what}"]
+    text.append(f"massive layers: {len(sa.massive_layers)} -> {len(sb.massive_layers)}")
+    text.append(f"largest peak |a|: {_change(sa.largest_peak_abs.value, sb.largest_peak_abs.value)}")
+    text.append(f"largest ratio at end of training: {_change(sa.largest_ratio_end.value, sb.largest_ratio_end.value)}")
+    text.append(
+        f"earliest emergence step: {_change(_iv(sa.earliest_emergence_step), _iv(sb.earliest_emergence_step))}"
+    )
+    ra, rb = set(effects["precision_at_risk"][0]), set(effects["precision_at_risk"][1])
+    if ra != rb:
+        if rb - ra:
+            text.append(f"newly at risk: {', '.join(sorted(rb - ra))}")
+        if ra - rb:
+            text.append(f"no longer at risk: {', '.join(sorted(ra - rb))}")
+    wa = {w.field for w in ans_a.applicability}
+    wb = {w.field for w in ans_b.applicability}
+    if wb - wa:
+        text.append(f"outside the predictor's training range in {name} only: {', '.join(sorted(wb - wa))}")
+    return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, text=text)

@@ -1,0 +1,243 @@
+"""Precision risk per number format from the predicted per-layer peak |a| and ratio trajectory.
+
+Formats and the limit each check uses (DESIGN.md section 5):
+
+- FP16: max 65504 (overflow to inf); 11 significant bits, so a residual coordinate ``a`` cannot
+  absorb updates smaller than half a unit in the last place, about ``a / 2^11``: with
+  ratio = |a|/median > 2048 median-sized updates to the massive coordinate are rounded away.
+- BF16: range ~3.4e38 (no overflow in practice) but only 8 significant bits: the same swamping
+  happens once ratio > 256.
+- FP8 E4M3: max 448. Unscaled, any |a| > 448 overflows; with per-tensor scaling (peak -> 448) the
+  median falls below the smallest normal (2^-6) once ratio > 448 * 2^6 = 28672.
+- FP8 E5M2: max 57344; scaled, the median leaves the normal range once ratio > 57344 * 2^14.
+- INT8 per-tensor (symmetric, step = max/127): ratio > 127 puts the median below one quantization
+  step, ratio > 254 rounds it to zero.
+
+A layer is ``likely`` at risk when the point forecast crosses the limit and ``possible`` when only
+the upper end of its interval does; ``from_step`` is the first forecast step at which it crosses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FP16_MAX = 65504.0
+BF16_MAX = 3.3895313892515355e38
+FP8_E4M3_MAX = 448.0
+FP8_E5M2_MAX = 57344.0
+INT8_LEVELS = 127
+
+FP16_SWAMP_RATIO = 2.0**11
+BF16_SWAMP_RATIO = 2.0**8
+E4M3_SCALED_RATIO = FP8_E4M3_MAX / 2.0**-6
+E5M2_SCALED_RATIO = FP8_E5M2_MAX / 2.0**-14
+INT8_STEP_RATIO = float(INT8_LEVELS)
+INT8_ZERO_RATIO = 2.0 * INT8_LEVELS
+
+FORMATS: tuple[str, ...] = ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor")
+
+# precision_target (knowledge-base vocabulary) -> formats the activations go through
+TARGET_FORMATS: dict[str, tuple[str, ...]] = {
+    "bf16": ("bf16",),
+    "fp16_inference": ("fp16",),
+    "fp8_training": ("fp8_e4m3", "fp8_e5m2"),
+    "int8_w8a8": ("int8_per_tensor",),
+    "int4_w4a4": ("int8_per_tensor",),  # INT4 is strictly worse than the INT8 check
+    "w4a16": ("fp16", "bf16"),
+    "w8a16": ("fp16", "bf16"),
+}
+
+
+@dataclass(frozen=True)
+class LayerSeries:
+    """One layer's forecast as the checks need it (arrays over the same forecast steps)."""
+
+    layer: int
+    steps: np.ndarray
+    ratio: np.ndarray
+    ratio_hi: np.ndarray
+    abs: np.ndarray  # predicted top1 |a| over steps
+    abs_hi: np.ndarray
+
+
+@dataclass(frozen=True)
+class Check:
+    format: str
+    quantity: str  # "peak_abs" | "ratio"
+    limit: float
+    effect: str  # what happens when crossed
+
+
+@dataclass(frozen=True)
+class LayerRisk:
+    layer: int
+    check: str  # e.g. "overflow", "swamping"
+    quantity: str
+    limit: float
+    predicted: float  # max of the point forecast over the steps
+    predicted_hi: float
+    certainty: str  # likely | possible
+    from_step: float | None  # first step where the point forecast crosses (None: only the interval)
+    from_step_hi: float | None  # first step where the upper bound crosses
+
+
+@dataclass(frozen=True)
+class FormatRisk:
+    format: str
+    max_value: float
+    at_risk: bool
+    target: bool
+    layers: tuple[LayerRisk, ...]
+    why: str
+    checks: tuple[str, ...]
+
+
+CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
+    "fp16": (
+        ("overflow", Check("fp16", "peak_abs", FP16_MAX, "overflows to inf (FP16 max 65504)")),
+        (
+            "swamping",
+            Check(
+                "fp16",
+                "ratio",
+                FP16_SWAMP_RATIO,
+                "median-sized updates to the massive coordinate fall below half an FP16 ulp (11 significant bits)",
+            ),
+        ),
+    ),
+    "bf16": (
+        (
+            "swamping",
+            Check(
+                "bf16",
+                "ratio",
+                BF16_SWAMP_RATIO,
+                "median-sized updates to the massive coordinate fall below half a BF16 ulp (8 significant bits)",
+            ),
+        ),
+    ),
+    "fp8_e4m3": (
+        ("overflow_unscaled", Check("fp8_e4m3", "peak_abs", FP8_E4M3_MAX, "overflows E4M3 (max 448) without scaling")),
+        (
+            "underflow_scaled",
+            Check(
+                "fp8_e4m3",
+                "ratio",
+                E4M3_SCALED_RATIO,
+                "with per-tensor scaling to 448 the median drops below the smallest E4M3 normal (2^-6)",
+            ),
+        ),
+    ),
+    "fp8_e5m2": (
+        ("overflow_unscaled", Check("fp8_e5m2", "peak_abs", FP8_E5M2_MAX, "overflows E5M2 (max 57344) without scaling")),
+        (
+            "underflow_scaled",
+            Check(
+                "fp8_e5m2",
+                "ratio",
+                E5M2_SCALED_RATIO,
+                "with per-tensor scaling the median drops below the smallest E5M2 normal (2^-14)",
+            ),
+        ),
+    ),
+    "int8_per_tensor": (
+        (
+            "below_one_step",
+            Check(
+                "int8_per_tensor",
+                "ratio",
+                INT8_STEP_RATIO,
+                "per-tensor step = max/127 exceeds the median, so typical values get <= 1 quantization level",
+            ),
+        ),
+        (
+            "rounds_to_zero",
+            Check(
+                "int8_per_tensor",
+                "ratio",
+                INT8_ZERO_RATIO,
+                "the median is below half a step (max/254) and rounds to zero",
+            ),
+        ),
+    ),
+}
+
+MAX_VALUES = {
+    "fp16": FP16_MAX,
+    "bf16": BF16_MAX,
+    "fp8_e4m3": FP8_E4M3_MAX,
+    "fp8_e5m2": FP8_E5M2_MAX,
+    "int8_per_tensor": float(INT8_LEVELS),
+}
+
+
+def _first_cross(steps: np.ndarray, values: np.ndarray, limit: float) -> float | None:
+    over = np.asarray(values, dtype=float) > limit
+    if not over.any():
+        return None
+    return float(steps[int(np.argmax(over))])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def check_layer(series: LayerSeries, name: str, check: Check) -> LayerRisk | None:
+    point, hi = (series.abs, series.abs_hi) if check.quantity == "peak_abs" else (series.ratio, series.ratio_hi)
+    point = np.nan_to_num(np.asarray(point, dtype=float), nan=-np.inf)
+    hi = np.nan_to_num(np.asarray(hi, dtype=float), nan=-np.inf)
+    hi = np.maximum(hi, point)
+    t_point = _first_cross(series.steps, point, check.limit)
+    t_hi = _first_cross(series.steps, hi, check.limit)
+    if t_hi is None:
+        return None
+    return LayerRisk(
+        layer=series.layer,
+        check=name,
+        quantity=check.quantity,
+        limit=check.limit,
+        predicted=float(point.max()) if point.size else float("nan"),
+        predicted_hi=float(hi.max()) if hi.size else float("nan"),
+        certainty="likely" if t_point is not None else "possible",
+        from_step=t_point,
+        from_step_hi=t_hi,
+    )
+
+
+def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -> list[FormatRisk]:
+    """One ``FormatRisk`` per format in ``FORMATS`` (in that order)."""
+    targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
+    out = []
+    for fmt in FORMATS:
+        risks: list[LayerRisk] = []
+        reasons = []
+        for name, check in CHECKS[fmt]:
+            found = [r for s in layers if (r := check_layer(s, name, check)) is not None]
+            risks.extend(found)
+            if found:
+                likely = [r for r in found if r.certainty == "likely"]
+                starts = [r.from_step for r in likely if r.from_step is not None] or [
+                    r.from_step_hi for r in found if r.from_step_hi is not None
+                ]
+                qty = "peak |a|" if check.quantity == "peak_abs" else "ratio |a|/median"
+                reasons.append(
+                    f"{name}: {qty} > {_fmt(check.limit)} in {len(likely)} layer(s) by the forecast"
+                    f" and {len(found) - len(likely)} more within the interval, from step {_fmt(min(starts))};"
+                    f" {check.effect}"
+                )
+        why = "; ".join(reasons) if reasons else "no layer crosses this format's limits, within the interval"
+        out.append(
+            FormatRisk(
+                format=fmt,
+                max_value=MAX_VALUES[fmt],
+                at_risk=bool(risks),
+                target=fmt in targets,
+                layers=tuple(sorted(risks, key=lambda r: (r.layer, r.check))),
+                why=why,
+                checks=tuple(n for n, _ in CHECKS[fmt]),
+            )
+        )
+    return out

@@ -1,0 +1,221 @@
+"""Request and response models of the REST API, composed from ``predictor.schemas``.
+
+``/predict`` and ``/plot`` take the predictor's ``Architecture`` bare; the other endpoints wrap it
+in the request models below. Every response carries the predictor's name, version and alias.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from predictor.architecture import Architecture
+from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast
+
+MAX_BATCH = 64  # /predict_batch: more architectures than this -> 400 naming "architectures"
+MAX_VARIANTS = 16  # /compare
+MAX_STEPS = 512  # requested trajectory steps per forecast
+MAX_NAME = 100
+
+
+def _check_steps(v: list[int] | None) -> list[int] | None:
+    if v is None:
+        return v
+    if not v:
+        raise ValueError("steps must not be empty (omit it for the default log-spaced steps)")
+    if len(v) > MAX_STEPS:
+        raise ValueError(f"at most {MAX_STEPS} steps")
+    return sorted(set(v))
+
+
+Step = Field(ge=0, le=100_000_000)
+
+
+class HFConfigRequest(BaseModel):
+    """A Hugging Face ``config.json`` object plus optional training fields of ``Architecture``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] = Field(description="The model's config.json as a JSON object.")
+    training: dict[str, Any] | None = Field(
+        default=None,
+        description="Optional Architecture training fields (learning_rate, total_steps, batch_tokens, optimizer, "
+        "precision_target, ...); anything not given is defaulted and reported.",
+    )
+    steps: list[Annotated[int, Step]] | None = Field(default=None, max_length=MAX_STEPS, description="Trajectory steps.")
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        return _check_steps(v)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    architectures: list[Architecture] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} architectures.")
+    steps: list[Annotated[int, Step]] | None = Field(default=None, max_length=MAX_STEPS)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        return _check_steps(v)
+
+
+class CompareRequest(BaseModel):
+    """Two or more named variants; the first is the baseline the others are compared with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: dict[str, Architecture] = Field(
+        min_length=2, max_length=MAX_VARIANTS, description="name -> architecture; the first is the baseline."
+    )
+    steps: list[Annotated[int, Step]] | None = Field(default=None, max_length=MAX_STEPS)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        return _check_steps(v)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, v: dict[str, Architecture]) -> dict[str, Architecture]:
+        for name in v:
+            if not name.strip() or len(name) > MAX_NAME:
+                raise ValueError(f"variant names must be 1-{MAX_NAME} characters: {name[:40]!r}")
+        return v
+
+
+# ------------------------------------------------------------------------------------ responses
+
+
+class PredictorInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    model_uri: str | None = None
+
+
+class Summary(BaseModel):
+    """Model-level summary of the per-layer forecast."""
+
+    n_layers: int
+    t_end: int
+    massive_layers: list[int] = Field(description="Layers predicted to host massive activations.")
+    earliest_emergence_step: Interval | None = Field(description="Smallest t_emerge among massive layers (all layers if none).")
+    earliest_emergence_layer: int | None
+    largest_peak_abs: Interval
+    largest_peak_layer: int
+    largest_ratio_end: Interval
+    largest_ratio_layer: int
+    early_peak_layers: list[int]
+
+
+class LayerRiskOut(BaseModel):
+    layer: int
+    check: str
+    quantity: str = Field(description="peak_abs or ratio")
+    limit: float
+    predicted: float
+    predicted_hi: float
+    certainty: str = Field(description="likely (point forecast crosses) | possible (only the interval does)")
+    from_step: float | None
+    from_step_hi: float | None
+
+
+class PrecisionRisk(BaseModel):
+    format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
+    max_value: float
+    at_risk: bool
+    target: bool = Field(description="The architecture's precision_target uses this format.")
+    layers: list[int] = Field(description="Layers at risk (any check).")
+    from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
+    why: str
+    details: list[LayerRiskOut]
+
+
+class CitationOut(BaseModel):
+    title: str
+    arxiv: str
+    url: str
+    setting: str
+    result: str
+    confidence: str
+    repo: str | None = None
+
+
+class Mitigation(BaseModel):
+    id: str
+    name: str
+    category: str
+    rank: int
+    level: str = Field(description="strong | moderate | situational | informational | not_recommended")
+    effective: bool = Field(description="Expected to reduce the risk for this architecture (level strong/moderate/situational).")
+    why: str
+    mechanism: str
+    changes: list[str]
+    expected_effect: dict[str, str]
+    cost: str
+    caveats: list[str]
+    citations: list[CitationOut] = Field(min_length=1)
+    motivating_layers: list[int]
+    motivation: str
+    unknown_fields: list[str] = Field(default_factory=list, description="Rule fields the request did not determine.")
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    predictor: PredictorInfo
+    architecture: str
+    t_end: int
+    summary: Summary
+    layers: list[LayerForecast]
+    precision: list[PrecisionRisk]
+    applicability: list[ApplicabilityWarning]
+    mitigations: list[Mitigation]
+    notes: list[str] = Field(default_factory=list)
+    inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")
+    architecture_input: Architecture | None = Field(default=None, description="/predict_hf_config: the converted architecture.")
+
+
+class BatchResponse(BaseModel):
+    predictor: PredictorInfo
+    results: list[PredictResponse]
+
+
+class VariantSummary(BaseModel):
+    name: str
+    architecture: str
+    summary: Summary
+    precision_at_risk: list[str]
+    top_mitigations: list[str]
+    applicability_fields: list[str]
+
+
+class Difference(BaseModel):
+    variant: str
+    baseline: str
+    changed_inputs: dict[str, list[Any]] = Field(description="field -> [baseline value, variant value]")
+    effects: dict[str, list[Any]] = Field(description="summary quantity -> [baseline, variant]")
+    text: list[str] = Field(description="The differences in words.")
+
+
+class CompareResponse(BaseModel):
+    predictor: PredictorInfo
+    baseline: str
+    variants: list[VariantSummary]
+    differences: list[Difference]
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    ready: bool
+    predictor: PredictorInfo | None = None
+    tracking_uri: str
+    info: dict[str, Any] = Field(default_factory=dict, description="Registry info: metrics, data digest, tags.")
+    error: str | None = None

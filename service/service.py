@@ -1,0 +1,291 @@
+"""The BentoML service: POST an architecture, get the per-layer forecast, precision risk and mitigations.
+
+Start it with ``maforecast serve`` (or ``bentoml serve service.service:MAForecast``). The
+predictor is loaded once, at startup, straight from the MLflow registry
+(``models:/<registered_model>@<alias>``; see service/README_SECTION.md for why not the BentoML
+model store). Configuration (environment, see ``maforecast.settings``):
+
+- ``MAFORECAST_DATA_HOME`` / ``MLFLOW_TRACKING_URI`` / ``MAFORECAST_TRACKING_URI``: the store;
+- ``MAFORECAST_REGISTERED_MODEL``, ``MAFORECAST_MODEL_ALIAS`` (default ``champion``);
+- ``MAFORECAST_MODEL_VERSION``: pin a version instead of the alias;
+- ``MAFORECAST_MODEL_URI``: any MLflow model URI (overrides the three above);
+- ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry every this many seconds (15).
+
+If no predictor can be loaded the service still starts: ``/readyz`` answers 503, ``/model_info``
+and the forecast endpoints answer 503 with the message that says which command creates one.
+Bad input is answered 4xx naming the field (pydantic validation -> 400; converter and forecast
+errors -> 400/422), never 500.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse as FastJSON
+from starlette.responses import JSONResponse, Response
+
+from maforecast.errors import UserError
+from maforecast.settings import get_settings, quiet_telemetry
+from predictor.architecture import Architecture
+from service.errors import FieldErrorMiddleware
+from service.schemas import (
+    MAX_STEPS,
+    BatchRequest,
+    BatchResponse,
+    CompareRequest,
+    CompareResponse,
+    HFConfigRequest,
+    ModelInfo,
+    PredictResponse,
+)
+
+quiet_telemetry()
+logger = logging.getLogger("maforecast.service")
+
+NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
+
+
+def model_uri_from_env() -> str:
+    """The MLflow model URI to serve, from settings and environment."""
+    s = get_settings()
+    if uri := os.environ.get("MAFORECAST_MODEL_URI"):
+        return uri
+    if version := os.environ.get("MAFORECAST_MODEL_VERSION"):
+        return f"models:/{s.registered_model}/{version}"
+    return f"models:/{s.registered_model}@{s.model_alias}"
+
+
+class _State:
+    """The loaded engine (or why there is none), shared by the BentoML APIs and the FastAPI views."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None
+        self.error: str | None = None
+        self.model_uri = model_uri_from_env()
+        self.tracking_uri = get_settings().resolved_tracking_uri
+        self.last_try = 0.0
+        self._lock = threading.Lock()
+        self._loading = False
+
+    def load(self) -> bool:
+        from predictor.registry import load_forecaster
+        from service.core import Engine
+
+        with self._lock:
+            if self.engine is not None:
+                return True
+            self.last_try = time.monotonic()
+            try:
+                t0 = time.perf_counter()
+                fc = load_forecaster(model_uri=self.model_uri, tracking_uri=self.tracking_uri)
+                engine = Engine(fc, model_uri=self.model_uri)
+                engine.warm_up()
+                self.engine, self.error = engine, None
+                logger.info(
+                    "loaded predictor %s (version %s) from %s in %.1fs",
+                    engine.predictor.name,
+                    engine.predictor.version,
+                    self.model_uri,
+                    time.perf_counter() - t0,
+                )
+                return True
+            except UserError as exc:
+                self.error = f"no predictor loaded from {self.model_uri} ({self.tracking_uri}): {exc}"
+            except Exception as exc:  # a broken store must not stop the process: report, stay unready
+                logger.exception("loading the predictor failed")
+                self.error = (
+                    f"no predictor loaded from {self.model_uri} ({self.tracking_uri}): "
+                    f"{type(exc).__name__}: {exc}; {NO_PREDICTOR_HINT}"
+                )
+            if NO_PREDICTOR_HINT.split("`")[1] not in self.error:
+                self.error += f"; {NO_PREDICTOR_HINT}"
+            logger.warning("service not ready: %s", self.error)
+            return False
+
+    def retry_in_background(self) -> None:
+        """While unready, retry loading now and then (a champion may have been promoted since)."""
+        every = float(os.environ.get("MAFORECAST_RELOAD_S", "15"))
+        if self.engine is not None or self._loading or time.monotonic() - self.last_try < every:
+            return
+        self._loading = True
+
+        def run() -> None:
+            try:
+                self.load()
+            finally:
+                self._loading = False
+
+        threading.Thread(target=run, name="maforecast-reload", daemon=True).start()
+
+
+STATE: _State | None = None  # set when the service instance starts
+
+
+def _error(ctx: bentoml.Context | None, status: int, message: str, field: str | None = None) -> JSONResponse:
+    if ctx is not None:
+        ctx.response.status_code = status
+    body: dict[str, Any] = {"error": message, "fields": [field] if field else []}
+    return JSONResponse(body, status_code=status)
+
+
+def _parse_steps(ctx: bentoml.Context) -> list[int] | None:
+    raw = ctx.request.query_params.get("steps")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        steps = sorted({int(x) for x in raw.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError("steps: expected comma-separated non-negative integers, e.g. ?steps=0,1000,143000") from None
+    if not steps or len(steps) > MAX_STEPS or steps[0] < 0 or steps[-1] > 100_000_000:
+        raise ValueError(f"steps: 1 to {MAX_STEPS} integers in [0, 100000000]")
+    return steps
+
+
+info_app = FastAPI(title="maforecast info", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.service(
+    name="maforecast",
+    workers=int(os.environ.get("MAFORECAST_WORKERS", "1")),
+    traffic={"timeout": 120},
+)
+@bentoml.asgi_app(info_app, path="/")
+class MAForecast:
+    """Forecast massive-activation emergence for a proposed transformer, before training."""
+
+    def __init__(self) -> None:
+        global STATE
+        self.state = _State()
+        STATE = self.state
+        self.state.load()
+
+    def __is_ready__(self) -> bool:
+        if self.state.engine is None:
+            self.state.retry_in_background()
+        return self.state.engine is not None
+
+    # ---------------------------------------------------------------- helpers
+    def _engine(self, ctx: bentoml.Context | None):
+        eng = self.state.engine
+        if eng is None:
+            self.state.retry_in_background()
+            return None, _error(ctx, 503, self.state.error or f"predictor not loaded yet; {NO_PREDICTOR_HINT}")
+        return eng, None
+
+    @staticmethod
+    def _forecast_error(ctx: bentoml.Context | None, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UserError):
+            field = getattr(exc, "field", None)
+            return _error(ctx, 422 if not isinstance(exc, ValueError) else 400, str(exc), field)
+        logger.info("forecast rejected: %s: %s", type(exc).__name__, exc)
+        return _error(ctx, 422, f"cannot forecast this architecture: {exc}")
+
+    # ---------------------------------------------------------------- endpoints
+    @bentoml.api(route="/predict", input_spec=Architecture)
+    async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
+        """Per-layer forecast, precision risk and mitigations for one architecture (the body, bare).
+
+        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced).
+        """
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        try:
+            steps = _parse_steps(ctx)
+        except ValueError as exc:
+            return _error(ctx, 400, str(exc), "steps")
+        arch = Architecture.model_validate(fields)
+        try:
+            raw = eng.predict_json(arch, steps)
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
+        return Response(raw, media_type="application/json")
+
+    @bentoml.api(route="/predict_hf_config", input_spec=HFConfigRequest)
+    async def predict_hf_config(
+        self, ctx: bentoml.Context, config: dict, training: dict | None = None, steps: list[int] | None = None
+    ) -> PredictResponse:
+        """A Hugging Face config.json (+ optional training fields) converted and answered as /predict."""
+        from predictor.hf_config import from_hf_config
+
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        try:
+            arch, notes = from_hf_config(config, training)
+        except UserError as exc:
+            return _error(ctx, 400, str(exc), "config")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            return _error(ctx, 400, f"config: cannot convert this config.json: {type(exc).__name__}: {exc}", "config")
+        try:
+            resp = eng.predict(arch, steps)
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
+        return resp.model_copy(update={"inferred": notes, "architecture_input": arch})
+
+    @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
+    async def predict_batch(self, ctx: bentoml.Context, architectures: list[Architecture], steps: list[int] | None = None) -> BatchResponse:
+        """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``)."""
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        results = []
+        for i, arch in enumerate(architectures):
+            try:
+                results.append(eng.predict(arch, steps))
+            except (UserError, ValueError, ArithmeticError) as exc:
+                resp = self._forecast_error(ctx, exc)
+                return _error(ctx, resp.status_code, f"architectures[{i}]: {exc}", f"architectures.{i}")
+        return BatchResponse(predictor=eng.predictor, results=results)
+
+    @bentoml.api(route="/compare", input_spec=CompareRequest)
+    async def compare(self, ctx: bentoml.Context, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:
+        """Two or more named variants: per-variant summary and what each change does (vs the first)."""
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        try:
+            return eng.compare(variants, steps)
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
+
+    @bentoml.api(route="/plot", input_spec=Architecture)
+    async def plot(self, ctx: bentoml.Context, **fields: Any) -> bytes:
+        """PNG of the predicted per-layer ratio curves with intervals and precision limits."""
+        from service.plot import render_png
+
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        try:
+            steps = _parse_steps(ctx)
+        except ValueError as exc:
+            return _error(ctx, 400, str(exc), "steps")
+        arch = Architecture.model_validate(fields)
+        try:
+            answer = eng.predict(arch, steps)
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
+        buf = io.BytesIO(render_png(answer))
+        return Response(buf.getvalue(), media_type="image/png")
+
+    @info_app.get("/model_info", response_model=ModelInfo, responses={503: {"model": ModelInfo}})
+    def model_info(self):
+        """Registry name, version, alias, training metrics and data digest of the loaded predictor."""
+        state = self.state
+        if state.engine is None:
+            state.retry_in_background()
+            body = ModelInfo(ready=False, tracking_uri=state.tracking_uri, error=state.error or NO_PREDICTOR_HINT)
+            return FastJSON(body.model_dump(mode="json"), status_code=503)
+        eng = state.engine
+        return ModelInfo(ready=True, predictor=eng.predictor, tracking_uri=state.tracking_uri, info=eng.info)
+
+
+MAForecast.add_asgi_middleware(FieldErrorMiddleware)

@@ -1,0 +1,109 @@
+"""Collector subcommands: import bundled or published statistics, collect from checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from maforecast.settings import stats_path
+
+
+@click.command("import-reference")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Stats table (default: data home).")
+@click.option("--final-models/--no-final-models", default=True, help="Also import the 13 fully trained LLMs.")
+def import_reference(out: Path | None, final_models: bool) -> None:
+    """Import the bundled reference data (Pythia checkpoints, final models) into the stats table."""
+    from collector import reference, store
+
+    out = out or stats_path()
+    frames = [reference.load_pythia_stats()]
+    if final_models:
+        frames.append(reference.load_final_model_stats(bos=None))
+    rows = pd.concat(frames, ignore_index=True)
+    written, replaced = store.upsert(out, rows)
+    click.echo(f"imported {written} reference rows into {out} ({replaced} existing rows replaced)")
+
+
+@click.command("import-published")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Stats table (default: data home).")
+@click.option("--fits-out", type=click.Path(path_type=Path), default=None, help="Where to write the published fits.")
+def import_published_cmd(root: Path, out: Path | None, fits_out: Path | None) -> None:
+    """Import a downloaded copy of Aimpoint-Digital/pythia-massive-activations from ROOT."""
+    from collector import store
+    from collector.published import import_published
+    from maforecast.tables import FitRow, write_table
+
+    stats, fits = import_published(root)
+    out = out or stats_path()
+    written, replaced = store.upsert(out, stats)
+    click.echo(f"imported {written} stats rows from {root} into {out} ({replaced} replaced)")
+    if len(fits):
+        fits_out = fits_out or out.with_name("published_fits.parquet")
+        write_table(fits, fits_out, FitRow)
+        click.echo(f"imported {len(fits)} published fits into {fits_out}")
+
+
+def _split(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command("collect")
+@click.argument("source", required=False)
+@click.option("--revisions", help="Comma-separated hub revisions or local checkpoint names/steps (e.g. step0,step1000).")
+@click.option("--suite", help="Preset of a public checkpoint suite (see --list-suites), e.g. pythia-160m.")
+@click.option("--every", type=int, default=None, help="Keep only steps that are multiples of N (plus the last).")
+@click.option("--name", help="Series (model) name written to the table; default: repo or folder name.")
+@click.option("--probe", "probe_spec", default="default", show_default=True,
+              help="Probe text: 'default' (bundled, offline), a text file or folder, or hf:REPO (needs network).")
+@click.option("--n-sequences", type=int, default=10, show_default=True, help="Number of probe windows.")
+@click.option("--seq-len", type=int, default=256, show_default=True, help="Tokens per probe window.")
+@click.option("--tokenizer", help="Tokenizer to build the probe with (default: the first checkpoint's).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Probe sequences per forward pass.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--executor", type=click.Choice(["inprocess", "ray"]), default="inprocess", show_default=True)
+@click.option("--ray-address", default=None, help="Attach to an existing Ray cluster (default: start a local one).")
+@click.option("--ray-num-cpus", type=int, default=None, help="CPUs of the local Ray cluster.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Stats table (default: data home).")
+@click.option("--mlflow/--no-mlflow", "track", default=True, show_default=True, help="Log parent/child runs to MLflow.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--list-suites", is_flag=True, help="List the checkpoint suite presets and exit.")
+def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_len, tokenizer, dtype, batch_size,
+            device, executor, ray_address, ray_num_cpus, out, track, progress, list_suites) -> None:
+    """Measure massive activations over a checkpoint series and append them to the stats table.
+
+    SOURCE is a Hugging Face repo id (with --revisions), a local folder of checkpoints (one
+    sub-folder per step), or one model folder. Re-running skips checkpoints already collected.
+    """
+    from collector.run import CollectOptions, collect_series, probe_for_series
+    from collector.sources import load_suites, resolve_source
+
+    if list_suites:
+        for key, s in load_suites().items():
+            how = "revisions from hub" if "revisions_from_hub" in s else s.get("revision_format", "")
+            click.echo(f"{key:28s} {s['repo']:36s} {how}")
+        return
+    checkpoints = resolve_source(source, _split(revisions), suite=suite, every=every, name=name)
+    probe = probe_for_series(checkpoints, probe_spec, n_sequences=n_sequences, seq_len=seq_len, tokenizer=tokenizer)
+    click.echo(f"{len(checkpoints)} checkpoints of {checkpoints[0].model}; probe {probe.describe()}", err=True)
+    result = collect_series(
+        checkpoints,
+        probe,
+        out=out,
+        options=CollectOptions(dtype=dtype, batch_size=batch_size, device=device),
+        executor=executor,
+        ray_address=ray_address,
+        ray_num_cpus=ray_num_cpus,
+        track=track,
+        progress=progress,
+    )
+    run = f"; MLflow run {result.parent_run_id}" if result.parent_run_id else ""
+    click.echo(
+        f"collected {len(result.measured)} checkpoints ({result.rows_written} rows), skipped {len(result.skipped)} "
+        f"already done, into {result.out} in {result.seconds:.1f}s{run}"
+    )

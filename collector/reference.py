@@ -1,0 +1,100 @@
+"""Load the bundled reference data (see maforecast/data/reference/PROVENANCE.md) as stats tables.
+
+The bundled Pythia file is a transcription of the published data set's per-checkpoint arrays;
+the final-model file holds per-layer peaks of 13 fully trained LLMs (step unknown, so ``step`` is
+missing and ``revision`` says ``final``). Missing cells stay missing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from maforecast.tables import StatsRow, conform
+
+PYTHIA_SOURCE = "reference:aimpoint-pythia-massive-activations"
+FINAL_SOURCE = "reference:refine-massive-activations"
+
+
+def reference_dir() -> Path:
+    return Path(str(resources.files("maforecast") / "data" / "reference"))
+
+
+def reference_file(name: str) -> Path:
+    path = reference_dir() / name
+    if not path.exists():
+        raise FileNotFoundError(f"bundled reference file missing: {path}")
+    return path
+
+
+def pythia_model_name(size: str) -> str:
+    size = str(size).strip().lower()
+    return size if size.startswith("pythia-") else f"pythia-{size}"
+
+
+def load_pythia_stats() -> pd.DataFrame:
+    """Bundled Pythia training-checkpoint stats, one row per (model, step, sequence, layer)."""
+    raw = pd.read_csv(reference_file("pythia_stats.csv"))
+    df = pd.DataFrame(
+        {
+            "model": raw["model"].map(pythia_model_name),
+            "step": raw["step"],
+            "sequence": raw["sample"],
+            "layer": raw["layer"],
+            "top1": raw["top1"],
+            "top2": raw["top2"],
+            "top3": raw["top3"],
+            "median": raw["median"],
+            "revision": "step" + raw["step"].astype(str),
+            "source": PYTHIA_SOURCE,
+        }
+    )
+    return conform(df, StatsRow)
+
+
+def load_final_model_stats(bos: bool | None = False) -> pd.DataFrame:
+    """Per-layer peaks of the 13 fully trained LLMs (one probe sentence), as stats rows.
+
+    ``bos`` selects the BOS-token variant (None keeps both). ``step`` is missing: these are
+    steady-state observations without a training step. The first massive token position
+    is kept as ``top1_token`` when published.
+    """
+    raw = pd.read_csv(reference_file("final_models_layers.csv"))
+    if bos is not None:
+        raw = raw[raw["bos_token"].astype(str).str.lower() == str(bos).lower()]
+
+    def first_int(cell) -> int | None:
+        if not isinstance(cell, str) or not cell.strip("[] "):
+            return None
+        return int(cell.strip("[] ").split(",")[0])
+
+    df = pd.DataFrame(
+        {
+            "model": raw["model"],
+            "step": pd.NA,
+            "sequence": 0,
+            "layer": raw["layer"],
+            "top1": raw["max_activation"],
+            "median": raw["median_activation"],
+            "top1_token": raw["massive_token_positions"].map(first_int),
+            "top1_dim": raw["massive_dims"].map(first_int),
+            "revision": raw["bos_token"].map(lambda b: "final+bos" if str(b).lower() == "true" else "final"),
+            "source": FINAL_SOURCE,
+            "dtype": raw["dtype"],
+        }
+    )
+    return conform(df, StatsRow)
+
+
+def load_pythia_architectures() -> pd.DataFrame:
+    return pd.read_csv(reference_file("pythia_architectures.csv"))
+
+
+def load_final_model_architectures() -> pd.DataFrame:
+    return pd.read_csv(reference_file("final_models_architectures.csv"))
+
+
+def load_published_fits() -> pd.DataFrame:
+    return pd.read_csv(reference_file("pythia_published_fits.csv"))

@@ -1,0 +1,181 @@
+"""``maforecast bootstrap``: reference data -> stats -> fits -> trained predictor -> champion.
+
+Each stage calls the owning stage's library function (never its internals) and records, in
+``<data home>/bootstrap.json``, the digest of its input and what it produced. A stage whose input
+digest matches the record and whose output still exists is skipped and says so, so a second run
+changes nothing. ``--force`` reruns everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from maforecast.errors import UserError
+from maforecast.settings import Settings, fits_path, get_settings, stats_path
+
+Echo = Callable[[str], Any]
+STAGES = ("import", "fit", "train", "promote")
+
+
+def _lib(target: str) -> Callable[..., Any]:
+    """A stage's library function by "module:attr", with a clear error if this checkout lacks it."""
+    module, attr = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise UserError(f"bootstrap needs {target}, which this installation does not provide") from None
+
+
+class State:
+    def __init__(self, settings: Settings):
+        self.path = settings.home / "bootstrap.json"
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except ValueError:
+            self.data = {}
+
+    def get(self, stage: str) -> dict[str, Any]:
+        return dict(self.data.get(stage) or {})
+
+    def put(self, stage: str, record: dict[str, Any]) -> None:
+        self.data[stage] = {**record, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        tmp = self.path.with_name(".bootstrap.json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=str))
+        tmp.replace(self.path)
+
+
+def _table_digest(path: Path, row_model) -> str | None:
+    from maforecast.tables import digest, read_table
+
+    if not Path(path).exists():
+        return None
+    return digest(read_table(path, row_model))
+
+
+# ------------------------------------------------------------------------------------ stages
+
+
+def stage_import(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+    import pandas as pd
+
+    from collector import reference, store
+    from maforecast.tables import StatsRow, conform, digest
+
+    path = stats_path(settings)
+    rows = conform(
+        pd.concat([reference.load_pythia_stats(), reference.load_final_model_stats(bos=None)], ignore_index=True),
+        StatsRow,
+    )
+    want = digest(rows)
+    if not force and path.exists():
+        have = store.load(path)
+        have = have[have["source"].isin(set(rows["source"]))].reset_index(drop=True)
+        if len(have) == len(rows) and digest(conform(have, StatsRow)) == want:
+            echo(f"[1/4] import: the {len(rows)} reference rows are already in {path}; unchanged")
+            return False
+    written, replaced = store.upsert(path, rows)
+    state.put("import", {"reference_digest": want, "rows": written})
+    echo(f"[1/4] import: {written} reference rows into {path} ({replaced} replaced)")
+    return True
+
+
+def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+    from maforecast.tables import FitRow, StatsRow, read_table, write_table
+
+    stats_digest = _table_digest(stats_path(settings), StatsRow)
+    out = fits_path(settings)
+    rec = state.get("fit")
+    if not force and rec.get("stats_digest") == stats_digest and rec.get("fits_digest") == _table_digest(out, FitRow):
+        echo(f"[2/4] fit: fits in {out} are up to date with the stats table; unchanged")
+        return False
+    fit_table = _lib("fitting.batch:fit_table")
+    t0 = time.perf_counter()
+    fits = fit_table(read_table(stats_path(settings), StatsRow))
+    write_table(fits, out, FitRow)
+    state.put("fit", {"stats_digest": stats_digest, "fits_digest": _table_digest(out, FitRow), "rows": len(fits)})
+    echo(f"[2/4] fit: {len(fits)} curves fitted in {time.perf_counter() - t0:.1f}s -> {out}")
+    return True
+
+
+def stage_train(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+    from maforecast.tables import FitRow, StatsRow
+
+    inputs = {
+        "fits_digest": _table_digest(fits_path(settings), FitRow),
+        "stats_digest": _table_digest(stats_path(settings), StatsRow),
+    }
+    rec = state.get("train")
+    version = rec.get("version")
+    if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
+        echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
+        return False
+    train = _lib("predictor.registry:train_and_register")
+    t0 = time.perf_counter()
+    result = train(settings=settings)
+    version = str(_get(result, "version"))
+    state.put("train", {**inputs, "version": version})
+    echo(f"[3/4] train: registered {settings.registered_model} version {version} in {time.perf_counter() - t0:.1f}s")
+    return True
+
+
+def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+    version = state.get("train").get("version")
+    if not version:
+        raise UserError("nothing to promote: the train stage recorded no version")
+    current = _alias_version(settings, settings.model_alias)
+    if not force and current == str(version):
+        echo(f"[4/4] promote: {settings.model_alias} already points at version {version}; unchanged")
+        return False
+    promote = _lib("predictor.registry:promote")
+    result = promote(version=version, settings=settings)
+    now = _alias_version(settings, settings.model_alias)
+    echo(f"[4/4] promote: {settings.model_alias} -> version {now} (was {current or 'unset'}){_why(result)}")
+    state.put("promote", {"version": now})
+    return now != current
+
+
+def _get(result: Any, key: str) -> Any:
+    if isinstance(result, dict):
+        return result.get(key)
+    return getattr(result, key, result)
+
+
+def _why(result: Any) -> str:
+    reason = _get(result, "reason") if isinstance(result, dict) or hasattr(result, "reason") else None
+    return f" ({reason})" if isinstance(reason, str) and reason else ""
+
+
+def _client(settings: Settings):
+    from maforecast.tracking import configure
+
+    return configure(settings)
+
+
+def _version_exists(settings: Settings, version: str) -> bool:
+    try:
+        _client(settings).get_model_version(settings.registered_model, str(version))
+        return True
+    except Exception:
+        return False
+
+
+def _alias_version(settings: Settings, alias: str) -> str | None:
+    try:
+        return str(_client(settings).get_model_version_by_alias(settings.registered_model, alias).version)
+    except Exception:
+        return None
+
+
+def run(force: bool = False, echo: Echo = print, settings: Settings | None = None) -> bool:
+    """Run all stages; returns whether anything changed."""
+    s = settings or get_settings()
+    state = State(s)
+    changed = False
+    for fn in (stage_import, stage_fit, stage_train, stage_promote):
+        changed |= bool(fn(s, state, force, echo))
+    return changed

@@ -1,0 +1,60 @@
+"""``maforecast fit``: fit every series of a stats table and log the job to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from maforecast.settings import fits_path, stats_path
+from maforecast.tables import METRICS
+
+
+@click.command("fit")
+@click.option("--stats", "stats_file", type=click.Path(path_type=Path), default=None,
+              help="Stats table (parquet/CSV). Default: the data home's table, or the bundled reference data.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Fits table to write (default: data home).")
+@click.option("--metrics", default=",".join(METRICS), show_default=True, help="Comma-separated metrics to fit.")
+@click.option("--jobs", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--t-end", type=float, default=None, help="Planned end of training for derived quantities.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Log per-model PNG plots.")
+@click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True)
+def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | None, t_end: float | None,
+        plots: bool, use_mlflow: bool) -> None:
+    """Fit the Eq. 9 emergence curve to every (model, layer, metric) series."""
+    from fitting.batch import fit_table, summarize
+    from maforecast.errors import UserError
+    from maforecast.tables import FitRow, StatsRow, read_table, write_table
+
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    bad = [m for m in chosen if m not in METRICS]
+    if bad or not chosen:
+        raise UserError(f"--metrics: unknown metric(s) {bad or metrics!r}; choose from {', '.join(METRICS)}")
+    if jobs is not None and jobs < 1:
+        raise UserError("--jobs must be >= 1")
+    if stats_file is None:
+        default = stats_path()
+        if default.exists():
+            stats_file = default
+    if stats_file is not None:
+        stats = read_table(stats_file, StatsRow)
+        source = str(stats_file)
+    else:
+        from collector.reference import load_pythia_stats
+
+        stats = load_pythia_stats()
+        source = "bundled reference data"
+    if not stats["step"].notna().any():
+        raise UserError(f"{source}: no rows with a training step, nothing to fit")
+    click.echo(f"fitting {source}: {stats['model'].nunique()} models, {len(stats)} rows")
+    fits = fit_table(stats, chosen, n_jobs=jobs, t_end=t_end)
+    out = out or fits_path()
+    write_table(fits, out, FitRow)
+    summary = summarize(fits)
+    click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    click.echo(f"wrote {len(fits)} fits to {out}")
+    if use_mlflow:
+        from fitting.tracking import log_fit_run
+
+        run_id = log_fit_run(stats, fits, params={"metrics": ",".join(chosen), "source": source}, plots=plots)
+        click.echo(f"logged MLflow run {run_id}")

@@ -1,16 +1,348 @@
-"""Registry API (contract for the service): load a registered predictor and forecast with it.
+"""Training runs, the MLflow Model Registry, and loading a registered predictor.
 
-Full implementation follows; names and signatures here are stable.
+``train`` logs one run (params, metrics, plots, the training rows as a dataset input with
+digest) and a pyfunc model (signature, input example, explicit pip requirements), registers a
+new version of ``settings.registered_model`` with tags and points alias ``challenger`` at it.
+``promote`` moves ``champion`` to the challenger only when it beats the champion on the
+headline metric (mean leave-one-model-out R^2 over ratio_end, steady state, peak |a|), or with
+``force``. ``load_forecaster`` loads ``models:/<name>@champion`` (or any model URI).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel
+
 from maforecast.errors import UserError
+from maforecast.settings import Settings, get_settings
+from maforecast.tables import digest
+from maforecast.tracking import configure, experiment_id
+from predictor.architecture import (
+    Architecture,
+    parse_architecture,
+    reference_architectures,
+    training_recipe_known,
+)
+from predictor.dataset import HEADLINE_TARGETS, build_training_rows, measured_ratio_points
+from predictor.forecaster import PredictorBundle, default_steps, fit_bundle
+from predictor.model import LEARNERS
+from predictor.schemas import Forecast
+
+HEADLINE_METRIC = "headline_lomo_r2"
+CHALLENGER = "challenger"
+BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
+PIP_REQUIREMENTS = [
+    f"mlflow=={mlflow.__version__}",
+    "scikit-learn",
+    "lightgbm",
+    "pandas",
+    "numpy",
+    "scipy",
+    "pydantic>=2.7",
+    "joblib",
+]
 
 
 class NoChampionError(UserError):
     """No model version carries the requested alias (or the registered model does not exist)."""
 
 
-def load_forecaster(model_uri: str | None = None, tracking_uri: str | None = None):
-    raise NoChampionError("no predictor is registered yet: run `maforecast bootstrap` (or `maforecast train && maforecast promote`)")
+# ------------------------------------------------------------------------ pyfunc model
+ARCH_COLUMNS = tuple(Architecture.model_fields)
+
+
+def arch_frame(archs: list[Architecture]) -> pd.DataFrame:
+    """Architectures as a pyfunc input frame (every field concrete so the signature is complete)."""
+    recs = []
+    for a in archs:
+        d = a.model_dump()
+        d.update(
+            name=a.label(), n_kv_heads=a.kv_heads, head_dim=a.head_width, total_steps=a.planned_steps,
+            training_tokens=a.planned_tokens, total_params_B=a.n_params() / 1e9,
+            rope_theta=a.rope_theta or 0.0, init_std=a.init_std or 0.0,
+        )
+        recs.append(d)
+    return pd.DataFrame(recs, columns=list(ARCH_COLUMNS))
+
+
+def _arch_from_record(rec: dict) -> Architecture:
+    clean = {}
+    for k, v in rec.items():
+        if k not in ARCH_COLUMNS or v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        clean[k] = v.item() if isinstance(v, np.generic) else v
+    if clean.get("rope_theta") == 0.0:
+        clean["rope_theta"] = None
+    if clean.get("init_std") == 0.0:
+        clean["init_std"] = None
+    if clean.get("total_steps") is not None and clean.get("training_tokens") is not None:
+        clean.pop("training_tokens")  # steps win; tokens were derived from them
+    return parse_architecture(clean)
+
+
+class PredictorModel(PythonModel):
+    """pyfunc wrapper: architectures (one per row) -> per-layer forecast summary rows."""
+
+    def load_context(self, context):
+        self.bundle: PredictorBundle = joblib.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        frames = []
+        for i, rec in enumerate(pd.DataFrame(model_input).to_dict("records")):
+            fc = self.bundle.forecast(_arch_from_record(rec))
+            frames.append(forecast_frame(fc, i))
+        return pd.concat(frames, ignore_index=True)
+
+
+def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
+    rows = []
+    for lf in fc.layers:
+        r = {"arch_index": index, "layer": lf.layer, "trajectory_class": lf.trajectory_class, "massive": lf.massive}
+        for k in ("ratio_end", "steady_state", "peak_abs", "t_emerge", "t_peak"):
+            iv = getattr(lf, k)
+            r[k] = iv.value if iv else float("nan")
+            r[f"{k}_lo"] = iv.lo if iv else float("nan")
+            r[f"{k}_hi"] = iv.hi if iv else float("nan")
+        r["trajectory"] = json.dumps([[p.step, p.value] for p in lf.ratio_trajectory])
+        r["n_applicability_warnings"] = len(fc.applicability)
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------ forecaster
+@dataclass
+class Forecaster:
+    bundle: PredictorBundle
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+    model_uri: str | None = None
+
+    def forecast(self, arch: Architecture | dict, steps: list[int] | None = None) -> Forecast:
+        return self.bundle.forecast(arch, steps, name=self.name, version=self.version, alias=self.alias)
+
+    def default_steps(self, arch: Architecture) -> list[int]:
+        return default_steps(arch.planned_steps)
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "data_digest": self.bundle.data_digest,
+            "headline_metric": HEADLINE_METRIC,
+            "metrics": {k: v for k, v in self.bundle.metrics.items() if isinstance(v, float) and math.isfinite(v)},
+            "n_rows": dict(self.bundle.n_rows),
+            "targets": sorted(self.bundle.targets),
+        }
+
+
+def load_forecaster(model_uri: str | None = None, tracking_uri: str | None = None) -> Forecaster:
+    """Load a registered predictor (default ``models:/<registered_model>@<model_alias>``)."""
+    s = get_settings()
+    uri_store = tracking_uri or s.resolved_tracking_uri
+    mlflow.set_tracking_uri(uri_store)
+    mlflow.set_registry_uri(uri_store)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri_store, registry_uri=uri_store)
+    model_uri = model_uri or f"models:/{s.registered_model}@{s.model_alias}"
+    name, version, alias = s.registered_model, None, None
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
+    if m:
+        name, alias, version = m.group(1), m.group(2), m.group(3)
+        try:
+            mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        except MlflowException:
+            what = f"alias '{alias}'" if alias else f"version {version}"
+            raise NoChampionError(f"no predictor {name!r} with {what} in {uri_store}: {BOOTSTRAP_HINT}") from None
+        version, run_id = str(mv.version), mv.run_id
+    else:
+        run_id = None
+    try:
+        loaded = mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as exc:
+        raise NoChampionError(f"cannot load predictor {model_uri}: {exc.message.splitlines()[0]}; {BOOTSTRAP_HINT}") from None
+    py = loaded.unwrap_python_model()
+    return Forecaster(py.bundle, name=name, version=version, alias=alias, run_id=run_id, model_uri=model_uri)
+
+
+# ------------------------------------------------------------------------ training
+@dataclass
+class TrainResult:
+    run_id: str
+    version: str | None
+    metrics: dict[str, float]
+    bundle: PredictorBundle
+    rows: pd.DataFrame
+
+
+def train(
+    fits: pd.DataFrame,
+    stats: pd.DataFrame | None,
+    architectures: dict[str, Architecture] | None = None,
+    *,
+    learners=LEARNERS,
+    n_estimators: int = 100,
+    targets: list[str] | None = None,
+    register: bool = True,
+    settings: Settings | None = None,
+    random_repeats: int = 5,
+    run_name: str | None = None,
+) -> TrainResult:
+    """Train, evaluate and log one predictor; register it as a new version with alias ``challenger``."""
+    s = settings or get_settings()
+    archs = architectures or reference_architectures()
+    missing = sorted(set(fits["model"]) - set(archs)) if len(fits) else []
+    rows = build_training_rows(fits, stats, archs, training_recipe_known)
+    if not len(rows) or not (rows["kind"] == "trajectory").any():
+        raise UserError("no usable fitted curves (status ok/ill_conditioned with a known architecture): run `maforecast fit` first")
+    data_digest = digest(rows)
+    measured = measured_ratio_points(stats) if stats is not None else None
+    bundle = fit_bundle(rows, archs, measured, learners=learners, n_estimators=n_estimators, targets=targets,
+                        data_digest=data_digest, random_repeats=random_repeats)
+    client = configure(s)
+    exp = experiment_id("predictor", s)
+    with mlflow.start_run(experiment_id=exp, run_name=run_name or "predictor-train") as run:
+        mlflow.log_params({
+            "learners": ",".join(learners), "n_estimators": n_estimators, "n_rows": len(rows),
+            "n_models": rows["model"].nunique(), "trajectory_models": ",".join(sorted(set(rows.loc[rows.kind == "trajectory", "model"]))),
+            "headline_metric": HEADLINE_METRIC, "headline_targets": ",".join(HEADLINE_TARGETS), "data_digest": data_digest,
+            "models_without_architecture": ",".join(missing)[:480] or "-",
+        })
+        mlflow.log_params({f"learner.{t}": tm.learner for t, tm in bundle.targets.items()})
+        mlflow.log_metrics({_metric_key(k): v for k, v in bundle.metrics.items() if isinstance(v, float) and math.isfinite(v)})
+        mlflow.set_tags({"maforecast.stage": "predictor", "data_digest": data_digest})
+        ds = mlflow.data.from_pandas(rows, name="predictor-training-rows", targets=None)
+        mlflow.log_input(ds, context="training", tags={"digest": data_digest})
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            rows.to_csv(tmp / "training_rows.csv", index=False)
+            mlflow.log_artifact(str(tmp / "training_rows.csv"), "data")
+            scores = scores_table(bundle)
+            scores.to_csv(tmp / "scores.csv", index=False)
+            mlflow.log_artifact(str(tmp / "scores.csv"), "evaluation")
+            if bundle.curve_scores is not None:
+                bundle.curve_scores.to_csv(tmp / "curve_scores.csv", index=False)
+                mlflow.log_artifact(str(tmp / "curve_scores.csv"), "evaluation")
+            from predictor.plots import curve_plot, scatter_plot
+
+            for fig_name, fig in (("predicted_vs_measured.png", scatter_plot(bundle)), ("heldout_curves.png", curve_plot(bundle, measured))):
+                if fig is not None:
+                    fig.savefig(tmp / fig_name, dpi=90)
+                    mlflow.log_artifact(str(tmp / fig_name), "plots")
+            bundle_path = tmp / "bundle.joblib"
+            joblib.dump(bundle, bundle_path)
+            example = arch_frame([next(a for m, a in archs.items() if m in set(rows["model"]))])
+            py = PredictorModel()
+            py.bundle = bundle
+            output = py.predict(None, example)
+            signature = mlflow.models.infer_signature(example, output)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=py, artifacts={"bundle": str(bundle_path)}, signature=signature,
+                input_example=example, pip_requirements=PIP_REQUIREMENTS,
+            )
+        version = None
+        if register:
+            version = register_model(info.model_uri, bundle, run.info.run_id, s, client)
+    return TrainResult(run.info.run_id, version, bundle.metrics, bundle, rows)
+
+
+def _metric_key(k: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", k)
+
+
+def scores_table(bundle: PredictorBundle) -> pd.DataFrame:
+    recs = []
+    for t, tm in bundle.targets.items():
+        m = tm.metrics
+        recs.append({
+            "target": t, "learner": tm.learner, "n_rows": tm.n_rows, "n_models": len(tm.models),
+            "lomo_r2": m.get("lomo_r2"), "lomo_mae": m.get("lomo_mae"), "baseline_lomo_r2": m.get("baseline_lomo_r2"),
+            "baseline_lomo_mae": m.get("baseline_lomo_mae"), "random_r2": m.get("random_r2"), "random_mae": m.get("random_mae"),
+        })
+    return pd.DataFrame(recs)
+
+
+def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, settings: Settings | None = None, client=None) -> str:
+    """Register a logged model as a new version with tags and alias ``challenger``."""
+    s = settings or get_settings()
+    client = client or configure(s)
+    mv = mlflow.register_model(model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
+    tags = {
+        "data_digest": bundle.data_digest,
+        "run_id": run_id,
+        "headline_metric": HEADLINE_METRIC,
+        HEADLINE_METRIC: f"{bundle.metrics.get(HEADLINE_METRIC, float('nan')):.4f}",
+        "headline_baseline_lomo_r2": f"{bundle.metrics.get('headline_baseline_lomo_r2', float('nan')):.4f}",
+    }
+    for t in HEADLINE_TARGETS:
+        if t in bundle.targets:
+            tags[f"{t}.lomo_r2"] = f"{bundle.targets[t].metrics.get('lomo_r2', float('nan')):.4f}"
+    for k, v in tags.items():
+        client.set_model_version_tag(s.registered_model, mv.version, k, v)
+    client.set_registered_model_alias(s.registered_model, CHALLENGER, mv.version)
+    return str(mv.version)
+
+
+# ------------------------------------------------------------------------ promotion
+@dataclass
+class PromoteResult:
+    promoted: bool
+    message: str
+    challenger: str | None
+    champion_before: str | None
+
+
+def _headline(client, name: str, version: str) -> float:
+    mv = client.get_model_version(name, version)
+    v = mv.tags.get(HEADLINE_METRIC)
+    if v is None and mv.run_id:
+        v = client.get_run(mv.run_id).data.metrics.get(HEADLINE_METRIC)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def promote(force: bool = False, settings: Settings | None = None) -> PromoteResult:
+    """Point ``champion`` at the challenger if it beats the champion on the headline metric."""
+    s = settings or get_settings()
+    client = configure(s)
+    name, champ_alias = s.registered_model, s.model_alias
+    try:
+        ch = client.get_model_version_by_alias(name, CHALLENGER)
+    except MlflowException:
+        raise UserError(f"no '{CHALLENGER}' version of {name!r}: run `maforecast train` first") from None
+    try:
+        champ = client.get_model_version_by_alias(name, champ_alias)
+    except MlflowException:
+        champ = None
+    ch_score = _headline(client, name, ch.version)
+    if champ is not None and champ.version == ch.version:
+        return PromoteResult(False, f"version {ch.version} is already {champ_alias} ({HEADLINE_METRIC} {ch_score:.4f})", ch.version, champ.version)
+    if champ is None:
+        client.set_registered_model_alias(name, champ_alias, ch.version)
+        return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: there was no {champ_alias} "
+                             f"({HEADLINE_METRIC} {ch_score:.4f})", ch.version, None)
+    champ_score = _headline(client, name, champ.version)
+    better = math.isfinite(ch_score) and (not math.isfinite(champ_score) or ch_score > champ_score)
+    cmp = f"{HEADLINE_METRIC}: challenger v{ch.version} {ch_score:.4f} vs {champ_alias} v{champ.version} {champ_score:.4f}"
+    if better or force:
+        client.set_registered_model_alias(name, champ_alias, ch.version)
+        why = "beats" if better else "does not beat, promoted anyway (--force)"
+        return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: challenger {why} ({cmp})", ch.version, champ.version)
+    return PromoteResult(False, f"kept {champ_alias} at version {champ.version}: challenger is not better ({cmp}); use --force to promote anyway",
+                         ch.version, champ.version)

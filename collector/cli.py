@@ -80,7 +80,7 @@ def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_
     SOURCE is a Hugging Face repo id (with --revisions), a local folder of checkpoints (one
     sub-folder per step), or one model folder. Re-running skips checkpoints already collected.
     """
-    from collector.run import CollectOptions, collect_series, probe_for_series
+    from collector.run import CollectOptions, collect_series, preflight, probe_for_series
     from collector.sources import load_suites, resolve_source
 
     if list_suites:
@@ -89,6 +89,7 @@ def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_
             click.echo(f"{key:28s} {s['repo']:36s} {how}")
         return
     checkpoints = resolve_source(source, _split(revisions), suite=suite, every=every, name=name)
+    preflight(checkpoints)
     probe = probe_for_series(checkpoints, probe_spec, n_sequences=n_sequences, seq_len=seq_len, tokenizer=tokenizer)
     click.echo(f"{len(checkpoints)} checkpoints of {checkpoints[0].model}; probe {probe.describe()}", err=True)
     result = collect_series(

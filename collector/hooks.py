@@ -179,7 +179,7 @@ class ResidHooks:
 
     def __enter__(self) -> ResidHooks:
         for i, layer in enumerate(self.layers):
-            self._handles.append(layer.register_forward_pre_hook(self._pre(i)))
+            self._handles.append(layer.register_forward_pre_hook(self._pre(i), prepend=True))
             self._handles.append(layer.register_forward_hook(self._post(i)))
         return self
 
@@ -244,9 +244,9 @@ def measure(
                 if bs > 1:
                     bs = max(1, bs // 2)
                     continue
-                where = f"decoder layer {layer} ({hook_name(layer)})" if layer is not None else "outside the decoder layers"
+                where = f"in decoder layer {layer} ({hook_name(layer)})" if layer is not None else "outside the decoder layers"
                 raise LayerOOMError(
-                    f"out of memory in {where} of {what} with 1 sequence of {input_ids.shape[1]} tokens "
+                    f"out of memory {where} of {what} with 1 sequence of {input_ids.shape[1]} tokens "
                     f"in {next(model.parameters()).dtype}; try --dtype bfloat16, a shorter --seq-len or more memory"
                 ) from None
             start += batch.shape[0]

@@ -254,9 +254,10 @@ class _Tracker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dataset = mlflow.data.from_pandas(table, source=str(out), name=f"stats-{self.model}")
+                entity = dataset._to_mlflow_entity()
             self.client.log_inputs(
                 self.parent_id,
-                datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "collected")])],
+                datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "collected")])],
             )
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"stats-{self.model}.parquet"
@@ -290,6 +291,20 @@ def series_key(checkpoints: list[Checkpoint], digest: str, options: CollectOptio
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def preflight(checkpoints: list[Checkpoint]) -> None:
+    """Fail fast, before any download of weights or MLflow run: unknown repo/revision (checked
+    against the hub's branches when online), network unavailable, path without a model,
+    encoder-only or unsupported architecture (from the first checkpoint's config)."""
+    from collector.loading import load_config
+    from collector.sources import validate_hub_revisions
+
+    if not checkpoints:
+        return
+    if checkpoints[0].hub:
+        validate_hub_revisions(checkpoints[0].location, [c.revision for c in checkpoints])
+    load_config(checkpoints[0])
+
+
 def collect_series(
     checkpoints: list[Checkpoint],
     probe: ProbeSet,
@@ -319,13 +334,7 @@ def collect_series(
         log.info("all %d checkpoints already collected in %s", len(checkpoints), out)
         return result
 
-    # fail fast, before any MLflow run exists: unknown repo/revision, offline, unsupported model
-    from collector.loading import load_config
-    from collector.sources import validate_hub_revisions
-
-    if todo[0].hub:
-        validate_hub_revisions(todo[0].location, [c.revision for c in todo])
-    load_config(todo[0])
+    preflight(todo)
 
     params = {
         "model": checkpoints[0].model,

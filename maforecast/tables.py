@@ -121,7 +121,7 @@ def conform(df: pd.DataFrame, row_model: type[BaseModel]) -> pd.DataFrame:
         if name not in df.columns:
             if field.is_required():
                 raise TableError(f"{row_model.__name__}: required column '{name}' is missing")
-            out[name] = pd.Series(pd.NA, index=df.index, dtype=dtype)
+            out[name] = pd.Series(index=df.index, dtype=dtype)
             continue
         col = df[name]
         try:

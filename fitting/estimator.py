@@ -18,7 +18,7 @@ import math
 import warnings
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, leastsq
 
 from fitting.curves import (
     PARAM_NAMES,
@@ -52,6 +52,23 @@ _HI = np.array([1e6, 1e3, 1e9, 1e6, 1e6])
 _LAM_GRID = np.concatenate([[0.0], np.geomspace(1e-7, 3.0, 16)])
 _GAMMA_GRID = np.geomspace(0.3, 3e7, 18)
 _T0_GRID = np.array([0.3, 1.0, 3.0])
+
+
+class _Result:
+    def __init__(self, x: np.ndarray, cost: float):
+        self.x, self.cost = x, cost
+
+
+def _minpack(resid, jac, q0: np.ndarray, maxfev: int) -> _Result | None:
+    """Levenberg-Marquardt via MINPACK's lmder; None when it did not reach a finite point."""
+    try:
+        q, _, info, _, ier = leastsq(resid, q0, Dfun=jac, full_output=True, maxfev=maxfev)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if not np.isfinite(q).all():
+        return None
+    cost = 0.5 * float(np.sum(resid(q) ** 2))
+    return _Result(q, cost) if np.isfinite(cost) else None
 
 
 def _project(b: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +119,7 @@ class EmergenceCurveFitter:
         max_condition: float = 1e10,
         min_r2: float = 0.8,
         t_end: float | None = None,
-        max_nfev: int = 400,
+        max_nfev: int = 100,
     ):
         self.curve = curve
         self.parametrization = parametrization
@@ -350,28 +367,39 @@ class EmergenceCurveFitter:
             r.x = np.clip(p, _LO, _HI)
             r.cost = 0.5 * float(((eq9(ts, *r.x) - ys) ** 2).sum())
             return r if np.isfinite(r.cost) else None
-        # Unconstrained Levenberg-Marquardt (MINPACK, fast) in transformed coordinates that keep
-        # lam = u^2 >= 0, gamma = e^g > 0, t0 = e^s > 0; A and K stay linear.
+        # Unconstrained Levenberg-Marquardt (MINPACK, called directly: least_squares' wrappers
+        # cost more than the 30-point model) in coordinates that keep lam = u^2 >= 0,
+        # gamma = e^g > 0, t0 = e^s > 0; A and K stay linear.
         def to_p(q):
             return np.array([q[0], q[1] ** 2, np.exp(q[2]), np.exp(q[3]), q[4]])
 
+        jac_buf = np.empty((ts.size, 5))
+
         def resid(q):
-            r = eq9(ts, *to_p(q)) - ys
+            with np.errstate(all="ignore"):
+                x = np.exp(q[2]) * ts + np.exp(q[3])
+                r = q[0] * np.exp(-q[1] * q[1] * x) * np.log(x) + q[4] - ys
             return np.where(np.isfinite(r), r, 1e6)
 
         def jac(q):
-            j = eq9_jacobian(ts, *to_p(q))
-            j[:, 1] *= 2 * q[1]
-            j[:, 2] *= np.exp(q[2])
-            j[:, 3] *= np.exp(q[3])
-            return np.where(np.isfinite(j), j, 0.0)
+            lam, gamma, t0 = q[1] * q[1], np.exp(q[2]), np.exp(q[3])
+            with np.errstate(all="ignore"):
+                x = gamma * ts + t0
+                e = np.exp(-lam * x)
+                lx = np.log(x)
+                d_x = q[0] * e * (1.0 / x - lam * lx)
+                jac_buf[:, 0] = e * lx
+                jac_buf[:, 1] = -q[0] * x * e * lx * 2 * q[1]
+                jac_buf[:, 2] = ts * d_x * gamma
+                jac_buf[:, 3] = d_x * t0
+                jac_buf[:, 4] = 1.0
+            return np.where(np.isfinite(jac_buf), jac_buf, 0.0)
 
         q0 = np.array([p0[0], math.sqrt(max(p0[1], 0.0)), math.log(p0[2]), math.log(p0[3]), p0[4]])
         if q0[1] == 0.0:
             q0[1] = 1e-4  # d/du vanishes at u = 0; start just off it
-        try:
-            r = least_squares(resid, q0, jac=jac, method="lm", x_scale="jac", max_nfev=self.max_nfev)
-        except (ValueError, OverflowError):
+        r = _minpack(resid, jac, q0, self.max_nfev)
+        if r is None:
             return None
         with np.errstate(over="ignore"):
             r.x = to_p(r.x)
@@ -380,24 +408,29 @@ class EmergenceCurveFitter:
         return r if np.isfinite(r.cost) else None
 
     def _fit_step1(self, ts: np.ndarray, ys: np.ndarray) -> bool:
-        best = None
-        for tau in np.geomspace(1e-6, 10.0, 15):
-            b = 1.0 - np.exp(-ts / tau)
-            A = np.column_stack([b, np.ones_like(ts)])
-            coef, *_ = np.linalg.lstsq(A, ys, rcond=None)
-            rss = float(((A @ coef - ys) ** 2).sum())
-            if best is None or rss < best[0]:
-                best = (rss, np.array([coef[0], tau, coef[1]]))
-        lo, hi = np.array([-1e6, 1e-9, -1e6]), np.array([1e6, 1e6, 1e6])
-        try:
-            r = least_squares(
-                lambda p: step1(ts, *p) - ys, np.clip(best[1], lo, hi), jac=lambda p: step1_jacobian(ts, *p),
-                bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=self.max_nfev,
-            )
-        except ValueError:
+        taus = np.geomspace(1e-6, 10.0, 15)
+        with np.errstate(over="ignore", under="ignore"):
+            k, c, rss = _project(1.0 - np.exp(-ts[None, :] / taus[:, None]), ys)
+        i = int(np.argmin(rss))
+        if not np.isfinite(rss[i]):
             return False
-        if not np.isfinite(r.cost):
+        best = (rss[i], np.array([k[i], taus[i], c[i]]))
+        # tau = e^s > 0, unconstrained LM as for Eq. 9
+        def resid(q):
+            with np.errstate(all="ignore"):
+                return q[0] * (1.0 - np.exp(-ts * np.exp(-q[1]))) + q[2] - ys
+
+        def jac(q):
+            with np.errstate(all="ignore"):
+                j = step1_jacobian(ts, q[0], np.exp(q[1]), q[2])
+                j[:, 1] *= np.exp(q[1])
+            return np.where(np.isfinite(j), j, 0.0)
+
+        k0, tau0, c0 = best[1]
+        r = _minpack(resid, jac, np.array([k0, math.log(tau0), c0]), self.max_nfev)
+        if r is None:
             return False
+        r.x = np.array([r.x[0], math.exp(min(r.x[1], 700.0)), r.x[2]])
         T, ymin, yr = self._scale
         K, tau, c = r.x
         self.step1_params_ = {"K": float(K * yr), "tau": float(tau * T), "c": float(ymin + yr * c)}

@@ -222,13 +222,13 @@ def measured_ratio_points(stats: pd.DataFrame) -> pd.DataFrame:
     return g[np.isfinite(g["ratio"]) & (g["ratio"] > 0)][["model", "step", "layer", "ratio"]]
 
 
-def fits_from_stats(stats: pd.DataFrame, metrics=("ratio", "top1"), **fitter_kwargs) -> pd.DataFrame:
+def fits_from_stats(stats: pd.DataFrame, metrics=("ratio", "top1"), n_jobs: int | None = None, **fitter_kwargs) -> pd.DataFrame:
     """Fit every (model, layer, metric) series: ``fitting.batch.fit_table`` when available."""
     try:
         from fitting.batch import fit_table
     except ImportError:  # fitting stage not merged yet: fit series one by one
         return _fit_series(stats, metrics, **fitter_kwargs)
-    return fit_table(stats, metrics=tuple(metrics))
+    return fit_table(stats, metrics=tuple(metrics), n_jobs=n_jobs, fitter_params=fitter_kwargs or None, progress=False)
 
 
 def _fit_series(stats: pd.DataFrame, metrics, **fitter_kwargs) -> pd.DataFrame:

@@ -332,17 +332,17 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
         champ = None
     ch_score = _headline(client, name, ch.version)
     if champ is not None and champ.version == ch.version:
-        return PromoteResult(False, f"version {ch.version} is already {champ_alias} ({HEADLINE_METRIC} {ch_score:.4f})", ch.version, champ.version)
+        return PromoteResult(False, f"version {ch.version} is already {champ_alias} ({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), str(champ.version))
     if champ is None:
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: there was no {champ_alias} "
-                             f"({HEADLINE_METRIC} {ch_score:.4f})", ch.version, None)
+                             f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), None)
     champ_score = _headline(client, name, champ.version)
     better = math.isfinite(ch_score) and (not math.isfinite(champ_score) or ch_score > champ_score)
     cmp = f"{HEADLINE_METRIC}: challenger v{ch.version} {ch_score:.4f} vs {champ_alias} v{champ.version} {champ_score:.4f}"
     if better or force:
         client.set_registered_model_alias(name, champ_alias, ch.version)
         why = "beats" if better else "does not beat, promoted anyway (--force)"
-        return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: challenger {why} ({cmp})", ch.version, champ.version)
+        return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: challenger {why} ({cmp})", str(ch.version), str(champ.version))
     return PromoteResult(False, f"kept {champ_alias} at version {champ.version}: challenger is not better ({cmp}); use --force to promote anyway",
-                         ch.version, champ.version)
+                         str(ch.version), str(champ.version))

@@ -1,0 +1,308 @@
+"""Predictor: schema, HF converter, grouped CV without leaks, registry versions, promotion, reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maforecast.errors import UserError
+from predictor.architecture import (
+    Architecture,
+    ArchitectureError,
+    final_model_architectures,
+    parse_architecture,
+    pythia_architectures,
+)
+from predictor.hf_config import from_hf_config
+
+BASE = dict(n_layers=12, d_model=768, n_heads=12, d_ffn=3072)
+
+
+# ------------------------------------------------------------------ schema
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"d_model": 770}, "n_heads"),
+        ({"n_kv_heads": 5}, "n_kv_heads"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"n_layers": 100_000}, "n_layers"),
+        ({"d_model": 10_000_000}, "d_model"),
+        ({"norm_type": "batchnorm"}, "norm_type"),
+        ({"learning_rate": -1}, "learning_rate"),
+        ({"colour": "red"}, "colour"),
+        ({"d_ffn": 10}, "d_ffn"),
+    ],
+)
+def test_schema_errors_name_the_field(change, field):
+    with pytest.raises(ArchitectureError) as exc:
+        parse_architecture({**BASE, **change})
+    assert field in str(exc.value)
+    assert isinstance(exc.value, UserError)
+
+
+def test_reference_architectures_load_and_kb_fields():
+    py = pythia_architectures()
+    fm = final_model_architectures()
+    assert len(py) == 10 and len(fm) == 13
+    assert abs(py["pythia-160m"].n_params() / 162e6 - 1) < 0.02
+    kb = fm["gemma-3-1b-pt"].kb_fields()
+    assert kb["glu"] and kb["norm_placement_enum"] == "sandwich" and kb["ffn_enum"] == "geglu" and kb["qk_norm"]
+    assert fm["OLMo-2-1124-7B"].kb_fields()["norm_placement_enum"] == "post_sublayer"
+    assert py["pythia-1b"].kb_fields()["norm_placement_enum"] == "pre_parallel"
+    expected = {"glu", "norm_type_enum", "norm_placement_enum", "ffn_enum", "qk_norm", "parallel_attn_mlp", "tied_embeddings",
+                "attention_kind", "optimizer", "precision_target", "causal_lm", "n_params_B", "training_tokens_T", "tokens_per_param"}
+    assert set(kb) == expected
+    a = Architecture(**BASE, training_tokens=2e9, batch_tokens=1_000_000)
+    assert a.planned_steps == 2000
+
+
+# ------------------------------------------------------------------ HF configs
+LLAMA = {"num_hidden_layers": 16, "hidden_size": 2048, "num_attention_heads": 32, "num_key_value_heads": 8,
+         "intermediate_size": 8192, "vocab_size": 128256, "hidden_act": "silu", "rope_theta": 500000.0}
+HF_CASES = {
+    "gpt_neox": ({"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072,
+                  "vocab_size": 50304, "hidden_act": "gelu", "rotary_pct": 0.25, "use_parallel_residual": True},
+                 {"parallel_attn_mlp": True, "rotary_pct": 0.25, "ffn_type": "mlp"}),
+    "llama": (LLAMA, {"ffn_type": "glu", "norm_type": "rmsnorm", "n_kv_heads": 8, "activation": "silu"}),
+    "mistral": ({**LLAMA, "num_hidden_layers": 32}, {"ffn_type": "glu", "n_layers": 32}),
+    "qwen2": (LLAMA, {"attention_bias": True, "ffn_type": "glu"}),
+    "gemma": ({**LLAMA, "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh"}, {"activation": "gelu_tanh", "tied_embeddings": True}),
+    "gemma2": ({**LLAMA, "head_dim": 256}, {"norm_placement": "sandwich"}),
+    "gemma3": ({**LLAMA, "head_dim": 256}, {"norm_placement": "sandwich", "qk_norm": True}),
+    "olmo": (LLAMA, {"norm_type": "layernorm_nonparametric", "norm_placement": "pre"}),
+    "olmo2": (LLAMA, {"norm_placement": "post_sublayer", "qk_norm": True}),
+    "phi": ({"num_hidden_layers": 32, "hidden_size": 2560, "num_attention_heads": 32, "intermediate_size": 10240,
+             "vocab_size": 51200, "hidden_act": "gelu_new", "partial_rotary_factor": 0.4},
+            {"parallel_attn_mlp": True, "rotary_pct": 0.4, "activation": "gelu_tanh"}),
+    "phi3": ({**LLAMA, "num_key_value_heads": 32}, {"ffn_type": "glu", "n_kv_heads": 32}),
+    "falcon": ({"num_hidden_layers": 32, "hidden_size": 4544, "num_attention_heads": 71, "vocab_size": 65024,
+                "multi_query": True, "parallel_attn": True, "bias": False},
+               {"n_kv_heads": 1, "parallel_attn_mlp": True, "d_ffn": 18176}),
+    "gpt2": ({"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257, "n_positions": 1024, "n_inner": None,
+              "activation_function": "gelu_new"}, {"d_ffn": 3072, "positional_encoding": "learned", "tied_embeddings": True}),
+    "opt": ({"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32, "ffn_dim": 16384, "vocab_size": 50272,
+             "activation_function": "relu", "do_layer_norm_before": True}, {"activation": "relu", "norm_placement": "pre"}),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(HF_CASES))
+def test_hf_config_converter(model_type, tmp_path):
+    config, expect = HF_CASES[model_type]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "model_type": model_type}))
+    arch, notes = from_hf_config(json.loads(path.read_text()), training={"learning_rate": 1e-3, "total_steps": 5000})
+    for k, v in expect.items():
+        assert getattr(arch, k) == v, (k, getattr(arch, k))
+    assert arch.learning_rate == 1e-3 and arch.planned_steps == 5000
+    assert any("batch_tokens" in n for n in notes)  # defaulted training field is named
+    assert all("learning_rate" not in n for n in notes)
+
+
+def test_hf_config_errors():
+    with pytest.raises(UserError, match="'mamba'"):
+        from_hf_config({"model_type": "mamba", "hidden_size": 8})
+    with pytest.raises(UserError, match="warmup_steps"):
+        from_hf_config({**LLAMA, "model_type": "llama"}, training={"warmup_steps": 10})
+    with pytest.raises(UserError, match="num_attention_heads"):
+        from_hf_config({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "vocab_size": 10, "intermediate_size": 128})
+
+
+# ------------------------------------------------------------------ grouped CV
+def test_grouped_folds_never_leak():
+    from predictor.model import LeakError, assert_no_leak, grouped_folds, selection_folds
+
+    groups = np.repeat([f"m{i}" for i in range(7)], 5)
+    folds = list(grouped_folds(groups))
+    assert len(folds) == 7
+    for tr, te in folds + list(selection_folds(groups, max_folds=3)):
+        assert not set(groups[tr]) & set(groups[te])
+        assert len(set(groups[te])) >= 1
+    with pytest.raises(LeakError):
+        assert_no_leak(groups, np.arange(0, 6), np.arange(5, 10))
+
+
+# ------------------------------------------------------------------ trained predictor (module scope)
+@pytest.fixture(scope="module")
+def fits():
+    from collector.reference import load_pythia_stats
+    from predictor.dataset import fits_from_stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fits_from_stats(load_pythia_stats(), n_jobs=1, n_starts=2, max_nfev=200)
+
+
+@pytest.fixture(scope="module")
+def stats():
+    from predictor.dataset import reference_stats
+
+    return reference_stats()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, migrated_mlflow_db, fits, stats):
+    """Two training runs in one data home: version 1 (ridge) and version 2 (ridge + lgbm)."""
+    import mlflow
+
+    from predictor.registry import promote, train
+
+    home = tmp_path_factory.mktemp("predictor-home")
+    shutil.copy(migrated_mlflow_db, home / "mlflow.db")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MAFORECAST_DATA_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    try:
+        r1 = train(fits, stats, learners=("ridge",), n_estimators=10, random_repeats=1)
+        p1 = promote()
+        r2 = train(fits, stats, learners=("ridge", "lgbm"), n_estimators=10, random_repeats=1,
+                   targets=["log_ratio_end", "log_steady_state", "log_peak_abs", "log_ratio_s0", "log_ratio_s3000",
+                            "log_ratio_s143000", "early_peak", "log_t_emerge", "K"])
+        yield {"home": home, "r1": r1, "r2": r2, "p1": p1}
+    finally:
+        if mlflow.active_run():
+            mlflow.end_run()
+        mp.undo()
+
+
+@pytest.fixture
+def in_home(trained, monkeypatch):
+    monkeypatch.setenv("MAFORECAST_DATA_HOME", str(trained["home"]))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return trained["home"]
+
+
+def test_training_rows_and_honest_lomo(trained):
+    r1 = trained["r1"]
+    rows = r1.rows
+    assert set(rows["kind"]) == {"trajectory", "steady_state"}
+    traj = set(rows.loc[rows["kind"] == "trajectory", "model"])
+    assert {"pythia-14m", "pythia-160m", "pythia-1b"} <= traj
+    for name, tm in r1.bundle.targets.items():
+        o = tm.oof.dropna(subset=["yhat"])
+        # every held-out prediction came from a fold that excluded its own model
+        assert set(o["model"]) <= set(tm.models), name
+        assert "lomo_r2" in tm.metrics and "random_r2" in tm.metrics and "baseline_lomo_r2" in tm.metrics
+    assert np.isfinite(r1.metrics["headline_lomo_r2"])
+    assert r1.bundle.curve_scores is not None and len(r1.bundle.curve_scores) == 3
+
+
+def test_two_runs_create_versions_with_metrics(trained, in_home):
+    from maforecast.tracking import configure
+
+    client = configure()
+    assert trained["r1"].version == "1" and trained["r2"].version == "2"
+    for v in ("1", "2"):
+        mv = client.get_model_version("maforecast-predictor", v)
+        assert "headline_lomo_r2" in mv.tags and mv.tags["data_digest"]
+        run = client.get_run(mv.run_id)
+        assert "headline_lomo_r2" in run.data.metrics
+        assert "log_peak_abs.lomo_r2" in run.data.metrics
+        assert run.inputs.dataset_inputs, "training data logged as dataset input"
+        arts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
+        assert "plots/predicted_vs_measured.png" in arts
+    assert str(client.get_model_version_by_alias("maforecast-predictor", "challenger").version) == "2"
+    assert trained["p1"].promoted and "no champion" in trained["p1"].message
+
+
+def test_promote_both_directions(trained, in_home):
+    from maforecast.tracking import configure
+    from predictor.registry import promote
+
+    client = configure()
+    name = "maforecast-predictor"
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_model_version_tag(name, "1", "headline_lomo_r2", "0.5")
+    client.set_model_version_tag(name, "2", "headline_lomo_r2", "0.1")
+    res = promote()
+    assert not res.promoted and "not better" in res.message and "0.1000" in res.message
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    res = promote(force=True)
+    assert res.promoted and "--force" in res.message
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_model_version_tag(name, "2", "headline_lomo_r2", "0.9")
+    res = promote()
+    assert res.promoted and "beats" in res.message
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    assert "already" in promote().message
+
+
+def test_cli_promote(trained, in_home):
+    from click.testing import CliRunner
+
+    from predictor.cli import promote as promote_cmd
+
+    out = CliRunner().invoke(promote_cmd, [])
+    assert out.exit_code == 0 and "champion" in out.output
+
+
+def test_forecast_schema_and_applicability(trained, in_home):
+    from predictor.registry import load_forecaster
+
+    fc = load_forecaster()
+    info = fc.info()
+    assert info["version"] and info["alias"] == "champion" and info["data_digest"] and info["run_id"]
+    inside = fc.forecast(pythia_architectures()["pythia-160m"])
+    assert not [w for w in inside.applicability if w.scope == "trajectory"]
+    assert len(inside.layers) == 12
+    for lf in inside.layers:
+        assert lf.ratio_trajectory and lf.ratio_trajectory[0].step == 0
+        for p in lf.ratio_trajectory:
+            assert p.lo <= p.value <= p.hi
+        assert lf.peak_abs.lo <= lf.peak_abs.value <= lf.peak_abs.hi
+        assert lf.trajectory_class in ("early_peak", "log_increase")
+    far = Architecture(n_layers=400, d_model=65536, n_heads=512, d_ffn=262144, ffn_type="glu", activation="silu",
+                       norm_type="rmsnorm", total_steps=2_000_000)
+    out = fc.forecast(far, steps=[0, 1000, 2_000_000])
+    flagged = {w.field for w in out.applicability}
+    assert {"n_layers", "d_model", "ffn_type", "planned_steps"} <= flagged
+    assert all(w.message for w in out.applicability)
+    assert [p.step for p in out.layers[0].ratio_trajectory] == [0, 1000, 2_000_000]
+
+
+def test_no_champion_error(data_home):
+    from predictor.registry import NoChampionError, load_forecaster
+
+    with pytest.raises(NoChampionError, match="maforecast bootstrap"):
+        load_forecaster()
+
+
+def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
+    from predictor.registry import load_forecaster
+
+    arch = pythia_architectures()["pythia-410m"]
+    here = load_forecaster().forecast(arch).model_dump(mode="json")
+    code = (
+        "import json, sys\n"
+        "from predictor.architecture import pythia_architectures\n"
+        "from predictor.registry import load_forecaster\n"
+        "fc = load_forecaster('models:/maforecast-predictor@champion')\n"
+        "print(json.dumps(fc.forecast(pythia_architectures()['pythia-410m']).model_dump(mode='json')))\n"
+    )
+    env = {**os.environ, "MAFORECAST_DATA_HOME": str(in_home), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    there = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert there == here
+
+
+def test_pyfunc_predict_matches_forecaster(trained, in_home):
+    import mlflow
+
+    from predictor.registry import arch_frame, forecast_frame, load_forecaster
+
+    arch = pythia_architectures()["pythia-1b"]
+    model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
+    out = model.predict(arch_frame([arch]))
+    ref = forecast_frame(load_forecaster().forecast(arch))
+    assert len(out) == arch.n_layers
+    pd.testing.assert_series_equal(out["peak_abs"], ref["peak_abs"], check_names=False)

@@ -5,9 +5,11 @@ A bad series never stops the batch: it gets a status row (too_short, flat, missi
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,36 @@ def _fit_chunk(args: tuple[list[Series], float | None, dict | None]) -> list[dic
     return [fit_one(s, t_end, params) for s in chunk]
 
 
+def _series_key(s: Series, t_end: float | None, params: dict | None) -> str:
+    """Identity of one fit job: the series' data and the fit settings (changed data refits)."""
+    model, layer, metric, t, y = s
+    h = hashlib.sha256(f"{model}|{layer}|{metric}|{t_end}|{sorted((params or {}).items())}".encode())
+    h.update(np.ascontiguousarray(t, dtype=float).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=float).tobytes())
+    return h.hexdigest()[:20]
+
+
+def _load_parts(resume_dir: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    for part in sorted(resume_dir.glob("part-*.parquet")):
+        try:
+            frame = pd.read_parquet(part)
+        except Exception:  # a part cut short by a crash is simply redone
+            continue
+        for row in frame.to_dict("records"):
+            done[row.pop("_key")] = row
+    return done
+
+
+def _save_part(resume_dir: Path, keys: list[str], rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    frame["_key"] = keys
+    name = f"part-{hashlib.sha256(''.join(keys).encode()).hexdigest()[:16]}.parquet"
+    tmp = resume_dir / f".{name}.tmp"
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(resume_dir / name)  # atomic: a part is either complete or absent
+
+
 def fit_table(
     stats: pd.DataFrame,
     metrics: tuple[str, ...] = METRICS,
@@ -58,30 +90,47 @@ def fit_table(
     t_end: float | None = None,
     fitter_params: dict | None = None,
     progress: bool = True,
+    resume_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Fit all series of ``stats``; returns a table conforming to ``FitRow``.
 
     ``n_jobs``: worker processes (default: all cores; 1 = in process). ``t_end``: planned end
-    of training for derived quantities (default: each series' last step).
+    of training for derived quantities (default: each series' last step). ``resume_dir``:
+    finished chunks are saved there as they complete, so a killed batch resumes where it
+    stopped (nothing refitted, nothing duplicated); the caller removes it when done.
     """
     series = list(iter_series(stats, tuple(metrics)))
     if not series:
         return empty(FitRow)
+    keys = [_series_key(s, t_end, fitter_params) for s in series]
+    done: dict[str, dict] = {}
+    if resume_dir is not None:
+        resume_dir = Path(resume_dir)
+        resume_dir.mkdir(parents=True, exist_ok=True)
+        done = _load_parts(resume_dir)
+    todo = [i for i, k in enumerate(keys) if k not in done]
     n_jobs = n_jobs or os.cpu_count() or 1
-    rows: list[dict] = []
-    with tqdm(total=len(series), desc="fitting", unit="series", disable=not progress) as bar:
-        if n_jobs == 1 or len(series) < 8:
-            for s in series:
-                rows.append(fit_one(s, t_end, fitter_params))
-                bar.update()
-        else:
-            size = max(1, min(64, len(series) // (n_jobs * 4)))
-            chunks = [series[i : i + size] for i in range(0, len(series), size)]
+    size = max(1, min(64, len(todo) // (n_jobs * 4))) if todo else 1
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    with tqdm(total=len(series), initial=len(series) - len(todo), desc="fitting", unit="series",
+              disable=not progress) as bar:
+
+        def collect(chunk: list[int], rows: list[dict]) -> None:
+            for i, row in zip(chunk, rows, strict=True):
+                done[keys[i]] = row
+            if resume_dir is not None:
+                _save_part(resume_dir, [keys[i] for i in chunk], rows)
+            bar.update(len(rows))
+
+        jobs = [([series[i] for i in c], t_end, fitter_params) for c in chunks]
+        if n_jobs == 1 or len(todo) < 8:
+            for chunk, job in zip(chunks, jobs, strict=True):
+                collect(chunk, _fit_chunk(job))
+        elif jobs:
             with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-                for out in pool.map(_fit_chunk, [(c, t_end, fitter_params) for c in chunks]):
-                    rows.extend(out)
-                    bar.update(len(out))
-    return conform(pd.DataFrame(rows), FitRow)
+                for chunk, rows in zip(chunks, pool.map(_fit_chunk, jobs), strict=True):
+                    collect(chunk, rows)
+    return conform(pd.DataFrame([done[k] for k in keys]), FitRow)
 
 
 def summarize(fits: pd.DataFrame) -> pd.DataFrame:

@@ -47,9 +47,18 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
     if not stats["step"].notna().any():
         raise UserError(f"{source}: no rows with a training step, nothing to fit")
     click.echo(f"fitting {source}: {stats['model'].nunique()} models, {len(stats)} rows")
-    fits = fit_table(stats, chosen, n_jobs=jobs, t_end=t_end)
+    import shutil
+
+    from maforecast.tables import digest
+
     out = out or fits_path()
+    # finished chunks land here, so a killed run resumes; removed once the table is written
+    parts = out.parent / f".fit-parts-{digest(stats)}"
+    if parts.exists():
+        click.echo(f"resuming from {parts}")
+    fits = fit_table(stats, chosen, n_jobs=jobs, t_end=t_end, resume_dir=parts)
     write_table(fits, out, FitRow)
+    shutil.rmtree(parts, ignore_errors=True)
     summary = summarize(fits)
     click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     click.echo(f"wrote {len(fits)} fits to {out}")

@@ -270,12 +270,13 @@ def serve_command(host: str, port: int) -> list[str]:
 
 @click.command("bootstrap")
 @click.option("--force", is_flag=True, help="Redo every stage even if its inputs did not change.")
-def bootstrap(force: bool) -> None:
+@click.option("--quick", is_flag=True, help="Train a small, fast predictor (demos and tests).")
+def bootstrap(force: bool, quick: bool) -> None:
     """First run: import reference data, fit curves, train, register and promote a predictor.
 
     Idempotent: a stage whose inputs did not change since the last run is skipped (and says so).
     """
     from service.bootstrap import run
 
-    changed = run(force=force, echo=click.echo)
+    changed = run(force=force, echo=click.echo, small=quick)
     click.echo("bootstrap: done" + ("" if changed else " (nothing changed; everything was up to date)"))

@@ -120,7 +120,8 @@ def precision_risks(fc: Forecast, precision_target: str | None) -> list[Precisio
                 max_value=r.max_value,
                 at_risk=r.at_risk,
                 target=r.target,
-                layers=sorted({d.layer for d in r.layers}),
+                layers=sorted(likely_layers := {d.layer for d in r.layers if d.certainty == "likely"}),
+                possible_layers=sorted({d.layer for d in r.layers} - likely_layers),
                 from_step=min(likely) if likely else None,
                 why=r.why,
                 details=[LayerRiskOut(**d.__dict__) for d in r.layers],
@@ -216,6 +217,7 @@ class Engine:
         self._cache: OrderedDict[tuple, tuple[PredictResponse, bytes | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._inflight: dict[tuple, threading.Event] = {}
 
     def warm_up(self) -> None:
         """One forecast at startup so the first request does not pay for lazy imports and caches."""
@@ -266,19 +268,45 @@ class Engine:
                     self._cache[key] = (resp, raw)
         return raw
 
+    def cached_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes | None:
+        """The serialised answer if it is already cached (no computation; safe on an event loop)."""
+        with self._lock:
+            hit = self._cache.get(self._key(arch, steps))
+        return hit[1] if hit is not None else None
+
     def _cached(self, arch: Architecture, steps: Sequence[int] | None, key: tuple | None = None):
+        """Cached answer; concurrent requests for the same key compute it once (single flight)."""
         key = key or self._key(arch, steps)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
-        resp = self.answer(arch, steps)
-        with self._lock:
-            self._cache[key] = (resp, None)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return resp, None
+        while True:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return hit
+                pending = self._inflight.get(key)
+                if pending is None:
+                    pending = self._inflight[key] = threading.Event()
+                    owner = True
+                else:
+                    owner = False
+            if not owner:
+                pending.wait()
+                with self._lock:
+                    hit = self._cache.get(key)
+                if hit is not None:
+                    return hit
+                continue  # the owner failed: try ourselves (and raise the same error)
+            try:
+                resp = self.answer(arch, steps)
+                with self._lock:
+                    self._cache[key] = (resp, None)
+                    while len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+                return resp, None
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                pending.set()
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:

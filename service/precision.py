@@ -88,7 +88,8 @@ class LayerRisk:
 class FormatRisk:
     format: str
     max_value: float
-    at_risk: bool
+    at_risk: bool  # some layer's point forecast crosses a limit
+    possible: bool  # some layer crosses only within its interval
     target: bool
     layers: tuple[LayerRisk, ...]
     why: str
@@ -233,7 +234,8 @@ def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -
             FormatRisk(
                 format=fmt,
                 max_value=MAX_VALUES[fmt],
-                at_risk=bool(risks),
+                at_risk=any(r.certainty == "likely" for r in risks),
+                possible=any(r.certainty == "possible" for r in risks),
                 target=fmt in targets,
                 layers=tuple(sorted(risks, key=lambda r: (r.layer, r.check))),
                 why=why,

@@ -129,9 +129,10 @@ class LayerRiskOut(BaseModel):
 class PrecisionRisk(BaseModel):
     format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
     max_value: float
-    at_risk: bool
+    at_risk: bool = Field(description="Some layer's point forecast crosses one of this format's limits.")
     target: bool = Field(description="The architecture's precision_target uses this format.")
-    layers: list[int] = Field(description="Layers at risk (any check).")
+    layers: list[int] = Field(description="Layers whose point forecast crosses a limit (likely).")
+    possible_layers: list[int] = Field(description="Further layers that cross only within their interval (possible).")
     from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
     why: str
     details: list[LayerRiskOut]

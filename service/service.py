@@ -19,13 +19,14 @@ errors -> 400/422), never 500.
 
 from __future__ import annotations
 
-import io
+import functools
 import logging
 import os
 import threading
 import time
 from typing import Any
 
+import anyio
 import bentoml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse as FastJSON
@@ -148,6 +149,17 @@ def _parse_steps(ctx: bentoml.Context) -> list[int] | None:
     return steps
 
 
+_LIMITER: anyio.CapacityLimiter | None = None
+
+
+async def _offload(fn, *args):
+    """Run forecast work off the event loop (health probes and cached answers stay responsive)."""
+    global _LIMITER
+    if _LIMITER is None:
+        _LIMITER = anyio.CapacityLimiter(int(os.environ.get("MAFORECAST_FORECAST_THREADS", "4")))
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=_LIMITER)
+
+
 info_app = FastAPI(title="maforecast info", docs_url=None, redoc_url=None, openapi_url=None)
 
 
@@ -202,10 +214,12 @@ class MAForecast:
         except ValueError as exc:
             return _error(ctx, 400, str(exc), "steps")
         arch = Architecture.model_validate(fields)
-        try:
-            raw = eng.predict_json(arch, steps)
-        except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+        raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
+        if raw is None:
+            try:
+                raw = await _offload(eng.predict_json, arch, steps)
+            except (UserError, ValueError, ArithmeticError) as exc:
+                return self._forecast_error(ctx, exc)
         return Response(raw, media_type="application/json")
 
     @bentoml.api(route="/predict_hf_config", input_spec=HFConfigRequest)
@@ -225,7 +239,7 @@ class MAForecast:
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             return _error(ctx, 400, f"config: cannot convert this config.json: {type(exc).__name__}: {exc}", "config")
         try:
-            resp = eng.predict(arch, steps)
+            resp = await _offload(eng.predict, arch, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
             return self._forecast_error(ctx, exc)
         return resp.model_copy(update={"inferred": notes, "architecture_input": arch})
@@ -239,7 +253,7 @@ class MAForecast:
         results = []
         for i, arch in enumerate(architectures):
             try:
-                results.append(eng.predict(arch, steps))
+                results.append(await _offload(eng.predict, arch, steps))
             except (UserError, ValueError, ArithmeticError) as exc:
                 resp = self._forecast_error(ctx, exc)
                 return _error(ctx, resp.status_code, f"architectures[{i}]: {exc}", f"architectures.{i}")
@@ -252,7 +266,7 @@ class MAForecast:
         if err is not None:
             return err
         try:
-            return eng.compare(variants, steps)
+            return await _offload(eng.compare, variants, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
             return self._forecast_error(ctx, exc)
 
@@ -270,11 +284,11 @@ class MAForecast:
             return _error(ctx, 400, str(exc), "steps")
         arch = Architecture.model_validate(fields)
         try:
-            answer = eng.predict(arch, steps)
+            answer = await _offload(eng.predict, arch, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
             return self._forecast_error(ctx, exc)
-        buf = io.BytesIO(render_png(answer))
-        return Response(buf.getvalue(), media_type="image/png")
+        png = await _offload(render_png, answer)
+        return Response(png, media_type="image/png")
 
     @info_app.get("/model_info", response_model=ModelInfo, responses={503: {"model": ModelInfo}})
     def model_info(self):

@@ -197,7 +197,8 @@ def test_precision_limits_and_first_step():
     assert l2.certainty == "possible" and l2.from_step is None and l2.from_step_hi is not None
     assert 1 not in {r.layer for r in int8.layers}
     e4m3 = risks["fp8_e4m3"]
-    assert {r.layer for r in e4m3.layers if r.check == "overflow_unscaled"} == {0}
+    e4m3_over = {r.layer: r.certainty for r in e4m3.layers if r.check == "overflow_unscaled"}
+    assert e4m3_over == {0: "likely", 2: "possible"}  # layer 2: 300 < 448 < 450 (upper bound)
     assert not risks["fp8_e5m2"].layers or all(r.layer == 0 for r in risks["fp8_e5m2"].layers)
     assert "127" in int8.why
 

@@ -1,0 +1,216 @@
+"""Latency of ``POST /predict`` on the served process vs a bare Starlette endpoint, over loopback.
+
+    python -m bench.service_bench [--requests 400] [--concurrency 1,32] [--small]
+
+Starts ``bentoml serve service.service:MAForecast`` (the same command ``maforecast serve`` runs)
+on 127.0.0.1 and, beside it, a bare Starlette app under uvicorn whose one endpoint returns a
+payload of the same size as the real answer. Both are driven by the same asyncio/httpx client at
+each concurrency level; the table reports p50/p99 and their ratio. Targets (issue 5): p50 under
+2x the bare endpoint, p99 under 50 ms at concurrency 32.
+
+Rows ``repeat`` send the same architecture every time (the service answers from its cache, as a
+design-review tool re-rendering a page would); rows ``distinct`` send a different architecture
+each time (every request runs the predictor).
+
+Needs a champion in the data home (``MAFORECAST_DATA_HOME``); with ``--bootstrap`` it runs
+``maforecast bootstrap`` first (idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BODY = {
+    "name": "bench-1b",
+    "n_layers": 16,
+    "d_model": 2048,
+    "n_heads": 32,
+    "n_kv_heads": 8,
+    "d_ffn": 8192,
+    "ffn_type": "glu",
+    "activation": "silu",
+    "norm_type": "rmsnorm",
+    "precision_target": "int8_w8a8",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise SystemExit(f"server exited ({proc.returncode}) before it was ready:\n{out[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# ------------------------------------------------------------------------------------ bare app
+
+
+def bare_app(payload_bytes: int):
+    """Starlette app: POST /predict reads the JSON body and returns a fixed payload of that size."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    blob = json.dumps({"pad": "x" * max(payload_bytes - 11, 0)}).encode()
+
+    async def predict(request: Request) -> Response:
+        await request.json()
+        return Response(blob, media_type="application/json")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", lambda r: Response("ok"))])
+
+
+def run_bare(port: int, payload_bytes: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(payload_bytes), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# ------------------------------------------------------------------------------------ load
+
+
+def _variant(i: int) -> dict:
+    """A distinct, valid architecture per request (cache misses)."""
+    heads = (8, 16, 32)[i % 3]
+    return {**BODY, "name": f"bench-{i}", "n_layers": 8 + i % 24, "n_heads": heads, "n_kv_heads": heads,
+            "d_ffn": 4096 + 64 * (i % 97)}
+
+
+async def drive(url: str, concurrency: int, n: int, distinct: bool, offset: int = 0) -> list[float]:
+    import httpx
+
+    lat: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        counter = iter(range(n))
+        bodies = [json.dumps(_variant(offset + i) if distinct else BODY).encode() for i in range(n)]
+
+        async def worker() -> None:
+            for i in counter:
+                t0 = time.perf_counter()
+                r = await client.post(url, content=bodies[i], headers={"content-type": "application/json"})
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise SystemExit(f"{url}: HTTP {r.status_code}: {r.text[:300]}")
+
+        # warm-up: open the connections
+        await asyncio.gather(*(client.post(url, content=bodies[0], headers={"content-type": "application/json"})
+                               for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return lat
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=400, help="requests per measurement")
+    ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--bootstrap", action="store_true", help="run `maforecast bootstrap` first")
+    ap.add_argument("--no-distinct", action="store_true", help="skip the cache-miss rows")
+    ap.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--payload-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.bare_server:
+        run_bare(args.bare_server, args.payload_bytes)
+        return 0
+
+    import httpx
+
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if args.bootstrap:
+        subprocess.run([sys.executable, "-m", "maforecast.cli", "bootstrap"], check=True, cwd=ROOT)
+    from service.cli import serve_command
+
+    levels = [int(x) for x in args.concurrency.split(",")]
+    svc_port, bare_port = free_port(), free_port()
+    svc = subprocess.Popen(serve_command("127.0.0.1", svc_port), cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+    bare = None
+    try:
+        wait_ready(f"http://127.0.0.1:{svc_port}/readyz", svc)
+        sample = httpx.post(f"http://127.0.0.1:{svc_port}/predict", json=BODY, timeout=60)
+        if sample.status_code != 200:
+            raise SystemExit(f"/predict answered {sample.status_code}: {sample.text[:300]}")
+        size = len(sample.content)
+        bare = subprocess.Popen([sys.executable, "-m", "bench.service_bench", "--bare-server", str(bare_port),
+                                 "--payload-bytes", str(size)], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        wait_ready(f"http://127.0.0.1:{bare_port}/readyz", bare)
+        rows = []
+        for c in levels:
+            n = max(args.requests, 4 * c)
+            b = asyncio.run(drive(f"http://127.0.0.1:{bare_port}/predict", c, n, distinct=False))
+            s = asyncio.run(drive(f"http://127.0.0.1:{svc_port}/predict", c, n, distinct=False))
+            rows.append(("repeat", c, n, s, b))
+            if not args.no_distinct:
+                d = asyncio.run(drive(f"http://127.0.0.1:{svc_port}/predict", c, n, distinct=True, offset=c * 100_000))
+                rows.append(("distinct", c, n, d, b))
+        print(f"\n/predict payload {size:,} bytes; {os.cpu_count()} CPUs; client, service and bare app on one machine\n")
+        head = f"{'body':9} {'conc':>4} {'n':>5} | {'svc p50':>8} {'svc p99':>8} | {'bare p50':>8} {'bare p99':>8} | {'p50 x':>6} {'p99 x':>6} | {'svc rps':>7}"
+        print(head)
+        print("-" * len(head))
+        verdicts = []
+        for kind, c, n, s, b in rows:
+            sp50, sp99, bp50, bp99 = pct(s, 50), pct(s, 99), pct(b, 50), pct(b, 99)
+            rps = n / sum(s) * c if s else 0.0
+            print(f"{kind:9} {c:>4} {n:>5} | {sp50:8.2f} {sp99:8.2f} | {bp50:8.2f} {bp99:8.2f} | {sp50 / bp50:6.2f} {sp99 / bp99:6.2f} | {rps:7.0f}")
+            if kind == "repeat" and c == max(levels):
+                verdicts.append(f"p50 ratio at c={c}: {sp50 / bp50:.2f} (target < 2): {'PASS' if sp50 / bp50 < 2 else 'MISS'}")
+                verdicts.append(f"p99 at c={c}: {sp99:.1f} ms (target < 50): {'PASS' if sp99 < 50 else 'MISS'}")
+        print("latencies in ms; ratio = service / bare; median of per-request latencies: "
+              f"svc mean {statistics.mean(rows[0][3]) * 1000:.2f} ms at c={rows[0][1]}")
+        for v in verdicts:
+            print(v)
+    finally:
+        stop(svc)
+        if bare is not None:
+            stop(bare)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,519 @@
+"""The BentoML service in process (``TestClient(MAForecast.to_asgi())``) and once as a real server.
+
+A small real predictor is trained once per session on the bundled reference data and registered
+as champion in a template store (``champion_template``); each test gets its own copy of that
+data home. No MLflow or BentoML mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = {
+    "name": "small",
+    "n_layers": 6,
+    "d_model": 512,
+    "n_heads": 8,
+    "d_ffn": 2048,
+    "total_steps": 20000,
+}
+LLAMA_1B = {
+    "name": "llama-1b",
+    "n_layers": 16,
+    "d_model": 2048,
+    "n_heads": 32,
+    "n_kv_heads": 8,
+    "d_ffn": 8192,
+    "ffn_type": "glu",
+    "activation": "silu",
+    "norm_type": "rmsnorm",
+    "precision_target": "int8_w8a8",
+    "training_tokens": 1e11,
+}
+HF_LLAMA = {
+    "model_type": "llama",
+    "num_hidden_layers": 16,
+    "hidden_size": 2048,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 8192,
+    "vocab_size": 128256,
+    "hidden_act": "silu",
+    "max_position_embeddings": 8192,
+}
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def champion_template(tmp_path_factory, migrated_mlflow_db):
+    """A data home with reference stats, fits and a small trained predictor promoted to champion."""
+    home = tmp_path_factory.mktemp("champion-home")
+    shutil.copy(migrated_mlflow_db, home / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MAFORECAST_DATA_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        from service.bootstrap import run
+
+        log: list[str] = []
+        run(echo=log.append, small=True)
+    return home
+
+
+@pytest.fixture
+def champion_home(champion_template, tmp_path, monkeypatch):
+    """A per-test copy of the champion data home, selected through MAFORECAST_DATA_HOME."""
+    home = tmp_path / "home"
+    shutil.copytree(champion_template, home)
+    _repoint_artifacts(champion_template, home)
+    monkeypatch.setenv("MAFORECAST_DATA_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var in ("MAFORECAST_MODEL_URI", "MAFORECAST_MODEL_VERSION", "MAFORECAST_MODEL_ALIAS"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def _repoint_artifacts(old: Path, new: Path) -> None:
+    """The copied SQLite store still names artifact folders under ``old``; point them at ``new``."""
+    import sqlite3
+
+    con = sqlite3.connect(new / "mlflow.db")
+    try:
+        olds, news = old.resolve().as_uri(), new.resolve().as_uri()
+        for table, col in (
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+            ("logged_models", "artifact_location"),
+        ):
+            try:
+                con.execute(f"UPDATE {table} SET {col} = REPLACE({col}, ?, ?)", (olds, news))
+                con.execute(f"UPDATE {table} SET {col} = REPLACE({col}, ?, ?)", (str(old.resolve()), str(new.resolve())))
+            except sqlite3.OperationalError:
+                pass  # column absent in this schema version
+        con.commit()
+    finally:
+        con.close()
+
+
+_APP: list = []
+
+
+def service_app():
+    """``MAForecast.to_asgi()``, built once per process (BentoML registers Prometheus metrics per
+    app). Each ``TestClient`` context runs the app's lifespan, which creates a fresh service
+    instance that reads the environment (data home, alias, version) at that moment."""
+    if not _APP:
+        from service.service import MAForecast
+
+        _APP.append(MAForecast.to_asgi())
+    return _APP[0]
+
+
+@pytest.fixture(scope="module")
+def client(champion_template, tmp_path_factory):
+    """One in-process service over a copy of the champion home, shared by the read-only tests."""
+    home = tmp_path_factory.mktemp("service") / "home"
+    shutil.copytree(champion_template, home)
+    _repoint_artifacts(champion_template, home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MAFORECAST_DATA_HOME", str(home))
+        for var in ("MLFLOW_TRACKING_URI", "MAFORECAST_MODEL_URI", "MAFORECAST_MODEL_VERSION", "MAFORECAST_MODEL_ALIAS"):
+            mp.delenv(var, raising=False)
+        with TestClient(service_app(), raise_server_exceptions=False) as c:
+            yield c
+
+
+@pytest.fixture
+def empty_client(data_home):
+    """The service over a store without any registered predictor."""
+    with TestClient(service_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+def assert_names(resp, *fields):
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:500])
+    body = resp.json()
+    text = json.dumps(body)
+    for f in fields:
+        assert f in text, (f, body)
+    assert body.get("error")
+
+
+# ------------------------------------------------------------------------------------ not ready
+
+
+def test_no_champion_starts_unready_and_says_which_command(empty_client):
+    c = empty_client
+    assert c.get("/livez").status_code == 200
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    info = c.get("/model_info")
+    assert info.status_code == 503
+    body = info.json()
+    assert body["ready"] is False and "maforecast bootstrap" in body["error"]
+    p = c.post("/predict", json=SMALL)
+    assert p.status_code == 503 and "maforecast bootstrap" in p.json()["error"]
+    # bad input is still a 4xx, not masked by the 503
+    assert c.post("/predict", json={**SMALL, "d_model": -1}).status_code == 400
+
+
+# ------------------------------------------------------------------------------------ endpoints
+
+
+def test_predict_full_answer(client):
+    r = client.post("/predict", json=LLAMA_1B)
+    assert r.status_code == 200, r.text[:500]
+    a = r.json()
+    assert a["predictor"]["name"] and a["predictor"]["version"] and a["predictor"]["alias"] == "champion"
+    assert len(a["layers"]) == 16
+    lf = a["layers"][0]
+    for key in ("ratio_trajectory", "params", "t_emerge", "trajectory_class", "ratio_end", "steady_state", "peak_abs", "massive"):
+        assert key in lf
+    assert set(lf["params"]) >= {"A", "lam", "gamma", "t0", "K"}
+    steps = [p["step"] for p in lf["ratio_trajectory"]]
+    assert steps == sorted(steps) and steps[-1] == a["t_end"]
+    s = a["summary"]
+    assert s["n_layers"] == 16 and "largest_peak_abs" in s and "massive_layers" in s
+    formats = {p["format"]: p for p in a["precision"]}
+    assert set(formats) == {"fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"}
+    assert formats["int8_per_tensor"]["target"] is True
+    for p in formats.values():
+        assert p["why"]
+    ids = {m["id"]: m for m in a["mitigations"]}
+    assert ids, "a pre-norm GLU model must get mitigations"
+    assert all(len(m["citations"]) >= 1 and m["citations"][0]["arxiv"] for m in a["mitigations"])
+    kv = ids.get("attn_kv_bias")
+    assert kv is None or (kv["level"] == "not_recommended" and not kv["effective"])
+    ranks = [m["rank"] for m in a["mitigations"]]
+    assert ranks == list(range(1, len(ranks) + 1))
+    assert isinstance(a["applicability"], list)
+
+
+def test_predict_requested_steps_and_cache(client):
+    r1 = client.post("/predict?steps=0,1000,20000", json=SMALL)
+    assert r1.status_code == 200, r1.text[:300]
+    assert [p["step"] for p in r1.json()["layers"][0]["ratio_trajectory"]] == [0, 1000, 20000]
+    r2 = client.post("/predict?steps=0,1000,20000", json=SMALL)
+    assert r2.content == r1.content
+
+
+def test_gpt2_style_gets_kv_bias_with_evidence(client):
+    gpt2 = {**SMALL, "name": "gpt2ish", "positional_encoding": "learned", "rotary_pct": 1.0}
+    a = client.post("/predict", json=gpt2).json()
+    ids = {m["id"]: m for m in a["mitigations"]}
+    assert ids["attn_kv_bias"]["effective"] is True
+    assert "2402.17762" in {c["arxiv"] for c in ids["attn_kv_bias"]["citations"]}
+
+
+def test_predict_hf_config(client):
+    r = client.post("/predict_hf_config", json={"config": HF_LLAMA, "training": {"total_steps": 50000}})
+    assert r.status_code == 200, r.text[:500]
+    a = r.json()
+    assert a["architecture_input"]["ffn_type"] == "glu" and a["t_end"] == 50000
+    assert any("norm_type" in n for n in a["inferred"])
+    assert_names(client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "model_type": "mamba"}}), "model_type")
+    assert_names(client.post("/predict_hf_config", json={"config": {"model_type": "llama"}}), "num_hidden_layers")
+    assert_names(client.post("/predict_hf_config", json={"config": HF_LLAMA, "training": {"lr": 1}}), "lr")
+    assert_names(client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "num_hidden_layers": "many"}}), "config")
+    assert_names(client.post("/predict_hf_config", json={"training": {}}), "config")
+
+
+def test_predict_batch(client):
+    r = client.post("/predict_batch", json={"architectures": [SMALL, LLAMA_1B]})
+    assert r.status_code == 200, r.text[:300]
+    res = r.json()["results"]
+    assert [x["architecture"] for x in res] == ["small", "llama-1b"]
+    from service.schemas import MAX_BATCH
+
+    assert_names(client.post("/predict_batch", json={"architectures": [SMALL] * (MAX_BATCH + 1)}), "architectures")
+    assert_names(client.post("/predict_batch", json={"architectures": []}), "architectures")
+    assert_names(client.post("/predict_batch", json={"architectures": [SMALL, {**SMALL, "n_heads": 7}]}), "architectures", "n_heads")
+
+
+def test_compare(client):
+    variants = {
+        "base": SMALL,
+        "wide": {**SMALL, "d_model": 1024, "d_ffn": 4096},
+        "glu": {**SMALL, "ffn_type": "glu", "activation": "silu"},
+    }
+    r = client.post("/compare", json={"variants": variants})
+    assert r.status_code == 200, r.text[:300]
+    c = r.json()
+    assert c["baseline"] == "base" and [v["name"] for v in c["variants"]] == ["base", "wide", "glu"]
+    wide = c["differences"][0]
+    assert wide["variant"] == "wide" and set(wide["changed_inputs"]) == {"d_model", "d_ffn"}
+    assert wide["effects"]["largest_peak_abs"][0] > 0 and wide["text"]
+    assert set(c["differences"][1]["changed_inputs"]) == {"ffn_type", "activation"}
+    assert_names(client.post("/compare", json={"variants": {"only": SMALL}}), "variants")
+    assert_names(client.post("/compare", json={"variants": {"a": SMALL, "b": {**SMALL, "ffn_type": "moe"}}}), "ffn_type")
+
+
+def test_plot_png(client):
+    r = client.post("/plot", json=LLAMA_1B)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/png")
+    assert r.content[:8] == b"\x89PNG\r\n\x1a\n" and len(r.content) > 10_000
+    assert_names(client.post("/plot", json={**LLAMA_1B, "n_layers": 0}), "n_layers")
+
+
+def test_model_info_and_health(client):
+    r = client.get("/model_info")
+    assert r.status_code == 200
+    info = r.json()
+    assert info["ready"] is True and info["predictor"]["alias"] == "champion"
+    assert info["predictor"]["version"] and info["info"]
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    # /metrics needs the Prometheus multiprocess directory that `bentoml serve` sets up; it is
+    # checked against the real server in test_bentoml_serve_real_process
+
+
+def test_pinned_version_is_served(champion_home, monkeypatch):
+    monkeypatch.setenv("MAFORECAST_MODEL_VERSION", "1")
+    with TestClient(service_app(), raise_server_exceptions=False) as c:
+        info = c.get("/model_info").json()
+        assert info["predictor"]["model_uri"].endswith("/1")
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+BAD_INPUTS = [
+    ({k: v for k, v in SMALL.items() if k != "d_model"}, ["d_model"]),  # missing field
+    ({**SMALL, "n_layers": "twelve"}, ["n_layers"]),  # wrong type
+    ({**SMALL, "n_layers": 0}, ["n_layers"]),  # zero size
+    ({**SMALL, "d_model": -512}, ["d_model"]),  # negative size
+    ({**SMALL, "d_ffn": 0}, ["d_ffn"]),
+    ({**SMALL, "d_model": 500, "n_heads": 8}, ["d_model", "n_heads"]),  # d_model % n_heads
+    ({**SMALL, "n_kv_heads": 3}, ["n_heads", "n_kv_heads"]),  # n_heads % n_kv_heads
+    ({**SMALL, "n_layers": 10**6}, ["n_layers"]),  # absurd sizes
+    ({**SMALL, "d_model": 2**40, "d_ffn": 2**42}, ["d_model"]),
+    ({**SMALL, "learning_rate": 50.0}, ["learning_rate"]),
+    ({**SMALL, "total_steps": -5}, ["total_steps"]),
+    ({**SMALL, "norm_type": "batchnorm"}, ["norm_type"]),  # unknown enum
+    ({**SMALL, "precision_target": "fp4"}, ["precision_target"]),
+    ({**SMALL, "ffn_type": "moe"}, ["ffn_type"]),
+    ({**SMALL, "heads": 8}, ["heads"]),  # unknown field
+    ({**SMALL, "d_model": 1e400}, ["d_model"]),
+    ([SMALL], []),  # not an object
+    ("null", []),
+]
+
+
+@pytest.mark.parametrize(("body", "fields"), BAD_INPUTS, ids=[f"bad{i}" for i in range(len(BAD_INPUTS))])
+def test_bad_input_is_4xx_naming_the_field(client, body, fields):
+    for route in ("/predict", "/plot"):
+        r = client.post(route, json=body) if not isinstance(body, str) else client.post(route, content=body)
+        assert_names(r, *fields)
+    r = client.post("/predict_batch", json={"architectures": [body]})
+    assert 400 <= r.status_code < 500
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"[1,2", b"\xff\xfe", b'{"n_layers": NaN}', b"1e999999"],
+    ids=["empty", "open", "list", "binary", "nan", "huge"],
+)
+def test_malformed_bodies_are_4xx(client, raw):
+    for route in ("/predict", "/predict_batch", "/compare", "/predict_hf_config", "/plot"):
+        r = client.post(route, content=raw, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (route, raw, r.status_code, r.text[:200])
+
+
+def test_bad_steps_query(client):
+    for q in ("steps=a", "steps=-1", "steps=1," + ",".join(str(i) for i in range(600)), "steps=999999999999"):
+        assert_names(client.post(f"/predict?{q}", json=SMALL), "steps")
+    assert_names(client.post("/compare", json={"variants": {"a": SMALL, "b": SMALL}, "steps": [-1]}), "steps")
+
+
+# ------------------------------------------------------------------------------------ fuzz
+
+_json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=8)
+)
+_json = st.recursive(_json_leaf, lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=6), ch, max_size=3), max_leaves=8)
+
+
+def _arch_strategy():
+    from predictor.architecture import Architecture
+
+    fields = Architecture.model_fields
+
+    def value_for(name):
+        ann = str(fields[name].annotation)
+        base = [_json_leaf]
+        if "Literal" in ann:
+            import typing
+
+            args = [a for a in typing.get_args(fields[name].annotation) if a is not type(None)]
+            lits = []
+            for a in args:
+                lits.extend(typing.get_args(a) or [a])
+            base.append(st.sampled_from([x for x in lits if isinstance(x, str | int | float | bool)] or [None]))
+        if "int" in ann:
+            base.append(st.integers(-3, 5000))
+        if "float" in ann:
+            base.append(st.floats(-1, 1e6, allow_nan=False))
+        return st.one_of(*base)
+
+    valid = st.fixed_dictionaries(
+        {
+            "n_layers": st.integers(1, 64),
+            "d_model": st.sampled_from([64, 128, 256, 512, 768, 1024, 4096]),
+            "n_heads": st.sampled_from([1, 2, 4, 8, 16]),
+            "d_ffn": st.integers(64, 16384),
+        },
+        optional={name: value_for(name) for name in fields if name not in {"n_layers", "d_model", "n_heads", "d_ffn"}},
+    )
+    return st.one_of(valid, st.dictionaries(st.sampled_from(sorted(fields)), _json, max_size=6), _json)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzz_openapi_endpoints_never_5xx(client, data):
+    """Property-based fuzz over every endpoint listed in /docs.json: no input may produce a 5xx."""
+    spec_paths = _spec_paths(client)
+    path = data.draw(st.sampled_from(sorted(spec_paths)))
+    arch = _arch_strategy()
+    if path in ("/predict", "/plot"):
+        body = data.draw(arch)
+    elif path == "/predict_batch":
+        body = data.draw(st.one_of(st.fixed_dictionaries({"architectures": st.lists(arch, max_size=3)}), _json))
+    elif path == "/compare":
+        variants = st.dictionaries(st.text(max_size=5), arch, max_size=3)
+        body = data.draw(st.one_of(st.fixed_dictionaries({"variants": variants}), _json))
+    elif path == "/predict_hf_config":
+        cfg = st.fixed_dictionaries(
+            {"model_type": st.sampled_from(["llama", "gpt2", "gpt_neox", "falcon", "opt", "gemma3", "x"])},
+            optional={k: _json_leaf | st.integers(1, 4096) for k in HF_LLAMA if k != "model_type"},
+        )
+        body = data.draw(st.one_of(st.fixed_dictionaries({"config": cfg}, optional={"training": _json}), _json))
+    else:
+        body = data.draw(_json)
+    method = spec_paths[path]
+    r = client.request(method, path, json=body) if method == "POST" else client.get(path)
+    assert r.status_code < 500, (path, body, r.status_code, r.text[:300])
+
+
+_SPEC: dict[str, dict[str, str]] = {}
+
+
+def _spec_paths(client: TestClient) -> dict[str, str]:
+    """path -> method for every API path in the service's OpenAPI document (/docs.json)."""
+    if "paths" not in _SPEC:
+        spec = client.get("/docs.json").json()
+        _SPEC["paths"] = {
+            path: ("POST" if "post" in item else "GET") for path, item in spec["paths"].items() if path != "/metrics"
+        }
+        assert {"/predict", "/predict_batch", "/compare", "/plot", "/predict_hf_config", "/model_info"} <= set(_SPEC["paths"])
+    return _SPEC["paths"]
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_predict_native_and_hf(champion_home, tmp_path):
+    from click.testing import CliRunner
+
+    from maforecast.cli import root
+
+    native = tmp_path / "arch.json"
+    native.write_text(json.dumps(LLAMA_1B))
+    hf = tmp_path / "config.json"
+    hf.write_text(json.dumps(HF_LLAMA))
+    runner = CliRunner()
+    r = runner.invoke(root, ["predict", str(native)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "per layer" in r.output and "precision risk" in r.output and "mitigations" in r.output
+    r = runner.invoke(root, ["predict", str(hf), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["architecture"]
+    from service.cli import detect_kind
+
+    assert detect_kind(LLAMA_1B) == "native" and detect_kind(HF_LLAMA) == "hf"
+    assert detect_kind({"config": HF_LLAMA, "training": {}}) == "hf+training"
+
+
+def test_cli_predict_bad_file_is_one_line_error(champion_home, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**LLAMA_1B, "n_heads": 7}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "maforecast.cli", "predict", str(bad)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "n_heads" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bootstrap_second_run_changes_nothing(champion_home):
+    from service.bootstrap import run
+
+    log: list[str] = []
+    changed = run(echo=log.append, small=True)
+    assert changed is False, log
+    assert all("unchanged" in line for line in log), log
+
+
+# ------------------------------------------------------------------------------------ real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_bentoml_serve_real_process(champion_home):
+    port = _free_port()
+    env = {**os.environ, "MAFORECAST_DATA_HOME": str(champion_home), "BENTOML_DO_NOT_TRACK": "true"}
+    from service.cli import serve_command
+
+    proc = subprocess.Popen(
+        serve_command("127.0.0.1", port), cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    ready = True
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert ready, "server did not become ready"
+        r = httpx.post(f"{base}/predict", json=LLAMA_1B, timeout=30)
+        assert r.status_code == 200 and len(r.json()["layers"]) == 16
+        assert httpx.post(f"{base}/predict", json={**LLAMA_1B, "n_heads": 7}, timeout=30).status_code == 400
+        m = httpx.get(f"{base}/metrics", timeout=10)
+        assert m.status_code == 200 and "bentoml_service_request" in m.text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -98,10 +98,22 @@ def _first_tensor(output) -> torch.Tensor:
     raise UnsupportedModelError(f"decoder layer returned {type(output).__name__}, expected a tensor or tuple")
 
 
+def _lower_median(a: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``torch.median`` (lower middle value). On CPU via an in-place ``np.partition`` of
+    ``a`` (a temporary owned by the caller), about 8x faster than ``torch.median`` and identical."""
+    if a.device.type != "cpu":
+        return a.median(dim=1).values
+    k = (a.shape[1] - 1) // 2
+    arr = a.numpy()
+    arr.partition(k, axis=1)
+    return torch.from_numpy(arr[:, k].copy())
+
+
 def reduce_hidden(h: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-sequence reduction of one layer output (batch, tokens, d) -> small CPU tensors.
 
-    Statistics are computed in float32 whatever the compute dtype.
+    Statistics are computed in float32 whatever the compute dtype. ``top*`` and the top1 position
+    are taken before the median, which reorders the temporary |h| buffer in place.
     """
     b, t, d = h.shape
     a = h.detach().reshape(b, t * d).abs().float()
@@ -109,7 +121,7 @@ def reduce_hidden(h: torch.Tensor) -> dict[str, torch.Tensor]:
     if vals.shape[1] < 3:  # degenerate tiny layers: pad with NaN
         pad = torch.full((b, 3 - vals.shape[1]), float("nan"), device=vals.device)
         vals = torch.cat([vals, pad], dim=1)
-    med = a.median(dim=1).values
+    med = _lower_median(a)
     top_idx = idx[:, 0]
     return {
         "top": vals.cpu(),
@@ -224,7 +236,8 @@ def measure(
     needed) under ``torch.inference_mode``. On out-of-memory the batch is halved and retried;
     at batch size 1 a ``LayerOOMError`` names the layer.
     """
-    base = getattr(model, "base_model", None) or model
+    base = getattr(model, "base_model", None)
+    base = model if base is None else base
     device = next(model.parameters()).device
     hooks = ResidHooks(model)
     n = input_ids.shape[0]

@@ -117,3 +117,25 @@ def build_series() -> dict[str, Path]:
     probe = base / "probe.txt"
     probe.write_text(PROBE_TEXT)
     return {"base": base, "neox": neox_root, "llama": llama_root, "bert": bert, "probe": probe}
+
+
+LONG_STEPS = (0, 1, 2, 3, 5, 8)
+
+
+@functools.lru_cache(maxsize=1)
+def build_long_series() -> Path:
+    """A 2-layer GPT-NeoX saved at 6 steps (enough points for the 5-parameter curve fit)."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    root = build_series()["base"] / "tiny-neox-long"
+    tok = make_tokenizer(bos=False)
+    torch.manual_seed(2)
+    model = GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
+    _train_and_save(model, tok, {f"step{s}": s for s in LONG_STEPS}, root, lambda f, s: tok.save_pretrained(f))
+    return root

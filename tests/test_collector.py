@@ -457,7 +457,7 @@ def test_ray_matches_inprocess(series, data_home, tmp_path):
     a, b = tmp_path / "inprocess.parquet", tmp_path / "ray.parquet"
     _collect(series, a, track=False)
     try:
-        result, cps, probe = _collect(series, b, executor="ray", ray_num_cpus=2)
+        result, cps, probe = _collect(series, b, executor="ray", ray_num_cpus=1)
     finally:
         if ray.is_initialized():
             ray.shutdown()

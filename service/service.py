@@ -303,3 +303,18 @@ class MAForecast:
 
 
 MAForecast.add_asgi_middleware(FieldErrorMiddleware)
+
+_ASGI: list = []
+
+
+def asgi_app():
+    """``MAForecast.to_asgi()``, built once per process and reused (in-process tests, embedding).
+
+    BentoML registers its Prometheus metrics per app, so a second ``to_asgi()`` in one process
+    fails. Each lifespan run (e.g. each ``with TestClient(app)``) creates a fresh service instance
+    that reads the environment (data home, alias, version) at that moment; lifespans of the same
+    app must not overlap.
+    """
+    if not _ASGI:
+        _ASGI.append(MAForecast.to_asgi())
+    return _ASGI[0]

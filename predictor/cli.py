@@ -34,7 +34,8 @@ def load_training_inputs(reference: bool):
 
 @click.command()
 @click.option("--reference", is_flag=True, help="Train on the bundled reference data (fitted on the fly).")
-@click.option("--learners", default="ridge,rf,gbm,lgbm", show_default=True, help="Candidate learners, chosen by grouped CV.")
+@click.option("--learners", default="mean,hier_mean", show_default=True,
+              help="Candidate learners, chosen by nested grouped CV (also: hier_size, hier_ridge, hier_knn, ridge, rf, gbm, lgbm).")
 @click.option("--n-estimators", default=100, show_default=True, type=click.IntRange(5, 5000))
 @click.option("--no-register", is_flag=True, help="Log the run and model but do not register a version.")
 def train(reference: bool, learners: str, n_estimators: int, no_register: bool) -> None:

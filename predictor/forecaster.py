@@ -12,7 +12,7 @@ from scipy.interpolate import PchipInterpolator
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.dataset import CANONICAL_STEPS, FEATURES, HEADLINE_TARGETS, PARAMS, TARGETS, layer_features
-from predictor.model import LEARNERS, TargetModel, evaluate_target
+from predictor.model import DEFAULT_LEARNERS, TargetModel, evaluate_target
 from predictor.schemas import ApplicabilityWarning, Forecast, Interval, LayerForecast, TrajectoryPoint
 
 MASSIVE_ABS, MASSIVE_REL = 100.0, 1000.0
@@ -91,7 +91,7 @@ class PredictorBundle:
     metrics: dict[str, float]
     data_digest: str
     n_rows: dict[str, int]
-    learners: tuple[str, ...] = LEARNERS
+    learners: tuple[str, ...] = DEFAULT_LEARNERS
     curve_scores: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -213,7 +213,7 @@ def fit_bundle(
     rows: pd.DataFrame,
     archs: dict[str, Architecture],
     measured: pd.DataFrame | None = None,
-    learners=LEARNERS,
+    learners=DEFAULT_LEARNERS,
     n_estimators: int = 100,
     targets: list[str] | None = None,
     data_digest: str = "",

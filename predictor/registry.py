@@ -36,7 +36,7 @@ from predictor.architecture import (
 )
 from predictor.dataset import HEADLINE_TARGETS, build_training_rows, measured_ratio_points
 from predictor.forecaster import PredictorBundle, default_steps, fit_bundle
-from predictor.model import LEARNERS
+from predictor.model import DEFAULT_LEARNERS
 from predictor.schemas import Forecast
 
 HEADLINE_METRIC = "headline_lomo_r2"
@@ -194,7 +194,7 @@ def train(
     stats: pd.DataFrame | None,
     architectures: dict[str, Architecture] | None = None,
     *,
-    learners=LEARNERS,
+    learners=DEFAULT_LEARNERS,
     n_estimators: int = 100,
     targets: list[str] | None = None,
     register: bool = True,

@@ -174,7 +174,7 @@ class EmergenceCurveFitter:
                 warnings.simplefilter("ignore")
                 ok9 = self._fit_eq9(ts, ys) if self.curve in ("auto", "eq9") else False
                 ok1 = self._fit_step1(ts, ys) if self.curve in ("auto", "step1") else False
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
             return self._finish(FAILED, f"optimizer failed: {exc}")
         if not ok9 and not ok1:
             return self._finish(FAILED, "no start converged to a finite curve")
@@ -182,7 +182,8 @@ class EmergenceCurveFitter:
         self.curve_ = "step1" if use_step1 else "eq9"
         yhat = self.predict(t)
         self.residuals_ = y - yhat
-        self.r2_ = r2_score(y, yhat)
+        _, ymin, yr = self._scale  # R^2 is affine-invariant: compute it on normalized data (no under/overflow)
+        self.r2_ = r2_score((y - ymin) / yr, (yhat - ymin) / yr)
         self.rmse_ = float(np.sqrt(np.mean(self.residuals_**2)))
         self.aic_ = self.aic_step1_ if use_step1 else self.aic_eq9_
         if self.curve_ == "step1":
@@ -313,7 +314,7 @@ class EmergenceCurveFitter:
         p = best.x
         n = ts.size
         rss = 2.0 * float(best.cost)
-        self.aic_eq9_ = aic(rss * self._scale[2] ** 2, n, 5)
+        self.aic_eq9_ = aic(rss, n, 5) + 2 * n * math.log(self._scale[2])  # AIC of the unscaled data
         T, ymin, yr = self._scale
         self.params_ = {"A": p[0] * yr, "lam": p[1], "gamma": p[2] / T, "t0": p[3], "K": ymin + yr * p[4]}
         # covariance in normalized space, then scaled back (the map is diagonal-linear)
@@ -434,7 +435,7 @@ class EmergenceCurveFitter:
         T, ymin, yr = self._scale
         K, tau, c = r.x
         self.step1_params_ = {"K": float(K * yr), "tau": float(tau * T), "c": float(ymin + yr * c)}
-        self.aic_step1_ = aic(2.0 * float(r.cost) * yr**2, ts.size, 3)
+        self.aic_step1_ = aic(2.0 * float(r.cost), ts.size, 3) + 2 * ts.size * math.log(yr)
         return True
 
     def _ill_reason(self) -> str | None:

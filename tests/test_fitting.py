@@ -221,3 +221,11 @@ def test_bundled_pythia_ratio_series_fit_well():
     assert len(usable) == 34
     assert usable["r2"].median() >= 0.98
     assert set(fits.loc[fits.model.isin(["pythia-12b", "pythia-6.9b"]), "status"]) == {"missing"}
+
+
+def test_huge_and_tiny_magnitudes_do_not_overflow():
+    for scale in (1e-200, 1e200, 1e300):
+        y = eq9(STEPS, **EARLY) * scale
+        f = EmergenceCurveFitter().fit(STEPS, y)
+        assert f.ok_, (scale, f.status_, f.message_)
+        assert f.r2_ > 0.999

@@ -129,6 +129,67 @@ def test_grouped_folds_never_leak():
         assert_no_leak(groups, np.arange(0, 6), np.arange(5, 10))
 
 
+# ------------------------------------------------------------------ hierarchical model
+def _synthetic_rows(level_fn, n_models=8, noise=0.05, seed=0):
+    """Rows of synthetic models: y = level(model) + shared depth profile + noise."""
+    from predictor.dataset import FEATURES, layer_features
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_models):
+        d = 128 * 2 ** (i % 5)
+        arch = Architecture(n_layers=6 + 2 * i, d_model=d, n_heads=d // 64, d_ffn=4 * d)
+        f = layer_features(arch)
+        prof = 0.8 * np.sin(np.pi * f["rel"]) - 1.0 * f["first_layer"] - 0.6 * f["last_layer"]
+        f["log_peak_abs"] = level_fn(i, f) + prof + noise * rng.standard_normal(len(f))
+        f.insert(0, "model", f"m{i}")
+        frames.append(f)
+    rows = pd.concat(frames, ignore_index=True)
+    return rows[["model", "layer", *FEATURES, "log_peak_abs"]]
+
+
+def test_model_keys_and_depth_basis_recover_models_and_layers():
+    from predictor.dataset import FEATURES
+    from predictor.model import depth_basis, model_keys
+
+    rows = _synthetic_rows(lambda i, f: 0.0)
+    X = rows[list(FEATURES)].to_numpy(float)
+    keys = model_keys(X)
+    assert len(set(keys)) == 8
+    assert all(len(set(keys[rows["model"] == m])) == 1 for m in set(rows["model"]))
+    D = depth_basis(X)
+    np.testing.assert_array_equal(D[:, 4], (rows["layer"] == 0).astype(float))  # first layer
+    np.testing.assert_array_equal(D[:, 6], rows["last_layer"].to_numpy())  # last layer
+
+
+def test_hierarchical_recovers_level_and_profile_under_lomo():
+    """Level linear in log d_model + shared profile: the decomposition recovers it on held-out models."""
+    from predictor.model import evaluate_target
+
+    rows = _synthetic_rows(lambda i, f: 1.5 * f["log_d"])
+    size = evaluate_target(rows, "log_peak_abs", learners=("hier_size",), random_repeats=1)
+    assert size.metrics["lomo_r2"] > 0.9 > 0 > size.metrics["baseline_lomo_r2"]
+    # mean level + profile: beats the mean baseline by (about) the within-model share of the variance
+    mean_prof = evaluate_target(rows, "log_peak_abs", learners=("hier_mean",), random_repeats=1)
+    assert mean_prof.metrics["lomo_r2"] > size.metrics["baseline_lomo_r2"] + 0.1
+    # the held-out profile itself is right: within-model residuals are small
+    o = size.oof
+    centred = (o["y"] - o.groupby("model")["y"].transform("mean")) - (o["yhat"] - o.groupby("model")["yhat"].transform("mean"))
+    assert float(np.sqrt(np.mean(centred**2))) < 0.1
+
+
+def test_nested_selection_falls_back_to_mean_on_unpredictable_levels():
+    """Random model levels: the nested choice (mean vs hierarchical) is never much worse than the mean."""
+    from predictor.model import DEFAULT_LEARNERS, evaluate_target
+
+    rng = np.random.default_rng(3)
+    levels = rng.normal(0, 1.0, 8)
+    rows = _synthetic_rows(lambda i, f: levels[i], noise=0.02)
+    tm = evaluate_target(rows, "log_peak_abs", learners=DEFAULT_LEARNERS, random_repeats=1)
+    assert tm.metrics["lomo_r2"] >= tm.metrics["baseline_lomo_r2"] - 0.02
+    assert tm.learner in DEFAULT_LEARNERS
+
+
 # ------------------------------------------------------------------ trained predictor (module scope)
 @pytest.fixture(scope="module")
 def fits():

@@ -489,9 +489,9 @@ def test_bentoml_serve_real_process(champion_home):
     env = {**os.environ, "MAFORECAST_DATA_HOME": str(champion_home), "BENTOML_DO_NOT_TRACK": "true"}
     from service.cli import serve_command
 
+    log = open(champion_home / "serve.log", "wb")  # noqa: SIM115 (closed below); a pipe could fill up
     proc = subprocess.Popen(
-        serve_command("127.0.0.1", port), cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        serve_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -505,7 +505,7 @@ def test_bentoml_serve_real_process(champion_home):
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        assert ready, "server did not become ready"
+        assert ready, "server did not become ready: " + (champion_home / "serve.log").read_text()[-3000:]
         r = httpx.post(f"{base}/predict", json=LLAMA_1B, timeout=30)
         assert r.status_code == 200 and len(r.json()["layers"]) == 16
         assert httpx.post(f"{base}/predict", json={**LLAMA_1B, "n_heads": 7}, timeout=30).status_code == 400
@@ -518,3 +518,4 @@ def test_bentoml_serve_real_process(champion_home):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()

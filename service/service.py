@@ -21,6 +21,7 @@ errors -> 400/422), never 500.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import threading
@@ -90,6 +91,10 @@ class _State:
                 engine = Engine(fc, model_uri=self.model_uri)
                 engine.warm_up()
                 self.engine, self.error = engine, None
+                # everything loaded so far lives as long as the process: keep it out of the
+                # collector's generations so full collections do not pause requests (p99)
+                gc.collect()
+                gc.freeze()
                 logger.info(
                     "loaded predictor %s (version %s) from %s in %.1fs",
                     engine.predictor.name,

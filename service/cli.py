@@ -88,14 +88,17 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def _iv(iv) -> str:
+    from rich.markup import escape
+
     if iv is None:
         return "-"
-    return f"{_fmt(iv.value)} [{_fmt(iv.lo)}, {_fmt(iv.hi)}]"
+    return escape(f"{_fmt(iv.value)} [{_fmt(iv.lo)}, {_fmt(iv.hi)}]")
 
 
 def render(answer, console=None) -> None:
     """Print a PredictResponse as rich tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = console or Console()
@@ -110,7 +113,7 @@ def render(answer, console=None) -> None:
         f" (layer {s.earliest_emergence_layer}) | largest peak |a|: {_iv(s.largest_peak_abs)} (layer {s.largest_peak_layer})"
     )
 
-    t = Table(title="per layer (value [interval])", show_lines=False)
+    t = Table(title="per layer: value \\[interval]", show_lines=False)
     for col in ("layer", "class", "t_emerge", "t_peak", "ratio at end", "steady state", "peak |a|", "massive"):
         t.add_column(col, justify="right" if col not in ("class", "massive") else "left")
     for lf in answer.layers:
@@ -127,16 +130,17 @@ def render(answer, console=None) -> None:
     con.print(t)
 
     t = Table(title="precision risk")
-    for col in ("format", "target", "at risk", "layers", "from step", "why"):
+    for col in ("format", "target", "at risk", "layers (forecast)", "from step", "within interval", "why"):
         t.add_column(col)
     for r in answer.precision:
         t.add_row(
             r.format,
             "yes" if r.target else "",
-            "[red]yes[/red]" if r.at_risk else "no",
+            "[red]yes[/red]" if r.at_risk else ("possible" if r.possible_layers else "no"),
             _ranges(r.layers) or "-",
             _fmt(r.from_step),
-            r.why,
+            _ranges(r.possible_layers) or "-",
+            escape(r.why),
         )
     con.print(t)
 
@@ -146,7 +150,7 @@ def render(answer, console=None) -> None:
             t.add_column(col)
         for w in answer.applicability:
             seen = ", ".join(w.seen) if w.seen else f"{_fmt(w.train_min)} .. {_fmt(w.train_max)}"
-            t.add_row(w.field, str(w.value), seen, w.message)
+            t.add_row(w.field, escape(str(w.value)), escape(seen), escape(w.message))
         con.print(t)
 
     t = Table(title="mitigations (ranked; evidence-backed)")
@@ -158,14 +162,14 @@ def render(answer, console=None) -> None:
             str(m.rank),
             f"[{color}]{m.level}[/{color}]",
             f"{m.name} ({m.id})",
-            m.why,
+            escape(m.why),
             _ranges(m.motivating_layers) or "-",
-            m.cost,
+            escape(m.cost),
             ", ".join(sorted({f"arXiv:{c.arxiv}" for c in m.citations})),
         )
     con.print(t)
     for note in [*answer.inferred, *answer.notes]:
-        con.print(f"[dim]note: {note}[/dim]")
+        con.print(f"[dim]note: {escape(note)}[/dim]")
 
 
 def _ranges(layers) -> str:

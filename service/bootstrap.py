@@ -122,7 +122,7 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     fits, stats = load_inputs(reference=False)
     kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap"}
     if small:  # a quick predictor for tests and demos
-        kwargs.update(learners=("ridge", "rf"), n_estimators=20, random_repeats=1)
+        kwargs.update(n_estimators=20, random_repeats=1)  # the default learners, fewer trees and repeats
     t0 = time.perf_counter()
     result = train(fits, stats, **kwargs)
     version = str(result.version)

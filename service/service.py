@@ -114,6 +114,7 @@ class _State:
             if NO_PREDICTOR_HINT.split("`")[1] not in self.error:
                 self.error += f"; {NO_PREDICTOR_HINT}"
             logger.warning("service not ready: %s", self.error)
+            self.last_try = time.monotonic()  # retry interval counts from the end of this attempt
             return False
 
     def retry_in_background(self) -> None:

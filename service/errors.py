@@ -70,7 +70,7 @@ class FieldErrorMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") != "POST":  # validation errors come from POSTs
             await self.app(scope, receive, send)
             return
         start: dict | None = None

@@ -9,8 +9,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 PYTEST_ARGS ?=
+# where `make serve` listens: `make serve MAFORECAST_PORT=3100` (or the variable in the environment)
+MAFORECAST_HOST ?= 127.0.0.1
+MAFORECAST_PORT ?= 3000
 
-.PHONY: install test serve bench lint clean
+.PHONY: install sysdeps test serve bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,13 +27,24 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-test: install
+# System packages the slow end-to-end tests use: PostgreSQL (a throwaway cluster as an MLflow
+# backend) and Chromium (the MLflow UI in a headless browser). Quiet and idempotent: nothing
+# happens when both are present; installs them with apt when root; otherwise says what is missing
+# (those tests then skip with the reason).
+sysdeps:
+	@if command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "sysdeps: installing postgresql chromium (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql chromium >/dev/null; \
+	else echo "sysdeps: postgresql/chromium missing and no root apt: the PostgreSQL and browser tests will skip"; fi
+
+test: install sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 serve: install
 	$(BIN)/maforecast bootstrap
-	$(BIN)/maforecast serve
+	$(BIN)/maforecast serve --host $(MAFORECAST_HOST) --port $(MAFORECAST_PORT)
 
 bench: install
 	$(BIN)/python -m bench

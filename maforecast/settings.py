@@ -39,13 +39,28 @@ class Settings(BaseSettings):
         return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
-    def resolved_artifact_root(self) -> str:
+    def uses_tracking_server(self) -> bool:
+        """True for an ``http(s)://`` tracking URI (a shared ``mlflow server``)."""
+        return self.resolved_tracking_uri.split(":", 1)[0].lower() in ("http", "https")
+
+    @property
+    def resolved_artifact_root(self) -> str | None:
+        """Artifact root for new experiments; None lets a tracking server choose.
+
+        Against a shared ``mlflow server`` a path on this machine would be useless to the other
+        clients, so unless ``MAFORECAST_ARTIFACT_ROOT`` says otherwise the server's own default
+        (``--artifacts-destination`` behind ``mlflow-artifacts:/``, or ``--default-artifact-root``)
+        is used.
+        """
         if self.artifact_root:
             return self.artifact_root
+        if self.uses_tracking_server:
+            return None
         return (self.home / "artifacts").resolve().as_uri()
 
-    def experiment_artifact_location(self, experiment: str) -> str:
-        return f"{self.resolved_artifact_root.rstrip('/')}/{experiment}"
+    def experiment_artifact_location(self, experiment: str) -> str | None:
+        root = self.resolved_artifact_root
+        return f"{root.rstrip('/')}/{experiment}" if root else None
 
     @property
     def tables_dir(self) -> Path:

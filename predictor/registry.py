@@ -14,6 +14,7 @@ import json
 import math
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,7 +281,7 @@ def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, setting
     """Register a logged model as a new version with tags and alias ``challenger``."""
     s = settings or get_settings()
     client = client or configure(s)
-    mv = mlflow.register_model(model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
+    mv = _retry_locked(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
     tags = {
         "data_digest": bundle.data_digest,
         "run_id": run_id,
@@ -292,9 +293,44 @@ def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, setting
         if t in bundle.targets:
             tags[f"{t}.lomo_r2"] = f"{bundle.targets[t].metrics.get('lomo_r2', float('nan')):.4f}"
     for k, v in tags.items():
-        client.set_model_version_tag(s.registered_model, mv.version, k, v)
-    client.set_registered_model_alias(s.registered_model, CHALLENGER, mv.version)
+        _retry_locked(client.set_model_version_tag, s.registered_model, mv.version, k, v)
+    point_alias_at_newest(client, s.registered_model, CHALLENGER)
     return str(mv.version)
+
+
+def _retry_locked(fn, *args, attempts: int = 8, **kwargs):
+    """Call ``fn``, retrying with backoff while a SQLite store reports 'database is locked'."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # MlflowException or sqlalchemy OperationalError, depending on the layer
+            if "database is locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.1 * 2**i))
+    raise AssertionError("unreachable")
+
+
+def point_alias_at_newest(client, name: str, alias: str, attempts: int = 30, settle_s: float = 0.2) -> str:
+    """Point ``alias`` at the newest version of ``name``, safely under concurrent ``train`` runs.
+
+    MLflow aliases are last-writer-wins without compare-and-set, so two runs registering v1 and v2
+    at once could leave the alias on v1. Every writer therefore re-reads after writing and repeats
+    until the alias names the newest version: each writer's last action is a read that confirmed
+    it, so whatever the interleaving, the final state names the newest version. Sequentially this
+    is simply the version just registered.
+    """
+    for _ in range(attempts):
+        versions = _retry_locked(client.search_model_versions, f"name='{name}'")
+        newest = str(max(int(mv.version) for mv in versions))
+        try:
+            current = str(_retry_locked(client.get_model_version_by_alias, name, alias).version)
+        except MlflowException:
+            current = None
+        if current == newest:
+            return newest
+        _retry_locked(client.set_registered_model_alias, name, alias, newest)
+        time.sleep(settle_s)
+    raise MlflowException(f"alias {alias!r} of {name!r} kept moving; gave up after {attempts} attempts")
 
 
 # ------------------------------------------------------------------------ promotion

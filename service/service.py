@@ -10,7 +10,7 @@ model store). Configuration (environment, see ``maforecast.settings``):
 - ``MAFORECAST_MODEL_VERSION``: pin a version instead of the alias;
 - ``MAFORECAST_MODEL_URI``: any MLflow model URI (overrides the three above);
 - ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry every this many seconds (15);
-- ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (4), ``MAFORECAST_TRACE_EXCLUDED``.
+- ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (4), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
 
 If no predictor can be loaded the service still starts: ``/readyz`` answers 503, ``/model_info``
 and the forecast endpoints answer 503 with the message that says which command creates one.
@@ -176,6 +176,7 @@ info_app = FastAPI(title="maforecast info", docs_url=None, redoc_url=None, opena
     traffic={"timeout": 120},
     # No trace exporter is configured by default, so spans on the hot path cost ~0.3 ms and record
     # nothing; set MAFORECAST_TRACE_EXCLUDED="" (with an exporter in the BentoML config) to trace.
+    logging={"access": {"enabled": os.environ.get("MAFORECAST_ACCESS_LOG", "1") != "0"}},
     tracing={"excluded_urls": os.environ.get("MAFORECAST_TRACE_EXCLUDED", "readyz,livez,healthz,metrics,predict")},
 )
 @bentoml.asgi_app(info_app, path="/")

@@ -12,8 +12,8 @@ Rows ``repeat`` send the same architecture every time (the service answers from 
 design-review tool re-rendering a page would); rows ``distinct`` send a different architecture
 each time (every request runs the predictor).
 
-Needs a champion in the data home (``MAFORECAST_DATA_HOME``); with ``--bootstrap`` it runs
-``maforecast bootstrap`` first (idempotent).
+Needs a champion in the data home (``MAFORECAST_DATA_HOME``); when there is none (or with
+``--bootstrap``) it runs ``maforecast bootstrap`` first (idempotent).
 """
 
 from __future__ import annotations
@@ -200,6 +200,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``argv`` defaults to none (``python -m bench`` calls ``main()``); the CLI passes sys.argv."""
+    argv = [] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=400, help="requests per measurement")
     ap.add_argument("--concurrency", default="1,32")
@@ -216,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    if args.bootstrap:
+    from maforecast.settings import get_settings
+    from service.bootstrap import _alias_version
+
+    settings = get_settings()
+    if args.bootstrap or _alias_version(settings, settings.model_alias) is None:
+        print(f"no {settings.model_alias} in {settings.resolved_tracking_uri}: running `maforecast bootstrap` first", flush=True)
         subprocess.run([sys.executable, "-m", "maforecast.cli", "bootstrap"], check=True, cwd=ROOT)
     from service.cli import serve_command
 
@@ -275,4 +282,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -106,6 +106,10 @@ class EmergenceCurveFitter:
         Below this the curve itself is not trusted: status ``poor_fit``.
     t_end : float | None
         Planned end of training for the derived quantities (default: last observed step).
+    diagnostics : bool
+        False skips covariance, identifiability checks and derived quantities: parameters and
+        R^2 only (status ``ok`` or ``poor_fit``), for callers that just need a curve's
+        parameters fast (the predictor's per-layer reconstruction at request time).
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class EmergenceCurveFitter:
         min_r2: float = 0.8,
         t_end: float | None = None,
         max_nfev: int = 100,
+        diagnostics: bool = True,
     ):
         self.curve = curve
         self.parametrization = parametrization
@@ -131,6 +136,7 @@ class EmergenceCurveFitter:
         self.min_r2 = min_r2
         self.t_end = t_end
         self.max_nfev = max_nfev
+        self.diagnostics = diagnostics
 
     # ------------------------------------------------------------------ public API
     def fit(self, t, y) -> EmergenceCurveFitter:
@@ -186,6 +192,9 @@ class EmergenceCurveFitter:
         self.r2_ = r2_score((y - ymin) / yr, (yhat - ymin) / yr)
         self.rmse_ = float(np.sqrt(np.mean(self.residuals_**2)))
         self.aic_ = self.aic_step1_ if use_step1 else self.aic_eq9_
+        if not self.diagnostics:
+            good = np.isfinite(self.r2_) and self.r2_ >= self.min_r2
+            return self._finish(OK if good else POOR, None if good else f"R^2 {self.r2_:.3f} < {self.min_r2}")
         if self.curve_ == "step1":
             self.derived_ = derive(self.step1_params_, self.t_end_, curve="step1")
         else:
@@ -287,7 +296,7 @@ class EmergenceCurveFitter:
         starts: list[np.ndarray] = []
         seen: set[tuple] = set()
         for i in order:
-            if not np.isfinite(rss[i]) or len(starts) >= self.n_starts - 1:
+            if not np.isfinite(rss[i]) or len(starts) >= max(self.n_starts - 1, 1):
                 break
             key = (lam[i], gam[i])  # distinct ridges, not the same point with another t0
             if key in seen:
@@ -296,7 +305,8 @@ class EmergenceCurveFitter:
             starts.append(np.clip(np.array([a[i], lam[i], gam[i], t0[i], k[i]]), _LO, _HI))
         # the paper's start: A = range(y), K = min(y) + A/2, lam = 1/std(t), gamma = 1/range(t), t0 = 1
         paper = np.array([1.0, 1.0 / max(float(ts.std()), 1e-9), 1.0, 1.0, 0.5])
-        starts.append(np.clip(paper, _LO, _HI))
+        if len(starts) < self.n_starts or not starts:
+            starts.append(np.clip(paper, _LO, _HI))
         return starts
 
     def _fit_eq9(self, ts: np.ndarray, ys: np.ndarray) -> bool:
@@ -317,6 +327,9 @@ class EmergenceCurveFitter:
         self.aic_eq9_ = aic(rss, n, 5) + 2 * n * math.log(self._scale[2])  # AIC of the unscaled data
         T, ymin, yr = self._scale
         self.params_ = {"A": p[0] * yr, "lam": p[1], "gamma": p[2] / T, "t0": p[3], "K": ymin + yr * p[4]}
+        self._pn = p
+        if not self.diagnostics:
+            return bool(np.isfinite(eq9(ts, *p)).all())
         # covariance in normalized space, then scaled back (the map is diagonal-linear)
         jac = eq9_jacobian(ts, *p)
         dof = n - 5
@@ -341,7 +354,6 @@ class EmergenceCurveFitter:
             self.cov_ = np.full((5, 5), np.inf)
             se = np.full(5, np.inf)
         self.se_ = dict(zip(PARAM_NAMES, map(float, se), strict=True))
-        self._pn = p
         # A and K: linear bounds; gamma, t0: log-scale bounds; lam = 0 is a legitimate pure log climb
         self._at_bound = bool(
             abs(p[0]) >= 0.999 * _HI[0] or abs(p[4]) >= 0.999 * _HI[4] or p[1] >= 0.999 * _HI[1]

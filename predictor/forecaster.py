@@ -197,7 +197,7 @@ def _reconstruct(interp, knots, t_end: int) -> dict[str, float]:
     ok = np.isfinite(y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = EmergenceCurveFitter(curve="eq9", n_starts=2, max_nfev=200, t_end=t_end).fit(t[ok], y[ok])
+        fit = EmergenceCurveFitter(curve="eq9", n_starts=1, max_nfev=40, t_end=t_end, diagnostics=False).fit(t[ok], y[ok])
     if fit.params_ and all(math.isfinite(fit.params_.get(p, float("nan"))) for p in PARAMS):
         return {p: float(fit.params_[p]) for p in PARAMS}
     return {}

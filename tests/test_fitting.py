@@ -229,3 +229,11 @@ def test_huge_and_tiny_magnitudes_do_not_overflow():
         f = EmergenceCurveFitter().fit(STEPS, y)
         assert f.ok_, (scale, f.status_, f.message_)
         assert f.r2_ > 0.999
+
+
+def test_fast_mode_gives_parameters_without_diagnostics():
+    _, y = _noisy(EARLY, 0.3, 4)
+    full = EmergenceCurveFitter().fit(STEPS, y)
+    fast = EmergenceCurveFitter(curve="eq9", n_starts=1, max_nfev=40, diagnostics=False).fit(STEPS, y)
+    assert fast.status_ == "ok" and fast.derived_ is None
+    np.testing.assert_allclose(fast.predict(STEPS), full.predict(STEPS), rtol=0.02, atol=0.5)

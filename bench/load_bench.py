@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -146,14 +147,17 @@ def start_server(env: dict, port: int, workers: int, log_path: Path) -> subproce
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGINT, 20), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            return
+    """SIGINT (graceful), then SIGKILL of the whole process group (workers included)."""
+    if proc.poll() is None:
         try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 240) -> float:

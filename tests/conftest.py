@@ -62,22 +62,23 @@ def free_port() -> int:
 
 
 def stop_process(proc, timeout: float = 15.0) -> None:
-    """SIGTERM the process group, then SIGKILL it if it does not exit within ``timeout``."""
+    """SIGTERM the process group, wait up to ``timeout``, then SIGKILL whatever is left of the group.
+
+    The leader may exit while its children (mlflow's job consumers, bentoml workers) linger, so the
+    final SIGKILL of the group always happens.
+    """
+    import contextlib
     import signal
     import subprocess
 
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
 
 
 def wait_http(url: str, timeout: float, proc=None, ok=(200,)) -> float:

@@ -137,7 +137,7 @@ class PredictorBundle:
             return None
         lo, hi = value + tm.residual_q[0], value + tm.residual_q[1]
         if exp10:
-            f = (lambda v: max(0.0, 10**v - 1)) if minus_one else (lambda v: 10**v)
+            f = (lambda v: max(0.0, pow10(v) - 1)) if minus_one else pow10
             return Interval(value=f(value), lo=f(lo), hi=f(hi))
         return Interval(value=value, lo=lo, hi=hi)
 
@@ -163,7 +163,7 @@ class PredictorBundle:
                 val = float(interp(us))
                 lo = val + float(np.interp(us, q_steps, q_lo))
                 hi = val + float(np.interp(us, q_steps, q_hi))
-                traj.append(TrajectoryPoint(step=s, value=10**val, lo=10**lo, hi=10**hi))
+                traj.append(TrajectoryPoint(step=s, value=pow10(val), lo=pow10(lo), hi=pow10(hi)))
             params = _reconstruct(interp, knots, t_end)
         if not params:
             params = {p: float(row[p]) for p in PARAMS if p in row and math.isfinite(float(row[p]))}
@@ -188,12 +188,21 @@ class PredictorBundle:
         )
 
 
+LOG10_LIMIT = 30.0  # |a| or a ratio beyond 1e30 is physically meaningless (and overflows JSON floats)
+
+
+def pow10(v: float) -> float:
+    """10**v clipped to [1e-30, 1e30]: far-out-of-range architectures extrapolate absurdly; the
+    forecast then carries an applicability warning rather than an overflow (a 500 in the API)."""
+    return float(10.0 ** min(max(float(v), -LOG10_LIMIT), LOG10_LIMIT))
+
+
 def _reconstruct(interp, knots, t_end: int) -> dict[str, float]:
     """Eq. 9 parameters of the curve through the predicted trajectory (fitting's estimator)."""
     from fitting.estimator import EmergenceCurveFitter
 
     t = np.unique(np.concatenate([[k[0] for k in knots], np.geomspace(1, knots[-1][0], 24)]))
-    y = 10 ** interp(np.log10(1 + t))
+    y = np.power(10.0, np.clip(interp(np.log10(1 + t)), -LOG10_LIMIT, LOG10_LIMIT))
     ok = np.isfinite(y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

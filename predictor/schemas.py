@@ -48,7 +48,8 @@ class ApplicabilityWarning(BaseModel):
     value: float | str | bool | None
     train_min: float | None = None
     train_max: float | None = None
-    seen: list[str] | None = Field(default=None, description="Values seen in training (categorical fields).")
+    # [] rather than None for numeric fields: BentoML's client cannot decode a null array
+    seen: list[str] = Field(default_factory=list, description="Values seen in training (categorical fields).")
     scope: str = Field(default="all", description="'trajectory' (curve targets) or 'steady_state' (all rows).")
     message: str
 

@@ -147,6 +147,13 @@ def test_service_ui_and_champion_from_tracking_server(sqlite_tracking_server, pa
     champion = MlflowClient(tracking_uri=url, registry_uri=url).get_model_version_by_alias(MODEL, "champion")
     assert info["predictor"]["version"] == str(champion.version)
 
+    # the documented Python client against the real process
+    import bentoml
+
+    with bentoml.SyncHTTPClient(base) as client:
+        answer = client.predict(name="neox-400m", n_layers=24, d_model=1024, n_heads=16, d_ffn=4096, total_steps=143000)
+    assert answer["predictor"]["version"] == str(champion.version) and len(answer["layers"]) == 24
+
     page.goto(f"{base}/", wait_until="load")
     page.get_by_text("/predict", exact=True).first.wait_for()
     assert "BentoML" in page.title()

@@ -9,7 +9,9 @@ model store). Configuration (environment, see ``maforecast.settings``):
 - ``MAFORECAST_REGISTERED_MODEL``, ``MAFORECAST_MODEL_ALIAS`` (default ``champion``);
 - ``MAFORECAST_MODEL_VERSION``: pin a version instead of the alias;
 - ``MAFORECAST_MODEL_URI``: any MLflow model URI (overrides the three above);
-- ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry every this many seconds (15);
+- ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry after this many seconds, doubling
+  after each failure up to ``MAFORECAST_RELOAD_MAX_S`` (15, 120): a tracking server that is down
+  at startup is retried with backoff, and ``/readyz`` stays 503 until the predictor loads;
 - ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (4), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
 
 If no predictor can be loaded the service still starts: ``/readyz`` answers 503, ``/model_info``
@@ -51,6 +53,10 @@ from service.schemas import (
 
 quiet_telemetry()
 logger = logging.getLogger("maforecast.service")
+# A tracking server that is down must not hold startup for minutes inside MLflow's own HTTP
+# retries: fail fast and let _State's backoff retry (override by setting these yourself).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
 
@@ -74,6 +80,7 @@ class _State:
         self.model_uri = model_uri_from_env()
         self.tracking_uri = get_settings().resolved_tracking_uri
         self.last_try = 0.0
+        self.failures = 0
         self._lock = threading.Lock()
         self._loading = False
 
@@ -113,14 +120,21 @@ class _State:
                 )
             if NO_PREDICTOR_HINT.split("`")[1] not in self.error:
                 self.error += f"; {NO_PREDICTOR_HINT}"
-            logger.warning("service not ready: %s", self.error)
+            self.failures += 1
+            logger.warning("service not ready: %s; retrying in %.0fs", self.error, self.retry_interval())
             self.last_try = time.monotonic()  # retry interval counts from the end of this attempt
             return False
 
+    def retry_interval(self) -> float:
+        """Exponential backoff: base * 2^(failures - 1), capped."""
+        base = float(os.environ.get("MAFORECAST_RELOAD_S", "15"))
+        cap = float(os.environ.get("MAFORECAST_RELOAD_MAX_S", "120"))
+        return min(cap, base * 2 ** max(self.failures - 1, 0))
+
     def retry_in_background(self) -> None:
-        """While unready, retry loading now and then (a champion may have been promoted since)."""
-        every = float(os.environ.get("MAFORECAST_RELOAD_S", "15"))
-        if self.engine is not None or self._loading or time.monotonic() - self.last_try < every:
+        """While unready, retry loading now and then (the tracking server may be back, or a
+        champion promoted since). Triggered by readiness probes and requests; never blocks them."""
+        if self.engine is not None or self._loading or time.monotonic() - self.last_try < self.retry_interval():
             return
         self._loading = True
 

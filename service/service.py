@@ -2,7 +2,7 @@
 
 Start it with ``maforecast serve`` (or ``bentoml serve service.service:MAForecast``). The
 predictor is loaded once, at startup, straight from the MLflow registry
-(``models:/<registered_model>@<alias>``; see service/README_SECTION.md for why not the BentoML
+(``models:/<registered_model>@<alias>``; see service/README.md for why not the BentoML
 model store). Configuration (environment, see ``maforecast.settings``):
 
 - ``MAFORECAST_DATA_HOME`` / ``MLFLOW_TRACKING_URI`` / ``MAFORECAST_TRACKING_URI``: the store;

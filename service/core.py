@@ -21,7 +21,6 @@ from predictor.schemas import Forecast, Interval, LayerForecast
 from service import mitigations as kbm
 from service import precision as prec
 from service.schemas import (
-    CitationOut,
     CompareResponse,
     Difference,
     LayerRiskOut,
@@ -188,7 +187,7 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
                 expected_effect=dict(e.expected_effect),
                 cost=e.cost,
                 caveats=list(e.caveats),
-                citations=[CitationOut(**c.__dict__) for c in e.citations],
+                citations=list(e.citations),
                 motivating_layers=list(mot.layers),
                 motivation=mot.text,
                 unknown_fields=list(m.unknown_fields),

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from service.schemas import CitationOut as Citation  # one definition of a citation
+
 LEVELS: tuple[str, ...] = ("strong", "moderate", "situational", "informational", "not_recommended")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
 CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -150,17 +152,6 @@ def compile_rule(rule: Mapping[str, Any] | None, where: str) -> tuple[Predicate,
 
 # ---------------------------------------------------------------------------------------------
 # knowledge base
-
-
-@dataclass(frozen=True)
-class Citation:
-    title: str
-    arxiv: str
-    url: str
-    setting: str
-    result: str
-    confidence: str
-    repo: str | None = None
 
 
 @dataclass(frozen=True)

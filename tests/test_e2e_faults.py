@@ -49,7 +49,8 @@ def test_tracking_server_down_at_start_then_up_then_down(sqlite_tracking_server,
         [str(exe), "server", "--backend-store-uri", f"sqlite:///{backend}", "--serve-artifacts",
          "--artifacts-destination", str(sqlite_tracking_server["artifacts"]), "--host", "127.0.0.1",
          "--port", str(mlflow_port), "--workers", "1"],
-        "mlflow-late", env={k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"},
+        "mlflow-late",
+        env={**{k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     wait_http(f"{tracking}/health", 120, mlflow_proc)
     waited = wait_http(f"{base}/readyz", 120, service)

@@ -190,7 +190,7 @@ class EmergenceCurveFitter:
         self.residuals_ = y - yhat
         _, ymin, yr = self._scale  # R^2 is affine-invariant: compute it on normalized data (no under/overflow)
         self.r2_ = r2_score((y - ymin) / yr, (yhat - ymin) / yr)
-        self.rmse_ = float(np.sqrt(np.mean(self.residuals_**2)))
+        self.rmse_ = float(yr * np.sqrt(np.mean((self.residuals_ / yr) ** 2)))  # scaled: no overflow
         self.aic_ = self.aic_step1_ if use_step1 else self.aic_eq9_
         if not self.diagnostics:
             good = np.isfinite(self.r2_) and self.r2_ >= self.min_r2

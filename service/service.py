@@ -224,13 +224,8 @@ class MAForecast:
         logger.info("forecast rejected: %s: %s", type(exc).__name__, exc)
         return _error(ctx, 422, f"cannot forecast this architecture: {exc}")
 
-    # ---------------------------------------------------------------- endpoints
-    @bentoml.api(route="/predict", input_spec=Architecture)
-    async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
-        """Per-layer forecast, precision risk and mitigations for one architecture (the body, bare).
-
-        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced).
-        """
+    def _prepare(self, ctx: bentoml.Context, fields: dict) -> Response | tuple[Any, list[int] | None, Architecture]:
+        """Shared front of the single-architecture endpoints: engine, ``?steps=``, the body."""
         eng, err = self._engine(ctx)
         if err is not None:
             return err
@@ -238,7 +233,19 @@ class MAForecast:
             steps = _parse_steps(ctx)
         except ValueError as exc:
             return _error(ctx, 400, str(exc), "steps")
-        arch = Architecture.model_validate(fields)
+        return eng, steps, Architecture.model_validate(fields)
+
+    # ---------------------------------------------------------------- endpoints
+    @bentoml.api(route="/predict", input_spec=Architecture)
+    async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
+        """Per-layer forecast, precision risk and mitigations for one architecture (the body, bare).
+
+        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced).
+        """
+        prep = self._prepare(ctx, fields)
+        if isinstance(prep, Response):
+            return prep
+        eng, steps, arch = prep
         raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
         if raw is None:
             try:
@@ -300,14 +307,10 @@ class MAForecast:
         """PNG of the predicted per-layer ratio curves with intervals and precision limits."""
         from service.plot import render_png
 
-        eng, err = self._engine(ctx)
-        if err is not None:
-            return err
-        try:
-            steps = _parse_steps(ctx)
-        except ValueError as exc:
-            return _error(ctx, 400, str(exc), "steps")
-        arch = Architecture.model_validate(fields)
+        prep = self._prepare(ctx, fields)
+        if isinstance(prep, Response):
+            return prep
+        eng, steps, arch = prep
         try:
             answer = await _offload(eng.predict, arch, steps)
         except (UserError, ValueError, ArithmeticError) as exc:

@@ -1,4 +1,4 @@
-"""The stats table on disk: idempotent, atomic appends keyed by (model, step, revision, probe digest, source).
+"""The stats table on disk: idempotent, atomic appends keyed by (model, revision, probe digest, source).
 
 Readers never see a half-written file (write to temp + rename), and re-importing or re-collecting
 replaces the same keys instead of duplicating rows.
@@ -35,11 +35,3 @@ def upsert(path: Path, rows: pd.DataFrame) -> tuple[int, int]:
     out = pd.concat(frames, ignore_index=True) if frames else empty(StatsRow)
     write_table(out, path, StatsRow)
     return len(new), replaced
-
-
-def done_keys(path: Path) -> set[tuple[str, str, str]]:
-    """(model, revision, probe_digest) already measured, for resuming a series."""
-    df = load(path)
-    if not len(df):
-        return set()
-    return set(zip(df["model"].astype(str), df["revision"].astype(str), df["probe_digest"].astype(str), strict=True))

@@ -248,17 +248,14 @@ class _Tracker:
 
     def finish(self, table: pd.DataFrame, out: Path, status: str) -> None:
         import mlflow
-        from mlflow.entities import DatasetInput, InputTag
+
+        from maforecast.tracking import log_dataset
 
         if len(table):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 dataset = mlflow.data.from_pandas(table, source=str(out), name=f"stats-{self.model}")
-                entity = dataset._to_mlflow_entity()
-            self.client.log_inputs(
-                self.parent_id,
-                datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", "collected")])],
-            )
+            log_dataset(dataset, context="collected", run_id=self.parent_id, client=self.client)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"stats-{self.model}.parquet"
                 table.to_parquet(path, index=False)

@@ -26,10 +26,9 @@ def log_fit_run(stats: pd.DataFrame, fits: pd.DataFrame, params: dict | None = N
     summary = summarize(fits) if len(fits) else pd.DataFrame()
     with mlflow.start_run(experiment_id=exp, run_name=run_name or "fit") as run:
         mlflow.log_params({"n_series": len(fits), "stats_digest": digest(stats), **(params or {})})
-        mlflow.log_input(mlflow.data.from_pandas(stats.astype(object).where(stats.notna(), None), name="stats",
-                                                 digest=digest(stats)), context="input")
-        mlflow.log_input(mlflow.data.from_pandas(fits.astype(object).where(fits.notna(), None), name="fits",
-                                                 digest=digest(fits)), context="output")
+        for name, table, context in (("stats", stats, "input"), ("fits", fits, "output")):
+            data = mlflow.data.from_pandas(table.astype(object).where(table.notna(), None), name=name, digest=digest(table))
+            tracking.log_dataset(data, context=context, run_id=run.info.run_id)
         usable = fits[fits["status"].isin(["ok", "ill_conditioned"])]
         metrics = {
             "n_fitted": float(len(usable)),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import mlflow
 from mlflow.tracking import MlflowClient
 
@@ -36,3 +39,46 @@ def experiment_id(stage: str, settings: Settings | None = None) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+
+def _transient(exc: Exception, unique_too: bool) -> bool:
+    text = str(exc)
+    if "database is locked" in text:
+        return True
+    return unique_too and any(m in text for m in ("UNIQUE constraint failed", "duplicate key value", "UniqueViolation"))
+
+
+def retry_store(fn, *args, attempts: int = 8, unique_too: bool = False, **kwargs):
+    """Call a store operation, retrying with jittered backoff on transient contention.
+
+    A SQLite store reports 'database is locked' while another process writes. With ``unique_too``
+    a unique-constraint failure is retried as well, for check-then-insert operations that are
+    safe to repeat (the second attempt finds the row a concurrent writer committed).
+    """
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # MlflowException or sqlalchemy errors, depending on the layer
+            if attempt == attempts - 1 or not _transient(exc, unique_too):
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def log_dataset(dataset, context: str, tags: dict[str, str] | None = None, run_id: str | None = None,
+                client: MlflowClient | None = None, attempts: int = 8) -> None:
+    """Link a dataset to a run, safe when concurrent runs log the same dataset.
+
+    MLflow's store looks a dataset up by (experiment, name, digest) and inserts it if absent, in one
+    transaction; two runs logging the same data at once both miss it and the second insert fails the
+    unique constraint. Retrying finds the row the other run committed and only adds the link.
+    """
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    run_id = run_id or mlflow.active_run().info.run_id
+    client = client or MlflowClient()
+    input_tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), *(InputTag(k, str(v)) for k, v in (tags or {}).items())]
+    entry = DatasetInput(dataset._to_mlflow_entity(), tags=input_tags)
+    retry_store(client.log_inputs, run_id, datasets=[entry], attempts=attempts, unique_too=True)

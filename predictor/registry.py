@@ -28,7 +28,7 @@ from mlflow.pyfunc import PythonModel
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
 from maforecast.tables import digest
-from maforecast.tracking import configure, experiment_id
+from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
 from predictor.architecture import (
     Architecture,
     parse_architecture,
@@ -227,7 +227,7 @@ def train(
         mlflow.log_metrics({_metric_key(k): v for k, v in bundle.metrics.items() if isinstance(v, float) and math.isfinite(v)})
         mlflow.set_tags({"maforecast.stage": "predictor", "data_digest": data_digest})
         ds = mlflow.data.from_pandas(rows, name="predictor-training-rows", targets=None)
-        mlflow.log_input(ds, context="training", tags={"digest": data_digest})
+        log_dataset(ds, context="training", tags={"digest": data_digest}, run_id=run.info.run_id, client=client)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             rows.to_csv(tmp / "training_rows.csv", index=False)
@@ -281,7 +281,7 @@ def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, setting
     """Register a logged model as a new version with tags and alias ``challenger``."""
     s = settings or get_settings()
     client = client or configure(s)
-    mv = _retry_locked(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
+    mv = retry_store(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
     tags = {
         "data_digest": bundle.data_digest,
         "run_id": run_id,
@@ -293,21 +293,9 @@ def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, setting
         if t in bundle.targets:
             tags[f"{t}.lomo_r2"] = f"{bundle.targets[t].metrics.get('lomo_r2', float('nan')):.4f}"
     for k, v in tags.items():
-        _retry_locked(client.set_model_version_tag, s.registered_model, mv.version, k, v)
+        retry_store(client.set_model_version_tag, s.registered_model, mv.version, k, v)
     point_alias_at_newest(client, s.registered_model, CHALLENGER)
     return str(mv.version)
-
-
-def _retry_locked(fn, *args, attempts: int = 8, **kwargs):
-    """Call ``fn``, retrying with backoff while a SQLite store reports 'database is locked'."""
-    for i in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # MlflowException or sqlalchemy OperationalError, depending on the layer
-            if "database is locked" not in str(exc) or i == attempts - 1:
-                raise
-            time.sleep(min(2.0, 0.1 * 2**i))
-    raise AssertionError("unreachable")
 
 
 def point_alias_at_newest(client, name: str, alias: str, attempts: int = 30, settle_s: float = 0.2) -> str:
@@ -320,15 +308,15 @@ def point_alias_at_newest(client, name: str, alias: str, attempts: int = 30, set
     is simply the version just registered.
     """
     for _ in range(attempts):
-        versions = _retry_locked(client.search_model_versions, f"name='{name}'")
+        versions = retry_store(client.search_model_versions, f"name='{name}'")
         newest = str(max(int(mv.version) for mv in versions))
         try:
-            current = str(_retry_locked(client.get_model_version_by_alias, name, alias).version)
+            current = str(retry_store(client.get_model_version_by_alias, name, alias).version)
         except MlflowException:
             current = None
         if current == newest:
             return newest
-        _retry_locked(client.set_registered_model_alias, name, alias, newest)
+        retry_store(client.set_registered_model_alias, name, alias, newest)
         time.sleep(settle_s)
     raise MlflowException(f"alias {alias!r} of {name!r} kept moving; gave up after {attempts} attempts")
 

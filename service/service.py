@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import logging
 import os
 import threading
@@ -40,6 +41,7 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
 from predictor.architecture import Architecture
 from service.errors import FieldErrorMiddleware
+from service.repeat_cache import RepeatCache
 from service.schemas import (
     MAX_STEPS,
     BatchRequest,
@@ -58,6 +60,7 @@ logger = logging.getLogger("maforecast.service")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
+_GENERATIONS = itertools.count(1)  # one number per loaded engine, unique for the process lifetime
 NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
 
 
@@ -76,6 +79,7 @@ class _State:
 
     def __init__(self) -> None:
         self.engine: Any = None
+        self.generation: int | None = None  # names the loaded engine for the repeat cache
         self.error: str | None = None
         self.model_uri = model_uri_from_env()
         self.tracking_uri = get_settings().resolved_tracking_uri
@@ -98,6 +102,7 @@ class _State:
                 engine = Engine(fc, model_uri=self.model_uri)
                 engine.warm_up()
                 self.engine, self.error = engine, None
+                self.generation = next(_GENERATIONS)
                 # everything loaded so far lives as long as the process: keep it out of the
                 # collector's generations so full collections do not pause requests (p99)
                 gc.collect()
@@ -330,7 +335,12 @@ class MAForecast:
         return ModelInfo(ready=True, predictor=eng.predictor, tracking_uri=state.tracking_uri, info=eng.info)
 
 
+def _generation() -> int | None:
+    return STATE.generation if STATE is not None else None
+
+
 MAForecast.add_asgi_middleware(FieldErrorMiddleware)
+MAForecast.add_asgi_middleware(RepeatCache, paths=("/predict",), generation=_generation)
 
 _ASGI: list = []
 

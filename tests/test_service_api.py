@@ -223,6 +223,32 @@ def test_predict_requested_steps_and_cache(client):
     assert r2.content == r1.content
 
 
+def test_byte_identical_repeat_is_served_from_the_repeat_cache(client):
+    """A repeat is answered by service.repeat_cache with the same bytes the endpoint produced;
+    a differently formatted body of the same architecture goes through the endpoint again."""
+    body = json.dumps({**SMALL, "name": "repeat-cache"}).encode()
+    headers = {"content-type": "application/json"}
+    first = client.post("/predict?steps=0,500,9000", content=body, headers=headers)
+    assert first.status_code == 200, first.text[:300]
+    assert "x-maforecast-cache" not in first.headers
+    again = client.post("/predict?steps=0,500,9000", content=body, headers=headers)
+    assert again.status_code == 200 and again.headers["x-maforecast-cache"] == "repeat"
+    assert again.content == first.content and again.headers["content-type"] == first.headers["content-type"]
+    pretty = client.post("/predict?steps=0,500,9000", content=json.dumps(json.loads(body), indent=2), headers=headers)
+    assert "x-maforecast-cache" not in pretty.headers and pretty.content == first.content
+    other_steps = client.post("/predict?steps=0,500", content=body, headers=headers)
+    assert "x-maforecast-cache" not in other_steps.headers
+    assert [p["step"] for p in other_steps.json()["layers"][0]["ratio_trajectory"]] == [0, 500]
+
+
+def test_bad_input_is_never_served_from_the_repeat_cache(client):
+    bad = json.dumps({**SMALL, "n_heads": 7}).encode()
+    for _ in range(2):
+        r = client.post("/predict", content=bad, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "x-maforecast-cache" not in r.headers
+        assert "n_heads" in r.json()["fields"]
+
+
 def test_gpt2_style_gets_kv_bias_with_evidence(client):
     gpt2 = {**SMALL, "name": "gpt2ish", "positional_encoding": "learned", "rotary_pct": 1.0}
     a = client.post("/predict", json=gpt2).json()
@@ -483,6 +509,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _request_count(metrics: str, endpoint: str, code: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name.endswith("request_total") and labels.get("endpoint") == endpoint
+                    and labels.get("http_response_code") == code):
+                total += sample.value
+    return total
+
+
 @pytest.mark.slow
 def test_bentoml_serve_real_process(champion_home):
     port = _free_port()
@@ -506,11 +545,14 @@ def test_bentoml_serve_real_process(champion_home):
                 pass
             time.sleep(0.5)
         assert ready, "server did not become ready: " + (champion_home / "serve.log").read_text()[-3000:]
-        r = httpx.post(f"{base}/predict", json=LLAMA_1B, timeout=30)
-        assert r.status_code == 200 and len(r.json()["layers"]) == 16
+        answers = [httpx.post(f"{base}/predict", json=LLAMA_1B, timeout=30) for _ in range(3)]
+        assert all(r.status_code == 200 and len(r.json()["layers"]) == 16 for r in answers)
+        assert [r.headers.get("x-maforecast-cache") for r in answers] == [None, "repeat", "repeat"]
         assert httpx.post(f"{base}/predict", json={**LLAMA_1B, "n_heads": 7}, timeout=30).status_code == 400
         m = httpx.get(f"{base}/metrics", timeout=10)
         assert m.status_code == 200 and "bentoml_service_request" in m.text
+        # repeats answered by the cache are still counted by BentoML's metrics middleware
+        assert _request_count(m.text, "/predict", "200") == 3, m.text[:3000]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                 nd = max(8, 2 * c)  # every one runs the predictor: keep the run short
                 d = asyncio.run(drive(f"http://127.0.0.1:{svc_port}/predict", c, nd, distinct=True, offset=c * 100_000))
                 rows.append(("distinct", c, nd, d, next(r[4] for r in rows if r[1] == c)))
-        print(f"\n/predict payload {size:,} bytes; {os.cpu_count()} CPUs; client, service and bare app on one machine\n")
+        access = "off" if os.environ.get("MAFORECAST_ACCESS_LOG", "1") == "0" else "on (MAFORECAST_ACCESS_LOG=0 turns it off)"
+        print(f"\n/predict payload {size:,} bytes; {os.cpu_count()} CPUs; client, service and bare app on one machine; "
+              f"service access log {access}\n")
         head = f"{'body':9} {'conc':>4} {'n':>5} | {'svc p50':>8} {'svc p99':>8} | {'bare p50':>8} {'bare p99':>8} | {'p50 x':>6} {'p99 x':>6} | {'svc rps':>7}"
         print(head)
         print("-" * len(head))

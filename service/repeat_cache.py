@@ -36,7 +36,7 @@ class RepeatCache:
         app: Any,
         paths: Iterable[str] = ("/predict",),
         generation: Callable[[], Hashable | None] = lambda: None,
-        max_entries: int = 512,
+        max_entries: int = 256,
         max_request_bytes: int = 64 * 1024,
         max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:

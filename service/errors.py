@@ -15,11 +15,13 @@ of the message so ``fields`` is never empty when a field is to blame.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from predictor.architecture import Architecture
+from service.asgi import BodyRewriteMiddleware
 
 _FIELD_NAMES = frozenset(Architecture.model_fields)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -63,39 +65,40 @@ def rewrite(body: bytes) -> bytes | None:
     return json.dumps({"error": message, "fields": fields, "detail": data["detail"]}).encode()
 
 
-class FieldErrorMiddleware:
-    """Pure ASGI: buffers only 400 responses and rewrites pydantic validation bodies."""
+class FieldErrorMiddleware(BodyRewriteMiddleware):
+    """Rewrites the pydantic validation bodies of 400 answers (validation errors come from POSTs)."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def applies(self, scope: dict) -> bool:
+        return scope.get("method") == "POST"
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":  # validation errors come from POSTs
-            await self.app(scope, receive, send)
-            return
-        start: dict | None = None
-        chunks: list[bytes] = []
+    def wants(self, status: int) -> bool:
+        return status == 400
 
-        async def wrapped(message: dict) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                if message["status"] == 400:
-                    start = message
-                    return
-                await send(message)
-                return
-            if start is None or message["type"] != "http.response.body":
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            raw = b"".join(chunks)
-            new = rewrite(raw)
-            out = raw if new is None else new
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(out)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": out})
+    def rewrite(self, body: bytes) -> bytes | None:
+        return rewrite(body)
 
-        await self.app(scope, receive, wrapped)
+
+class QuietValidationErrors(logging.Filter):
+    """BentoML logs every rejected request body at ERROR with a full traceback; a 400 for bad
+    input is not a server error. Such records become one INFO line naming the path and fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) and len(record.exc_info) > 1 else None
+        if exc is None or type(exc).__name__ != "ValidationError" or not hasattr(exc, "errors"):
+            return True
+        try:
+            message, _ = describe(exc.errors(include_context=False, include_input=False))
+        except Exception:  # never let logging fail a request
+            message = str(exc).splitlines()[0]
+        path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "rejected request on %s: %s", (path, message.removeprefix("invalid request: "))
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_validation_logs() -> None:
+    """Install :class:`QuietValidationErrors` on BentoML's request-exception logger (idempotent)."""
+    log = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, QuietValidationErrors) for f in log.filters):
+        log.addFilter(QuietValidationErrors())

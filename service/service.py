@@ -40,7 +40,8 @@ from starlette.responses import JSONResponse, Response
 from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
 from predictor.architecture import Architecture
-from service.errors import FieldErrorMiddleware
+from service.errors import FieldErrorMiddleware, quiet_validation_logs
+from service.openapi import OpenAPI30Middleware
 from service.repeat_cache import RepeatCache
 from service.schemas import (
     MAX_STEPS,
@@ -54,6 +55,7 @@ from service.schemas import (
 )
 
 quiet_telemetry()
+quiet_validation_logs()
 logger = logging.getLogger("maforecast.service")
 # A tracking server that is down must not hold startup for minutes inside MLflow's own HTTP
 # retries: fail fast and let _State's backoff retry (override by setting these yourself).
@@ -339,6 +341,7 @@ def _generation() -> int | None:
     return STATE.generation if STATE is not None else None
 
 
+MAForecast.add_asgi_middleware(OpenAPI30Middleware)
 MAForecast.add_asgi_middleware(FieldErrorMiddleware)
 MAForecast.add_asgi_middleware(RepeatCache, paths=("/predict",), generation=_generation)
 

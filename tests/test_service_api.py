@@ -439,6 +439,62 @@ def test_fuzz_openapi_endpoints_never_5xx(client, data):
     assert r.status_code < 500, (path, body, r.status_code, r.text[:300])
 
 
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_fuzz_of_served_openapi_never_5xx(client, mode):
+    """schemathesis generates bodies from the served /docs.json (valid OpenAPI 3.0, else it refuses
+    the operation) in both modes: schema-conforming and schema-violating. No answer may be a 5xx."""
+    import schemathesis
+    from schemathesis import GenerationMode
+    from schemathesis.core import NotSet
+
+    schema = schemathesis.openapi.from_dict(client.get("/docs.json").json()).exclude(path="/metrics")
+    seen: dict[str, set[int]] = {}
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if mode == "negative" and op.method.upper() != "POST":
+            continue  # nothing to violate: the GET endpoints take no parameters
+
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+        @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+        def call(case):
+            if isinstance(case.body, NotSet):
+                body = None
+            else:  # negative mode may send raw bytes, possibly under another media type
+                body = case.body if isinstance(case.body, bytes) else json.dumps(case.body)
+            media = case.media_type or "application/json"
+            r = client.request(case.method, case.formatted_path, content=body, params=case.query or None,
+                               headers={"content-type": media} if body is not None else None)
+            seen.setdefault(f"{case.method} {case.path}", set()).add(r.status_code)
+            assert r.status_code < 500, (case.path, case.body, r.status_code, r.text[:300])
+
+        call()
+    assert {"POST /predict", "POST /compare", "POST /predict_batch", "POST /predict_hf_config", "POST /plot"} <= set(seen)
+
+
+def test_rejected_bodies_log_one_info_line_not_a_traceback(client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bentoml._internal.server.http_app"):
+        r = client.post("/predict", json={**SMALL, "d_model": 770, "n_heads": 12})
+    assert r.status_code == 400
+    records = [rec for rec in caplog.records if rec.name == "bentoml._internal.server.http_app"]
+    assert records, "BentoML logged nothing for the rejected body"
+    assert all(rec.levelno == logging.INFO and rec.exc_info is None for rec in records)
+    assert any("rejected request on /predict" in rec.getMessage() and "d_model" in rec.getMessage() for rec in records)
+
+
+def test_served_openapi_is_3_0_not_json_schema_2020(client):
+    doc = client.get("/docs.json").json()
+    assert doc["openapi"].startswith("3.0")
+    text = json.dumps(doc)
+    assert '{"type": "null"}' not in text and '"const"' not in text
+    arch = doc["components"]["schemas"]["Architecture"]["properties"]
+    assert arch["learning_rate"]["exclusiveMinimum"] is True and arch["learning_rate"]["minimum"] == 0
+    assert arch["n_kv_heads"]["nullable"] is True and arch["n_kv_heads"]["type"] == "integer"
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert body["total_steps"]["nullable"] is True and body["d_model"].get("nullable") is None
+
+
 _SPEC: dict[str, dict[str, str]] = {}
 
 

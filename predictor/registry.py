@@ -95,6 +95,10 @@ def _arch_from_record(rec: dict) -> Architecture:
 class PredictorModel(PythonModel):
     """pyfunc wrapper: architectures (one per row) -> per-layer forecast summary rows."""
 
+    # The model is logged with an explicit signature; MLflow's type-hint validation wrapper (and
+    # its "add type hints" warning, printed by every CLI command importing this module) is skipped.
+    _skip_type_hint_validation = True
+
     def load_context(self, context):
         self.bundle: PredictorBundle = joblib.load(context.artifacts["bundle"])
 

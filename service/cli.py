@@ -95,13 +95,25 @@ def _iv(iv) -> str:
     return escape(f"{_fmt(iv.value)} [{_fmt(iv.lo)}, {_fmt(iv.hi)}]")
 
 
+def _console():
+    """Rich console at the terminal's width; piped output (a file, a review tool) gets 180 columns
+    (or $COLUMNS) so intervals are not cut to an ellipsis at rich's default of 80."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=int(os.environ.get("COLUMNS") or 180))
+
+
 def render(answer, console=None) -> None:
     """Print a PredictResponse as rich tables."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    con = console or Console()
+    con = console or _console()
     p, s = answer.predictor, answer.summary
     con.print(
         f"[bold]{answer.architecture}[/bold]: forecast to step {answer.t_end:,} by {p.name} "
@@ -115,7 +127,7 @@ def render(answer, console=None) -> None:
 
     t = Table(title="per layer: value \\[interval]", show_lines=False)
     for col in ("layer", "class", "t_emerge", "t_peak", "ratio at end", "steady state", "peak |a|", "massive"):
-        t.add_column(col, justify="right" if col not in ("class", "massive") else "left")
+        t.add_column(col, justify="right" if col not in ("class", "massive") else "left", overflow="fold")
     for lf in answer.layers:
         t.add_row(
             str(lf.layer),
@@ -131,7 +143,7 @@ def render(answer, console=None) -> None:
 
     t = Table(title="precision risk")
     for col in ("format", "target", "at risk", "layers (forecast)", "from step", "within interval", "why"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for r in answer.precision:
         t.add_row(
             r.format,
@@ -147,7 +159,7 @@ def render(answer, console=None) -> None:
     if answer.applicability:
         t = Table(title="outside the predictor's training range")
         for col in ("field", "value", "seen", "message"):
-            t.add_column(col)
+            t.add_column(col, overflow="fold")
         for w in answer.applicability:
             seen = ", ".join(w.seen) if w.seen else f"{_fmt(w.train_min)} .. {_fmt(w.train_max)}"
             t.add_row(w.field, escape(str(w.value)), escape(seen), escape(w.message))
@@ -155,7 +167,7 @@ def render(answer, console=None) -> None:
 
     t = Table(title="mitigations (ranked; evidence-backed)")
     for col in ("#", "level", "mitigation", "why", "layers", "cost", "citations"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for m in answer.mitigations:
         color = {"strong": "green", "moderate": "cyan", "not_recommended": "red"}.get(m.level, "white")
         t.add_row(

@@ -1,25 +1,24 @@
-"""A pure-ASGI base for middlewares that rewrite the body of some responses."""
+"""A pure-ASGI middleware that rewrites the body of some responses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
 class BodyRewriteMiddleware:
-    """Buffer the responses ``applies(scope)`` and ``wants(status)`` select, and replace their body
-    with ``rewrite(body)`` (``None`` keeps it). Everything else streams through untouched."""
+    """Buffer the responses selected by ``applies(scope)`` and ``wants(status)`` and replace their
+    body with ``rewrite(body)`` (``None`` keeps it). Everything else streams through untouched."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        applies: Callable[[dict], bool],
+        wants: Callable[[int], bool],
+        rewrite: Callable[[bytes], bytes | None],
+    ) -> None:
         self.app = app
-
-    def applies(self, scope: dict) -> bool:
-        raise NotImplementedError
-
-    def wants(self, status: int) -> bool:
-        raise NotImplementedError
-
-    def rewrite(self, body: bytes) -> bytes | None:
-        raise NotImplementedError
+        self.applies, self.wants, self.rewrite = applies, wants, rewrite
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.applies(scope):

@@ -68,14 +68,9 @@ def rewrite(body: bytes) -> bytes | None:
 class FieldErrorMiddleware(BodyRewriteMiddleware):
     """Rewrites the pydantic validation bodies of 400 answers (validation errors come from POSTs)."""
 
-    def applies(self, scope: dict) -> bool:
-        return scope.get("method") == "POST"
-
-    def wants(self, status: int) -> bool:
-        return status == 400
-
-    def rewrite(self, body: bytes) -> bytes | None:
-        return rewrite(body)
+    def __init__(self, app: Any) -> None:
+        super().__init__(app, applies=lambda scope: scope.get("method") == "POST", wants=lambda status: status == 400,
+                         rewrite=rewrite)
 
 
 class QuietValidationErrors(logging.Filter):

@@ -59,17 +59,16 @@ def to_openapi30(node: Any) -> Any:
     return node
 
 
+def _rewrite_doc(body: bytes) -> bytes | None:
+    try:
+        return json.dumps(to_openapi30(json.loads(body))).encode()
+    except ValueError:
+        return None
+
+
 class OpenAPI30Middleware(BodyRewriteMiddleware):
     """Rewrites the body of ``GET /docs.json`` with :func:`to_openapi30`."""
 
-    def applies(self, scope: dict) -> bool:
-        return scope.get("method") == "GET" and scope.get("path") in DOC_PATHS
-
-    def wants(self, status: int) -> bool:
-        return status == 200
-
-    def rewrite(self, body: bytes) -> bytes | None:
-        try:
-            return json.dumps(to_openapi30(json.loads(body))).encode()
-        except ValueError:
-            return None
+    def __init__(self, app: Any) -> None:
+        super().__init__(app, applies=lambda scope: scope.get("method") == "GET" and scope.get("path") in DOC_PATHS,
+                         wants=lambda status: status == 200, rewrite=_rewrite_doc)

@@ -41,7 +41,6 @@ def experiment_id(stage: str, settings: Settings | None = None) -> str:
         return exp.experiment_id
 
 
-
 def _transient(exc: Exception, unique_too: bool) -> bool:
     text = str(exc)
     if "database is locked" in text:

@@ -12,7 +12,6 @@ endpoint as usual, so validation and errors are unchanged.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
@@ -46,9 +45,8 @@ class RepeatCache:
         self.max_entries = max_entries
         self.max_request_bytes = max_request_bytes
         self.max_response_bytes = max_response_bytes
+        # touched only from the event loop's thread, so no lock
         self._entries: OrderedDict[tuple, tuple[list[tuple[bytes, bytes]], bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
@@ -74,12 +72,9 @@ class RepeatCache:
                 return
         body = b"".join(chunks)
         key = (gen, scope["path"], scope.get("query_string", b""), _header(scope, b"content-type"), body)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
+        hit = self._entries.get(key)
         if hit is not None:
+            self._entries.move_to_end(key)
             headers, payload = hit
             await send({"type": "http.response.start", "status": 200, "headers": [*headers, HIT_HEADER]})
             await send({"type": "http.response.body", "body": payload})
@@ -109,11 +104,10 @@ class RepeatCache:
         return recording_send
 
     def _store(self, key: tuple, headers: list[tuple[bytes, bytes]], payload: bytes) -> None:
-        with self._lock:
-            self._entries[key] = (headers, payload)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._entries[key] = (headers, payload)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 def _replay(chunks: list[bytes], pending: dict | None, receive: Any, more: bool = False) -> Callable[[], Any]:

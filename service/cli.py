@@ -98,9 +98,6 @@ def _iv(iv) -> str:
 def _console():
     """Rich console at the terminal's width; piped output (a file, a review tool) gets 180 columns
     (or $COLUMNS) so intervals are not cut to an ellipsis at rich's default of 80."""
-    import os
-    import sys
-
     from rich.console import Console
 
     if sys.stdout.isatty():

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import ValidationError
+
 from predictor.architecture import Architecture
 from service.asgi import BodyRewriteMiddleware
 
@@ -78,8 +80,8 @@ class QuietValidationErrors(logging.Filter):
     input is not a server error. Such records become one INFO line naming the path and fields."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) and len(record.exc_info) > 1 else None
-        if exc is None or type(exc).__name__ != "ValidationError" or not hasattr(exc, "errors"):
+        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+        if not isinstance(exc, ValidationError):
             return True
         try:
             message, _ = describe(exc.errors(include_context=False, include_input=False))

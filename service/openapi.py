@@ -16,6 +16,8 @@ from typing import Any
 from service.asgi import BodyRewriteMiddleware
 
 _NULL = {"type": "null"}
+_DATA = frozenset({"default", "example", "enum"})  # values, not schemas: left as they are
+_MAPPINGS = frozenset({"properties", "patternProperties", "$defs", "definitions", "schemas"})  # name -> schema
 DOC_PATHS = frozenset({"/docs.json"})
 
 
@@ -38,7 +40,7 @@ def to_openapi30(node: Any) -> Any:
             elif rest:
                 node[combiner] = rest
             node["nullable"] = True
-    node = {k: (v if k in ("default", "example", "enum") else to_openapi30(v)) for k, v in node.items()}
+    node = {k: _walk(k, v) for k, v in node.items()}
     for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         value = node.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -52,11 +54,19 @@ def to_openapi30(node: Any) -> Any:
         node["nullable"] = True  # an optional field BentoML flattened to its non-null branch
         if "$ref" in node:
             node["allOf"] = [{"$ref": node.pop("$ref")}]
-    if "examples" in node and isinstance(node["examples"], list) and "properties" not in node:
+    if isinstance(node.get("examples"), list):
         examples = node.pop("examples")
         if examples:
             node.setdefault("example", examples[0])
     return node
+
+
+def _walk(key: str, value: Any) -> Any:
+    if key in _DATA:
+        return value
+    if key in _MAPPINGS and isinstance(value, dict):  # names here are field names, never keywords
+        return {name: to_openapi30(schema) for name, schema in value.items()}
+    return to_openapi30(value)
 
 
 def _rewrite_doc(body: bytes) -> bytes | None:

@@ -29,3 +29,13 @@ def test_nested_const_and_examples():
 def test_defaults_and_enums_are_data_not_schema():
     out = to_openapi30({"type": "object", "default": {"exclusiveMinimum": 1}, "enum": [{"const": 1}]})
     assert out["default"] == {"exclusiveMinimum": 1} and out["enum"] == [{"const": 1}]
+
+
+def test_field_names_that_look_like_keywords_are_still_schemas():
+    doc = {"type": "object", "properties": {
+        "default": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "examples": {"type": "number", "exclusiveMinimum": 0},
+    }}
+    props = to_openapi30(doc)["properties"]
+    assert props["default"] == {"type": "integer", "nullable": True}
+    assert props["examples"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}

@@ -24,7 +24,7 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
     """Fit the Eq. 9 emergence curve to every (model, layer, metric) series."""
     from fitting.batch import fit_table, summarize
     from maforecast.errors import UserError
-    from maforecast.tables import FitRow, StatsRow, read_table, write_table
+    from maforecast.tables import FitRow, StatsRow, locked, read_table, write_table
 
     chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
     bad = [m for m in chosen if m not in METRICS]
@@ -52,13 +52,16 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
     from maforecast.tables import digest
 
     out = out or fits_path()
-    # finished chunks land here, so a killed run resumes; removed once the table is written
+    # finished chunks land here, so a killed run resumes; removed once the table is written.
+    # The fits table's lock is held throughout: a concurrent fit of the same data home would
+    # share (and remove) these parts and overwrite the table; it waits and then runs alone.
     parts = out.parent / f".fit-parts-{digest(stats)}"
-    if parts.exists():
-        click.echo(f"resuming from {parts}")
-    fits = fit_table(stats, chosen, n_jobs=jobs, t_end=t_end, resume_dir=parts)
-    write_table(fits, out, FitRow)
-    shutil.rmtree(parts, ignore_errors=True)
+    with locked(out, timeout=None):
+        if parts.exists():
+            click.echo(f"resuming from {parts}")
+        fits = fit_table(stats, chosen, n_jobs=jobs, t_end=t_end, resume_dir=parts)
+        write_table(fits, out, FitRow)
+        shutil.rmtree(parts, ignore_errors=True)
     summary = summarize(fits)
     click.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     click.echo(f"wrote {len(fits)} fits to {out}")

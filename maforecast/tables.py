@@ -3,6 +3,8 @@
 Each table is a pydantic row model; a DataFrame conforms when it has the model's columns with
 compatible dtypes. ``conform`` coerces and validates a frame (naming the bad column), ``empty``
 builds a typed empty frame, and ``read_table``/``write_table`` move frames to parquet or CSV.
+``locked`` is the one inter-process lock of a table file: every writer holds it, and a
+read-modify-write (``collector.store.upsert``) holds it from the read to the rename.
 Imported reference data and collected data share ``StatsRow``, so downstream code treats them
 alike.
 """
@@ -10,11 +12,14 @@ alike.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from maforecast.errors import UserError
@@ -157,17 +162,52 @@ def read_table(path: str | Path, row_model: type[BaseModel]) -> pd.DataFrame:
     return conform(df, row_model)
 
 
+LOCK_TIMEOUT = 600.0
+
+
+def lock_path(path: str | Path) -> Path:
+    """The lock file that guards ``path``: ``.<name>.lock`` next to it."""
+    path = Path(path).absolute()
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextmanager
+def locked(path: str | Path, timeout: float | None = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the inter-process lock of the file ``path`` (``filelock``, an OS lock on ``.<name>.lock``).
+
+    Concurrent writers of one table (collectors, importers, fits) would otherwise each read the
+    table, add their rows and rename their copy over the others'. Re-entrant in one thread (one
+    FileLock per lock file and process), so ``upsert`` can hold it around ``write_table``. The OS
+    drops the lock when its holder dies, so a killed writer never leaves the table locked.
+    ``timeout=None`` waits as long as it takes.
+    """
+    lock_file = lock_path(path)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file, is_singleton=True)
+    try:
+        lock.acquire(timeout=-1 if timeout is None else timeout)
+    except Timeout:
+        raise TableError(f"{path}: another process has held {lock_file} for over {timeout:.0f}s; "
+                         "is a writer stuck?") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def write_table(df: pd.DataFrame, path: str | Path, row_model: type[BaseModel]) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written table."""
+    """Write atomically (temp file + rename) under the table's lock, so a crash never leaves a
+    half-written table and concurrent writers never share the temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = conform(df, row_model)
     tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with locked(path):
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        tmp.replace(path)
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -18,9 +19,35 @@ def configure(settings: Settings | None = None) -> MlflowClient:
     quiet_telemetry()
     s = settings or get_settings()
     uri = s.resolved_tracking_uri
+    ensure_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_READY: set[str] = set()
+
+
+def ensure_store(uri: str) -> None:
+    """Create or migrate a SQLite store once, under a file lock next to the database.
+
+    MLflow creates a missing SQLite store (all tables, via alembic) on first use, in whichever
+    process gets there first. Several processes starting on one new data home each see missing
+    tables and each run the migrations; the losers die with alembic or "table already exists"
+    errors. Under the lock the first process creates the store; the others wait, then find it
+    complete. Other stores (a tracking server, PostgreSQL) are created by whoever runs them.
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return
+    from maforecast.tables import locked
+
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with locked(db):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)  # tracking tables: created/migrated here
+        client.search_registered_models(max_results=1)  # registry store: verified on the same db
+    _READY.add(uri)
 
 
 def experiment_id(stage: str, settings: Settings | None = None) -> str:

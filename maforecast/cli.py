@@ -26,34 +26,55 @@ COMMANDS: dict[str, str] = {
     "predict": "service.cli:predict",
     "serve": "service.cli:serve",
     "bootstrap": "service.cli:bootstrap",
+    "review": "service.review:review_cmd",
 }
+
+
+class BrokenCommandError(UserError):
+    """A stage's command module is installed but fails to import (e.g. a missing dependency)."""
+
+
+def load_command(name: str) -> click.Command:
+    """Import the click command registered as ``name``; a broken import is one line naming the module.
+
+    Never "No such command" for a known command: that would hide the ImportError behind it.
+    """
+    module, attr = COMMANDS[name].split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise BrokenCommandError(
+            f"command '{name}' is broken: importing {module} failed: {type(exc).__name__}: {reason}"
+        ) from exc
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise BrokenCommandError(f"command '{name}' is broken: {module} defines no '{attr}'") from None
 
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self._importable(name))
-
-    @staticmethod
-    def _importable(name: str) -> bool:
-        module = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(module) is not None and _has_attr(COMMANDS[name])
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module, attr = COMMANDS[name].split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
+        return load_command(name) if name in COMMANDS else None
 
-
-def _has_attr(target: str) -> bool:
-    module, attr = target.split(":")
-    try:
-        return hasattr(importlib.import_module(module), attr)
-    except ImportError:
-        return False
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """``--help`` lists every command; a broken one shows why instead of its summary."""
+        rows: list[tuple[str, str]] = []
+        limit = formatter.width - 6 - max(len(n) for n in COMMANDS)
+        for name in self.list_commands(ctx):
+            try:
+                cmd = load_command(name)
+            except BrokenCommandError as exc:
+                rows.append((name, "(broken) " + str(exc).split(": ", 1)[1]))
+                continue
+            if not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,811 @@
+"""Design review: check forecasts of proposed architectures against a policy; pass, warn or fail.
+
+``maforecast review CONFIG... [--policy review.yaml] [--html report.html] [--json out.json]``
+
+- Each CONFIG is a native architecture JSON, a Hugging Face ``config.json`` (converted by
+  ``predictor.hf_config``, which names every inferred or defaulted field), or a folder of them.
+- The forecast is ``service.core.Engine``'s, the same answer as ``maforecast predict`` and
+  ``POST /predict`` (``PredictResponse``).
+- A policy is YAML validated by ``Policy`` (pydantic). Without ``--policy`` each candidate is
+  checked against ``default_policy(precision_target)``.
+- Exit code 0 when every candidate passes (warnings allowed), 1 when any fails, 2 on bad input
+  (one line naming the file and the field).
+
+Probabilities. Newer forecasts may carry probabilities (per layer ``p_massive``; per precision
+format ``probability`` / ``p_overflow``; per layer-check ``probability``): they are used when
+present. Otherwise a probability is read off the forecast interval: the point forecast is taken
+as the median and the interval's upper end as the 95th percentile of a log-normal, so
+P(quantity > limit) = 1 - Phi(ln(limit / point) / sigma), sigma = ln(hi / point) / 1.645. A
+format's probability is the largest over its layers and checks (a lower bound on "any layer").
+Each rule result says which source it used (``forecast`` or ``interval``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import click
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from maforecast.errors import UserError
+from predictor.architecture import PrecisionTarget
+from service.precision import CHECKS, TARGET_FORMATS
+
+SCHEMA_VERSION = "1.0"  # of the review JSON answer; a tool should check the major number
+
+Format = Literal["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"]
+CheckName = Literal["overflow", "swamping", "overflow_unscaled", "underflow_scaled", "below_one_step", "rounds_to_zero"]
+FORMAT_CHECKS: dict[str, tuple[str, ...]] = {f: tuple(name for name, _ in checks) for f, checks in CHECKS.items()}
+OVERFLOW_CHECKS = frozenset({"overflow", "overflow_unscaled"})
+MASSIVE_ABS, MASSIVE_RATIO = 100.0, 1000.0  # Sun et al.: |a| > 100 and > 1000 x median
+Z95 = 1.6448536269514722
+STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+AUX_JSON = frozenset(
+    {"generation_config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json",
+     "preprocessor_config.json", "added_tokens.json", "training.json"}
+)
+
+
+# ------------------------------------------------------------------------------------ policy
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=100, description="Name printed when the rule is broken.")
+    severity: Literal["fail", "warn"] = Field(default="fail", description="fail: exit 1; warn: reported, exit 0.")
+    targets: list[PrecisionTarget] | None = Field(
+        default=None, description="Apply only to candidates with one of these precision_target values."
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+    def rule_id(self) -> str:
+        return self.id or self.default_id()
+
+    def default_id(self) -> str:
+        return str(getattr(self, "check", "rule"))
+
+
+class FormatRiskRule(_Rule):
+    """Fail when the probability that a precision format's limits are crossed exceeds ``max_probability``."""
+
+    check: Literal["format_risk"]
+    format: Format
+    checks: list[CheckName] | None = Field(default=None, description="Only these checks (e.g. overflow_unscaled).")
+    max_probability: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _checks_of_format(self) -> FormatRiskRule:
+        bad = [c for c in self.checks or () if c not in FORMAT_CHECKS[self.format]]
+        if bad:
+            raise ValueError(f"checks {bad} do not apply to {self.format} (its checks: {list(FORMAT_CHECKS[self.format])})")
+        return self
+
+    def default_id(self) -> str:
+        return f"{self.format}{'.' + '+'.join(self.checks) if self.checks else ''}<={self.max_probability:g}"
+
+
+class TargetRiskRule(_Rule):
+    """As ``format_risk`` for every format the candidate's own precision_target uses."""
+
+    check: Literal["target_risk"]
+    max_probability: float = Field(ge=0.0, le=1.0)
+
+    def default_id(self) -> str:
+        return f"target-formats<={self.max_probability:g}"
+
+
+class MassiveLayersRule(_Rule):
+    """Fail when more than ``max_layers`` layers are forecast massive (p_massive >= min_probability)."""
+
+    check: Literal["massive_layers"]
+    max_layers: int = Field(default=0, ge=0)
+    min_probability: float = Field(default=0.5, gt=0.0, le=1.0)
+
+    def default_id(self) -> str:
+        return f"massive-layers<={self.max_layers}"
+
+
+class PeakAbsRule(_Rule):
+    """Fail when the largest forecast peak |a| (point, or ``use: hi`` for the interval's top) exceeds ``max``."""
+
+    check: Literal["peak_abs"]
+    max: float = Field(gt=0.0)
+    use: Literal["value", "hi"] = "value"
+
+    def default_id(self) -> str:
+        return f"peak|a|<={self.max:g}"
+
+
+class RatioEndRule(_Rule):
+    """Fail when the largest ratio top1/median at the end of training exceeds ``max``."""
+
+    check: Literal["ratio_end"]
+    max: float = Field(gt=0.0)
+    use: Literal["value", "hi"] = "value"
+
+    def default_id(self) -> str:
+        return f"ratio_end<={self.max:g}"
+
+
+class EmergenceRule(_Rule):
+    """Fail when massive activations are forecast to emerge before ``min_step``."""
+
+    check: Literal["emergence_step"]
+    min_step: float = Field(ge=0.0)
+
+    def default_id(self) -> str:
+        return f"emergence>={self.min_step:g}"
+
+
+class ApplicabilityRule(_Rule):
+    """Flag an architecture outside the evidence the predictor was trained on."""
+
+    check: Literal["applicability"]
+    max_warnings: int = Field(default=0, ge=0)
+    fields: list[str] | None = Field(default=None, description="Count warnings on these fields only.")
+
+    def default_id(self) -> str:
+        return "within-evidence"
+
+
+Rule = Annotated[
+    FormatRiskRule | TargetRiskRule | MassiveLayersRule | PeakAbsRule | RatioEndRule | EmergenceRule | ApplicabilityRule,
+    Field(discriminator="check"),
+]
+RULE_KINDS = ("format_risk", "target_risk", "massive_layers", "peak_abs", "ratio_end", "emergence_step", "applicability")
+
+
+class Policy(BaseModel):
+    """A review policy (YAML). ``include_defaults`` adds the rules derived from each candidate's precision_target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="policy", max_length=100)
+    include_defaults: bool = Field(default=False, description="Also apply default_policy(precision_target).")
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Policy:
+        seen: set[str] = set()
+        for r in self.rules:
+            rid = r.rule_id()
+            if rid in seen:
+                raise ValueError(f"duplicate rule id {rid!r} (give each rule its own id)")
+            seen.add(rid)
+        if not self.rules and not self.include_defaults:
+            raise ValueError("no rules (add rules, or include_defaults: true)")
+        return self
+
+
+def default_policy(precision_target: str | None) -> Policy:
+    """The rules that follow from a precision target.
+
+    - every target: warn when the architecture lies outside the predictor's evidence;
+    - bf16: warn when BF16 swamping is likely (training in BF16 tolerates massive activations);
+    - fp16_inference, w4a16, w8a16: fail when FP16 overflow has probability > 0.2; warn on swamping;
+    - fp8_training: fail when FP8 E4M3 overflow (unscaled) or scaled underflow has probability > 0.2;
+      warn on E5M2;
+    - int8_w8a8, int4_w4a4: fail when any layer is forecast massive; fail when INT8 per-tensor
+      rounds the median to zero with probability > 0.5; warn when it is below one step.
+    """
+    t = precision_target or "bf16"
+    rules: list[dict[str, Any]] = []
+    if t == "bf16":
+        rules.append({"id": "bf16-swamping", "check": "format_risk", "format": "bf16", "max_probability": 0.5, "severity": "warn"})
+    elif t in ("fp16_inference", "w4a16", "w8a16"):
+        rules.append({"id": "fp16-overflow", "check": "format_risk", "format": "fp16", "checks": ["overflow"], "max_probability": 0.2})
+        rules.append({"id": "fp16-swamping", "check": "format_risk", "format": "fp16", "checks": ["swamping"],
+                      "max_probability": 0.5, "severity": "warn"})
+    elif t == "fp8_training":
+        rules.append({"id": "fp8-e4m3-overflow", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"],
+                      "max_probability": 0.2})
+        rules.append({"id": "fp8-e4m3-scaled-underflow", "check": "format_risk", "format": "fp8_e4m3",
+                      "checks": ["underflow_scaled"], "max_probability": 0.2})
+        rules.append({"id": "fp8-e5m2", "check": "format_risk", "format": "fp8_e5m2", "max_probability": 0.2, "severity": "warn"})
+    elif t in ("int8_w8a8", "int4_w4a4"):
+        rules.append({"id": "int8-no-massive-layers", "check": "massive_layers", "max_layers": 0})
+        rules.append({"id": "int8-rounds-to-zero", "check": "format_risk", "format": "int8_per_tensor",
+                      "checks": ["rounds_to_zero"], "max_probability": 0.5})
+        rules.append({"id": "int8-below-one-step", "check": "format_risk", "format": "int8_per_tensor",
+                      "checks": ["below_one_step"], "max_probability": 0.5, "severity": "warn"})
+    rules.append({"id": "within-evidence", "check": "applicability", "max_warnings": 0, "severity": "warn"})
+    return Policy.model_validate({"name": f"default ({t})", "rules": rules})
+
+
+def _loc(err: dict) -> str:
+    parts = [str(p) for p in err.get("loc", ())]
+    # drop the discriminator tag pydantic puts into the location (rules.0.format_risk.max_probability)
+    parts = [p for i, p in enumerate(parts) if not (p in RULE_KINDS and i > 0 and parts[i - 1].isdigit())]
+    return ".".join(parts) or "policy"
+
+
+def validation_line(source: str, exc: ValidationError) -> str:
+    errs = exc.errors()
+    first = errs[0]
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{source}: {_loc(first)}: {msg}{more}"
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate a policy YAML; every error is a one-line UserError naming the file and field."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such policy file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the policy ({exc})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: policy: expected a mapping with 'rules' (got {type(doc).__name__})")
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        raise UserError(validation_line(str(path), exc)) from None
+
+
+# ------------------------------------------------------------------------------------ reading a forecast
+# Works on PredictResponse objects and on their JSON (dicts) alike, and with fields a newer engine adds.
+
+
+def get(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def num(x: Any) -> float | None:
+    """A number from a float, an Interval-like ({value, ...}) or None."""
+    if x is None or isinstance(x, bool):
+        return None
+    if isinstance(x, int | float):
+        return float(x) if math.isfinite(float(x)) else None
+    v = get(x, "value")
+    if v is None:
+        v = get(x, "p")
+    return num(v) if v is not None else None
+
+
+def first(obj: Any, names: Iterable[str]) -> float | None:
+    for n in names:
+        v = num(get(obj, n))
+        if v is not None:
+            return v
+    return None
+
+
+def interval_probability(value: float | None, hi: float | None, limit: float) -> float:
+    """P(quantity > limit) from a point forecast (median) and the interval's upper end (95th percentile)."""
+    if value is None or not math.isfinite(value):
+        return 0.0
+    hi = value if hi is None or not math.isfinite(hi) else max(hi, value)
+    if value <= 0 or limit <= 0 or hi <= value * (1 + 1e-9):
+        return 1.0 if value > limit else 0.0
+    sigma = math.log(hi / value) / Z95
+    z = math.log(limit / value) / sigma
+    return max(0.0, min(1.0, 0.5 * math.erfc(z / math.sqrt(2))))
+
+
+def detail_probability(d: Any) -> tuple[float, str]:
+    p = first(d, ("probability", "p", "p_cross", "p_overflow"))
+    if p is not None:
+        return max(0.0, min(1.0, p)), "forecast"
+    return interval_probability(num(get(d, "predicted")), num(get(d, "predicted_hi")), float(get(d, "limit") or math.inf)), "interval"
+
+
+def format_probability(risk: Any, checks: Sequence[str] | None = None) -> tuple[float, str]:
+    """(probability that the format's limits are crossed, source) for a PrecisionRisk."""
+    if not checks:
+        p = first(risk, ("probability", "p_at_risk", "p_risk", "p_overflow"))
+        if p is not None:
+            return max(0.0, min(1.0, p)), "forecast"
+    elif set(checks) <= OVERFLOW_CHECKS:
+        p = first(risk, ("p_overflow",))
+        if p is not None:
+            return max(0.0, min(1.0, p)), "forecast"
+    best, source = 0.0, "interval"
+    for d in get(risk, "details") or ():
+        if checks and get(d, "check") not in checks:
+            continue
+        p, src = detail_probability(d)
+        if p > best or (p == best and src == "forecast"):
+            best, source = p, src
+    return best, source
+
+
+def layer_format_probabilities(risk: Any, checks: Sequence[str] | None = None) -> dict[int, float]:
+    """layer -> probability that this format's limits (``checks`` only, if given) are crossed in that layer.
+
+    Layers not listed are below the limit within their interval (probability < 0.05).
+    """
+    explicit = None if checks else (get(risk, "layer_probabilities") or get(risk, "p_layers"))
+    out: dict[int, float] = {}
+    if isinstance(explicit, dict):
+        for k, v in explicit.items():
+            if num(v) is not None:
+                out[int(k)] = num(v)
+    elif isinstance(explicit, list) and explicit:
+        for i, v in enumerate(explicit):
+            if num(v) is not None:
+                out[int(get(v, "layer", i) if not isinstance(v, int | float) else i)] = num(v)
+    if out:
+        return out
+    for d in get(risk, "details") or ():
+        if checks and get(d, "check") not in checks:
+            continue
+        layer = int(get(d, "layer"))
+        out[layer] = max(out.get(layer, 0.0), detail_probability(d)[0])
+    return out
+
+
+def layer_massive_probability(lf: Any) -> tuple[float, str]:
+    p = num(get(lf, "p_massive"))
+    if p is not None:
+        return max(0.0, min(1.0, p)), "forecast"
+    peak = get(lf, "peak_abs")
+    p_abs = interval_probability(num(peak), num(get(peak, "hi")), MASSIVE_ABS)
+    traj = get(lf, "ratio_trajectory") or ()
+    vals = [(num(get(pt, "value")), num(get(pt, "hi"))) for pt in traj]
+    vals = [(v, h) for v, h in vals if v is not None]
+    if vals:
+        v, h = max(vals, key=lambda x: x[0])
+        p_ratio = interval_probability(v, max(h or v, max((x[1] or 0) for x in vals)), MASSIVE_RATIO)
+    else:
+        p_ratio = 1.0 if get(lf, "massive") else 0.0
+    return min(p_abs, p_ratio), "interval"
+
+
+def massive_probabilities(answer: Any) -> dict[int, float]:
+    return {int(get(lf, "layer")): layer_massive_probability(lf)[0] for lf in get(answer, "layers") or ()}
+
+
+def target_formats(answer: Any, precision_target: str | None) -> list[str]:
+    marked = [get(r, "format") for r in get(answer, "precision") or () if get(r, "target")]
+    return marked or list(TARGET_FORMATS.get(precision_target or "", ()))
+
+
+def risk_score(answer: Any, precision_target: str | None) -> float:
+    """Largest probability of crossing a limit of a format the precision target uses (0..1)."""
+    formats = set(target_formats(answer, precision_target))
+    ps = [format_probability(r)[0] for r in get(answer, "precision") or () if get(r, "format") in formats]
+    return max(ps, default=0.0)
+
+
+# ------------------------------------------------------------------------------------ verdicts
+
+
+class RuleResult(BaseModel):
+    id: str
+    check: str
+    severity: Literal["fail", "warn"]
+    status: Literal["pass", "warn", "fail", "skipped"]
+    observed: Any = None
+    threshold: Any = None
+    source: str | None = Field(default=None, description="forecast (probability in the answer) | interval (derived)")
+    message: str
+
+
+class CandidateVerdict(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    source: str
+    kind: str = Field(description="native | hf | hf+training")
+    architecture: str
+    precision_target: str
+    status: Literal["pass", "warn", "fail"]
+    risk: float = Field(description="Largest probability of crossing a limit of a target format (0..1).")
+    broken: list[str] = Field(description="Ids of the rules that failed or warned, failures first.")
+    results: list[RuleResult]
+    massive_layers: list[int]
+    largest_peak_abs: float | None
+    earliest_emergence_step: float | None
+    precision: dict[str, dict[str, Any]] = Field(description="format -> {probability, source, at_risk, target, layers}")
+    applicability: list[str] = Field(description="Fields outside the predictor's evidence.")
+    top_mitigations: list[str]
+    inferred: list[str] = Field(default_factory=list)
+    forecast: dict[str, Any] | None = Field(default=None, description="The full /predict answer (--full).")
+
+
+class ReviewAnswer(BaseModel):
+    """What ``maforecast review --json`` writes. Tools rely on: schema_version, status, exit_code,
+    candidates[].{name, source, status, risk, broken, results[].{id, status, message}}."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    schema_version: str = SCHEMA_VERSION
+    status: Literal["pass", "warn", "fail"]
+    exit_code: int
+    policy: str
+    predictor: dict[str, Any]
+    candidates: list[CandidateVerdict]
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        if x == 0 or 1e-3 <= abs(x) < 1e5:
+            return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
+        return f"{x:.2e}"
+    return str(x)
+
+
+def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
+    rid, sev, kind = rule.rule_id(), rule.severity, rule.check
+
+    def result(broken: bool, observed: Any, threshold: Any, message: str, source: str | None = None) -> RuleResult:
+        return RuleResult(id=rid, check=kind, severity=sev, status=sev if broken else "pass", observed=observed,
+                          threshold=threshold, source=source, message=message)
+
+    if rule.targets is not None and precision_target not in rule.targets:
+        return RuleResult(id=rid, check=kind, severity=sev, status="skipped", threshold=None,
+                          message=f"applies to precision_target in {rule.targets}, not {precision_target}")
+    precision = {get(r, "format"): r for r in get(answer, "precision") or ()}
+    summary = get(answer, "summary")
+    if kind in ("format_risk", "target_risk"):
+        formats = [rule.format] if kind == "format_risk" else target_formats(answer, precision_target)
+        checks = getattr(rule, "checks", None)
+        worst, wfmt, wsrc = 0.0, None, None
+        for f in formats:
+            if f not in precision:
+                continue
+            p, src = format_probability(precision[f], checks)
+            if wfmt is None or p > worst:
+                worst, wfmt, wsrc = p, f, src
+        what = f"{wfmt or '/'.join(formats)}{' ' + '+'.join(checks) if checks else ''}"
+        per_layer = layer_format_probabilities(precision.get(wfmt), checks) if wfmt else {}
+        layers = sorted(layer for layer, p in per_layer.items() if p > rule.max_probability)
+        where = f" (layers {_ranges(layers)})" if layers else ""
+        broken = worst > rule.max_probability
+        return result(broken, round(worst, 4), rule.max_probability,
+                      f"P({what} limit crossed) = {worst:.2f} {'>' if broken else '<='} {rule.max_probability:g}{where}", wsrc)
+    if kind == "massive_layers":
+        probs = {}
+        sources = set()
+        for lf in get(answer, "layers") or ():
+            p, src = layer_massive_probability(lf)
+            probs[int(get(lf, "layer"))] = p
+            sources.add(src)
+        layers = sorted(k for k, p in probs.items() if p >= rule.min_probability)
+        broken = len(layers) > rule.max_layers
+        text = (f"{len(layers)} layer(s) forecast massive (p >= {rule.min_probability:g}): {_ranges(layers)}"
+                if layers else f"no layer forecast massive (largest p_massive {max(probs.values(), default=0):.2f})")
+        return result(broken, layers, rule.max_layers, f"{text}; allowed {rule.max_layers}",
+                      "forecast" if sources == {"forecast"} else "interval")
+    if kind in ("peak_abs", "ratio_end"):
+        iv = get(summary, "largest_peak_abs" if kind == "peak_abs" else "largest_ratio_end")
+        layer = get(summary, "largest_peak_layer" if kind == "peak_abs" else "largest_ratio_layer")
+        v = num(get(iv, rule.use)) if rule.use == "hi" else num(iv)
+        broken = v is not None and v > rule.max
+        label = "largest peak |a|" if kind == "peak_abs" else "largest ratio at end"
+        return result(broken, v, rule.max, f"{label}{' (interval top)' if rule.use == 'hi' else ''} {_fmt(v)} in layer {layer} "
+                      f"{'>' if broken else '<='} {_fmt(rule.max)}")
+    if kind == "emergence_step":
+        massive = get(summary, "massive_layers") or []
+        step = num(get(summary, "earliest_emergence_step"))
+        broken = bool(massive) and step is not None and step < rule.min_step
+        if not massive:
+            msg = "no massive layer forecast, nothing emerges"
+        else:
+            msg = f"massive activations emerge from step {_fmt(step)} (layer {get(summary, 'earliest_emergence_layer')}) {'<' if broken else '>='} {_fmt(rule.min_step)}"
+        return result(broken, step, rule.min_step, msg)
+    if kind == "applicability":
+        warns = [w for w in get(answer, "applicability") or () if rule.fields is None or get(w, "field") in rule.fields]
+        fields = sorted({str(get(w, "field")) for w in warns})
+        broken = len(fields) > rule.max_warnings
+        msg = f"outside the predictor's evidence in {', '.join(fields)}" if fields else "within the predictor's evidence"
+        return result(broken, fields, rule.max_warnings, msg)
+    raise UserError(f"unknown rule check {kind!r}")  # unreachable: the schema forbids it
+
+
+def _ranges(layers: Sequence[int]) -> str:
+    out, run = [], []
+    for x in sorted(set(layers)):
+        if run and x == run[-1] + 1:
+            run.append(x)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [x]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
+def rules_for(policy: Policy | None, precision_target: str) -> list[Any]:
+    if policy is None:
+        return list(default_policy(precision_target).rules)
+    rules = list(policy.rules)
+    if policy.include_defaults:
+        own = {r.rule_id() for r in rules}
+        rules += [r for r in default_policy(precision_target).rules if r.rule_id() not in own]
+    return rules
+
+
+@dataclass
+class Candidate:
+    name: str
+    source: str
+    kind: str
+    arch: Any  # predictor.architecture.Architecture
+    inferred: list[str] = field(default_factory=list)
+    answer: Any = None  # PredictResponse
+    verdict: CandidateVerdict | None = None
+    index: int = 0  # position in the input (the report compares each candidate with the first)
+
+
+def verdict(cand: Candidate, policy: Policy | None, full: bool = False) -> CandidateVerdict:
+    answer, target = cand.answer, cand.arch.precision_target
+    results = [evaluate_rule(r, answer, target) for r in rules_for(policy, target)]
+    statuses = {r.status for r in results}
+    status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+    broken = [r.id for r in results if r.status == "fail"] + [r.id for r in results if r.status == "warn"]
+    summary = get(answer, "summary")
+    precision = {}
+    for r in get(answer, "precision") or ():
+        p, src = format_probability(r)
+        precision[get(r, "format")] = {"probability": round(p, 4), "source": src, "at_risk": bool(get(r, "at_risk")),
+                                       "target": bool(get(r, "target")), "layers": list(get(r, "layers") or [])}
+    mit = [m for m in get(answer, "mitigations") or () if get(m, "effective", True)]
+    return CandidateVerdict(
+        name=cand.name,
+        source=cand.source,
+        kind=cand.kind,
+        architecture=str(get(answer, "architecture") or cand.arch.label()),
+        precision_target=target,
+        status=status,
+        risk=round(risk_score(answer, target), 4),
+        broken=broken,
+        results=results,
+        massive_layers=list(get(summary, "massive_layers") or []),
+        largest_peak_abs=num(get(summary, "largest_peak_abs")),
+        earliest_emergence_step=num(get(summary, "earliest_emergence_step")),
+        precision=precision,
+        applicability=sorted({str(get(w, "field")) for w in get(answer, "applicability") or ()}),
+        top_mitigations=[str(get(m, "id")) for m in mit[:5]],
+        inferred=list(cand.inferred),
+        forecast=json.loads(answer.model_dump_json()) if full and hasattr(answer, "model_dump_json") else None,
+    )
+
+
+def sort_key(v: CandidateVerdict) -> tuple:
+    return (STATUS_ORDER[v.status], -v.risk, -(v.largest_peak_abs or 0.0), v.name)
+
+
+def predictor_scores(info: dict | None) -> list[dict[str, Any]]:
+    """Held-out scores next to the baseline's: rows {metric, value, baseline} from the registry info."""
+    metrics = dict((info or {}).get("metrics") or {})
+    headline = (info or {}).get("headline_metric") or "headline_lomo_r2"
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(name: str) -> None:
+        if name in seen or name not in metrics:
+            return
+        base = name.replace("lomo_", "baseline_lomo_", 1) if "baseline" not in name else None
+        if name.startswith("headline_"):
+            base = name.replace("headline_", "headline_baseline_", 1)
+        rows.append({"metric": name, "value": metrics.get(name), "baseline": metrics.get(base) if base else None})
+        seen.add(name)
+
+    add(headline)
+    for t in ("log_ratio_end", "log_steady_state", "log_peak_abs"):
+        add(f"{t}.lomo_r2")
+        add(f"{t}.lomo_mae")
+    for k in sorted(metrics):
+        if len(rows) >= 7:
+            break
+        if "baseline" not in k and ("lomo_r2" in k or "lomo_mae" in k) and k.replace("lomo_", "baseline_lomo_", 1) in metrics:
+            add(k)
+    return rows
+
+
+def predictor_block(engine: Any) -> dict[str, Any]:
+    p = get(engine, "predictor")
+    info = dict(get(engine, "info") or {})
+    return {
+        "name": get(p, "name"), "version": get(p, "version"), "alias": get(p, "alias"), "model_uri": get(p, "model_uri"),
+        "headline_metric": info.get("headline_metric"), "data_digest": info.get("data_digest"),
+        "scores": predictor_scores(info),
+    }
+
+
+def review(candidates: list[Candidate], engine: Any, policy: Policy | None, full: bool = False,
+           policy_source: str | None = None) -> ReviewAnswer:
+    """Forecast every candidate with ``engine`` and judge it; candidates come back sorted by risk."""
+    for c in candidates:
+        if c.answer is None:
+            try:
+                c.answer = engine.predict(c.arch)
+            except UserError as exc:
+                raise UserError(f"{c.source}: {exc}") from None
+            except (ValueError, ArithmeticError) as exc:
+                raise UserError(f"{c.source}: cannot forecast this architecture: {exc}") from None
+        c.verdict = verdict(c, policy, full)
+    candidates.sort(key=lambda c: sort_key(c.verdict))
+    verdicts = [c.verdict for c in candidates]
+    statuses = {v.status for v in verdicts}
+    status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+    name = (f"{policy.name} ({policy_source})" if policy_source else policy.name) if policy else "default (per precision_target)"
+    return ReviewAnswer(status=status, exit_code=1 if status == "fail" else 0, policy=name,
+                        predictor=predictor_block(engine), candidates=verdicts)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def config_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The JSON files named by ``paths`` (a folder contributes every *.json below it, auxiliary HF files skipped)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*.json") if f.name not in AUX_JSON and not f.name.endswith(".index.json"))
+            if not found:
+                raise UserError(f"{p}: folder holds no architecture JSON or config.json")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return out
+
+
+def _model_type(path: Path) -> str | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    doc = doc.get("config", doc) if isinstance(doc, dict) else {}
+    return str(doc.get("model_type")) if isinstance(doc, dict) and doc.get("model_type") else None
+
+
+def _label(path: Path) -> str:
+    if path.name == "config.json" and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
+def load_candidates(paths: Sequence[Path | str], training: dict | None = None) -> list[Candidate]:
+    from service.cli import detect_kind, load_architecture
+
+    files = config_files(paths)
+    out: list[Candidate] = []
+    names: dict[str, int] = {}
+    for f in files:
+        try:
+            kind = detect_kind(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError, UserError):
+            kind = "?"
+        try:
+            arch, notes = load_architecture(f, training)
+        except UserError as exc:
+            msg = " ".join(str(exc).split())
+            raise UserError(msg if msg.startswith(str(f)) else f"{f}: {msg}") from None
+        name = _label(f)
+        if name in names:
+            names[name] += 1
+            name = f"{name}#{names[name]}"
+        else:
+            names[name] = 1
+        if kind != "native" and arch.name in (None, "", _model_type(f)):
+            arch = arch.model_copy(update={"name": name})  # a config.json names no model: use its folder
+        out.append(Candidate(name=name, source=str(f), kind=kind, arch=arch, inferred=list(notes[1:]), index=len(out)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def render_table(answer: ReviewAnswer, console=None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from service.cli import _console
+
+    con = console or _console()
+    p = answer.predictor
+    t = Table(title=f"design review: {escape(answer.policy)} | predictor {escape(str(p.get('name')))} "
+              f"v{escape(str(p.get('version') or '?'))} ({escape(str(p.get('alias') or 'pinned'))})")
+    for col in ("#", "candidate", "verdict", "risk", "target", "massive layers", "peak |a|", "rules broken"):
+        t.add_column(col, overflow="fold", justify="right" if col in ("#", "risk", "peak |a|") else "left")
+    colors = {"fail": "red", "warn": "yellow", "pass": "green"}
+    for i, v in enumerate(answer.candidates, 1):
+        broken = [r for r in v.results if r.status in ("fail", "warn")]
+        text = "; ".join(f"[{colors[r.status]}]{escape(r.id)}[/]: {escape(r.message)}" for r in broken) or "-"
+        t.add_row(str(i), escape(v.name), f"[{colors[v.status]}]{v.status.upper()}[/]", f"{v.risk:.2f}",
+                  v.precision_target, f"{len(v.massive_layers)} ({_ranges(v.massive_layers)})" if v.massive_layers else "0",
+                  _fmt(v.largest_peak_abs), text)
+    con.print(t)
+    n = {s: sum(v.status == s for v in answer.candidates) for s in ("pass", "warn", "fail")}
+    con.print(f"{len(answer.candidates)} candidate(s): {n['pass']} pass, {n['warn']} warn, {n['fail']} fail "
+              f"-> exit {answer.exit_code}")
+
+
+def load_engine(model_uri: str | None = None, alias: str | None = None, version: str | None = None):
+    """The same Engine ``maforecast predict`` builds."""
+    from maforecast.settings import get_settings
+    from predictor.registry import load_forecaster
+    from service.cli import _model_uri
+    from service.core import Engine
+
+    uri = _model_uri(model_uri, alias, version)
+    return Engine(load_forecaster(model_uri=uri, tracking_uri=get_settings().resolved_tracking_uri), model_uri=uri)
+
+
+def _read_training(path: Path | None, precision_target: str | None) -> dict | None:
+    training: dict[str, Any] = {}
+    if path is not None:
+        try:
+            training = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not readable JSON ({' '.join(str(exc).split())})") from None
+        if not isinstance(training, dict):
+            raise UserError(f"{path}: must hold a JSON object of training fields")
+    if precision_target:
+        training["precision_target"] = precision_target
+    return training or None
+
+
+@click.command("review")
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--policy", "policy_path", default=None, help="Policy YAML (default: rules derived from each precision_target).")
+@click.option("--html", "html_path", default=None, help="Write the self-contained HTML report here.")
+@click.option("--json", "json_path", default=None, help="Write the verdicts as JSON here ('-' for stdout).")
+@click.option("--full", is_flag=True, help="Include each full /predict answer in the JSON.")
+@click.option("--training", "training_path", default=None, help="JSON object of training fields applied to every CONFIG.")
+@click.option("--precision-target", default=None,
+              type=click.Choice(list(TARGET_FORMATS)), help="Override every candidate's precision_target.")
+@click.option("--model-uri", default=None, help="MLflow model URI (default models:/<name>@champion).")
+@click.option("--alias", default=None, help="Registry alias to load (default champion).")
+@click.option("--version", "version", default=None, help="Registry version to load instead of an alias.")
+def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str | None, json_path: str | None, full: bool,
+               training_path: str | None, precision_target: str | None, model_uri: str | None, alias: str | None,
+               version: str | None) -> None:
+    """Review CONFIG... (architecture JSON, HF config.json, or folders of them) against a policy.
+
+    Exit 0: all pass (warnings allowed); 1: any fails; 2: bad input.
+    """
+    policy = load_policy(policy_path) if policy_path else None
+    training = _read_training(Path(training_path) if training_path else None, precision_target)
+    candidates = load_candidates(configs, training)
+    engine = load_engine(model_uri, alias, version)
+    answer = review(candidates, engine, policy, full=full, policy_source=policy_path)
+    if json_path == "-":
+        click.echo(answer.model_dump_json(indent=2))
+    else:
+        render_table(answer)
+        if json_path:
+            _write(json_path, answer.model_dump_json(indent=2))
+    if html_path:
+        from service.report import render_report
+
+        _write(html_path, render_report(candidates, answer))
+    sys.exit(answer.exit_code)
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    click.echo(f"wrote {path}", err=True)

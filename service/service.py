@@ -325,6 +325,21 @@ class MAForecast:
         png = await _offload(render_png, answer)
         return Response(png, media_type="image/png")
 
+    @bentoml.api(route="/report", input_spec=Architecture)
+    async def report(self, ctx: bentoml.Context, **fields: Any) -> str:
+        """Self-contained HTML design-review report (verdict against the default policy of its precision_target)."""
+        from service.report import report_for
+
+        prep = self._prepare(ctx, fields)
+        if isinstance(prep, Response):
+            return prep
+        eng, _steps, arch = prep
+        try:
+            page = await _offload(report_for, eng, arch)
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
+        return Response(page, media_type="text/html; charset=utf-8")
+
     @info_app.get("/model_info", response_model=ModelInfo, responses={503: {"model": ModelInfo}})
     def model_info(self):
         """Registry name, version, alias, training metrics and data digest of the loaded predictor."""

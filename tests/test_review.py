@@ -1,0 +1,353 @@
+"""``maforecast review``: configs from transformers' own config classes, policies, verdicts, exit codes.
+
+A small real predictor is trained once (``review_helpers.champion_home``); the review runs the same
+``Engine`` as ``maforecast predict``. No mocks: the forecast rules are checked against the
+forecast they read, and the rules that must pass or fail regardless of the predictor's numbers
+(a peak |a| bound of 1e-3 or 1e12) pin the exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from review_helpers import champion_home, use_home, write_hf_configs
+
+from maforecast.cli import main
+from maforecast.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.xdist_group("review")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, migrated_mlflow_db):
+    return champion_home(tmp_path_factory, migrated_mlflow_db)
+
+
+@pytest.fixture
+def env(home, monkeypatch):
+    use_home(monkeypatch, home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory) -> dict[str, Path]:
+    return write_hf_configs(tmp_path_factory.mktemp("candidates"))
+
+
+@pytest.fixture(scope="module")
+def engine(home):
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, home)
+        from service.review import load_engine
+
+        return load_engine()
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def write_policy(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------------ CLI end to end
+
+
+def test_three_hf_configs_default_policy(env, configs, tmp_path, capsys):
+    folder = configs["llama"].parent.parent
+    out = tmp_path / "review.json"
+    html = tmp_path / "report.html"
+    code, stdout, _ = run(["review", str(folder), "--json", str(out), "--html", str(html)], capsys)
+    answer = json.loads(out.read_text())
+    assert answer["schema_version"] == "1.0"
+    assert code == answer["exit_code"]
+    names = [c["name"] for c in answer["candidates"]]
+    assert sorted(names) == ["gemma3", "llama", "neox"]
+    by = {c["name"]: c for c in answer["candidates"]}
+    for name, c in by.items():
+        assert c["kind"] == "hf" and c["precision_target"] == "bf16", c
+        assert c["inferred"], name  # the converter names what it inferred or defaulted
+        rule_ids = {r["id"] for r in c["results"]}
+        assert {"bf16-swamping", "within-evidence"} <= rule_ids  # the default policy for bf16
+        # bf16's default rules only warn: training in BF16 tolerates massive activations
+        assert c["status"] in ("pass", "warn") and all(r["severity"] == "warn" for r in c["results"])
+        assert c["broken"] == [r["id"] for r in c["results"] if r["status"] in ("fail", "warn")]
+        assert 0.0 <= c["risk"] <= 1.0
+        assert c["architecture"] == name  # a nameless config.json is named after its folder
+    assert code == 0 and answer["status"] in ("pass", "warn")
+    assert any("qk_norm" in n for n in by["gemma3"]["inferred"])
+    assert any("mlp_bias" in n for n in by["neox"]["inferred"])
+    # sorted by risk within a status
+    risks = [(c["status"], c["risk"]) for c in answer["candidates"]]
+    assert risks == sorted(risks, key=lambda r: ({"fail": 0, "warn": 1, "pass": 2}[r[0]], -r[1]))
+    # the predictor's held-out scores sit next to the baseline's
+    scores = {s["metric"]: s for s in answer["predictor"]["scores"]}
+    assert "headline_lomo_r2" in scores and scores["headline_lomo_r2"]["baseline"] is not None
+    # the verdict table: one row per candidate
+    for name in names:
+        assert name in stdout
+    assert "exit 0" in stdout
+    assert html.read_text().startswith("<!doctype html>")
+
+
+def test_precision_target_int8_applies_int8_rules(env, configs, capsys, tmp_path):
+    out = tmp_path / "r.json"
+    code, _, _ = run(["review", str(configs["neox"]), str(configs["llama"]), "--precision-target", "int8_w8a8",
+                      "--json", str(out)], capsys)
+    answer = json.loads(out.read_text())
+    for c in answer["candidates"]:
+        assert c["precision_target"] == "int8_w8a8"
+        ids = {r["id"]: r for r in c["results"]}
+        assert {"int8-no-massive-layers", "int8-rounds-to-zero", "int8-below-one-step"} <= set(ids)
+        massive = ids["int8-no-massive-layers"]
+        # the rule fails exactly when a layer is forecast massive (no probabilities yet: point forecast)
+        assert (massive["status"] == "fail") == bool(massive["observed"]), massive
+    assert code == (1 if any(c["status"] == "fail" for c in answer["candidates"]) else 0)
+
+
+def test_policy_violation_fails_and_names_the_rule(env, configs, tmp_path, capsys):
+    policy = write_policy(tmp_path / "review.yaml", """
+name: gate
+rules:
+  - id: tiny-peak
+    check: peak_abs
+    max: 0.001
+  - id: fp8-e4m3-overflow
+    check: format_risk
+    format: fp8_e4m3
+    checks: [overflow_unscaled]
+    max_probability: 0.2
+  - id: int8-no-massive
+    check: massive_layers
+    targets: [int8_w8a8]
+  - check: applicability
+    severity: warn
+""")
+    out = tmp_path / "r.json"
+    code, stdout, _ = run(["review", str(configs["llama"]), str(configs["gemma3"]), "--policy", str(policy),
+                           "--json", str(out)], capsys)
+    assert code == 1
+    answer = json.loads(out.read_text())
+    assert answer["status"] == "fail" and answer["exit_code"] == 1 and "gate" in answer["policy"]
+    for c in answer["candidates"]:
+        assert c["status"] == "fail" and c["broken"][0] == "tiny-peak"
+        r = {x["id"]: x for x in c["results"]}
+        assert r["int8-no-massive"]["status"] == "skipped"  # bf16 candidates: the INT8 rule does not apply
+        assert r["within-evidence"]["severity"] == "warn"  # default id of an applicability rule
+        p = r["fp8-e4m3-overflow"]
+        assert p["status"] == ("fail" if p["observed"] > 0.2 else "pass") and p["source"] == "interval"
+    assert "tiny-peak" in stdout and "FAIL" in stdout
+
+
+def test_passing_policy_exits_0(env, configs, tmp_path, capsys):
+    policy = write_policy(tmp_path / "ok.yaml", "rules:\n  - {check: peak_abs, max: 1.0e+12}\n")
+    code, stdout, _ = run(["review", str(configs["neox"]), "--policy", str(policy), "--json", "-"], capsys)
+    answer = json.loads(stdout)
+    assert code == 0 and answer["status"] == "pass" and answer["candidates"][0]["broken"] == []
+
+
+def test_include_defaults_adds_the_target_rules(env, configs, tmp_path, capsys):
+    policy = write_policy(tmp_path / "p.yaml", "include_defaults: true\nrules:\n  - {check: peak_abs, max: 1.0e+12}\n")
+    code, stdout, _ = run(["review", str(configs["neox"]), "--policy", str(policy), "--json", "-",
+                           "--precision-target", "fp8_training"], capsys)
+    ids = {r["id"] for r in json.loads(stdout)["candidates"][0]["results"]}
+    assert {"fp8-e4m3-overflow", "fp8-e4m3-scaled-underflow", "within-evidence"} <= ids
+
+
+# ------------------------------------------------------------------------------------ bad input: exit 2, one line
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("rules:\n  - check: format_risk\n    format: fp8_e4m3\n    max_probability: 1.5\n", "rules.0.max_probability"),
+        ("rules:\n  - check: format_risk\n    format: fp9\n    max_probability: 0.2\n", "rules.0.format"),
+        ("rules:\n  - check: peak_abs\n    maximum: 10\n", "rules.0.max"),
+        ("rules:\n  - check: no_such_check\n", "rules.0"),
+        ("rules:\n  - check: format_risk\n    format: bf16\n    checks: [overflow]\n    max_probability: 0.2\n", "checks"),
+        ("rules:\n  - {check: peak_abs, max: 1, targets: [int7]}\n", "rules.0.targets.0"),
+        ("rules: [\n  {check: peak_abs\n", "line"),
+        ("- just\n- a list\n", "policy"),
+        ("name: empty\n", "no rules"),
+        ("rules:\n  - {id: a, check: peak_abs, max: 1}\n  - {id: a, check: ratio_end, max: 1}\n", "duplicate rule id"),
+    ],
+)
+def test_bad_policy_is_one_line_naming_the_field(tmp_path, text, names):
+    from service.review import load_policy
+
+    path = write_policy(tmp_path / "review.yaml", text)
+    with pytest.raises(UserError) as info:
+        load_policy(path)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(path)) and names in msg, msg
+
+
+def test_missing_policy_file(tmp_path):
+    from service.review import load_policy
+
+    with pytest.raises(UserError, match="no such policy file"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "name, doc, names",
+    [
+        ("arch.json", {"name": "x", "n_layers": 12, "d_model": 768, "n_heads": 7, "d_ffn": 3072}, "n_heads"),
+        ("arch2.json", {"name": "x", "n_layers": 0, "d_model": 768, "n_heads": 12, "d_ffn": 3072}, "n_layers"),
+        ("bert/config.json", {"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 64}, "model_type"),
+        ("llama/config.json", {"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4,
+                               "vocab_size": 100, "intermediate_size": 256}, "hidden_size"),
+        ("odd.json", {"hello": 1}, "n_layers"),
+        ("list.json", [1, 2], "JSON object"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_field(tmp_path, name, doc, names):
+    from service.review import load_candidates
+
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError) as info:
+        load_candidates([path])
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(path)) and names in msg, msg
+
+
+def test_unreadable_inputs(tmp_path):
+    from service.review import load_candidates
+
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(UserError, match="broken.json: not readable JSON"):
+        load_candidates([tmp_path / "broken.json"])
+    with pytest.raises(UserError, match="no such file or folder"):
+        load_candidates([tmp_path / "missing.json"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no architecture JSON"):
+        load_candidates([tmp_path / "empty"])
+
+
+@pytest.mark.slow
+def test_cli_bad_input_exit_2_one_line(env, configs, tmp_path):
+    """The installed entry point: bad config and bad policy exit 2 with one stderr line, no traceback."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "n_layers": 12, "d_model": 770, "n_heads": 12, "d_ffn": 3072}))
+    policy = write_policy(tmp_path / "review.yaml", "rules:\n  - {check: format_risk, format: fp8_e4m3, max_probability: 2}\n")
+    for args, names in (([str(configs["llama"]), str(bad)], [str(bad), "d_model"]),
+                        ([str(configs["llama"]), "--policy", str(policy)], [str(policy), "rules.0.max_probability"])):
+        proc = subprocess.run([sys.executable, "-m", "maforecast.cli", "review", *args], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ}, timeout=180)
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert len(lines) == 1 and all(n in lines[0] for n in names), proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ rules on the answer
+
+
+def test_rules_use_probabilities_a_newer_engine_adds(engine, configs):
+    """p_overflow / probability / p_massive in the answer take precedence over the interval-derived ones."""
+    from service.review import (
+        Policy,
+        evaluate_rule,
+        format_probability,
+        layer_massive_probability,
+        load_candidates,
+    )
+
+    cand = load_candidates([configs["llama"]])[0]
+    answer = json.loads(engine.predict(cand.arch).model_dump_json())
+    e4m3 = next(r for r in answer["precision"] if r["format"] == "fp8_e4m3")
+    p_interval, src = format_probability(e4m3, ["overflow_unscaled"])
+    assert src == "interval" and 0.0 <= p_interval <= 1.0
+    policy = Policy.model_validate({"rules": [
+        {"id": "e4m3", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"], "max_probability": 0.2},
+        {"id": "massive", "check": "massive_layers", "max_layers": 0},
+    ]})
+    e4m3["p_overflow"] = 0.9
+    for lf in answer["layers"]:
+        lf["p_massive"] = 0.7 if lf["layer"] == 1 else 0.01
+    r_fmt, r_mass = (evaluate_rule(rule, answer, "bf16") for rule in policy.rules)
+    assert r_fmt.status == "fail" and r_fmt.observed == 0.9 and r_fmt.source == "forecast"
+    assert r_mass.status == "fail" and r_mass.observed == [1] and r_mass.source == "forecast"
+    assert layer_massive_probability(answer["layers"][1]) == (0.7, "forecast")
+    e4m3["p_overflow"] = 0.1
+    assert evaluate_rule(policy.rules[0], answer, "bf16").status == "pass"
+
+
+def test_interval_probability_is_consistent_with_the_point_forecast():
+    from service.review import interval_probability
+
+    assert interval_probability(100.0, 1000.0, 100.0) == pytest.approx(0.5)  # the point is the median
+    assert interval_probability(100.0, 1000.0, 1000.0) == pytest.approx(0.05, abs=1e-6)  # hi is the 95th percentile
+    assert interval_probability(10.0, 10.0, 5.0) == 1.0 and interval_probability(10.0, 10.0, 50.0) == 0.0
+    assert interval_probability(None, None, 1.0) == 0.0
+
+
+def test_default_policy_per_target():
+    from service.review import default_policy
+
+    for target, must in (("bf16", {"bf16-swamping"}), ("fp16_inference", {"fp16-overflow"}),
+                         ("fp8_training", {"fp8-e4m3-overflow"}), ("int8_w8a8", {"int8-no-massive-layers"}),
+                         ("w4a16", {"fp16-overflow"})):
+        ids = {r.rule_id() for r in default_policy(target).rules}
+        assert must | {"within-evidence"} <= ids, (target, ids)
+    fp8 = {r.rule_id(): r for r in default_policy("fp8_training").rules}["fp8-e4m3-overflow"]
+    assert fp8.max_probability == 0.2 and fp8.severity == "fail"
+
+
+# ------------------------------------------------------------------------------------ the HTML report
+
+
+def test_report_is_self_contained_and_complete(engine, configs):
+    import re
+
+    from service.report import render_report
+    from service.review import load_candidates, review
+
+    cands = load_candidates([configs["llama"], configs["neox"]])
+    answer = review(cands, engine, None)
+    page = render_report(cands, answer)
+    # nothing fetched from elsewhere: no scripts, stylesheets, fonts, images or CSS urls
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(|@font-face", page, re.I)
+    assert not re.search(r'\ssrc=', page)
+    assert page.count('<article class="candidate"') == 2 and "candidates side-by-side" in page
+    assert page.count('class="risk-matrix"') == 2 and page.count('class="mitigations"') == 2
+    assert page.count("<svg") == 4 and page.count('class="layer-line"') == 8 + 6
+    assert 'class="comparison"' in page and "neox vs llama" in page
+    assert "baseline (predict the mean)" in page and "headline_lomo_r2" in page
+    assert "inferred or defaulted" in page
+    for m in cands[0].answer.mitigations[:3]:
+        assert f'data-id="{m.id}"' in page
+        for c in m.citations:
+            assert f"arXiv:{c.arxiv}" in page
+
+
+def test_report_endpoint_serves_html(env):
+    """POST /report: an architecture in the body, the same report out (text/html)."""
+    from starlette.testclient import TestClient
+
+    from service.service import asgi_app
+
+    body = {"name": "neox-160m", "n_layers": 12, "d_model": 768, "n_heads": 12, "d_ffn": 3072,
+            "precision_target": "fp8_training"}
+    with TestClient(asgi_app(), raise_server_exceptions=False) as client:
+        r = client.post("/report", json=body)
+        assert r.status_code == 200, r.text[:500]
+        assert r.headers["content-type"].startswith("text/html")
+        page = r.text
+        assert "<svg" in page and 'class="risk-matrix"' in page and 'class="mitigations"' in page
+        assert "fp8-e4m3-overflow" in page and "neox-160m" in page
+        bad = client.post("/report", json={**body, "n_heads": 7})
+        assert 400 <= bad.status_code < 500 and "n_heads" in bad.text

@@ -67,12 +67,51 @@ def rewrite(body: bytes) -> bytes | None:
     return json.dumps({"error": message, "fields": fields, "detail": data["detail"]}).encode()
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: type and subtype
+
+
+def content_type_error(scope: dict) -> tuple[int, str] | None:
+    """(status, message) when a POST's Content-Type is not JSON; None when it is, or is absent.
+
+    BentoML cannot be told which media types an API takes: it picks a deserializer by the header
+    and falls back to JSON for unknown types, but ``multipart/form-data`` and
+    ``application/x-www-form-urlencoded`` go to its form parser, whose errors (a multipart body
+    without a boundary, or not multipart at all) it does not map and answers with a 500. Every
+    endpoint here takes a JSON body (that is what the OpenAPI document declares), so anything
+    else is refused up front: 400 for a header that is not a ``type/subtype`` media type, 415 for
+    any other media type. A missing or empty header is JSON, as BentoML reads it.
+    """
+    raw = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-type"), b"")
+    text = raw.decode("latin-1").strip()
+    media = text.split(";", 1)[0].strip()
+    if not media:
+        return None
+    kind, _, sub = media.partition("/")
+    if not (_TOKEN.fullmatch(kind) and _TOKEN.fullmatch(sub)):
+        return 400, f"malformed Content-Type {text!r}: expected a media type such as application/json"
+    if media.lower() == "application/json":
+        return None
+    return 415, f"unsupported Content-Type {text!r}: this endpoint takes application/json"
+
+
 class FieldErrorMiddleware(BodyRewriteMiddleware):
-    """Rewrites the pydantic validation bodies of 400 answers (validation errors come from POSTs)."""
+    """Rewrites the pydantic validation bodies of 400 answers (validation errors come from POSTs),
+    and refuses a POST whose Content-Type is not JSON (see :func:`content_type_error`)."""
 
     def __init__(self, app: Any) -> None:
         super().__init__(app, applies=lambda scope: scope.get("method") == "POST", wants=lambda status: status == 400,
                          rewrite=rewrite)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        refused = content_type_error(scope) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        if refused is None:
+            await super().__call__(scope, receive, send)
+            return
+        status, message = refused
+        body = json.dumps({"error": message, "fields": ["Content-Type"]}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class QuietValidationErrors(logging.Filter):

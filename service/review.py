@@ -766,7 +766,7 @@ def _read_training(path: Path | None, precision_target: str | None) -> dict | No
     return training or None
 
 
-@click.command("review")
+@click.command("review", short_help="Gate candidate configs on a forecast policy; verdict table, HTML report.")
 @click.argument("configs", nargs=-1, required=True)
 @click.option("--policy", "policy_path", default=None, help="Policy YAML (default: rules derived from each precision_target).")
 @click.option("--html", "html_path", default=None, help="Write the self-contained HTML report here.")

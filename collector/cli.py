@@ -5,23 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from maforecast.settings import stats_path
 
 
 @click.command("import-reference")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Stats table (default: data home).")
-@click.option("--final-models/--no-final-models", default=True, help="Also import the 13 fully trained LLMs.")
-def import_reference(out: Path | None, final_models: bool) -> None:
-    """Import the bundled reference data (Pythia checkpoints, final models) into the stats table."""
+@click.option("--final-models/--no-final-models", default=True, help="Also import the 13 fully trained LLMs (2503.22329).")
+@click.option("--maxact/--no-maxact", default=True, help="Also import the 19 trained LLMs of 2605.15572 (corpus_max protocol).")
+def import_reference(out: Path | None, final_models: bool, maxact: bool) -> None:
+    """Import the bundled reference data (Pythia checkpoints, trained LLMs) into the stats table."""
     from collector import reference, store
 
     out = out or stats_path()
-    frames = [reference.load_pythia_stats()]
-    if final_models:
-        frames.append(reference.load_final_model_stats(bos=None))
-    rows = pd.concat(frames, ignore_index=True)
+    rows = reference.load_reference_stats(final_models=final_models, maxact=maxact, bos=None)
     written, replaced = store.upsert(out, rows)
     click.echo(f"imported {written} reference rows into {out} ({replaced} existing rows replaced)")
 

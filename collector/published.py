@@ -68,6 +68,7 @@ def read_stats_file(path: Path) -> pd.DataFrame:
             "median": arr[:, 3, :].ravel(),
             "revision": f"step{step}",
             "source": SOURCE,
+            "protocol": "seq_mean",
         }
     )
     return df

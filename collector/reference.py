@@ -16,6 +16,7 @@ from maforecast.tables import StatsRow, conform
 
 PYTHIA_SOURCE = "reference:aimpoint-pythia-massive-activations"
 FINAL_SOURCE = "reference:refine-massive-activations"
+MAXACT_SOURCE = "reference:max-act-llm"
 
 
 def reference_dir() -> Path:
@@ -34,9 +35,15 @@ def pythia_model_name(size: str) -> str:
     return size if size.startswith("pythia-") else f"pythia-{size}"
 
 
-def load_pythia_stats() -> pd.DataFrame:
-    """Bundled Pythia training-checkpoint stats, one row per (model, step, sequence, layer)."""
+def load_pythia_stats(more: bool = True) -> pd.DataFrame:
+    """Bundled Pythia training-checkpoint stats, one row per (model, step, sequence, layer).
+
+    ``more`` adds the second harvest (``pythia_stats_more.csv``: 160m steps 64/8000, 1b step 512,
+    12b steps 36000/60000)."""
     raw = pd.read_csv(reference_file("pythia_stats.csv"))
+    if more:
+        extra = pd.read_csv(reference_file("pythia_stats_more.csv")).drop(columns=["source"])
+        raw = pd.concat([raw, extra], ignore_index=True)
     df = pd.DataFrame(
         {
             "model": raw["model"].map(pythia_model_name),
@@ -49,6 +56,7 @@ def load_pythia_stats() -> pd.DataFrame:
             "median": raw["median"],
             "revision": "step" + raw["step"].astype(str),
             "source": PYTHIA_SOURCE,
+            "protocol": "seq_mean",
         }
     )
     return conform(df, StatsRow)
@@ -82,10 +90,55 @@ def load_final_model_stats(bos: bool | None = False) -> pd.DataFrame:
             "top1_dim": raw["massive_dims"].map(first_int),
             "revision": raw["bos_token"].map(lambda b: "final+bos" if str(b).lower() == "true" else "final"),
             "source": FINAL_SOURCE,
+            "protocol": "one_sentence",
             "dtype": raw["dtype"],
         }
     )
     return conform(df, StatsRow)
+
+
+def load_maxact_stats() -> pd.DataFrame:
+    """Per-layer decoder-output statistics of 19 trained LLMs (arXiv 2605.15572), as stats rows.
+
+    ``top1`` is the single maximum |h| over all tokens of 5,000 prompts and ``median`` the median
+    |h| from a 512-bin log histogram (protocol ``corpus_max``): not comparable with the other
+    sources without a protocol term. ``step`` is missing (fully trained)."""
+    raw = pd.read_csv(reference_file("maxact_layers.csv"))
+    raw = raw[raw["component"].astype(str).str.startswith("hidden")]
+    df = pd.DataFrame(
+        {
+            "model": raw["model"],
+            "step": pd.NA,
+            "sequence": 0,
+            "layer": raw["layer"],
+            "top1": raw["abs_max"],
+            "median": raw["abs_median_hist"],
+            "revision": "final",
+            "source": MAXACT_SOURCE,
+            "protocol": "corpus_max",
+            "dtype": "bfloat16",
+        }
+    )
+    return conform(df, StatsRow)
+
+
+def load_reference_stats(final_models: bool = True, maxact: bool = True, bos: bool | None = False) -> pd.DataFrame:
+    """Every bundled measurement in one stats table (Pythia checkpoints + trained LLMs of both protocols)."""
+    frames = [load_pythia_stats()]
+    if final_models:
+        frames.append(load_final_model_stats(bos=bos))
+    if maxact:
+        frames.append(load_maxact_stats())
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_maxact_architectures() -> pd.DataFrame:
+    return pd.read_csv(reference_file("maxact_architectures.csv"))
+
+
+def load_peer_evidence() -> pd.DataFrame:
+    """Peer studies' measured conditions (``peers/emergence_evidence.csv``, 197 rows)."""
+    return pd.read_csv(reference_file("peers/emergence_evidence.csv"))
 
 
 def load_pythia_architectures() -> pd.DataFrame:

@@ -111,6 +111,7 @@ def measure_checkpoint(cp: Checkpoint, input_ids: np.ndarray, options: CollectOp
     df["revision"] = cp.revision
     df["probe_digest"] = ProbeSet(input_ids, "probe").digest
     df["source"] = options.source
+    df["protocol"] = "seq_mean"  # mean over probe sequences of per-sequence maxima, as 2508.03616
     df["dtype"] = dtype_name(dtype)
     return conform(df, StatsRow)
 

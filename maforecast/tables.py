@@ -28,6 +28,15 @@ Metric = Literal["ratio", "top1", "median"]
 METRICS: tuple[str, ...] = get_args(Metric)
 
 
+# measurement protocols of the stats table (StatsRow.protocol); values of one protocol are comparable
+PROTOCOLS: dict[str, str] = {
+    "seq_mean": "mean over a few probe sequences of each sequence's top-1 |h| (arXiv 2508.03616; maforecast collect)",
+    "one_sentence": "top-1 |h| on one probe sentence (arXiv 2503.22329)",
+    "corpus_max": "one maximum over all tokens of 5,000 prompts, median from a log histogram (arXiv 2605.15572)",
+}
+DEFAULT_PROTOCOL = "seq_mean"
+
+
 class StatsRow(BaseModel):
     """One (model, step, probe sequence, decoder layer) measurement of |h| in the residual stream."""
 
@@ -46,6 +55,12 @@ class StatsRow(BaseModel):
     revision: str | None = Field(default=None, description="Hub revision or checkpoint folder name.")
     probe_digest: str | None = Field(default=None, description="Digest of the probe token ids.")
     source: str = Field(description="Where the row came from, e.g. 'reference:aimpoint-pythia' or 'collector'.")
+    protocol: str | None = Field(
+        default=None,
+        description="Measurement protocol (maforecast.tables.PROTOCOLS): seq_mean (per-sequence maxima averaged over a "
+        "few probe sequences: 2508.03616 and the collector), one_sentence (2503.22329), corpus_max (one maximum over "
+        "5,000 prompts: 2605.15572). Missing means seq_mean.",
+    )
     dtype: str | None = Field(default=None, description="Compute dtype of the forward pass.")
 
 

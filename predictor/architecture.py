@@ -24,7 +24,10 @@ NormType = Literal["layernorm", "rmsnorm", "layernorm_nonparametric"]
 # post_sublayer: x + N(f(x)) (OLMo-2 "reordered norm").
 NormPlacement = Literal["pre", "post", "sandwich", "post_sublayer"]
 PositionalEncoding = Literal["rotary", "learned", "alibi", "sinusoidal", "none"]
-AttentionKind = Literal["softmax", "sigmoid", "linear", "other"]
+# hybrid: linear-attention layers (e.g. Gated DeltaNet) interleaved with softmax layers (Qwen3.5)
+AttentionKind = Literal["softmax", "sigmoid", "linear", "hybrid", "other"]
+# how attention may park probability mass without a massive activation (mitigations.yaml)
+AttentionSink = Literal["none", "kv_bias", "sink_token", "learned_sink", "softmax_plus_one"]
 LrSchedule = Literal["cosine", "linear", "constant", "wsd", "inverse_sqrt", "other"]
 Optimizer = Literal["adamw", "adam", "muon", "soap", "shampoo", "orthoadam", "other"]
 TrainPrecision = Literal["fp32", "fp16", "bf16", "fp8"]
@@ -62,6 +65,11 @@ class Architecture(BaseModel):
     vocab_size: int = Field(default=50_304, ge=2, le=4_194_304)
     seq_len: int = Field(default=2048, ge=1, le=16_777_216, description="Training context length.")
     attention_kind: AttentionKind = "softmax"
+    attention_gate: bool = Field(default=False, description="Sigmoid output gate on attention (gated attention, Qwen3.5).")
+    attention_sink: AttentionSink = Field(default="none", description="Explicit attention sink: KV bias, sink token, learned per-head sink.")
+    embedding_scale: bool = Field(default=False, description="Embeddings multiplied by sqrt(d_model) (Gemma).")
+    moe_experts: int | None = Field(default=None, ge=1, le=4096, description="Routed experts per MoE layer (None: dense).")
+    moe_active_experts: int | None = Field(default=None, ge=1, le=4096, description="Experts active per token.")
     causal_lm: bool = True
     # --- training
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0, description="Peak learning rate.")
@@ -84,8 +92,8 @@ class Architecture(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Architecture:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.head_dim is None and self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) unless head_dim is given")
         if self.n_kv_heads is not None:
             if self.n_kv_heads > self.n_heads:
                 raise ValueError(f"n_kv_heads ({self.n_kv_heads}) must not exceed n_heads ({self.n_heads})")
@@ -96,6 +104,8 @@ class Architecture(BaseModel):
             raise ValueError(f"d_ffn ({self.d_ffn}) must be between 0.25x and 64x d_model ({self.d_model})")
         if self.head_dim is not None and not 0.1 <= self.head_dim * self.n_heads / self.d_model <= 10:
             raise ValueError(f"head_dim ({self.head_dim}) x n_heads is implausible for d_model ({self.d_model})")
+        if self.moe_active_experts is not None and (self.moe_experts is None or self.moe_active_experts > self.moe_experts):
+            raise ValueError("moe_active_experts needs moe_experts and must not exceed it")
         if self.positional_encoding != "rotary" and self.rotary_pct != 1.0:
             raise ValueError("rotary_pct is only meaningful with positional_encoding='rotary'")
         return self
@@ -108,6 +118,10 @@ class Architecture(BaseModel):
     @property
     def head_width(self) -> int:
         return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def moe(self) -> bool:
+        return bool(self.moe_experts and self.moe_experts > 1)
 
     @property
     def glu(self) -> bool:
@@ -135,7 +149,7 @@ class Architecture(BaseModel):
     def estimate_params(self) -> float:
         d, hd = self.d_model, self.head_width
         attn = d * self.n_heads * hd * 2 + d * self.kv_heads * hd * 2
-        ffn = (3 if self.glu else 2) * d * self.d_ffn
+        ffn = (3 if self.glu else 2) * d * self.d_ffn * (self.moe_experts or 1)
         emb = self.vocab_size * d * (1 if self.tied_embeddings else 2)
         pos = self.seq_len * d if self.positional_encoding == "learned" else 0
         return float(self.n_layers * (attn + ffn) + emb + pos)
@@ -279,6 +293,7 @@ def final_model_architectures() -> dict[str, Architecture]:
             attention_bias=_bool(r["attention_bias"]),
             mlp_bias=_bool(r["mlp_bias"]),
             tied_embeddings=_bool(r["tied_embeddings"]),
+            embedding_scale=not pd.isna(r["embedding_scale"]),
             vocab_size=int(r["vocab_size"]),
             seq_len=int(r["train_context"]),
             training_tokens=tokens_t * 1e12 if tokens_t else None,
@@ -287,9 +302,72 @@ def final_model_architectures() -> dict[str, Architecture]:
     return out
 
 
+def _maxact_row(r: dict) -> Architecture:
+    act = str(r["activation"])
+    pe = str(r["positional_encoding"])
+    rotary = "rotary" in pe
+    pct = 0.25 if "25%" in pe else 1.0
+    kind = str(r["attention_kind"])
+    moe = int(r["moe_experts"]) if not pd.isna(r["moe_experts"]) else None
+    d_ffn = r["d_ffn"] if not pd.isna(r["d_ffn"]) else r["moe_d_ffn"]
+    tokens_t = r["training_tokens_T"] if not pd.isna(r["training_tokens_T"]) else None
+    return Architecture(
+        name=r["model"],
+        n_layers=int(r["n_layers"]),
+        d_model=int(r["d_model"]),
+        n_heads=int(r["n_heads"]),
+        n_kv_heads=int(r["n_kv_heads"]),
+        head_dim=int(r["head_dim"]),
+        d_ffn=int(d_ffn),
+        ffn_type="glu" if _bool(r["glu"]) else "mlp",
+        activation="gelu_tanh" if "tanh" in act else _FINAL_ACT.get(act.split()[0], "other"),
+        norm_type="rmsnorm",
+        norm_placement=_FINAL_NORM_PLACEMENT[str(r["norm_placement"])],
+        parallel_attn_mlp=_bool(r["parallel_attn_mlp"]),
+        qk_norm=_bool(r["qk_norm"]),
+        positional_encoding="rotary" if rotary else "learned",
+        rotary_pct=pct,
+        rope_theta=float(r["rope_theta"]) if rotary and not pd.isna(r["rope_theta"]) else None,
+        attention_bias=_bool(r["attention_bias"]),
+        mlp_bias=_bool(r["mlp_bias"]),
+        tied_embeddings=_bool(r["tied_embeddings"]),
+        embedding_scale=not pd.isna(r["embedding_scale"]),
+        vocab_size=int(r["vocab_size"]),
+        attention_kind="hybrid" if "hybrid" in kind else "softmax",
+        attention_gate="output gate" in str(r["other_attn_stabilizer"]),
+        attention_sink="learned_sink" if "attention sinks" in str(r["other_attn_stabilizer"]) else "none",
+        moe_experts=moe,
+        moe_active_experts=int(r["moe_active_experts"]) if moe else None,
+        training_tokens=float(tokens_t) * 1e12 if tokens_t else None,
+        total_params_B=float(r["total_params_B"]) if not pd.isna(r["total_params_B"]) else None,
+    )
+
+
+@lru_cache(maxsize=1)
+def maxact_architectures() -> dict[str, Architecture]:
+    """The 19 trained LLMs of maxact_architectures.csv (arXiv 2605.15572), keyed by model name."""
+    from collector.reference import load_maxact_architectures
+
+    return {r["model"]: _maxact_row(r) for r in load_maxact_architectures().to_dict("records")}
+
+
 def reference_architectures() -> dict[str, Architecture]:
-    """All bundled architectures (Pythia + final models) keyed by stats-table model name."""
-    return {**pythia_architectures(), **final_model_architectures()}
+    """All bundled architectures (Pythia + both trained-LLM sets) keyed by stats-table model name."""
+    return {**pythia_architectures(), **final_model_architectures(), **maxact_architectures()}
+
+
+# variants that share weights form one family (a cross-validation group): base + instruct + VL of
+# one Qwen2.5 size; Gemma-3 sizes (one recipe, distilled from one teacher) are kept together too
+_QWEN25 = re.compile(r"^Qwen2\.5-(?:VL-)?(\d+(?:\.\d+)?B)(?:-Instruct)?$")
+
+
+def family_of(model: str) -> str:
+    """Cross-validation family of a model name (its own name unless variants share weights)."""
+    if model.lower().startswith("gemma-3-"):
+        return "gemma-3"
+    if m := _QWEN25.match(model):
+        return f"Qwen2.5-{m.group(1)}"
+    return model
 
 
 def training_recipe_known(name: str) -> bool:

@@ -253,33 +253,14 @@ def _fit_series(stats: pd.DataFrame, metrics, **fitter_kwargs) -> pd.DataFrame:
 
 
 def reference_stats() -> pd.DataFrame:
-    """Bundled reference stats: Pythia trajectories plus final-model steady-state rows."""
-    from collector.reference import load_pythia_stats
+    """Bundled reference stats: Pythia trajectories plus trained-LLM rows of both protocols."""
+    from collector.reference import load_reference_stats
 
-    return pd.concat([load_pythia_stats(), final_model_stats()], ignore_index=True)
+    return load_reference_stats()
 
 
 def final_model_stats() -> pd.DataFrame:
-    """Final-model per-layer peaks as stats-like rows (step missing).
+    """Final-model per-layer peaks (2503.22329) as stats rows (step missing)."""
+    from collector.reference import load_final_model_stats
 
-    Uses ``collector.reference.load_final_model_stats``; if that loader fails, the bundled CSV
-    is read directly into the same columns.
-    """
-    from collector import reference
-
-    try:
-        return reference.load_final_model_stats()
-    except (TypeError, ValueError):
-        raw = pd.read_csv(reference.reference_file("final_models_layers.csv"))
-        raw = raw[raw["bos_token"].astype(str).str.lower() == "false"]
-        return pd.DataFrame(
-            {
-                "model": raw["model"].astype(str),
-                "step": pd.array([pd.NA] * len(raw), dtype="Int64"),
-                "sequence": 0,
-                "layer": raw["layer"].astype(int),
-                "top1": raw["max_activation"].astype(float),
-                "median": raw["median_activation"].astype(float),
-                "source": reference.FINAL_SOURCE,
-            }
-        ).reset_index(drop=True)
+    return load_final_model_stats()

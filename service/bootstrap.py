@@ -61,18 +61,11 @@ def _table_digest(path: Path, row_model) -> str | None:
 
 
 def stage_import(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
-    import pandas as pd
-
     from collector import reference, store
     from maforecast.tables import StatsRow, conform, digest
 
     path = stats_path(settings)
-    frames = [reference.load_pythia_stats()]
-    try:
-        frames.append(reference.load_final_model_stats(bos=None))
-    except (TypeError, ValueError) as exc:  # known loader issue; the predictor adds these rows itself
-        echo(f"[1/4] import: final-model stats not importable ({type(exc).__name__}: {exc}); Pythia only")
-    rows = conform(pd.concat(frames, ignore_index=True), StatsRow)
+    rows = conform(reference.load_reference_stats(bos=None), StatsRow)
     want = digest(rows)
     if not force and path.exists():
         have = store.load(path)

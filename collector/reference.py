@@ -122,7 +122,7 @@ def load_maxact_stats() -> pd.DataFrame:
     return conform(df, StatsRow)
 
 
-def load_reference_stats(final_models: bool = True, maxact: bool = True, bos: bool | None = False) -> pd.DataFrame:
+def load_reference_stats(final_models: bool = True, maxact: bool = True, bos: bool | None = None) -> pd.DataFrame:
     """Every bundled measurement in one stats table (Pythia checkpoints + trained LLMs of both protocols)."""
     frames = [load_pythia_stats()]
     if final_models:

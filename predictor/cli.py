@@ -5,58 +5,41 @@ from __future__ import annotations
 import click
 
 from maforecast.errors import UserError
-from maforecast.settings import fits_path, get_settings, stats_path
+from maforecast.settings import get_settings, stats_path
 
 
-def load_training_inputs(reference: bool):
-    """(fits, stats) from the data home, or fitted on the fly from the bundled reference data."""
-    import pandas as pd
+def load_training_stats(reference: bool):
+    """The stats table of the data home (or the bundled reference data)."""
+    from maforecast.tables import StatsRow, read_table
+    from predictor.dataset import reference_stats
 
-    from maforecast.tables import FitRow, StatsRow, read_table
-    from predictor.dataset import final_model_stats, fits_from_stats, reference_stats
-
-    s = get_settings()
     if reference:
-        stats = reference_stats()
-        return fits_from_stats(stats[stats["step"].notna()]), stats
-    fp, sp = fits_path(s), stats_path(s)
+        return reference_stats()
+    sp = stats_path(get_settings())
     if not sp.exists():
         raise UserError(f"no stats table at {sp}: run `maforecast import-reference` (or use `maforecast train --reference`)")
-    stats = read_table(sp, StatsRow)
-    if fp.exists():
-        fits = read_table(fp, FitRow)
-    else:
-        raise UserError(f"no fits table at {fp}: run `maforecast fit` first (or use `maforecast train --reference`)")
-    if not stats["step"].isna().any():  # add the bundled steady-state rows when the table has none
-        stats = pd.concat([stats, final_model_stats()], ignore_index=True)
-    return fits, stats
+    return read_table(sp, StatsRow)
 
 
 @click.command()
-@click.option("--reference", is_flag=True, help="Train on the bundled reference data (fitted on the fly).")
-@click.option("--learners", default="mean,hier_mean", show_default=True,
-              help="Candidate learners, chosen by nested grouped CV (also: hier_size, hier_ridge, hier_knn, ridge, rf, gbm, lgbm).")
-@click.option("--n-estimators", default=100, show_default=True, type=click.IntRange(5, 5000))
+@click.option("--reference", is_flag=True, help="Train on the bundled reference data instead of the data home's stats table.")
+@click.option("--protocol", type=click.Choice(["seq_mean", "one_sentence", "corpus_max"]), default="seq_mean", show_default=True,
+              help="Measurement protocol the served magnitudes refer to.")
 @click.option("--no-register", is_flag=True, help="Log the run and model but do not register a version.")
-def train(reference: bool, learners: str, n_estimators: int, no_register: bool) -> None:
-    """Train the predictor, log an MLflow run and register a new version as `challenger`."""
-    from predictor.model import LEARNERS
+def train(reference: bool, protocol: str, no_register: bool) -> None:
+    """Evaluate (grouped CV) and train the forecast engine, log an MLflow run, register it as `challenger`."""
     from predictor.registry import HEADLINE_METRIC, scores_table
     from predictor.registry import train as train_fn
 
-    names = tuple(x.strip() for x in learners.split(",") if x.strip())
-    bad = [n for n in names if n not in LEARNERS]
-    if bad or not names:
-        raise UserError(f"unknown learner(s) {', '.join(bad) or '(none)'}; choose from {', '.join(LEARNERS)}")
-    fits, stats = load_training_inputs(reference)
-    res = train_fn(fits, stats, learners=names, n_estimators=n_estimators, register=not no_register)
-    table = scores_table(res.bundle)
-    cols = ["target", "learner", "n_models", "n_rows", "lomo_r2", "baseline_lomo_r2", "random_r2"]
+    stats = load_training_stats(reference)
+    res = train_fn(stats, engine_params={"protocol": protocol}, register=not no_register, progress=True)
+    table = scores_table(res.evaluations)
+    cols = ["cv", "target", "protocol", "n_groups", "mae", "constant_mae", "v1_mae", "coverage_90"]
     click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    click.echo(f"{HEADLINE_METRIC} = {res.metrics.get(HEADLINE_METRIC, float('nan')):.4f}  (run {res.run_id})")
+    click.echo(f"{HEADLINE_METRIC} = {res.metrics.get(HEADLINE_METRIC, float('nan')):+.4f} (> 0 beats the constant; run {res.run_id})")
     if res.version:
         click.echo(f"registered {get_settings().registered_model} version {res.version} as challenger; "
-                   "`maforecast promote` makes it champion if it is better")
+                   "`maforecast promote` makes it champion if it beats the constant and the champion")
 
 
 @click.command()

@@ -1,11 +1,15 @@
 """Training runs, the MLflow Model Registry, and loading a registered predictor.
 
-``train`` logs one run (params, metrics, plots, the training rows as a dataset input with
-digest) and a pyfunc model (signature, input example, explicit pip requirements), registers a
-new version of ``settings.registered_model`` with tags and points alias ``challenger`` at it.
-``promote`` moves ``champion`` to the challenger only when it beats the champion on the
-headline metric (mean leave-one-model-out R^2 over ratio_end, steady state, peak |a|), or with
-``force``. ``load_forecaster`` loads ``models:/<name>@champion`` (or any model URI).
+``train`` builds the evidence from the stats table, evaluates the forecast engine by grouped
+cross-validation (leave one family out, leave one model out; ``predictor.evaluation``), fits
+the served engine, and logs one run (the evaluation table as metrics and artifact, the evidence
+as a dataset input with digest) and a pyfunc model (signature, input example, explicit pip
+requirements). It registers a new version of ``settings.registered_model`` whose description
+says what it was trained on and how it scores next to the constant baseline, and points alias
+``challenger`` at it. ``promote`` refuses a challenger that does not beat the constant on the
+headline (held-out skill on peak |a|, leave one family out) and otherwise moves ``champion`` to
+it when it beats the champion; ``force`` overrides and is recorded as a tag.
+``load_forecaster`` loads ``models:/<name>@champion`` (or any model URI).
 """
 
 from __future__ import annotations
@@ -27,20 +31,14 @@ from mlflow.pyfunc import PythonModel
 
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
-from maforecast.tables import digest
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
-from predictor.architecture import (
-    Architecture,
-    parse_architecture,
-    reference_architectures,
-    training_recipe_known,
-)
-from predictor.dataset import HEADLINE_TARGETS, build_training_rows, measured_ratio_points
-from predictor.forecaster import PredictorBundle, default_steps, fit_bundle
-from predictor.model import DEFAULT_LEARNERS
+from predictor.architecture import Architecture, parse_architecture, reference_architectures
+from predictor.engine import ForecastEngine, default_steps
+from predictor.evaluation import Evaluation, fit_evaluated, headline
+from predictor.evidence import Evidence, build_evidence
 from predictor.schemas import Forecast
 
-HEADLINE_METRIC = "headline_lomo_r2"
+HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 PIP_REQUIREMENTS = [
@@ -100,7 +98,7 @@ class PredictorModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
-        self.bundle: PredictorBundle = joblib.load(context.artifacts["bundle"])
+        self.bundle: ForecastEngine = joblib.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input, params=None):
         frames = []
@@ -113,7 +111,8 @@ class PredictorModel(PythonModel):
 def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
     rows = []
     for lf in fc.layers:
-        r = {"arch_index": index, "layer": lf.layer, "trajectory_class": lf.trajectory_class, "massive": lf.massive}
+        r = {"arch_index": index, "layer": lf.layer, "trajectory_class": lf.trajectory_class, "massive": lf.massive,
+             "p_massive": lf.p_massive if lf.p_massive is not None else float("nan")}
         for k in ("ratio_end", "steady_state", "peak_abs", "t_emerge", "t_peak"):
             iv = getattr(lf, k)
             r[k] = iv.value if iv else float("nan")
@@ -128,7 +127,7 @@ def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
 # ------------------------------------------------------------------------ forecaster
 @dataclass
 class Forecaster:
-    bundle: PredictorBundle
+    bundle: ForecastEngine
     name: str
     version: str | None = None
     alias: str | None = None
@@ -148,11 +147,13 @@ class Forecaster:
             "alias": self.alias,
             "run_id": self.run_id,
             "model_uri": self.model_uri,
-            "data_digest": self.bundle.data_digest,
+            "data_digest": self.bundle.data_digest_,
             "headline_metric": HEADLINE_METRIC,
-            "metrics": {k: v for k, v in self.bundle.metrics.items() if isinstance(v, float) and math.isfinite(v)},
-            "n_rows": dict(self.bundle.n_rows),
-            "targets": sorted(self.bundle.targets),
+            "metrics": {k: v for k, v in getattr(self.bundle, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)},
+            "n_rows": dict(self.bundle.evidence_summary_),
+            "targets": sorted(self.bundle.quality_),
+            "beats_baseline": bool(getattr(self.bundle, "metrics_", {}).get(HEADLINE_METRIC, float("nan")) > 0),
+            "quality": self.bundle.info()["quality"],
         }
 
 
@@ -190,69 +191,70 @@ class TrainResult:
     run_id: str
     version: str | None
     metrics: dict[str, float]
-    bundle: PredictorBundle
-    rows: pd.DataFrame
+    bundle: ForecastEngine
+    evaluations: dict[str, Evaluation]
+    evidence: Evidence
+
+
+def train_evidence(stats: pd.DataFrame, architectures: dict[str, Architecture] | None = None) -> Evidence:
+    ev = build_evidence(stats, architectures or reference_architectures())
+    if not len(ev.layers):
+        raise UserError("no usable rows in the stats table (no model with a known architecture): run `maforecast import-reference`")
+    return ev
 
 
 def train(
-    fits: pd.DataFrame,
-    stats: pd.DataFrame | None,
+    stats: pd.DataFrame,
     architectures: dict[str, Architecture] | None = None,
     *,
-    learners=DEFAULT_LEARNERS,
-    n_estimators: int = 100,
-    targets: list[str] | None = None,
+    engine_params: dict | None = None,
     register: bool = True,
     settings: Settings | None = None,
-    random_repeats: int = 5,
     run_name: str | None = None,
+    progress: bool = False,
 ) -> TrainResult:
-    """Train, evaluate and log one predictor; register it as a new version with alias ``challenger``."""
+    """Evaluate, fit and log the forecast engine; register it as a new version with alias ``challenger``."""
     s = settings or get_settings()
-    archs = architectures or reference_architectures()
-    missing = sorted(set(fits["model"]) - set(archs)) if len(fits) else []
-    rows = build_training_rows(fits, stats, archs, training_recipe_known)
-    if not len(rows) or not (rows["kind"] == "trajectory").any():
-        raise UserError("no usable fitted curves (status ok/ill_conditioned with a known architecture): run `maforecast fit` first")
-    data_digest = digest(rows)
-    measured = measured_ratio_points(stats) if stats is not None else None
-    bundle = fit_bundle(rows, archs, measured, learners=learners, n_estimators=n_estimators, targets=targets,
-                        data_digest=data_digest, random_repeats=random_repeats)
+    ev = train_evidence(stats, architectures)
+    engine, evals = fit_evaluated(ev, engine_params, progress=progress)
+    metrics = headline(evals)
+    engine.metrics_ = metrics
+    data_digest = ev.digest()
+    table = pd.concat([e.table() for e in evals.values()], ignore_index=True)
     client = configure(s)
     exp = experiment_id("predictor", s)
     with mlflow.start_run(experiment_id=exp, run_name=run_name or "predictor-train") as run:
         mlflow.log_params({
-            "learners": ",".join(learners), "n_estimators": n_estimators, "n_rows": len(rows),
-            "n_models": rows["model"].nunique(), "trajectory_models": ",".join(sorted(set(rows.loc[rows.kind == "trajectory", "model"]))),
-            "headline_metric": HEADLINE_METRIC, "headline_targets": ",".join(HEADLINE_TARGETS), "data_digest": data_digest,
-            "models_without_architecture": ",".join(missing)[:480] or "-",
+            "engine": "v2-structured", **{f"engine.{k}": str(v)[:200] for k, v in engine.get_params().items()},
+            "data_digest": data_digest, "headline_metric": HEADLINE_METRIC,
+            **{f"evidence.{k}": v for k, v in ev.describe().items()},
+            "models_without_architecture": ",".join(ev.unknown)[:480] or "-",
         })
-        mlflow.log_params({f"learner.{t}": tm.learner for t, tm in bundle.targets.items()})
-        mlflow.log_metrics({_metric_key(k): v for k, v in bundle.metrics.items() if isinstance(v, float) and math.isfinite(v)})
+        mlflow.log_metrics({_metric_key(k): v for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v)})
         mlflow.set_tags({"maforecast.stage": "predictor", "data_digest": data_digest})
-        ds = mlflow.data.from_pandas(rows, name="predictor-training-rows", targets=None)
+        ds = mlflow.data.from_pandas(ev.layers, name="predictor-evidence", targets=None)
         log_dataset(ds, context="training", tags={"digest": data_digest}, run_id=run.info.run_id, client=client)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            rows.to_csv(tmp / "training_rows.csv", index=False)
-            mlflow.log_artifact(str(tmp / "training_rows.csv"), "data")
-            scores = scores_table(bundle)
-            scores.to_csv(tmp / "scores.csv", index=False)
-            mlflow.log_artifact(str(tmp / "scores.csv"), "evaluation")
-            if bundle.curve_scores is not None:
-                bundle.curve_scores.to_csv(tmp / "curve_scores.csv", index=False)
-                mlflow.log_artifact(str(tmp / "curve_scores.csv"), "evaluation")
-            from predictor.plots import curve_plot, scatter_plot
+            ev.layers.to_csv(tmp / "evidence_layers.csv", index=False)
+            mlflow.log_artifact(str(tmp / "evidence_layers.csv"), "data")
+            table.to_csv(tmp / "evaluation.csv", index=False)
+            mlflow.log_artifact(str(tmp / "evaluation.csv"), "evaluation")
+            for by, e in evals.items():
+                e.predictions.to_csv(tmp / f"heldout_{by}.csv", index=False)
+                mlflow.log_artifact(str(tmp / f"heldout_{by}.csv"), "evaluation")
+            (tmp / "engine.json").write_text(json.dumps(engine.info(), indent=1, default=float))
+            mlflow.log_artifact(str(tmp / "engine.json"), "evaluation")
+            from predictor.plots import heldout_plot
 
-            for fig_name, fig in (("predicted_vs_measured.png", scatter_plot(bundle)), ("heldout_curves.png", curve_plot(bundle, measured))):
-                if fig is not None:
-                    fig.savefig(tmp / fig_name, dpi=90)
-                    mlflow.log_artifact(str(tmp / fig_name), "plots")
+            fig = heldout_plot(evals["family"])
+            fig.savefig(tmp / "heldout_family.png", dpi=90)
+            mlflow.log_artifact(str(tmp / "heldout_family.png"), "plots")
             bundle_path = tmp / "bundle.joblib"
-            joblib.dump(bundle, bundle_path)
-            example = arch_frame([next(a for m, a in archs.items() if m in set(rows["model"]))])
+            joblib.dump(engine, bundle_path)
+            example = arch_frame([ev.archs[sorted(set(ev.layers["model"]))[0]]])
             py = PredictorModel()
-            py.bundle = bundle
+            py.bundle = engine
             output = py.predict(None, example)
             signature = mlflow.models.infer_signature(example, output)
             info = mlflow.pyfunc.log_model(
@@ -261,43 +263,60 @@ def train(
             )
         version = None
         if register:
-            version = register_model(info.model_uri, bundle, run.info.run_id, s, client)
-    return TrainResult(run.info.run_id, version, bundle.metrics, bundle, rows)
+            version = register_model(info.model_uri, engine, run.info.run_id, s, client, description(ev, table, metrics))
+    return TrainResult(run.info.run_id, version, metrics, engine, evals, ev)
 
 
 def _metric_key(k: str) -> str:
     return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", k)
 
 
-def scores_table(bundle: PredictorBundle) -> pd.DataFrame:
-    recs = []
-    for t, tm in bundle.targets.items():
-        m = tm.metrics
-        recs.append({
-            "target": t, "learner": tm.learner, "n_rows": tm.n_rows, "n_models": len(tm.models),
-            "lomo_r2": m.get("lomo_r2"), "lomo_mae": m.get("lomo_mae"), "baseline_lomo_r2": m.get("baseline_lomo_r2"),
-            "baseline_lomo_mae": m.get("baseline_lomo_mae"), "random_r2": m.get("random_r2"), "random_mae": m.get("random_mae"),
-        })
-    return pd.DataFrame(recs)
+def scores_table(evals: dict[str, Evaluation]) -> pd.DataFrame:
+    """The evaluation table (one row per CV scheme, target and protocol)."""
+    return pd.concat([e.table() for e in evals.values()], ignore_index=True)
 
 
-def register_model(model_uri: str, bundle: PredictorBundle, run_id: str, settings: Settings | None = None, client=None) -> str:
-    """Register a logged model as a new version with tags and alias ``challenger``."""
+def description(ev: Evidence, table: pd.DataFrame, metrics: dict[str, float]) -> str:
+    """What a reviewer reads on the version page of the MLflow UI."""
+    d = ev.describe()
+    lines = [
+        f"Forecast engine v2 trained on {d['models']} models in {d['families']} families: {d['checkpoint_models']} with "
+        f"checkpoint series (Pythia), {d['trained_models']} trained LLMs ({d.get('models_one_sentence', 0)} measured as in "
+        f"2503.22329, {d.get('models_corpus_max', 0)} as in 2605.15572), {d['anchors']} published anchors; data digest {ev.digest()}.",
+        "",
+        f"Headline ({HEADLINE_METRIC}, held-out peak |a| per layer, leave one family out): {metrics.get(HEADLINE_METRIC, float('nan')):+.3f} "
+        f"({'beats' if metrics.get(HEADLINE_METRIC, -1) > 0 else 'does NOT beat'} the constant).",
+        "",
+        "| CV | target | protocol | groups | MAE (log10) | constant | v1 | 90 % coverage |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.to_dict("records"):
+        lines.append(f"| {r['cv']} | {r['target']} | {r['protocol']} | {r['n_groups']} | {r['mae']:.3f} | {r['constant_mae']:.3f} | "
+                     f"{r['v1_mae']:.3f} | {r['coverage_90']:.0%} |")
+    return "\n".join(lines)
+
+
+def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings: Settings | None = None, client=None,
+                   text: str | None = None) -> str:
+    """Register a logged model as a new version with tags, a description and alias ``challenger``."""
     s = settings or get_settings()
     client = client or configure(s)
-    mv = retry_store(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": bundle.data_digest})
+    m = engine.metrics_
+    mv = retry_store(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": engine.data_digest_})
     tags = {
-        "data_digest": bundle.data_digest,
+        "data_digest": engine.data_digest_,
         "run_id": run_id,
+        "engine": "v2-structured",
         "headline_metric": HEADLINE_METRIC,
-        HEADLINE_METRIC: f"{bundle.metrics.get(HEADLINE_METRIC, float('nan')):.4f}",
-        "headline_baseline_lomo_r2": f"{bundle.metrics.get('headline_baseline_lomo_r2', float('nan')):.4f}",
+        HEADLINE_METRIC: f"{m.get(HEADLINE_METRIC, float('nan')):.4f}",
+        "beats_baseline": str(m.get(HEADLINE_METRIC, float("nan")) > 0).lower(),
+        "peak_abs_mae_family_cv": f"{m.get('headline_peak_abs_mae', float('nan')):.4f}",
+        "peak_abs_constant_mae_family_cv": f"{m.get('headline_constant_mae', float('nan')):.4f}",
     }
-    for t in HEADLINE_TARGETS:
-        if t in bundle.targets:
-            tags[f"{t}.lomo_r2"] = f"{bundle.targets[t].metrics.get('lomo_r2', float('nan')):.4f}"
     for k, v in tags.items():
         retry_store(client.set_model_version_tag, s.registered_model, mv.version, k, v)
+    if text:
+        retry_store(client.update_model_version, s.registered_model, mv.version, description=text)
     point_alias_at_newest(client, s.registered_model, CHALLENGER)
     return str(mv.version)
 
@@ -359,6 +378,13 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
     except MlflowException:
         champ = None
     ch_score = _headline(client, name, ch.version)
+    below = not (math.isfinite(ch_score) and ch_score > 0)
+    if below and not force:
+        return PromoteResult(False, f"refused: challenger v{ch.version} does not beat the constant baseline "
+                             f"({HEADLINE_METRIC} {ch_score:.4f} <= 0); use --force to promote anyway", str(ch.version),
+                             str(champ.version) if champ is not None else None)
+    if force:
+        retry_store(client.set_model_version_tag, name, ch.version, "promoted_by_force", "true" if below else "false")
     if champ is not None and champ.version == ch.version:
         return PromoteResult(False, f"version {ch.version} is already {champ_alias} ({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), str(champ.version))
     if champ is None:

@@ -29,14 +29,18 @@ class LayerForecast(BaseModel):
 
     layer: int = Field(ge=0, description="Decoder layer index (0-based); output of that layer.")
     ratio_trajectory: list[TrajectoryPoint]
-    params: dict[str, float] = Field(description="A, lam, gamma, t0, K of the Eq. 9 curve fitted to the predicted trajectory.")
+    params: dict[str, float] = Field(
+        description="Parameters of the forecast curve y(t) = y0 + (Y_inf - y0) H(tau(t)/tau_e) in log10 units "
+        "(predictor/engine.py): y0, Y_inf (ratio), Y_inf_abs, log10_tau_e, p, and the plan exponents kappa, beta."
+    )
     t_emerge: Interval | None = Field(default=None, description="Step at which half of the rise is done.")
     t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
-    trajectory_class: str = Field(description="early_peak | log_increase")
+    trajectory_class: str = Field(description="log_increase (still rising at the planned end) | plateau | early_peak")
     ratio_end: Interval = Field(description="Ratio top1/median at the end of planned training.")
     steady_state: Interval = Field(description="Ratio reached at steady state (fully trained).")
     peak_abs: Interval = Field(description="Predicted peak |a| of the layer output over training.")
     massive: bool = Field(description="|a| > 100 and > 1000 x median (Sun et al.) on the point predictions.")
+    p_massive: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability that the layer is massive (Sun et al.) by the planned end.")
 
 
 class ApplicabilityWarning(BaseModel):
@@ -65,7 +69,5 @@ class Forecast(BaseModel):
     layers: list[LayerForecast]
     applicability: list[ApplicabilityWarning] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
-
-    @property
-    def in_range(self) -> bool:
-        return not self.applicability
+    protocol: str = Field(default="seq_mean", description="Measurement protocol the magnitudes refer to (maforecast.tables.PROTOCOLS).")
+    unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (shown as the constant).")

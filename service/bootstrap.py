@@ -110,14 +110,12 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
         echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
         return False
-    load_inputs = _lib("predictor.cli:load_training_inputs")
+    load_stats = _lib("predictor.cli:load_training_stats")
     train = _lib("predictor.registry:train")
-    fits, stats = load_inputs(reference=False)
+    stats = load_stats(reference=False)
     kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap"}
-    if small:  # a quick predictor for tests and demos
-        kwargs.update(n_estimators=20, random_repeats=1)  # the default learners, fewer trees and repeats
     t0 = time.perf_counter()
-    result = train(fits, stats, **kwargs)
+    result = train(stats, **kwargs)
     version = str(result.version)
     state.put("train", {**inputs, "version": version, "run_id": result.run_id})
     echo(
@@ -135,7 +133,12 @@ def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> 
         return False
     promote = _lib("predictor.registry:promote")
     result = promote(force=False, settings=settings)
-    echo(f"[4/4] promote: {result.message}")
+    if not result.promoted and current is None:  # nothing to serve otherwise: serve it, labelled as below the baseline
+        result = promote(force=True, settings=settings)
+        echo(f"[4/4] promote: WARNING the only predictor does not beat the constant baseline; serving it labelled as such "
+             f"(model_info beats_baseline=false): {result.message}")
+    else:
+        echo(f"[4/4] promote: {result.message}")
     state.put("promote", {"version": _alias_version(settings, settings.model_alias), "promoted": result.promoted})
     return bool(result.promoted)
 

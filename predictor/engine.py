@@ -1,0 +1,559 @@
+"""Forecast engine v2: a structured model of when and how strongly massive activations emerge.
+
+Three parts, each learned from the evidence (``predictor.evidence``) and each interpretable:
+
+1. **Magnitude** (``LevelModel``, one per quantity: log10 peak |a| and log10 top-1/median). The
+   asymptotic log magnitude of a model's largest layer is a sum of terms: size (log10 params),
+   design switches (GLU, norm type and placement, QK-norm, parallel block, positional encoding,
+   embedding scale, MoE, attention kind, gate and sink, tied embeddings) and a term per
+   measurement protocol. It is a Bayesian ridge regression (scikit-learn ``BayesianRidge``) on
+   one row per (model, protocol), weighted 1/family size so that variants sharing weights count
+   once: a switch seen in few models is shrunk towards zero and its posterior variance (and so the
+   interval of any design that uses it) stays wide.
+2. **Depth profile** (``DepthProfile``): each layer's offset from the model's largest layer, a
+   ridge on a depth basis (first three layers, last two, smooth in relative depth), with its
+   residual spread per depth zone.
+3. **Time** (``predictor.timeline``): the plan's effective time tau(t) (learning rate and its
+   schedule, batch, weight decay; exponents fitted to Gu et al.'s grids) and a Hill curve in
+   u = tau/tau_e whose scale tau_e follows model size (fitted to the Pythia checkpoints).
+
+The forecast of layer l at step t is ``y(t) = y0 + (Y_inf(l) - y0) H(tau(t)/tau_e)``: the
+trajectory, ``ratio_end = y(t_end)``, ``t_emerge`` and the peak all come from that one curve.
+Intervals are Gaussian in log10 (level posterior + profile spread, scaled by the factor that
+gives 90 % coverage on held-out families) combined with the tau_e uncertainty; probabilities of
+massive activations and of overflow follow from the same distribution.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.stats import norm
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import ARDRegression, BayesianRidge, Ridge
+from sklearn.utils.validation import check_is_fitted
+
+from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
+from predictor.architecture import Architecture, family_of, parse_architecture
+from predictor.evidence import Evidence
+from predictor.schemas import ApplicabilityWarning, Forecast, Interval, LayerForecast, TrajectoryPoint
+from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
+
+Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
+MASSIVE_ABS, MASSIVE_RATIO = 2.0, 3.0  # log10 of Sun et al.'s |a| > 100 and |a| > 1000 x median
+LOG10_LIMIT = 30.0
+QUANTITIES = ("abs", "ratio")
+Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}  # log10 values at initialisation when no early checkpoint says otherwise
+
+# design terms of the magnitude model: name -> (description, function of the architecture)
+SWITCHES: dict[str, tuple[str, object]] = {
+    "log_params": ("log10 parameters - 9 (size)", lambda a: math.log10(a.n_params()) - 9.0),
+    "glu": ("gated FFN (SwiGLU/GeGLU)", lambda a: float(a.glu)),
+    "rmsnorm": ("RMSNorm instead of LayerNorm", lambda a: float(a.norm_type == "rmsnorm")),
+    "sandwich": ("sandwich norm (norm before and after each sublayer)", lambda a: float(a.norm_placement == "sandwich")),
+    "post_sublayer": ("post-sublayer norm (OLMo-2 reordered norm)", lambda a: float(a.norm_placement == "post_sublayer")),
+    "post_norm": ("post-norm (original transformer)", lambda a: float(a.norm_placement == "post")),
+    "parallel": ("parallel attention + MLP block", lambda a: float(a.parallel_attn_mlp)),
+    "qk_norm": ("QK-norm", lambda a: float(a.qk_norm)),
+    "learned_pos": ("learned / sinusoidal absolute positions", lambda a: float(a.positional_encoding in ("learned", "sinusoidal"))),
+    "no_rope_bias": ("ALiBi or no positional encoding", lambda a: float(a.positional_encoding in ("alibi", "none"))),
+    "embedding_scale": ("embeddings scaled by sqrt(d_model)", lambda a: float(a.embedding_scale)),
+    "moe": ("mixture-of-experts FFN", lambda a: float(a.moe)),
+    "linear_attention": ("linear / hybrid linear attention", lambda a: float(a.attention_kind in ("linear", "hybrid"))),
+    "sigmoid_attention": ("sigmoid attention", lambda a: float(a.attention_kind == "sigmoid")),
+    "attention_gate": ("gated attention output", lambda a: float(a.attention_gate)),
+    "attention_sink": ("explicit attention sink (KV bias, sink token, learned sink)", lambda a: float(a.attention_sink != "none")),
+    "tied": ("tied input/output embeddings", lambda a: float(a.tied_embeddings)),
+}
+PROTOCOL_TERMS = tuple(f"protocol_{p}" for p in PROTOCOLS if p != DEFAULT_PROTOCOL)
+TERMS = (*SWITCHES, *PROTOCOL_TERMS)
+
+
+def design_vector(arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.ndarray:
+    x = [fn(arch) for _, fn in SWITCHES.values()]
+    x += [float(protocol == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS]
+    return np.array(x, float)
+
+
+def _clip10(v: np.ndarray | float) -> np.ndarray:
+    return np.power(10.0, np.clip(v, -LOG10_LIMIT, LOG10_LIMIT))
+
+
+# ------------------------------------------------------------------------ magnitude
+class LevelModel(BaseEstimator):
+    """log10 magnitude of a model's largest layer = sum of design terms (Bayesian ridge / ARD).
+
+    ``family_weight``: each model weighs 1/n (``inverse``: a family counts once), 1/sqrt(n), or 1."""
+
+    def __init__(self, interval_scale: float = 1.0, regressor: str = "bayes_ridge", family_weight: str = "inverse"):
+        self.interval_scale = interval_scale
+        self.regressor = regressor
+        self.family_weight = family_weight
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> LevelModel:
+        X, y = np.asarray(X, float), np.asarray(y, float)
+        sizes = pd.Series(groups).map(pd.Series(groups).value_counts()).to_numpy(float)
+        w = {"inverse": 1.0 / sizes, "sqrt": 1.0 / np.sqrt(sizes), "none": np.ones_like(sizes)}[self.family_weight]
+        self.used_ = X.std(axis=0) > 0  # a term never varied in training has no evidence: it stays at 0
+        reg = ARDRegression(fit_intercept=True) if self.regressor == "ard" else BayesianRidge(fit_intercept=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.regressor == "ard":  # no sample weights in ARD: replicate by weight instead
+                reg.fit(X[:, self.used_] * np.sqrt(w)[:, None], y * np.sqrt(w))
+            self.reg_ = reg if self.regressor == "ard" else reg.fit(X[:, self.used_], y, sample_weight=w)
+        self.n_models_ = len(y)
+        self.n_groups_ = len(set(groups))
+        self.support_ = {t: int(len(set(np.asarray(groups)[X[:, j] != 0]))) for j, t in enumerate(TERMS)}
+        return self
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "reg_")
+        X = np.atleast_2d(np.asarray(X, float))
+        mean, sd = self.reg_.predict(X[:, self.used_], return_std=True)
+        # a term the training never varied: its effect is unknown, so its prior width (1/lambda) is added
+        unseen = (X[:, ~self.used_] != 0).sum(axis=1)
+        sd = np.sqrt(sd**2 + unseen / self.reg_.lambda_)
+        return mean, sd * self.interval_scale
+
+    def coefficients(self) -> dict[str, dict[str, float]]:
+        check_is_fitted(self, "reg_")
+        out, coef, sd = {}, iter(self.reg_.coef_), iter(np.sqrt(np.diag(self.reg_.sigma_)))
+        for t, used in zip(TERMS, self.used_, strict=True):
+            c, s = (next(coef), next(sd)) if used else (0.0, float(1.0 / math.sqrt(self.reg_.lambda_)))
+            out[t] = {"coef": float(c), "sd": float(s), "families": self.support_.get(t, 0)}
+        out["intercept"] = {"coef": float(self.reg_.intercept_), "sd": float("nan"), "families": self.n_groups_}
+        return out
+
+
+def depth_basis(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
+    layer, L = np.asarray(layer, float), np.asarray(n_layers, float)
+    rel = layer / np.maximum(L - 1, 1)
+    return np.column_stack([layer == 0, layer == 1, layer == 2, layer == L - 1, layer == L - 2, rel, rel**2, rel**3]).astype(float)
+
+
+def depth_zone(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
+    layer, L = np.asarray(layer), np.asarray(n_layers)
+    return np.where(layer <= 2, "first", np.where(layer >= L - 2, "last", "middle"))
+
+
+class DepthProfile(BaseEstimator):
+    """Offset of each layer from the model's largest one (<= 0), shared across models."""
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def fit(self, layer, n_layers, offset) -> DepthProfile:
+        B = depth_basis(layer, n_layers)
+        self.reg_ = Ridge(alpha=self.alpha).fit(B, offset)
+        resid = np.asarray(offset) - self.reg_.predict(B)
+        zones = depth_zone(layer, n_layers)
+        self.sd_ = {z: float(np.sqrt(np.mean(resid[zones == z] ** 2))) if (zones == z).any() else float(np.std(resid))
+                    for z in ("first", "middle", "last")}
+        return self
+
+    def predict(self, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "reg_")
+        layer = np.arange(n_layers)
+        L = np.full(n_layers, n_layers)
+        d = self.reg_.predict(depth_basis(layer, L))
+        d = d - d.max()  # the largest layer sits at the model level
+        sd = np.array([self.sd_[z] for z in depth_zone(layer, L)])
+        return d, sd
+
+
+# ------------------------------------------------------------------------ time
+def arch_timeline(arch: Architecture, effects: PlanEffects, horizon: float | None = None) -> Timeline:
+    return Timeline(arch.planned_steps, arch.learning_rate, arch.lr_schedule, arch.warmup_frac, arch.batch_tokens,
+                    arch.weight_decay, effects, horizon=horizon)
+
+
+@dataclass
+class CurveFit:
+    """Hill fit of one checkpoint series (all layers share tau_e and p; each has its own rise)."""
+
+    model: str
+    log_tau_e: float
+    p: float
+    y0: dict[str, np.ndarray]  # quantity -> per-layer start
+    rise: dict[str, np.ndarray]  # quantity -> per-layer Y_inf - y0 (NaN where not measured)
+    layers: np.ndarray
+    rmse: float
+
+
+def fit_series(model: str, sub: pd.DataFrame, tl: Timeline) -> CurveFit | None:
+    """Variable projection: for given (tau_e, p) each layer's rise is linear least squares."""
+    q = "ratio" if sub["y_ratio"].notna().any() else "abs"
+    steps = np.sort(sub["step"].unique())
+    if len(steps) < 3:
+        return None
+    layers = np.sort(sub["layer"].unique())
+    y0s, rises, data = {}, {}, {}
+    for qq in QUANTITIES:
+        piv = sub.pivot_table(index="layer", columns="step", values=f"y_{qq}").reindex(index=layers, columns=steps)
+        first = piv.iloc[:, 0] if steps[0] <= 100 else pd.Series(np.nan, index=layers)
+        y0s[qq] = first.fillna(Y0_DEFAULT[qq]).to_numpy(float)
+        data[qq] = piv.to_numpy(float)
+    tau = tl(steps)
+
+    def rises_for(theta, qq):
+        h = hill(tau / 10.0 ** theta[0], theta[1])
+        Y = data[qq] - y0s[qq][:, None]
+        ok = np.isfinite(Y)
+        num = np.nansum(np.where(ok, Y * h, 0.0), axis=1)
+        den = np.sum(np.where(ok, h * h, 0.0), axis=1)
+        r = np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
+        return r, h, Y, ok
+
+    def resid(theta):
+        r, h, Y, ok = rises_for(theta, q)
+        e = Y - r[:, None] * h[None, :]
+        return np.where(ok, e, 0.0).ravel()
+
+    best = None
+    for lt in np.log10(np.geomspace(max(tau[1], 1.0), tau[-1], 7)):
+        for p in (0.8, 1.5, 2.5):
+            sol = least_squares(resid, [lt, p], bounds=([0.0, 0.3], [9.0, 6.0]), method="trf")
+            if best is None or sol.cost < best.cost:
+                best = sol
+    theta = best.x
+    rises = {qq: rises_for(theta, qq)[0] for qq in QUANTITIES}
+    n = max(int((resid(theta) != 0).sum()), 1)
+    return CurveFit(model, float(theta[0]), float(theta[1]), y0s, rises, layers, float(np.sqrt(2 * best.cost / n)))
+
+
+# ------------------------------------------------------------------------ the engine
+@dataclass
+class TargetQuality:
+    """Held-out score of one served target (filled in by ``predictor.evaluation``)."""
+
+    name: str
+    mae: float
+    baseline_mae: float
+    coverage: float | None = None
+    n_groups: int = 0
+
+    @property
+    def predictable(self) -> bool:
+        return bool(math.isfinite(self.mae) and math.isfinite(self.baseline_mae) and self.mae < self.baseline_mae)
+
+
+# forecast target -> (quantity, description) used for "not predictable" handling
+SERVED_TARGETS = {"peak_abs": "log10 peak |a|", "ratio_end": "log10 end-of-training ratio", "t_emerge": "emergence step"}
+
+
+class ForecastEngine(BaseEstimator):
+    """Fit on ``Evidence``; ``forecast(arch)`` returns a ``Forecast`` (scikit-learn estimator API)."""
+
+    def __init__(self, protocol: str = DEFAULT_PROTOCOL, interval_scale: dict | None = None, profile_alpha: float = 1.0,
+                 terms: tuple[str, ...] | None = None, regressor: str = "bayes_ridge", family_weight: str = "inverse"):
+        self.protocol = protocol
+        self.interval_scale = interval_scale
+        self.profile_alpha = profile_alpha
+        self.terms = terms
+        self.regressor = regressor
+        self.family_weight = family_weight
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, ev: Evidence) -> ForecastEngine:
+        scale = self.interval_scale or {}
+        self.effects_ = fit_plan_effects(ev.peers)
+        self._fit_time(ev)
+        levels, offsets = self._levels(ev)
+        self.levels_table_ = levels
+        self.level_ = {}
+        self.profile_ = {}
+        self.constant_ = {}
+        for q in QUANTITIES:
+            lv = levels[levels["quantity"] == q]
+            X = np.vstack([self._x(ev.archs[m], p) for m, p in zip(lv["model"], lv["protocol"], strict=True)])
+            self.level_[q] = LevelModel(scale.get(q, 1.0), self.regressor, self.family_weight).fit(
+                X, lv["Y"].to_numpy(), lv["family"].to_numpy())
+            off = offsets[offsets["quantity"] == q]
+            self.profile_[q] = DepthProfile(alpha=self.profile_alpha).fit(off["layer"], off["n_layers"], off["offset"])
+            w = 1.0 / lv["family"].map(lv["family"].value_counts()).to_numpy(float)
+            same = lv["protocol"] == self.protocol
+            src = lv[same] if same.any() else lv
+            ws = w[same.to_numpy()] if same.any() else w
+            mu = float(np.average(src["Y"], weights=ws))
+            self.constant_[q] = (mu, float(np.sqrt(np.average((src["Y"] - mu) ** 2, weights=ws))))
+        self.domain_ = _domain(ev)
+        self.evidence_summary_ = ev.describe()
+        self.data_digest_ = ev.digest()
+        self.quality_: dict[str, TargetQuality] = {}
+        return self
+
+    def _fit_time(self, ev: Evidence) -> None:
+        traj = ev.layers[ev.layers["step"].notna()]
+        fits = []
+        for model, sub in traj.groupby("model"):
+            tl = arch_timeline(ev.archs[model], self.effects_, horizon=sub["step"].max())
+            f = fit_series(model, sub, tl)
+            if f is not None:
+                fits.append(f)
+        self.curves_ = {f.model: f for f in fits}
+        if len(fits) >= 2:
+            x = np.array([math.log10(ev.archs[f.model].n_params()) - 9.0 for f in fits])
+            y = np.array([f.log_tau_e for f in fits])
+            A = np.column_stack([np.ones_like(x), x])
+            coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+            resid = y - A @ coef
+            dof = max(len(y) - 2, 1)
+            s2 = float(resid @ resid / dof) if len(y) > 2 else 0.25
+            cov = s2 * np.linalg.pinv(A.T @ A)
+            self.tau_coef_, self.tau_cov_, self.tau_s2_ = coef, cov, s2
+            self.p_ = float(np.median([f.p for f in fits]))
+        else:  # no checkpoint series: Gu et al.'s emergence at 1-2k steps of a 60M model at lr 4e-4, no size trend
+            self.tau_coef_ = np.array([math.log10(1500 * (4e-4 / 3e-4) ** self.effects_.kappa), 0.0])
+            self.tau_cov_, self.tau_s2_, self.p_ = np.diag([0.25, 0.0]), 0.25, 1.5
+
+    def _x(self, arch: Architecture, protocol: str) -> np.ndarray:
+        """The design vector with terms outside ``terms`` zeroed (they then carry no effect)."""
+        x = design_vector(arch, protocol)
+        if self.terms is not None:
+            x = x * np.array([t in self.terms or t.startswith("protocol_") for t in TERMS], float)
+        return x
+
+    def tau_e(self, arch: Architecture) -> tuple[float, float]:
+        """log10 tau_e and its predictive sd for an architecture (size regression over checkpoint series)."""
+        a = np.array([1.0, math.log10(arch.n_params()) - 9.0])
+        return float(a @ self.tau_coef_), float(math.sqrt(a @ self.tau_cov_ @ a + self.tau_s2_))
+
+    def _levels(self, ev: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Asymptotic per-layer log magnitudes: trained models as measured; checkpoint series from
+        their Hill fit; a single checkpoint divided by H(u) at its step."""
+        rows = []
+        for (model, protocol), sub in ev.layers.groupby(["model", "protocol"]):
+            arch = ev.archs[model]
+            final = sub[sub["step"].isna()]
+            if model in self.curves_ and protocol == DEFAULT_PROTOCOL:
+                f = self.curves_[model]
+                for qq in QUANTITIES:
+                    for layer, y0, r in zip(f.layers, f.y0[qq], f.rise[qq], strict=True):
+                        if np.isfinite(r):
+                            rows.append((model, protocol, int(layer), arch.n_layers, qq, float(y0 + r)))
+                continue
+            if len(final):
+                src, h = final, 1.0
+            else:  # one checkpoint (or two): scale up to the asymptote with the size-predicted tau_e
+                last = sub["step"].max()
+                src = sub[sub["step"] == last]
+                lt, _ = self.tau_e(arch)
+                h = float(hill(arch_timeline(arch, self.effects_, horizon=last)(last) / 10**lt, self.p_))
+            for r in src.to_dict("records"):
+                for qq in QUANTITIES:
+                    y = r[f"y_{qq}"]
+                    if pd.notna(y):
+                        y0 = Y0_DEFAULT[qq]
+                        rows.append((model, protocol, int(r["layer"]), arch.n_layers, qq, y0 + (y - y0) / max(h, 1e-3)))
+        per_layer = pd.DataFrame(rows, columns=["model", "protocol", "layer", "n_layers", "quantity", "Y"])
+        per_layer = per_layer.groupby(["model", "protocol", "layer", "n_layers", "quantity"], as_index=False)["Y"].mean()
+        lv = per_layer.groupby(["model", "protocol", "quantity"], as_index=False)["Y"].max()
+        offsets = per_layer.merge(lv.rename(columns={"Y": "M"}), on=["model", "protocol", "quantity"])
+        offsets["offset"] = offsets["Y"] - offsets["M"]
+        for r in ev.anchors.to_dict("records"):  # model-level figures: asymptote through the same curve
+            arch = ev.archs[r["model"]]
+            lt, _ = self.tau_e(arch)
+            h = float(hill(arch_timeline(arch, self.effects_)(r["step"]) / 10**lt, self.p_))
+            y0 = Y0_DEFAULT[r["metric"]]
+            lv.loc[len(lv)] = [r["model"], r["protocol"], r["metric"], y0 + (math.log10(r["value"]) - y0) / max(h, 1e-3)]
+        lv["family"] = lv["model"].map(family_of)
+        return lv, offsets
+
+    # ---------------------------------------------------------------- prediction
+    def level(self, arch: Architecture, protocol: str | None = None) -> dict[str, tuple[float, float]]:
+        """(mean, sd) of the asymptotic log10 magnitude of the largest layer, per quantity."""
+        check_is_fitted(self, "level_")
+        x = self._x(arch, protocol or self.protocol)[None, :]
+        out = {}
+        for q in QUANTITIES:
+            m, s = self.level_[q].predict(x)
+            out[q] = (float(m[0]), float(s[0]))
+        return out
+
+    def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None) -> dict:
+        """Everything per layer, vectorised: log10 values (mean, lo, hi) at ``steps`` per quantity."""
+        lev = self.level(arch, protocol)
+        tl = arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
+        lt, lt_sd = self.tau_e(arch)
+        tau = tl(steps)
+        z = Z90
+        h = hill(tau / 10**lt, self.p_)
+        h_fast = hill(tau / 10 ** (lt - z * lt_sd), self.p_)
+        h_slow = hill(tau / 10 ** (lt + z * lt_sd), self.p_)
+        out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": h}
+        for q in QUANTITIES:
+            M, M_sd = lev[q]
+            d, d_sd = self.profile_[q].predict(arch.n_layers)
+            Y = M + d
+            sd = np.sqrt(M_sd**2 + d_sd**2)
+            y0 = Y0_DEFAULT[q]
+            rise, rise_lo, rise_hi = Y - y0, Y - z * sd - y0, Y + z * sd - y0
+            mean = y0 + rise[:, None] * h[None, :]
+            lo = y0 + np.minimum(rise_lo[:, None] * h_slow[None, :], rise_lo[:, None] * h_fast[None, :])
+            hi = y0 + np.maximum(rise_hi[:, None] * h_fast[None, :], rise_hi[:, None] * h_slow[None, :])
+            out[q] = {"Y": Y, "sd": sd, "mean": mean, "lo": np.minimum(lo, mean), "hi": np.maximum(hi, mean)}
+        return out
+
+    def forecast(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
+                 version: str | None = None, alias: str | None = None, protocol: str | None = None) -> Forecast:
+        check_is_fitted(self, "level_")
+        arch = parse_architecture(arch)
+        t_end = int(arch.planned_steps)
+        steps = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end} | {t_end})
+        st = np.array(steps, float)
+        c = self.layer_curves(arch, st, protocol)
+        tl: Timeline = c["timeline"]
+        i_end = steps.index(t_end)
+        lt, lt_sd = c["log_tau_e"]
+        unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
+        ratio, ab = c["ratio"], c["abs"]
+        layers = []
+        for li in range(arch.n_layers):
+            traj = [TrajectoryPoint(step=s, value=float(_clip10(ratio["mean"][li, k])), lo=float(_clip10(ratio["lo"][li, k])),
+                                    hi=float(_clip10(ratio["hi"][li, k]))) for k, s in enumerate(steps)]
+            r_end = Interval(value=traj[i_end].value, lo=traj[i_end].lo, hi=traj[i_end].hi)
+            a_end = Interval(value=float(_clip10(ab["mean"][li, i_end])), lo=float(_clip10(ab["lo"][li, i_end])),
+                             hi=float(_clip10(ab["hi"][li, i_end])))
+            if "peak_abs" in unpredictable:
+                a_end = self._constant_interval("abs")
+            if "ratio_end" in unpredictable:
+                r_end = self._constant_interval("ratio")
+            y0 = Y0_DEFAULT["ratio"]
+            Yr = float(ratio["Y"][li])
+            t_em = self._t_emerge(tl, y0, Yr, float(ratio["mean"][li, i_end]), lt, lt_sd) if "t_emerge" not in unpredictable else None
+            p_m = p_massive(ab["mean"][li, i_end], _sd(ab, li, i_end), ratio["mean"][li, i_end], _sd(ratio, li, i_end))
+            layers.append(LayerForecast(
+                layer=li,
+                ratio_trajectory=traj,
+                params={"y0": y0, "Y_inf": Yr, "Y_inf_abs": float(ab["Y"][li]), "log10_tau_e": lt, "p": self.p_,
+                        "kappa": self.effects_.kappa, "beta": self.effects_.beta},
+                t_emerge=t_em,
+                t_peak=None,
+                trajectory_class="log_increase" if _still_rising(ratio["mean"][li], st, t_end) else "plateau",
+                ratio_end=r_end,
+                steady_state=Interval(value=float(_clip10(Yr)), lo=float(_clip10(Yr - Z90 * ratio["sd"][li])),
+                                      hi=float(_clip10(Yr + Z90 * ratio["sd"][li]))),
+                peak_abs=a_end,
+                massive=bool(ab["mean"][li, i_end] > MASSIVE_ABS and ratio["mean"][li, i_end] > MASSIVE_RATIO),
+                p_massive=p_m,
+            ))
+        notes = [
+            f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_['families']} families "
+            f"({self.evidence_summary_['checkpoint_models']} with checkpoint series)",
+            f"values in the {protocol or self.protocol} protocol: {PROTOCOLS[protocol or self.protocol]}",
+            "intervals: 90 % (Gaussian in log10: magnitude posterior + depth spread, scaled to cover 90 % of held-out "
+            "families, combined with the emergence-time uncertainty)",
+        ]
+        notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
+                  f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
+        return Forecast(predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
+                        t_end=t_end, layers=layers, applicability=self.applicability(arch), notes=notes,
+                        protocol=protocol or self.protocol, unpredictable=unpredictable)
+
+    def _constant_interval(self, q: str) -> Interval:
+        mu, sd = self.constant_[q]
+        return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
+
+    def _t_emerge(self, tl: Timeline, y0: float, Y: float, y_end: float, lt: float, lt_sd: float) -> Interval | None:
+        """DESIGN section 5: first step with half of the rise of the ratio from f(0) to f(t_end) done."""
+        if not y_end > y0 + 0.05 or not y0 < Y:
+            return None
+        target = math.log10((10**y0 + 10**y_end) / 2)
+        u = hill_inverse((target - y0) / (Y - y0), self.p_)
+        vals = [tl.step_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1)]
+        if vals[0] is None:
+            return None
+        hi = vals[2] if vals[2] is not None else float(tl.steps[-1])
+        return Interval(value=vals[0], lo=vals[1] if vals[1] is not None else vals[0], hi=max(hi, vals[0]))
+
+    # ---------------------------------------------------------------- applicability
+    def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:
+        out = []
+        dom = self.domain_
+        n_b = arch.n_params() / 1e9
+        for f, v in (("n_params_B", n_b), ("n_layers", arch.n_layers), ("d_model", arch.d_model),
+                     ("learning_rate", arch.learning_rate), ("planned_steps", arch.planned_steps)):
+            lo, hi = dom["numeric"][f]
+            if not lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
+                out.append(ApplicabilityWarning(field=f, value=float(v), train_min=lo, train_max=hi, scope="all",
+                                                message=f"{f}={v:g} is outside the evidence [{lo:g}, {hi:g}]: extrapolated, wide interval"))
+        x = design_vector(arch)
+        for j, t in enumerate(SWITCHES):
+            if t == "log_params" or x[j] == 0:
+                continue
+            fams = self.level_["abs"].support_.get(t, 0)
+            if fams < 2:
+                what = "never seen" if fams == 0 else "seen in one model family only"
+                out.append(ApplicabilityWarning(field=_FIELD_OF[t], value=str(_field_value(arch, t)), seen=dom["seen"].get(t, []),
+                                                scope="all", message=f"{SWITCHES[t][0]}: {what} in the evidence; its effect is "
+                                                f"shrunk towards zero and the interval widened"))
+        return out
+
+    def info(self) -> dict:
+        """What a reviewer needs to know about this engine: terms with their evidence, time model, scores."""
+        check_is_fitted(self, "level_")
+        return {
+            "evidence": self.evidence_summary_,
+            "terms": {q: self.level_[q].coefficients() for q in QUANTITIES},
+            "time": {"log10_tau_e_coef": [float(v) for v in self.tau_coef_], "p": self.p_, "kappa": self.effects_.kappa,
+                     "beta": self.effects_.beta, "source": self.effects_.source,
+                     "series": {m: {"log10_tau_e": f.log_tau_e, "p": f.p, "rmse": f.rmse} for m, f in self.curves_.items()}},
+            "quality": {t: {"mae": q.mae, "baseline_mae": q.baseline_mae, "coverage": q.coverage, "predictable": q.predictable}
+                        for t, q in self.quality_.items()},
+        }
+
+
+_FIELD_OF = {
+    "glu": "ffn_type", "rmsnorm": "norm_type", "sandwich": "norm_placement", "post_sublayer": "norm_placement",
+    "post_norm": "norm_placement", "parallel": "parallel_attn_mlp", "qk_norm": "qk_norm", "learned_pos": "positional_encoding",
+    "no_rope_bias": "positional_encoding", "embedding_scale": "embedding_scale", "moe": "moe_experts",
+    "linear_attention": "attention_kind", "sigmoid_attention": "attention_kind", "attention_gate": "attention_gate",
+    "attention_sink": "attention_sink", "tied": "tied_embeddings",
+}
+
+
+def _field_value(arch: Architecture, term: str):
+    return getattr(arch, _FIELD_OF[term])
+
+
+def _domain(ev: Evidence) -> dict:
+    archs = [ev.archs[m] for m in ev.models]
+    recipe = [ev.archs[m] for m in set(ev.layers.loc[ev.layers["step"].notna(), "model"])] or archs
+    lrs = [a.learning_rate for a in recipe] + [1e-4, 8e-4]  # + Gu et al.'s learning-rate grid
+    seen = {t: sorted({str(_field_value(a, t)) for a in archs}) for t in _FIELD_OF}
+    return {
+        "numeric": {
+            "n_params_B": (min(a.n_params() for a in archs) / 1e9, max(a.n_params() for a in archs) / 1e9),
+            "n_layers": (min(a.n_layers for a in archs), max(a.n_layers for a in archs)),
+            "d_model": (min(a.d_model for a in archs), max(a.d_model for a in archs)),
+            "learning_rate": (min(lrs), max(lrs)),
+            "planned_steps": (min(min(a.planned_steps for a in recipe), 10_000), max(a.planned_steps for a in recipe)),
+        },
+        "seen": seen,
+    }
+
+
+def _sd(c: dict, li: int, k: int) -> float:
+    return max(float(c["hi"][li, k] - c["lo"][li, k]) / (2 * Z90), 1e-6)
+
+
+def p_massive(y_abs: float, sd_abs: float, y_ratio: float, sd_ratio: float) -> float:
+    """P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)."""
+    return float(min(norm.cdf((y_abs - MASSIVE_ABS) / sd_abs), norm.cdf((y_ratio - MASSIVE_RATIO) / sd_ratio)))
+
+
+def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> bool:
+    """Still rising at the end: > 0.05 decades over the last doubling of the plan."""
+    half = np.interp(t_end / 2, steps, y)
+    end = np.interp(t_end, steps, y)
+    return bool(end - half > 0.05)
+
+
+def default_steps(t_end: int, n: int = 24) -> list[int]:
+    """Log-spaced steps over the planned training length (plus step 0)."""
+    return sorted({0, *np.unique(np.geomspace(1, max(t_end, 2), n).round().astype(int)).tolist()})

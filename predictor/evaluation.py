@@ -226,12 +226,13 @@ def _cross_fit_scale(pred: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     return pred, scale
 
 
-def fit_evaluated(ev: Evidence, engine_params: dict | None = None, progress: bool = True) -> tuple[ForecastEngine, dict[str, Evaluation]]:
+def fit_evaluated(ev: Evidence, engine_params: dict | None = None, progress: bool = True,
+                  cv: tuple[str, ...] = ("family", "model")) -> tuple[ForecastEngine, dict[str, Evaluation]]:
     """Evaluate (leave one model out, leave one family out), then fit the served engine with the
     interval scale from the family folds and the held-out quality of each target."""
     params = dict(engine_params or {})
     full = ForecastEngine(**params).fit(ev)
-    evals = {by: evaluate(ev, by, params, progress, full=full) for by in ("family", "model")}
+    evals = {by: evaluate(ev, by, params, progress, full=full) for by in dict.fromkeys(("family", *cv))}
     fam = evals["family"]
     scale = {"abs": fam.scale.get("peak_abs", 1.0), "ratio": fam.scale.get("ratio_end", 1.0)}
     engine = ForecastEngine(**{**params, "interval_scale": scale}).fit(ev)

@@ -212,11 +212,12 @@ def train(
     settings: Settings | None = None,
     run_name: str | None = None,
     progress: bool = False,
+    cv: tuple[str, ...] = ("family", "model"),
 ) -> TrainResult:
     """Evaluate, fit and log the forecast engine; register it as a new version with alias ``challenger``."""
     s = settings or get_settings()
     ev = train_evidence(stats, architectures)
-    engine, evals = fit_evaluated(ev, engine_params, progress=progress)
+    engine, evals = fit_evaluated(ev, engine_params, progress=progress, cv=cv)
     metrics = headline(evals)
     engine.metrics_ = metrics
     data_digest = ev.digest()

@@ -9,12 +9,14 @@ lookup.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from predictor.architecture import Architecture
 from predictor.schemas import Forecast, Interval, LayerForecast
@@ -25,6 +27,7 @@ from service.schemas import (
     Difference,
     LayerRiskOut,
     Mitigation,
+    MitigationEffect,
     PrecisionRisk,
     PredictorInfo,
     PredictResponse,
@@ -79,7 +82,33 @@ def summarize(fc: Forecast) -> Summary:
         largest_ratio_end=big_ratio.ratio_end,
         largest_ratio_layer=big_ratio.layer,
         early_peak_layers=[lf.layer for lf in layers if lf.trajectory_class == "early_peak"],
+        p_massive=max((lf.p_massive for lf in layers if lf.p_massive is not None), default=None),
+        unpredictable=list(fc.unpredictable),
     )
+
+
+def _p_above(iv: Interval, limit: float) -> float:
+    """P(value > limit) for a 90 % interval read as Gaussian in log10."""
+    if not (iv.value > 0 and iv.lo > 0 and iv.hi > 0):
+        return float("nan")
+    sd = max((math.log10(iv.hi) - math.log10(iv.lo)) / (2 * 1.6448536269514722), 1e-6)
+    return float(norm.sf((math.log10(limit) - math.log10(iv.value)) / sd))
+
+
+def format_probabilities(fc: Forecast) -> dict[str, float]:
+    """Per format: the probability that some layer crosses one of its limits by the planned end (the
+    largest over layers and checks: layers move together, so this is the probability of the worst)."""
+    out = {}
+    for fmt, checks in prec.CHECKS.items():
+        p = 0.0
+        for _, check in checks:
+            for lf in fc.layers:
+                iv = lf.peak_abs if check.quantity == "peak_abs" else lf.ratio_end
+                v = _p_above(iv, check.limit)
+                if math.isfinite(v):
+                    p = max(p, v)
+        out[fmt] = p
+    return out
 
 
 def layer_series(lf: LayerForecast) -> prec.LayerSeries:
@@ -110,6 +139,7 @@ def layer_series(lf: LayerForecast) -> prec.LayerSeries:
 
 def precision_risks(fc: Forecast, precision_target: str | None) -> list[PrecisionRisk]:
     risks = prec.assess([layer_series(lf) for lf in fc.layers], precision_target)
+    probs = format_probabilities(fc)
     out = []
     for r in risks:
         likely = [d.from_step for d in r.layers if d.from_step is not None]
@@ -122,6 +152,7 @@ def precision_risks(fc: Forecast, precision_target: str | None) -> list[Precisio
                 layers=sorted(likely_layers := {d.layer for d in r.layers if d.certainty == "likely"}),
                 possible_layers=sorted({d.layer for d in r.layers} - likely_layers),
                 from_step=min(likely) if likely else None,
+                probability=probs.get(r.format),
                 why=r.why,
                 details=[LayerRiskOut(**d.__dict__) for d in r.layers],
             )
@@ -154,7 +185,47 @@ def _motivation(entry: kbm.Entry, fc: Forecast, risks: list[PrecisionRisk]) -> k
     return kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
 
 
-def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
+# knowledge-base entries that map onto architecture fields: id -> the change (a function of the architecture)
+WHAT_IF: dict[str, Any] = {
+    "qk_norm": lambda a: {"qk_norm": True},
+    "post_sublayer_norm": lambda a: {"norm_placement": "post_sublayer"},
+    "attn_kv_bias": lambda a: {"attention_sink": "kv_bias"},
+    "sink_token": lambda a: {"attention_sink": "sink_token"},
+    "softmax_plus_one": lambda a: {"attention_sink": "softmax_plus_one"},
+    "gated_attention_sdpa": lambda a: {"attention_gate": True},
+    "gated_attention_bondarenko": lambda a: {"attention_gate": True},
+    "sigmoid_attention": lambda a: {"attention_kind": "sigmoid"},
+    "lr_wd_schedule": lambda a: {"learning_rate": a.learning_rate / 2},
+}
+LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
+
+
+def what_if(entry_id: str, arch: Architecture, fc: Forecast, forecast_fn, targets: set[str]) -> MitigationEffect | None:
+    """Apply a mitigation's field changes and forecast again (end of the plan only: cheap)."""
+    make = WHAT_IF.get(entry_id)
+    if make is None or forecast_fn is None:
+        return None
+    change = {k: v for k, v in make(arch).items() if getattr(arch, k) != v}
+    if not change:
+        return None
+    after = forecast_fn(arch.model_copy(update=change), [arch.planned_steps])
+    big_b = max(fc.layers, key=lambda lf: lf.peak_abs.value)
+    big_a = max(after.layers, key=lambda lf: lf.peak_abs.value)
+    rat_b = max(fc.layers, key=lambda lf: lf.ratio_end.value)
+    rat_a = max(after.layers, key=lambda lf: lf.ratio_end.value)
+    rb, ra = format_probabilities(fc), format_probabilities(after)
+    drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
+    red = math.log10(big_b.peak_abs.value / big_a.peak_abs.value) + drop
+    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.peak_abs.value, big_a.peak_abs.value)}"
+            + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
+    return MitigationEffect(applied=change, peak_abs_before=big_b.peak_abs, peak_abs_after=big_a.peak_abs,
+                            ratio_end_before=rat_b.ratio_end, ratio_end_after=rat_a.ratio_end, risk_before=rb, risk_after=ra,
+                            reduction=red, text=text)
+
+
+def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
+              forecast_fn=None) -> list[Mitigation]:
+    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
     motivations = {m.entry.id: _motivation(m.entry, fc, risks) for m in matches}
@@ -170,8 +241,14 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
                 unknown_fields=m.unknown_fields,
             )
         adjusted.append(m)
+    targets = {r.format for r in risks if r.target}
+    effects = {m.entry.id: what_if(m.entry.id, arch, fc, forecast_fn, targets) for m in adjusted if m.effective}
+    ranked = kbm.rank(adjusted, motivations)
+    order = {m.entry.id: i for i, m in enumerate(ranked)}
+    ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
+                                                                              if effects.get(m.entry.id) else 0.0)), order[m.entry.id]))
     out = []
-    for i, m in enumerate(kbm.rank(adjusted, motivations), start=1):
+    for i, m in enumerate(ranked, start=1):
         e, mot = m.entry, motivations[m.entry.id]
         out.append(
             Mitigation(
@@ -191,6 +268,7 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
                 motivating_layers=list(mot.layers),
                 motivation=mot.text,
                 unknown_fields=list(m.unknown_fields),
+                effect=effects.get(e.id),
             )
         )
     return out
@@ -212,6 +290,8 @@ class Engine:
             version=None if raw.get("version") is None else str(raw.get("version")),
             alias=raw.get("alias"),
             model_uri=model_uri or raw.get("model_uri"),
+            beats_baseline=raw.get("beats_baseline"),
+            held_out=_held_out_text(raw),
         )
         self._cache: OrderedDict[tuple, tuple[PredictResponse, bytes | None]] = OrderedDict()
         self._cache_size = cache_size
@@ -244,7 +324,7 @@ class Engine:
             layers=fc.layers,
             precision=risks,
             applicability=fc.applicability,
-            mitigations=recommend(arch, fc, risks, self.kb),
+            mitigations=recommend(arch, fc, risks, self.kb, self.forecast),
             notes=fc.notes,
             **extra,
         )
@@ -325,6 +405,15 @@ class Engine:
         ]
         diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n]) for n in names[1:]]
         return CompareResponse(predictor=self.predictor, baseline=base, variants=summaries, differences=diffs)
+
+
+def _held_out_text(info: dict) -> str | None:
+    q = (info.get("quality") or {}).get("peak_abs")
+    if not q:
+        return None
+    verdict = "beats" if info.get("beats_baseline") else "does NOT beat"
+    return (f"held-out peak |a| per layer (leave one family out): MAE {q['mae']:.2f} decades vs {q['baseline_mae']:.2f} "
+            f"for a constant; this predictor {verdict} the baseline")
 
 
 def _iv(x: Interval | None) -> float | None:

@@ -97,6 +97,9 @@ class PredictorInfo(BaseModel):
     version: str | None = None
     alias: str | None = None
     model_uri: str | None = None
+    beats_baseline: bool | None = Field(default=None, description="Whether this predictor beats the predict-the-constant "
+                                        "baseline on held-out families (False: served only because nothing better exists).")
+    held_out: str | None = Field(default=None, description="Its held-out score next to the constant's, in words.")
 
 
 class Summary(BaseModel):
@@ -112,6 +115,8 @@ class Summary(BaseModel):
     largest_ratio_end: Interval
     largest_ratio_layer: int
     early_peak_layers: list[int]
+    p_massive: float | None = Field(default=None, description="Probability that some layer is massive (Sun et al.) by the planned end.")
+    unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (constant shown).")
 
 
 class LayerRiskOut(BaseModel):
@@ -134,6 +139,8 @@ class PrecisionRisk(BaseModel):
     layers: list[int] = Field(description="Layers whose point forecast crosses a limit (likely).")
     possible_layers: list[int] = Field(description="Further layers that cross only within their interval (possible).")
     from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
+    probability: float | None = Field(default=None, description="Probability that some layer crosses one of this format's "
+                                      "limits (overflow, or a ratio that swamps the format) by the planned end.")
     why: str
     details: list[LayerRiskOut]
 
@@ -146,6 +153,20 @@ class CitationOut(BaseModel):
     result: str
     confidence: str
     repo: str | None = None
+
+
+class MitigationEffect(BaseModel):
+    """The mitigation applied to the architecture and forecast again (what-if)."""
+
+    applied: dict[str, Any] = Field(description="Architecture fields changed: field -> new value.")
+    peak_abs_before: Interval
+    peak_abs_after: Interval
+    ratio_end_before: Interval
+    ratio_end_after: Interval
+    risk_before: dict[str, float] = Field(description="precision format -> probability of crossing its limits, before.")
+    risk_after: dict[str, float] = Field(description="... and after the change.")
+    reduction: float = Field(description="log10(peak before / peak after) + risk drop on the target formats: the ranking's predicted part.")
+    text: str
 
 
 class Mitigation(BaseModel):
@@ -165,6 +186,8 @@ class Mitigation(BaseModel):
     motivating_layers: list[int]
     motivation: str
     unknown_fields: list[str] = Field(default_factory=list, description="Rule fields the request did not determine.")
+    effect: MitigationEffect | None = Field(default=None, description="Predicted effect when the mitigation maps onto "
+                                            "architecture fields (None: the forecast cannot represent it).")
 
 
 class PredictResponse(BaseModel):

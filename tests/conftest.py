@@ -252,7 +252,7 @@ def server_env(tracking_url: str, home) -> dict:
     return env
 
 
-def run_pipeline(tracking_url: str, home, trains: tuple[tuple[str, ...], ...] = (("--learners", "mean,hier_mean"),),
+def run_pipeline(tracking_url: str, home, trains: tuple[tuple[str, ...], ...] = ((),),
                  fit_args: tuple[str, ...] = ()) -> dict:
     """import-reference -> fit -> (train -> promote) per entry of ``trains``, through the CLI."""
     import time
@@ -274,7 +274,7 @@ def run_pipeline(tracking_url: str, home, trains: tuple[tuple[str, ...], ...] = 
 def sqlite_tracking_server(session_spawn, tmp_path_factory, migrated_mlflow_db):
     """A real ``mlflow server`` (SQLite backend, proxied artifacts) after the whole pipeline ran twice.
 
-    Two predictor versions are registered (the second trained with other learners), so the
+    Two predictor versions are registered (the second with another family weighting), so the
     registry, the UI and the service have something to compare.
     """
     import shutil
@@ -284,7 +284,7 @@ def sqlite_tracking_server(session_spawn, tmp_path_factory, migrated_mlflow_db):
     url = start_mlflow_server(session_spawn, f"sqlite:///{base / 'mlflow.db'}", str(base / "artifacts"), "mlflow-sqlite")
     home = base / "client-home"
     home.mkdir()
-    info = run_pipeline(url, home, trains=(("--learners", "mean,hier_mean"), ("--learners", "mean", "--n-estimators", "5")))
+    info = run_pipeline(url, home, trains=((), ("--family-weight", "sqrt")))
     info["backend"] = f"sqlite:///{base / 'mlflow.db'}"
     info["artifacts"] = base / "artifacts"
     return info

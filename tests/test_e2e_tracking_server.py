@@ -65,7 +65,7 @@ def _assert_pipeline_state(url: str, n_versions: int) -> None:
     assert champion in versions
     client = _client(url)
     for mv in versions.values():
-        assert mv.tags.get("data_digest") and mv.tags.get("headline_lomo_r2"), mv.tags
+        assert mv.tags.get("data_digest") and mv.tags.get("headline_skill"), mv.tags
         run = client.get_run(mv.run_id)
         assert run.info.status == "FINISHED"
         # artifacts went through the server (proxied), not into a client-side folder
@@ -98,7 +98,7 @@ def test_pipeline_against_postgres_mlflow_server(postgres_url, spawn, tmp_path, 
     url = start_mlflow_server(spawn, postgres_url, str(tmp_path / "artifacts"), "mlflow-postgres", timeout=180)
     home = tmp_path / "client-home"
     home.mkdir()
-    info = run_pipeline(url, home, trains=(("--learners", "mean", "--n-estimators", "5"),), fit_args=("--no-plots",))
+    info = run_pipeline(url, home, trains=((),), fit_args=("--no-plots",))
     print("pipeline seconds (postgres server):", info["seconds"])
     _assert_pipeline_state(url, 1)
     assert _alias(url, "champion") == "1"
@@ -132,7 +132,7 @@ def tables(tmp_path_factory):
 def _concurrent_trains(env: dict, n: int = 3, timeout: float = 420.0) -> list[str]:
     """Start ``n`` ``maforecast train`` processes at once on one store; return their versions."""
     exe = Path(sys.executable).with_name("maforecast")
-    cmd = [str(exe), "train", "--learners", "mean", "--n-estimators", "5"]
+    cmd = [str(exe), "train", "--cv", "family"]
     root = Path(__file__).resolve().parent.parent
     procs = [subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for _ in range(n)]

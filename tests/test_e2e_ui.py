@@ -92,7 +92,7 @@ def test_mlflow_ui_shows_both_predictor_versions_and_metrics(sqlite_tracking_ser
     body = page.inner_text("body")
     for v, mv in versions.items():
         assert f"Version {v}" in body
-        assert mv.tags["headline_lomo_r2"] in body, (v, mv.tags["headline_lomo_r2"])
+        assert mv.tags["headline_skill"] in body, (v, mv.tags["headline_skill"])
         assert mv.run_id in body  # the run_id tag links each version to its training run
     # the alias sits in the row of its version: the text between "Version N" and the next row
     for alias, v in (("champion", champion), ("challenger", challenger)):
@@ -107,7 +107,7 @@ def test_mlflow_ui_shows_both_predictor_versions_and_metrics(sqlite_tracking_ser
     page.get_by_test_id("compareButton").click()
     page.wait_for_url("**/compare-model-versions**")
     page.get_by_text(f"Comparing {len(versions)} Versions").wait_for()
-    page.get_by_text("headline_lomo_r2", exact=True).first.wait_for(state="attached")
+    page.get_by_text("headline_skill", exact=True).first.wait_for(state="attached")
     page.screenshot(path=str(tmp_path / "mlflow-compare-versions.png"), full_page=True)
     print("screenshot:", tmp_path / "mlflow-compare-versions.png")
     body = page.inner_text("body")
@@ -115,8 +115,8 @@ def test_mlflow_ui_shows_both_predictor_versions_and_metrics(sqlite_tracking_ser
     assert sorted(order) == sorted(versions)
     metrics = {v: client.get_run(versions[v].run_id).data.metrics for v in order}
     # "Show diff only" is on: a metric row is listed when the versions differ, as the headline does
-    # here (the two runs used different learners)
-    key = "headline_lomo_r2"
+    # here (the two runs weighted families differently)
+    key = "headline_skill"
     assert len({_fmt_metric(metrics[v][key]) for v in order}) > 1
     want = "\t".join([key, *(_fmt_metric(metrics[v][key]) for v in order)])
     assert want in body, (want, [line for line in body.splitlines() if line.startswith(key)])

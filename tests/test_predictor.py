@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from predictor.architecture import (
     parse_architecture,
     pythia_architectures,
 )
+from predictor.evaluation import groups_of
 from predictor.hf_config import from_hf_config
 
 BASE = dict(n_layers=12, d_model=768, n_heads=12, d_ffn=3072)
@@ -192,16 +192,6 @@ def test_nested_selection_falls_back_to_mean_on_unpredictable_levels():
 
 # ------------------------------------------------------------------ trained predictor (module scope)
 @pytest.fixture(scope="module")
-def fits():
-    from collector.reference import load_pythia_stats
-    from predictor.dataset import fits_from_stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fits_from_stats(load_pythia_stats(), n_jobs=1, n_starts=2, max_nfev=200)
-
-
-@pytest.fixture(scope="module")
 def stats():
     from predictor.dataset import reference_stats
 
@@ -209,8 +199,8 @@ def stats():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, migrated_mlflow_db, fits, stats):
-    """Two training runs in one data home: version 1 (ridge) and version 2 (ridge + lgbm)."""
+def trained(tmp_path_factory, migrated_mlflow_db, stats):
+    """Two training runs in one data home: version 1 (families weigh 1/n) and version 2 (1/sqrt(n))."""
     import mlflow
 
     from predictor.registry import promote, train
@@ -221,11 +211,9 @@ def trained(tmp_path_factory, migrated_mlflow_db, fits, stats):
     mp.setenv("MAFORECAST_DATA_HOME", str(home))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     try:
-        r1 = train(fits, stats, learners=("ridge",), n_estimators=10, random_repeats=1)
+        r1 = train(stats)
         p1 = promote()
-        r2 = train(fits, stats, learners=("ridge", "lgbm"), n_estimators=10, random_repeats=1,
-                   targets=["log_ratio_end", "log_steady_state", "log_peak_abs", "log_ratio_s0", "log_ratio_s3000",
-                            "log_ratio_s143000", "early_peak", "log_t_emerge", "K"])
+        r2 = train(stats, engine_params={"family_weight": "sqrt"}, cv=("family",))
         yield {"home": home, "r1": r1, "r2": r2, "p1": p1}
     finally:
         if mlflow.active_run():
@@ -240,19 +228,18 @@ def in_home(trained, monkeypatch):
     return trained["home"]
 
 
-def test_training_rows_and_honest_lomo(trained):
+def test_training_is_evaluated_on_unseen_groups(trained):
     r1 = trained["r1"]
-    rows = r1.rows
-    assert set(rows["kind"]) == {"trajectory", "steady_state"}
-    traj = set(rows.loc[rows["kind"] == "trajectory", "model"])
-    assert {"pythia-14m", "pythia-160m", "pythia-1b"} <= traj
-    for name, tm in r1.bundle.targets.items():
-        o = tm.oof.dropna(subset=["yhat"])
-        # every held-out prediction came from a fold that excluded its own model
-        assert set(o["model"]) <= set(tm.models), name
-        assert "lomo_r2" in tm.metrics and "random_r2" in tm.metrics and "baseline_lomo_r2" in tm.metrics
-    assert np.isfinite(r1.metrics["headline_lomo_r2"])
-    assert r1.bundle.curve_scores is not None and len(r1.bundle.curve_scores) == 3
+    assert set(r1.evaluations) == {"family", "model"}
+    for by, e in r1.evaluations.items():
+        d = e.predictions
+        assert {"peak_abs", "ratio_end", "t_emerge"} <= set(d["target"])
+        # held-out groups are models or families of the evidence
+        assert set(d["group"]) <= set(groups_of(r1.evidence, by))
+        assert d["baseline"].notna().all() and np.isfinite(d["pred"]).all()
+    for k in ("headline_skill", "headline_peak_abs_mae", "headline_constant_mae"):
+        assert np.isfinite(r1.metrics[k])
+    assert r1.bundle.quality_ and "peak_abs" in r1.bundle.quality_
 
 
 def test_two_runs_create_versions_with_metrics(trained, in_home):
@@ -262,13 +249,17 @@ def test_two_runs_create_versions_with_metrics(trained, in_home):
     assert trained["r1"].version == "1" and trained["r2"].version == "2"
     for v in ("1", "2"):
         mv = client.get_model_version("maforecast-predictor", v)
-        assert "headline_lomo_r2" in mv.tags and mv.tags["data_digest"]
+        assert "headline_skill" in mv.tags and mv.tags["data_digest"] and mv.tags["beats_baseline"] in ("true", "false")
+        # what a reviewer reads in the UI: the data and the held-out scores next to the constant
+        assert "constant" in mv.description and "leave one family out" in mv.description and "families" in mv.description
         run = client.get_run(mv.run_id)
-        assert "headline_lomo_r2" in run.data.metrics
-        assert "log_peak_abs.lomo_r2" in run.data.metrics
+        assert "headline_skill" in run.data.metrics
+        assert "family.peak_abs_per_layer.all.mae" in run.data.metrics
+        assert "family.peak_abs_per_layer.all.constant_mae" in run.data.metrics
         assert run.inputs.dataset_inputs, "training data logged as dataset input"
         arts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
-        assert "plots/predicted_vs_measured.png" in arts
+        assert "plots/heldout_family.png" in arts
+        assert "evaluation/evaluation.csv" in {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
     assert str(client.get_model_version_by_alias("maforecast-predictor", "challenger").version) == "2"
     assert trained["p1"].promoted and "no champion" in trained["p1"].message
 
@@ -280,16 +271,21 @@ def test_promote_both_directions(trained, in_home):
     client = configure()
     name = "maforecast-predictor"
     client.set_registered_model_alias(name, "champion", "1")
-    client.set_model_version_tag(name, "1", "headline_lomo_r2", "0.5")
-    client.set_model_version_tag(name, "2", "headline_lomo_r2", "0.1")
+    client.set_model_version_tag(name, "1", "headline_skill", "0.5")
+    client.set_model_version_tag(name, "2", "headline_skill", "0.1")
     res = promote()
     assert not res.promoted and "not better" in res.message and "0.1000" in res.message
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    # a challenger that does not beat the constant is refused in one line, whatever the champion
+    client.set_model_version_tag(name, "2", "headline_skill", "-0.2")
+    res = promote()
+    assert not res.promoted and "does not beat the constant baseline" in res.message and "\n" not in res.message
     res = promote(force=True)
     assert res.promoted and "--force" in res.message
+    assert client.get_model_version(name, "2").tags["promoted_by_force"] == "true"
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     client.set_registered_model_alias(name, "champion", "1")
-    client.set_model_version_tag(name, "2", "headline_lomo_r2", "0.9")
+    client.set_model_version_tag(name, "2", "headline_skill", "0.9")
     res = promote()
     assert res.promoted and "beats" in res.message
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
@@ -312,19 +308,21 @@ def test_forecast_schema_and_applicability(trained, in_home):
     info = fc.info()
     assert info["version"] and info["alias"] == "champion" and info["data_digest"] and info["run_id"]
     inside = fc.forecast(pythia_architectures()["pythia-160m"])
-    assert not [w for w in inside.applicability if w.scope == "trajectory"]
+    assert not inside.applicability
     assert len(inside.layers) == 12
     for lf in inside.layers:
         assert lf.ratio_trajectory and lf.ratio_trajectory[0].step == 0
         for p in lf.ratio_trajectory:
             assert p.lo <= p.value <= p.hi
         assert lf.peak_abs.lo <= lf.peak_abs.value <= lf.peak_abs.hi
-        assert lf.trajectory_class in ("early_peak", "log_increase")
+        assert lf.trajectory_class in ("plateau", "log_increase")
+        assert lf.ratio_end.value == lf.ratio_trajectory[-1].value  # ratio_end = f(t_end)
+        assert 0.0 <= lf.p_massive <= 1.0
     far = Architecture(n_layers=400, d_model=65536, n_heads=512, d_ffn=262144, ffn_type="glu", activation="silu",
                        norm_type="rmsnorm", total_steps=2_000_000)
     out = fc.forecast(far, steps=[0, 1000, 2_000_000])
     flagged = {w.field for w in out.applicability}
-    assert {"n_layers", "d_model", "ffn_type", "planned_steps"} <= flagged
+    assert {"n_layers", "d_model", "n_params_B", "planned_steps"} <= flagged
     assert all(w.message for w in out.applicability)
     assert [p.step for p in out.layers[0].ratio_trajectory] == [0, 1000, 2_000_000]
 

@@ -93,7 +93,8 @@ def test_three_hf_configs_default_policy(env, configs, tmp_path, capsys):
     assert risks == sorted(risks, key=lambda r: ({"fail": 0, "warn": 1, "pass": 2}[r[0]], -r[1]))
     # the predictor's held-out scores sit next to the baseline's
     scores = {s["metric"]: s for s in answer["predictor"]["scores"]}
-    assert "headline_lomo_r2" in scores and scores["headline_lomo_r2"]["baseline"] is not None
+    key = "peak_abs held-out MAE (leave one family out)"
+    assert key in scores and scores[key]["baseline"] is not None
     # the verdict table: one row per candidate
     for name in names:
         assert name in stdout
@@ -326,7 +327,7 @@ def test_report_is_self_contained_and_complete(engine, configs):
     assert page.count('class="risk-matrix"') == 2 and page.count('class="mitigations"') == 2
     assert page.count("<svg") == 4 and page.count('class="layer-line"') == 8 + 6
     assert 'class="comparison"' in page and "neox vs llama" in page
-    assert "baseline (predict the mean)" in page and "headline_lomo_r2" in page
+    assert "baseline (predict the mean)" in page and "peak_abs held-out MAE" in page
     assert "inferred or defaulted" in page
     for m in cands[0].answer.mitigations[:3]:
         assert f'data-id="{m.id}"' in page

@@ -1,0 +1,162 @@
+"""Forecast engine v2: plan-aware time, magnitude terms with shrinkage, leak-free grouped evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from collector.reference import load_peer_evidence, load_reference_stats
+from predictor.architecture import family_of, reference_architectures
+from predictor.engine import SWITCHES, ForecastEngine, LevelModel
+from predictor.evaluation import LeakError, assert_no_leak, evaluate, groups_of
+from predictor.evidence import build_evidence
+from predictor.sensitivity import VARIANTS, sensitivity_table
+from predictor.timeline import Timeline, fit_plan_effects
+
+BASE = {"n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192}
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    return build_evidence(load_reference_stats(), reference_architectures())
+
+
+@pytest.fixture(scope="module")
+def engine(evidence):
+    return ForecastEngine().fit(evidence)
+
+
+def test_evidence_holds_every_source_with_its_protocol(evidence):
+    d = evidence.describe()
+    assert d["models_seq_mean"] >= 5 and d["models_one_sentence"] == 13 and d["models_corpus_max"] == 19
+    assert evidence.unknown == []
+    assert {"pythia-1.4b", "pythia-12b"} == set(evidence.anchors["model"])
+    # 160m's step 8000 (second harvest) is in
+    assert 8000 in set(evidence.layers.loc[evidence.layers["model"] == "pythia-160m", "step"])
+    # with a BOS token Gemma-3's peaks are the larger ones (2503.22329 measured both)
+    g = evidence.layers[(evidence.layers["model"] == "gemma-3-12b-pt")]
+    assert 10 ** g["y_abs"].max() == pytest.approx(777957.4375, rel=1e-6)
+
+
+def test_families_group_variants_that_share_weights():
+    assert family_of("Qwen2.5-7B") == family_of("Qwen2.5-7B-Instruct") == family_of("Qwen2.5-VL-7B")
+    assert family_of("Qwen2.5-7B") != family_of("Qwen2.5-32B")
+    assert family_of("gemma-3-1b-pt") == family_of("gemma-3-27b-it")
+    assert family_of("pythia-1b") == "pythia-1b"
+
+
+def test_plan_effects_follow_the_peer_grids():
+    fx = fit_plan_effects(load_peer_evidence())
+    assert 1.0 < fx.kappa < 4.0  # lower lr -> slower: Gu et al. Table 9
+    assert abs(fx.beta) < 0.1  # batch size has no effect at fixed steps: Table 10
+    assert fx.wd_factor(0.5) > fx.wd_factor(0.1) > fx.wd_factor(0.0) and fx.wd_factor(5.0) < 1e-3  # Table 2
+    tl = Timeline(10000, 3e-4, "constant", 0.0, 2**21, 0.1, fx)
+    assert tl(10000) == pytest.approx(10000 * fx.rate(3e-4, 2**21, 0.1), rel=1e-3)
+    warm = Timeline(10000, 3e-4, "constant", 0.5, 2**21, 0.1, fx)
+    assert warm(10000) < tl(10000) and warm.step_at(warm(7000)) == pytest.approx(7000, rel=1e-3)
+
+
+def test_trajectory_is_the_curve_at_the_planned_steps(engine):
+    for steps in (10000, 143000):
+        fc = engine.forecast({**BASE, "total_steps": steps})
+        assert fc.t_end == steps
+        for lf in fc.layers:
+            last = lf.ratio_trajectory[-1]
+            assert last.step == steps and lf.ratio_end.value == last.value
+            assert lf.ratio_end.lo <= lf.ratio_end.value <= lf.ratio_end.hi
+            assert lf.peak_abs.lo <= lf.peak_abs.value <= lf.peak_abs.hi
+            values = [p.value for p in lf.ratio_trajectory]
+            assert values == sorted(values)  # the curve rises monotonically
+
+
+def test_acceptance_directions_on_the_engine(engine):
+    t = sensitivity_table(engine.forecast).set_index("variant")
+    for name in ("pythia-160m, 10k steps", "pythia-1.4b", "Gemma-3-like", "learning rate 3e-3"):
+        assert t.loc[name, "agrees"] == "yes", t.loc[name].to_dict()
+    assert t.loc["pythia-1.4b", "ratio"] >= 5 and t.loc["Gemma-3-like", "ratio"] >= 30
+    # every input with an expected sign moves the forecast that way
+    bad = t[(t["agrees"] == "NO")]
+    assert bad.empty, bad[["vs", "quantity", "ratio", "expected"]].to_string()
+    assert set(VARIANTS) == set(t.index)
+
+
+def test_rare_switches_are_shrunk_and_widen_the_interval(engine):
+    coef = engine.level_["abs"].coefficients()
+    assert coef["post_sublayer"]["families"] == 1 and coef["glu"]["families"] > 10
+    _, sd_plain = engine.level(engine_arch())["abs"]
+    _, sd_rare = engine.level(engine_arch(norm_placement="post_sublayer"))["abs"]
+    _, sd_unseen = engine.level(engine_arch(attention_kind="sigmoid"))["abs"]
+    assert sd_rare > sd_plain and sd_unseen > sd_plain
+    fc = engine.forecast({**BASE, "attention_kind": "sigmoid", "norm_placement": "post_sublayer"})
+    fields = {w.field for w in fc.applicability}
+    assert {"attention_kind", "norm_placement"} <= fields
+
+
+def engine_arch(**kw):
+    from predictor.architecture import Architecture
+
+    return Architecture(**{**BASE, **kw})
+
+
+def test_level_model_shrinks_a_term_seen_once():
+    rng = np.random.default_rng(0)
+    n = 30
+    X = np.zeros((n, len(SWITCHES) + 2))
+    X[:, 0] = rng.normal(size=n)
+    X[0, 1] = 1.0  # one model with the switch
+    y = 0.5 * X[:, 0] + rng.normal(scale=0.3, size=n)
+    y[0] += 3.0  # the lone model is far off
+    m = LevelModel().fit(X, y, np.arange(n).astype(str))
+    assert 0 < m.coefficients()["glu"]["coef"] < 3.0  # pulled towards zero
+
+
+def test_unpredictable_targets_show_the_constant(evidence):
+    from predictor.engine import TargetQuality
+
+    eng = ForecastEngine().fit(evidence)
+    eng.quality_ = {"peak_abs": TargetQuality("peak_abs", mae=1.0, baseline_mae=0.8)}
+    fc = eng.forecast(BASE)
+    mu, _ = eng.constant_["abs"]
+    assert fc.unpredictable == ["peak_abs"]
+    assert all(lf.peak_abs.value == pytest.approx(10**mu) for lf in fc.layers)
+    assert any("not predictable from the data held" in n for n in fc.notes)
+
+
+def test_assert_no_leak_catches_a_model_or_a_family(evidence):
+    held = {"Qwen2.5-7B"}
+    with pytest.raises(LeakError):
+        assert_no_leak(evidence, held, "model")
+    part = evidence.without(held)
+    assert_no_leak(part, held, "model")
+    with pytest.raises(LeakError, match="family"):  # its instruct and VL variants share its weights
+        assert_no_leak(part, held, "family")
+    fam = groups_of(evidence, "family")["Qwen2.5-7B"]
+    assert fam == {"Qwen2.5-7B", "Qwen2.5-7B-Instruct", "Qwen2.5-VL-7B"}
+    assert_no_leak(evidence.without(fam), fam, "family")
+
+
+@pytest.mark.parametrize("by", ["family", "model"])
+def test_evaluation_never_trains_on_the_held_out_group(evidence, monkeypatch, by):
+    """Every fold's engine sees no row of the held-out group (and, by family, none of its variants)."""
+    seen: list[set[str]] = []
+    orig = ForecastEngine.fit
+
+    def spy(self, ev):
+        seen.append(set(ev.layers["model"]) | set(ev.anchors["model"]))
+        return orig(self, ev)
+
+    monkeypatch.setattr(ForecastEngine, "fit", spy)
+    e = evaluate(evidence, by, progress=False)
+    groups = groups_of(evidence, by)
+    fold_models = seen[1:]  # the first fit is the full engine (for Pythia's observed emergence only)
+    assert len(fold_models) == len(groups)
+    for (_g, models), trained_on in zip(groups.items(), fold_models, strict=True):
+        assert not (models & trained_on)
+        if by == "family":
+            assert not ({family_of(m) for m in models} & {family_of(m) for m in trained_on})
+    pred = e.predictions
+    for r in pred.to_dict("records"):
+        assert r["model"] in groups[r["group"]]
+    assert math.isfinite(e.table()["mae"].mean())

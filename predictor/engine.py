@@ -404,11 +404,13 @@ class ForecastEngine(BaseEstimator):
         check_is_fitted(self, "level_")
         arch = parse_architecture(arch)
         t_end = int(arch.planned_steps)
-        steps = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end} | {t_end})
+        shown = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end})
+        steps = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
         st = np.array(steps, float)
         c = self.layer_curves(arch, st, protocol)
         tl: Timeline = c["timeline"]
         i_end = steps.index(t_end)
+        shown_set = set(shown)
         lt, lt_sd = c["log_tau_e"]
         unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
         ratio, ab = c["ratio"], c["abs"]
@@ -417,6 +419,7 @@ class ForecastEngine(BaseEstimator):
             traj = [TrajectoryPoint(step=s, value=float(_clip10(ratio["mean"][li, k])), lo=float(_clip10(ratio["lo"][li, k])),
                                     hi=float(_clip10(ratio["hi"][li, k]))) for k, s in enumerate(steps)]
             r_end = Interval(value=traj[i_end].value, lo=traj[i_end].lo, hi=traj[i_end].hi)
+            traj = [p for p in traj if p.step in shown_set]
             a_end = Interval(value=float(_clip10(ab["mean"][li, i_end])), lo=float(_clip10(ab["lo"][li, i_end])),
                              hi=float(_clip10(ab["hi"][li, i_end])))
             if "peak_abs" in unpredictable:

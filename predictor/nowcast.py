@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+from scipy.special import expit, ndtr
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import QUANTITIES, Y0_DEFAULT, Z90, ForecastEngine, arch_timeline
@@ -57,7 +58,8 @@ SIGMA_PROBE = 0.03  # log10: probe-text noise of top1/median (CV 4-7 %)
 SIGMA_MISFIT = 0.10  # log10: Hill curve vs measured Pythia series (fit RMS 0.07-0.16)
 SIGMA_OBS = math.hypot(SIGMA_PROBE, SIGMA_MISFIT)
 MAX_OBSERVATIONS = 200_000
-GRID = 161  # log10 tau_e grid points (each pass)
+GRID = 81  # log10 tau_e grid points (each pass)
+P_GRID = 13  # Hill exponent grid points
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
 
 
@@ -220,7 +222,7 @@ class Posterior:
     """Exact posterior of (Y_l per layer and quantity, log10 tau_e on a grid) given observations."""
 
     def __init__(self, engine: ForecastEngine, arch: Architecture, obs: pd.DataFrame, sigma: float = SIGMA_OBS,
-                 prior: bool = True, protocol: str | None = None):
+                 prior: bool = True, protocol: str | None = None, vary_p: bool = True):
         self.engine, self.arch, self.obs, self.sigma = engine, arch, obs, float(sigma)
         self.protocol = protocol
         L = arch.n_layers
@@ -236,27 +238,30 @@ class Posterior:
         lt, lt_sd = engine.tau_e(arch)
         self.lt_prior = (float(lt), float(lt_sd) if prior else 3.0)
         self.p = float(engine.p_)
+        self.logp_prior = (math.log(self.p), p_spread(engine) if prior else 1.0) if vary_p else (math.log(self.p), 0.0)
         self.t_end = int(arch.planned_steps)
         horizon = max(float(obs["step"].max()) if len(obs) else 0.0, float(self.t_end))
         self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
         self._fit()
 
     # -- helpers
-    def _h(self, steps: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        """H at ``steps`` for every grid value of log10 tau_e: (G, T)."""
+    def _h(self, steps: np.ndarray, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """H at ``steps`` for every grid point (log10 tau_e, p): (G, T)."""
         tau = self.tl(np.asarray(steps, float))
-        return hill(tau[None, :] / 10.0 ** grid[:, None], self.p)
+        with np.errstate(divide="ignore"):
+            log_u = np.log(np.maximum(tau, 0.0))[None, :] - math.log(10.0) * lt[:, None]
+        return expit(p[:, None] * log_u)  # u^p / (1 + u^p) without overflow
 
-    def _stats(self, q: str, grid: np.ndarray):
+    def _stats(self, q: str, lt: np.ndarray, p: np.ndarray):
         """Per layer and grid point: a = sum h^2 / s^2, b = sum h r / s^2, rr = sum r^2 / s^2, n (counts)."""
         col = f"y_{q}"
-        L, G = self.arch.n_layers, len(grid)
+        L, G = self.arch.n_layers, len(lt)
         a, b, rr, n = np.zeros((L, G)), np.zeros((L, G)), np.zeros((L, G)), np.zeros(L)
         sub = self.obs[self.obs[col].notna()] if len(self.obs) else self.obs
         if not len(sub):
             return a, b, rr, n
         y0 = Y0_DEFAULT[q]
-        H = self._h(sub["step"].to_numpy(float), grid)  # (G, N)
+        H = self._h(sub["step"].to_numpy(float), lt, p)  # (G, N)
         layer = sub["layer"].to_numpy(int)
         m = self.q[q].m[layer]
         r = sub[col].to_numpy(float)[None, :] - y0 - (m - y0)[None, :] * H  # residual vs the prior-mean curve
@@ -266,11 +271,11 @@ class Posterior:
         n += np.bincount(layer, minlength=L)
         return a, b, rr, n
 
-    def _update(self, q: str, grid: np.ndarray) -> np.ndarray:
+    def _update(self, q: str, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Conjugate update of the asymptotes (shared term integrated out) per grid point; returns the
         log marginal likelihood of the observations of ``q`` per grid point."""
         Q = self.q[q]
-        a, b, rr, n = self._stats(q, grid)
+        a, b, rr, n = self._stats(q, lt, p)
         d2 = (Q.d_sd**2)[:, None]
         M2 = Q.M_sd**2
         one = 1.0 + a * d2
@@ -288,34 +293,45 @@ class Posterior:
         loglik += -0.5 * np.log1p(A * M2) + B * B / (2.0 * PM)
         return loglik - 0.5 * n.sum() * math.log(2 * math.pi * self.sigma**2)
 
-    def _weights(self, grid: np.ndarray) -> np.ndarray:
-        lt, lt_sd = self.lt_prior
+    def _weights(self, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
+        (lt0, lt_sd), (lp0, lp_sd) = self.lt_prior, self.logp_prior
         has_ratio = len(self.obs) and self.obs["y_ratio"].notna().any()
         lead = "ratio" if has_ratio else "abs"
-        logp = -0.5 * ((grid - lt) / lt_sd) ** 2 + self._update(lead, grid)
+        logp = -0.5 * ((lt - lt0) / lt_sd) ** 2 + self._update(lead, lt, p)
+        if lp_sd > 0:
+            logp += -0.5 * ((np.log(p) - lp0) / lp_sd) ** 2
         for q in QUANTITIES:
             if q != lead:
-                self._update(q, grid)
+                self._update(q, lt, p)
         w = np.exp(logp - logp.max())
         return w / w.sum()
 
+    def _grid(self, lt_lo: float, lt_hi: float) -> tuple[np.ndarray, np.ndarray]:
+        lp0, lp_sd = self.logp_prior
+        lps = np.linspace(lp0 - 3 * lp_sd, lp0 + 3 * lp_sd, P_GRID) if lp_sd > 0 else np.array([lp0])
+        lt, lp = np.meshgrid(np.linspace(lt_lo, lt_hi, GRID), lps, indexing="ij")
+        return lt.ravel(), np.exp(lp.ravel())
+
     def _fit(self) -> None:
-        lt, lt_sd = self.lt_prior
-        grid = np.linspace(lt - 5 * lt_sd, lt + 5 * lt_sd, GRID)
-        w = self._weights(grid)
-        mean = float(w @ grid)
-        sd = float(np.sqrt(max(w @ (grid - mean) ** 2, 0.0)))
-        if sd < 10 * (grid[1] - grid[0]):  # the data pinned tau_e down: refine the grid around it
-            lo = max(grid[0], mean - 8 * max(sd, 1e-4))
-            hi = min(grid[-1], mean + 8 * max(sd, 1e-4))
-            grid = np.linspace(lo, hi, GRID)
-            w = self._weights(grid)
+        lt0, lt_sd = self.lt_prior
+        lt, p = self._grid(lt0 - 5 * lt_sd, lt0 + 5 * lt_sd)
+        w = self._weights(lt, p)
+        mean = float(w @ lt)
+        sd = float(np.sqrt(max(w @ (lt - mean) ** 2, 0.0)))
+        step = 10 * lt_sd / (GRID - 1)
+        if sd < 10 * step:  # the data pinned tau_e down: refine the grid around it
+            lo = max(lt0 - 5 * lt_sd, mean - 8 * max(sd, 1e-4))
+            hi = min(lt0 + 5 * lt_sd, mean + 8 * max(sd, 1e-4))
+            lt, p = self._grid(lo, hi)
+            w = self._weights(lt, p)
         keep = w > w.max() * 1e-8
-        self.grid = grid[keep]
+        self.grid, self.grid_p = lt[keep], p[keep]
         self.w = w[keep] / w[keep].sum()
         for Q in self.q.values():
             Q.mu, Q.var = Q.mu[:, keep], Q.var[:, keep]
-        self.lt_post = (float(self.w @ self.grid), float(np.sqrt(max(self.w @ (self.grid - self.w @ self.grid) ** 2, 0.0))))
+        m = float(self.w @ self.grid)
+        self.lt_post = (m, float(np.sqrt(max(self.w @ (self.grid - m) ** 2, 0.0))))
+        self.p_post = float(np.exp(self.w @ np.log(self.grid_p)))
 
     # -- predictions
     def asymptotes(self, q: str) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +346,7 @@ class Posterior:
         """Posterior predictive mean, 5 % and 95 % quantiles (log10) at ``steps``: (L, T) each."""
         Q = self.q[q]
         y0 = Y0_DEFAULT[q]
-        H = self._h(np.asarray(steps, float), self.grid)  # (G, T)
+        H = self._h(np.asarray(steps, float), self.grid, self.grid_p)  # (G, T)
         rise = (Q.m[:, None] - y0 + Q.mu)  # (L, G)
         mu = y0 + rise[:, :, None] * H[None, :, :]  # (L, G, T)
         var = Q.var[:, :, None] * H[None, :, :] ** 2 + (self.sigma**2 if noise else 0.0)
@@ -345,7 +361,7 @@ class Posterior:
         """Drop-in for ``ForecastEngine.layer_curves``: the posterior in the same layout."""
         tl = arch_timeline(arch, self.engine.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
         lt, lt_sd = self.lt_post
-        out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": hill(tl(steps) / 10**lt, self.p)}
+        out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": hill(tl(steps) / 10**lt, self.p_post)}
         for q in QUANTITIES:
             Y, sd = self.asymptotes(q)
             mean, lo, hi = self.predictive(q, steps)
@@ -353,10 +369,14 @@ class Posterior:
         return out
 
 
+def p_spread(engine: ForecastEngine) -> float:
+    """sd of log p across the engine's fitted checkpoint series (the prior spread of the Hill exponent)."""
+    ps = [f.p for f in getattr(engine, "curves_", {}).values()]
+    return float(max(np.std(np.log(ps), ddof=1), 0.2)) if len(ps) >= 3 else 0.4
+
+
 def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 48) -> np.ndarray:
     """Quantile of a Gaussian mixture along axis 1 of (L, G, T) by bisection (vectorised)."""
-    from scipy.special import ndtr
-
     lo = (mu - 6 * sd).min(axis=1)
     hi = (mu + 6 * sd).max(axis=1)
     wb = w[None, :, None]
@@ -401,6 +421,7 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     updated = copy.copy(engine)
     updated.layer_curves = post.layer_curves  # the engine's forecast logic on the posterior curves
     updated.quality_ = {}  # observed points make every target data-driven
+    updated.p_ = post.p_post
     fc = updated.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
     obs_steps = np.array(sorted(obs["step"].unique()), float)
     band = prior_band(engine, arch, obs_steps, sigma, protocol)

@@ -14,8 +14,9 @@ from maforecast.tables import FitRow, StatsRow, TableError, conform, read_table,
 
 
 def test_bundled_pythia_loads_through_stats_schema():
-    df = load_pythia_stats()
+    df = load_pythia_stats(more=False)
     assert list(df.columns) == list(StatsRow.model_fields)
+    assert set(df["protocol"]) == {"seq_mean"}
     counts = df.groupby("model").agg(steps=("step", "nunique"), layers=("layer", "nunique"))
     assert counts.loc["pythia-14m"].tolist() == [8, 6]
     assert counts.loc["pythia-160m"].tolist() == [6, 12]
@@ -31,6 +32,20 @@ def test_bundled_pythia_loads_through_stats_schema():
     # exact transcription of the first row of the source file
     first = df[(df.model == "pythia-14m") & (df.step == 0) & (df.sequence == 0) & (df.layer == 0)].iloc[0]
     assert first["top1"] == pytest.approx(1.25000238) and first["median"] == pytest.approx(0.1755127)
+
+
+def test_second_harvest_and_maxact_load_with_their_protocol():
+    from collector.reference import load_maxact_stats, load_reference_stats
+
+    more = load_pythia_stats().groupby("model")["step"].unique()
+    assert {64, 8000} <= set(more["pythia-160m"]) and 512 in set(more["pythia-1b"]) and {36000, 60000} <= set(more["pythia-12b"])
+    m = load_maxact_stats()
+    assert m["model"].nunique() == 19 and set(m["protocol"]) == {"corpus_max"} and m["step"].isna().all()
+    raw = pd.read_csv(__import__("collector.reference", fromlist=["x"]).reference_file("maxact_layers.csv"))
+    assert len(m) == len(raw) and m["top1"].max() == pytest.approx(raw["abs_max"].max())
+    allrows = load_reference_stats()
+    assert set(allrows["protocol"]) == {"seq_mean", "one_sentence", "corpus_max"}
+    assert list(allrows.columns) == list(StatsRow.model_fields)
 
 
 def test_bundled_final_models_load_without_a_step():

@@ -195,7 +195,7 @@ def test_predict_full_answer(client):
     lf = a["layers"][0]
     for key in ("ratio_trajectory", "params", "t_emerge", "trajectory_class", "ratio_end", "steady_state", "peak_abs", "massive"):
         assert key in lf
-    assert set(lf["params"]) >= {"A", "lam", "gamma", "t0", "K"}
+    assert set(lf["params"]) >= {"y0", "Y_inf", "Y_inf_abs", "log10_tau_e", "p"}
     steps = [p["step"] for p in lf["ratio_trajectory"]]
     assert steps == sorted(steps) and steps[-1] == a["t_end"]
     s = a["summary"]
@@ -618,3 +618,41 @@ def test_bentoml_serve_real_process(champion_home):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_forecast_follows_the_design_through_the_api(client):
+    """The acceptance directions of forecast engine v2, asserted on /predict answers."""
+    from predictor.sensitivity import sensitivity_table
+
+    def post(arch: dict) -> dict:
+        r = client.post("/predict", json=arch)
+        assert r.status_code == 200, r.text[:300]
+        return r.json()
+
+    t = sensitivity_table(post).set_index("variant")
+    assert t.loc["pythia-160m, 10k steps", "agrees"] == "yes"
+    assert t.loc["pythia-1.4b", "ratio"] >= 5  # end ratio vs pythia-14m
+    assert t.loc["Gemma-3-like", "ratio"] >= 30  # peak |a| vs OLMo-2-like
+    assert t.loc["learning rate 3e-3", "agrees"] == "yes"  # emerges earlier than at 3e-4
+    short = post(_pythia160m(total_steps=10000))
+    assert short["t_end"] == 10000
+    for lf in short["layers"]:
+        assert lf["ratio_end"]["value"] == lf["ratio_trajectory"][-1]["value"] and lf["ratio_trajectory"][-1]["step"] == 10000
+    answer = post({"n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192, "precision_target": "fp8_training"})
+    assert 0.0 <= answer["summary"]["p_massive"] <= 1.0
+    assert all(r["probability"] is not None and 0.0 <= r["probability"] <= 1.0 for r in answer["precision"])
+    assert answer["predictor"]["beats_baseline"] in (True, False) and "constant" in answer["predictor"]["held_out"]
+    with_effect = [m for m in answer["mitigations"] if m["effect"]]
+    assert with_effect, "mitigations that map onto fields carry a predicted effect"
+    for m in with_effect:
+        e = m["effect"]
+        assert e["applied"] and e["peak_abs_before"]["value"] > 0 and e["peak_abs_after"]["value"] > 0
+        assert set(e["risk_before"]) == set(e["risk_after"]) and m["citations"]
+    psn = next(m for m in with_effect if m["id"] == "post_sublayer_norm")
+    assert psn["effect"]["peak_abs_after"]["value"] < psn["effect"]["peak_abs_before"]["value"]
+
+
+def _pythia160m(**extra) -> dict:
+    from predictor.architecture import pythia_architectures
+
+    return {**pythia_architectures()["pythia-160m"].model_dump(exclude_none=True), **extra}

@@ -452,6 +452,7 @@ class ForecastEngine(BaseEstimator):
             "intervals: 90 % (Gaussian in log10: magnitude posterior + depth spread, scaled to cover 90 % of held-out "
             "families, combined with the emergence-time uncertainty)",
         ]
+        notes += list(getattr(self, "caveats_", []))
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
         return Forecast(predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),

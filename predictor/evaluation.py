@@ -237,6 +237,10 @@ def fit_evaluated(ev: Evidence, engine_params: dict | None = None, progress: boo
     scale = {"abs": fam.scale.get("peak_abs", 1.0), "ratio": fam.scale.get("ratio_end", 1.0)}
     engine = ForecastEngine(**{**params, "interval_scale": scale}).fit(ev)
     engine.quality_ = fam.quality()
+    big = fam.table().set_index(["target", "protocol"]).loc[("peak_abs", "all")]
+    if big["mae"] >= big["constant_mae"]:
+        engine.caveats_ = [f"the largest layer's peak |a| of an unseen model family is forecast no better than a constant "
+                           f"(held-out MAE {big['mae']:.2f} vs {big['constant_mae']:.2f} decades): read it with its interval"]
     return engine, evals
 
 

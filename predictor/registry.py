@@ -19,6 +19,7 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,11 +258,15 @@ def train(
             py = PredictorModel()
             py.bundle = engine
             output = py.predict(None, example)
-            signature = mlflow.models.infer_signature(example, output)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=py, artifacts={"bundle": str(bundle_path)}, signature=signature,
-                input_example=example, pip_requirements=PIP_REQUIREMENTS,
-            )
+            with warnings.catch_warnings():  # "integer columns cannot hold missing values": ours never miss one
+                warnings.simplefilter("ignore", UserWarning)
+                signature = mlflow.models.infer_signature(example, output)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=py, artifacts={"bundle": str(bundle_path)}, signature=signature,
+                    input_example=example, pip_requirements=PIP_REQUIREMENTS,
+                )
         version = None
         if register:
             version = register_model(info.model_uri, engine, run.info.run_id, s, client, description(ev, table, metrics))

@@ -113,9 +113,8 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     load_stats = _lib("predictor.cli:load_training_stats")
     train = _lib("predictor.registry:train")
     stats = load_stats(reference=False)
-    kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap"}
-    if small:  # a quick predictor for tests and demos: the family folds only (the gate's scheme)
-        kwargs["cv"] = ("family",)
+    # the family folds only (the gate's scheme; `maforecast train` adds leave-one-model-out)
+    kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap", "cv": ("family",)}
     t0 = time.perf_counter()
     result = train(stats, **kwargs)
     version = str(result.version)

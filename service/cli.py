@@ -120,32 +120,35 @@ def render(answer, console=None) -> None:
     con.print(
         f"massive layers: {massive} | earliest emergence: step {_iv(s.earliest_emergence_step)}"
         f" (layer {s.earliest_emergence_layer}) | largest peak |a|: {_iv(s.largest_peak_abs)} (layer {s.largest_peak_layer})"
+        + (f" | P(massive by the end): {s.p_massive:.2f}" if s.p_massive is not None else "")
     )
+    if p.beats_baseline is False:
+        con.print(f"[red]warning: this predictor does not beat the constant baseline[/red] ({escape(p.held_out or '')})")
 
     t = Table(title="per layer: value \\[interval]", show_lines=False)
-    for col in ("layer", "class", "t_emerge", "t_peak", "ratio at end", "steady state", "peak |a|", "massive"):
+    for col in ("layer", "class", "t_emerge", "ratio at end", "steady state", "peak |a|", "P(massive)"):
         t.add_column(col, justify="right" if col not in ("class", "massive") else "left", overflow="fold")
     for lf in answer.layers:
         t.add_row(
             str(lf.layer),
             lf.trajectory_class,
             _iv(lf.t_emerge),
-            _iv(lf.t_peak),
             _iv(lf.ratio_end),
             _iv(lf.steady_state),
             _iv(lf.peak_abs),
-            "[red]yes[/red]" if lf.massive else "no",
+            ("[red]" if lf.massive else "") + (f"{lf.p_massive:.2f}" if lf.p_massive is not None else "-") + ("[/red]" if lf.massive else ""),
         )
     con.print(t)
 
     t = Table(title="precision risk")
-    for col in ("format", "target", "at risk", "layers (forecast)", "from step", "within interval", "why"):
+    for col in ("format", "target", "at risk", "P", "layers (forecast)", "from step", "within interval", "why"):
         t.add_column(col, overflow="fold")
     for r in answer.precision:
         t.add_row(
             r.format,
             "yes" if r.target else "",
             "[red]yes[/red]" if r.at_risk else ("possible" if r.possible_layers else "no"),
+            f"{r.probability:.2f}" if r.probability is not None else "-",
             _ranges(r.layers) or "-",
             _fmt(r.from_step),
             _ranges(r.possible_layers) or "-",
@@ -163,7 +166,7 @@ def render(answer, console=None) -> None:
         con.print(t)
 
     t = Table(title="mitigations (ranked; evidence-backed)")
-    for col in ("#", "level", "mitigation", "why", "layers", "cost", "citations"):
+    for col in ("#", "level", "mitigation", "predicted effect (what-if)", "why", "layers", "cost", "citations"):
         t.add_column(col, overflow="fold")
     for m in answer.mitigations:
         color = {"strong": "green", "moderate": "cyan", "not_recommended": "red"}.get(m.level, "white")
@@ -171,6 +174,7 @@ def render(answer, console=None) -> None:
             str(m.rank),
             f"[{color}]{m.level}[/{color}]",
             f"{m.name} ({m.id})",
+            escape(m.effect.text) if m.effect else "-",
             escape(m.why),
             _ranges(m.motivating_layers) or "-",
             escape(m.cost),

@@ -10,25 +10,36 @@ is the model-level error shared by every layer (the magnitude posterior) and
 ``delta_l ~ N(0, d_l^2)`` the depth-profile spread (so ``sd_l^2 = M_sd^2 + d_l^2``, exactly the
 engine's ``layer_curves`` sd). log10 tau_e ~ N(lt, lt_sd^2) is shared by all layers.
 
-Observed points are ``y_obs = y_l(t) + e`` with ``e ~ N(0, SIGMA_OBS^2)``, independent:
+Observed points are ``y_obs = y_l(t) + e`` (log10 of the mean over probe sequences, Eq. 8), where
+the error ``e`` of one layer's series is Gaussian with two parts (``Noise``):
 
-- probe noise: the spread of a checkpoint's top1/median over probe texts is a CV of 4-7 %, about
-  0.03 in log10 (``SIGMA_PROBE``);
-- model misfit: the Hill curve with one shared exponent misses the measured Pythia series by an
-  RMS of 0.07-0.16 log10 (``ForecastEngine.curves_[m].rmse``); ``SIGMA_MISFIT = 0.10``.
+- probe noise, white: the spread of a checkpoint's top1/median over probe texts is a CV of 4-7 %,
+  about 0.03 in log10 (``SIGMA_PROBE``);
+- model misfit, correlated along the series: the Hill curve (one time scale and one exponent for
+  all layers) misses the measured Pythia series by an in-sample RMS of 0.07-0.16 log10
+  (``ForecastEngine.curves_[m].rmse``), and a layer that is above its curve stays above it for a
+  while. The misfit is a Gaussian process in log10(step) with sd ``SIGMA_MISFIT = 0.20`` and
+  correlation length ``MISFIT_LENGTH = 0.5`` decades. The sd is about twice the in-sample RMS
+  because what matters is the error when extrapolating; both values were chosen on the
+  leave-one-series-out backtest (``bench/nowcast_bench.py``; docs/NOWCAST.md lists the
+  alternatives measured), so that backtest is not an independent check of them.
 
-Given log10 tau_e the model is linear-Gaussian in the asymptotes, so the posterior of every
-``Y_l`` (with ``delta_M`` integrated out in closed form) and the marginal likelihood of tau_e are
-exact. log10 tau_e is integrated on a grid (refined around its posterior). Nothing is sampled and
-nothing is optimised: the answer is deterministic. tau_e is informed by the ratio observations
-(top1/median) when there are any, else by top-1 |h|; the |h| asymptotes are then updated given
-tau_e the same way (top1 and the ratio move together, so using both for tau_e would count the same
-information twice).
+The Hill exponent p is integrated too: log p ~ N(log p_engine, s_p^2), s_p the spread of the
+exponents fitted to the engine's checkpoint series (the engine itself fixes p).
+
+Given (log10 tau_e, p) the model is linear-Gaussian in the asymptotes, so the posterior of every
+``Y_l`` (with ``delta_M`` integrated out in closed form) and the marginal likelihood of
+(tau_e, p) are exact. (log10 tau_e, p) is integrated on a grid (refined around the posterior).
+Nothing is sampled and nothing is optimised: the answer is deterministic. tau_e and p are
+informed by the ratio observations (top1/median) when there are any, else by top-1 |h|; the |h|
+asymptotes are then updated given (tau_e, p) the same way (top1 and the ratio move together, so
+using both for tau_e would count the same information twice).
 
 The updated interval of a layer at step t is the 90 % interval of the posterior predictive of a
-measured value: the mixture over the tau_e grid of Gaussians (asymptote uncertainty times H, plus
-the observation noise). With no observations the nowcast *is* the prior forecast (the engine's
-``forecast``), unchanged.
+measured value: the mixture over the grid of Gaussians (asymptote uncertainty, plus the misfit
+given the layer's observed residuals, plus probe noise). Near an observed checkpoint the forecast
+keeps that checkpoint's deviation from the curve; far from it, it returns to the curve. With no
+observations the nowcast *is* the prior forecast (the engine's ``forecast``), unchanged.
 
 Deviation: each observation is compared with the prior predictive (the engine's 90 % band widened
 in quadrature by the observation noise): ``z`` is its signed distance from the prior mean in units
@@ -55,7 +66,8 @@ from predictor.schemas import Forecast
 from predictor.timeline import hill
 
 SIGMA_PROBE = 0.03  # log10: probe-text noise of top1/median (CV 4-7 %)
-SIGMA_MISFIT = 0.10  # log10: Hill curve vs measured Pythia series (fit RMS 0.07-0.16)
+SIGMA_MISFIT = 0.20  # log10: misfit of the Hill curve when extrapolating (in-sample RMS 0.07-0.16), correlated
+MISFIT_LENGTH = 0.5  # correlation length of the misfit, in log10 steps (decades)
 SIGMA_OBS = math.hypot(SIGMA_PROBE, SIGMA_MISFIT)
 MAX_OBSERVATIONS = 200_000
 GRID = 81  # log10 tau_e grid points (each pass)
@@ -194,7 +206,8 @@ class NowcastInfo(BaseModel):
     layers_left: list[int]
     log10_tau_e_prior: list[float] = Field(description="[mean, sd]")
     log10_tau_e_posterior: list[float] = Field(description="[mean, sd]")
-    sigma_obs: float = Field(description="Observation noise used (log10): probe noise + model misfit.")
+    noise: dict[str, float] = Field(description="Observation noise (log10): white probe noise, correlated model misfit "
+                                    "and its correlation length in decades of steps.")
     method: str
 
 
@@ -218,12 +231,46 @@ class _Quantity:
     var: np.ndarray | None = None  # (L, G) posterior variance
 
 
-class Posterior:
-    """Exact posterior of (Y_l per layer and quantity, log10 tau_e on a grid) given observations."""
+class Noise:
+    """Observation error of log10 values along one layer's series: white probe noise plus a model
+    misfit that is correlated between nearby checkpoints (squared-exponential in log10 step)."""
 
-    def __init__(self, engine: ForecastEngine, arch: Architecture, obs: pd.DataFrame, sigma: float = SIGMA_OBS,
+    def __init__(self, probe: float = SIGMA_PROBE, misfit: float = SIGMA_MISFIT, length: float = MISFIT_LENGTH):
+        self.probe, self.misfit, self.length = float(probe), float(misfit), float(length)
+
+    @property
+    def total(self) -> float:
+        return math.hypot(self.probe, self.misfit)
+
+    def cross(self, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """Covariance of the misfit between steps ``s1`` and ``s2`` (no white part)."""
+        x1 = np.log10(np.maximum(np.asarray(s1, float), 1.0))
+        x2 = np.log10(np.maximum(np.asarray(s2, float), 1.0))
+        if self.length <= 0:
+            return self.misfit**2 * (x1[:, None] == x2[None, :])
+        return self.misfit**2 * np.exp(-0.5 * ((x1[:, None] - x2[None, :]) / self.length) ** 2)
+
+    def cov(self, steps: np.ndarray) -> np.ndarray:
+        return self.cross(steps, steps) + self.probe**2 * np.eye(len(steps))
+
+
+@dataclass
+class _Series:
+    """One layer's observed series of one quantity, whitened by its noise covariance."""
+
+    steps: np.ndarray
+    dy: np.ndarray  # y - y0
+    chol: np.ndarray  # lower Cholesky factor of the noise covariance
+    dy_w: np.ndarray  # chol^-1 dy
+
+
+class Posterior:
+    """Exact posterior of (Y_l per layer and quantity | log10 tau_e, p) and a grid over (log10 tau_e, p)."""
+
+    def __init__(self, engine: ForecastEngine, arch: Architecture, obs: pd.DataFrame, noise: Noise | None = None,
                  prior: bool = True, protocol: str | None = None, vary_p: bool = True):
-        self.engine, self.arch, self.obs, self.sigma = engine, arch, obs, float(sigma)
+        self.engine, self.arch, self.obs = engine, arch, obs
+        self.noise = noise or Noise()
         self.protocol = protocol
         L = arch.n_layers
         lev = engine.level(arch, protocol)
@@ -242,9 +289,26 @@ class Posterior:
         self.t_end = int(arch.planned_steps)
         horizon = max(float(obs["step"].max()) if len(obs) else 0.0, float(self.t_end))
         self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
+        self.series = {q: self._series(q) for q in QUANTITIES}
         self._fit()
 
     # -- helpers
+    def _series(self, q: str) -> dict[int, _Series]:
+        from scipy.linalg import cholesky, solve_triangular
+
+        col = f"y_{q}"
+        out: dict[int, _Series] = {}
+        if not len(self.obs):
+            return out
+        sub = self.obs[self.obs[col].notna()]
+        for layer, g in sub.groupby("layer"):
+            g = g.sort_values("step")
+            steps = g["step"].to_numpy(float)
+            dy = g[col].to_numpy(float) - Y0_DEFAULT[q]
+            chol = cholesky(self.noise.cov(steps), lower=True)
+            out[int(layer)] = _Series(steps, dy, chol, solve_triangular(chol, dy, lower=True))
+        return out
+
     def _h(self, steps: np.ndarray, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
         """H at ``steps`` for every grid point (log10 tau_e, p): (G, T)."""
         tau = self.tl(np.asarray(steps, float))
@@ -253,29 +317,24 @@ class Posterior:
         return expit(p[:, None] * log_u)  # u^p / (1 + u^p) without overflow
 
     def _stats(self, q: str, lt: np.ndarray, p: np.ndarray):
-        """Per layer and grid point: a = sum h^2 / s^2, b = sum h r / s^2, rr = sum r^2 / s^2, n (counts)."""
-        col = f"y_{q}"
+        """Per layer and grid point, in the whitened metric: a = h'h, b = h'r, rr = r'r, with r the residual
+        of the observations from the prior-mean curve."""
+        from scipy.linalg import solve_triangular
+
         L, G = self.arch.n_layers, len(lt)
-        a, b, rr, n = np.zeros((L, G)), np.zeros((L, G)), np.zeros((L, G)), np.zeros(L)
-        sub = self.obs[self.obs[col].notna()] if len(self.obs) else self.obs
-        if not len(sub):
-            return a, b, rr, n
-        y0 = Y0_DEFAULT[q]
-        H = self._h(sub["step"].to_numpy(float), lt, p)  # (G, N)
-        layer = sub["layer"].to_numpy(int)
-        m = self.q[q].m[layer]
-        r = sub[col].to_numpy(float)[None, :] - y0 - (m - y0)[None, :] * H  # residual vs the prior-mean curve
-        s2 = self.sigma**2
-        for arr, vals in ((a, H * H / s2), (b, H * r / s2), (rr, r * r / s2)):
-            np.add.at(arr, layer, vals.T)  # arr: (L, G); vals.T: (N, G)
-        n += np.bincount(layer, minlength=L)
-        return a, b, rr, n
+        a, b, rr = np.zeros((L, G)), np.zeros((L, G)), np.zeros((L, G))
+        m = self.q[q].m
+        for layer, s in self.series[q].items():
+            hw = solve_triangular(s.chol, self._h(s.steps, lt, p).T, lower=True)  # (n, G)
+            rw = s.dy_w[:, None] - (m[layer] - Y0_DEFAULT[q]) * hw
+            a[layer], b[layer], rr[layer] = (hw * hw).sum(axis=0), (hw * rw).sum(axis=0), (rw * rw).sum(axis=0)
+        return a, b, rr
 
     def _update(self, q: str, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Conjugate update of the asymptotes (shared term integrated out) per grid point; returns the
         log marginal likelihood of the observations of ``q`` per grid point."""
         Q = self.q[q]
-        a, b, rr, n = self._stats(q, lt, p)
+        a, b, rr = self._stats(q, lt, p)
         d2 = (Q.d_sd**2)[:, None]
         M2 = Q.M_sd**2
         one = 1.0 + a * d2
@@ -291,7 +350,7 @@ class Posterior:
         Q.var = 1.0 / k + w * w * vM[None, :]
         loglik = (-0.5 * rr - 0.5 * np.log(one) + b * b / (2.0 * k)).sum(axis=0)
         loglik += -0.5 * np.log1p(A * M2) + B * B / (2.0 * PM)
-        return loglik - 0.5 * n.sum() * math.log(2 * math.pi * self.sigma**2)
+        return loglik  # up to a constant (the noise determinants do not depend on the grid)
 
     def _weights(self, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
         (lt0, lt_sd), (lp0, lp_sd) = self.lt_prior, self.logp_prior
@@ -342,17 +401,32 @@ class Posterior:
         var = (Q.var + (mean_g - mean[:, None]) ** 2) @ self.w
         return mean, np.sqrt(var)
 
-    def predictive(self, q: str, steps: Sequence[float], noise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior predictive mean, 5 % and 95 % quantiles (log10) at ``steps``: (L, T) each."""
+    def predictive(self, q: str, steps: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior predictive of a measured value: mean, 5 % and 95 % quantiles (log10) at ``steps``, (L, T).
+
+        Per grid point and layer: y* = y0 + c'(y - y0) + (Y - y0)(h* - c'h) + e*, with c = K^-1 k* the
+        weights of the layer's observed residuals in the misfit at ``steps`` (near an observed checkpoint
+        the forecast keeps that checkpoint's deviation from the curve; far away it returns to the curve)."""
+        from scipy.linalg import cho_solve
+
         Q = self.q[q]
         y0 = Y0_DEFAULT[q]
-        H = self._h(np.asarray(steps, float), self.grid, self.grid_p)  # (G, T)
-        rise = (Q.m[:, None] - y0 + Q.mu)  # (L, G)
-        mu = y0 + rise[:, :, None] * H[None, :, :]  # (L, G, T)
-        var = Q.var[:, :, None] * H[None, :, :] ** 2 + (self.sigma**2 if noise else 0.0)
-        sd = np.sqrt(np.maximum(var, 1e-12))
-        w = self.w[None, :, None]
-        mean = (w * mu).sum(axis=1)
+        st = np.asarray(steps, float)
+        Hs = self._h(st, self.grid, self.grid_p)  # (G, T)
+        L, G, T = self.arch.n_layers, len(self.grid), len(st)
+        base = np.full((L, 1, T), y0)
+        adj = np.broadcast_to(Hs[None, :, :], (L, G, T)).copy()
+        cond = np.full((L, 1, T), self.noise.total**2)
+        for layer, s in self.series[q].items():
+            ks = self.noise.cross(s.steps, st)  # (n, T)
+            c = cho_solve((s.chol, True), ks)  # (n, T)
+            base[layer, 0] = y0 + c.T @ s.dy
+            adj[layer] = Hs - self._h(s.steps, self.grid, self.grid_p) @ c
+            cond[layer, 0] = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
+        rise = Q.m[:, None] - y0 + Q.mu  # (L, G)
+        mu = base + rise[:, :, None] * adj
+        sd = np.sqrt(np.maximum(Q.var[:, :, None] * adj**2 + cond, 1e-12))
+        mean = (self.w[None, :, None] * mu).sum(axis=1)
         lo = _mixture_quantile(mu, sd, self.w, 0.05)
         hi = _mixture_quantile(mu, sd, self.w, 0.95)
         return mean, np.minimum(lo, mean), np.maximum(hi, mean)
@@ -390,21 +464,23 @@ def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, i
 
 
 # ------------------------------------------------------------------------ public entry points
-def prior_band(engine: ForecastEngine, arch: Architecture, steps: Sequence[float], sigma: float = SIGMA_OBS,
+def prior_band(engine: ForecastEngine, arch: Architecture, steps: Sequence[float], noise: Noise | None = None,
                protocol: str | None = None) -> dict[str, np.ndarray]:
     """The engine's ratio band at ``steps`` widened in quadrature by the observation noise (log10)."""
     c = engine.layer_curves(arch, np.asarray(steps, float), protocol)["ratio"]
     mean = c["mean"]
-    noise = Z90 * sigma
-    return {"mean": mean, "lo": mean - np.hypot(mean - c["lo"], noise), "hi": mean + np.hypot(c["hi"] - mean, noise)}
+    width = Z90 * (noise or Noise()).total
+    return {"mean": mean, "lo": mean - np.hypot(mean - c["lo"], width), "hi": mean + np.hypot(c["hi"] - mean, width)}
 
 
 def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Sequence[Observation | dict] | pd.DataFrame,
-            steps: list[int] | None = None, sigma: float = SIGMA_OBS, name: str = "maforecast-predictor",
+            steps: list[int] | None = None, noise: Noise | None = None, name: str = "maforecast-predictor",
             version: str | None = None, alias: str | None = None, protocol: str | None = None) -> NowcastResult:
     """The prior forecast of ``arch`` updated by ``observations`` (validated rows or a frame with
     step, layer, top1, median[, sample]). No observations: the prior forecast itself."""
     arch = parse_architecture(arch)
+    noise = noise or Noise()
+    noise_info = {"probe": noise.probe, "misfit": noise.misfit, "length_decades": noise.length}
     n_rows = len(observations)
     obs = observation_frame(observations)
     prior_fc = engine.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
@@ -414,17 +490,17 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
                                prior_ratio_end=lf.ratio_end.value, ratio_end=lf.ratio_end.value) for lf in prior_fc.layers]
         info = NowcastInfo(n_observations=0, n_rows=n_rows, steps=[], last_step=None, deviation=None, left_band=False,
                            layers_left=[], log10_tau_e_prior=list(lt_prior), log10_tau_e_posterior=list(lt_prior),
-                           sigma_obs=sigma, method="prior only (no observations)")
+                           noise=noise_info, method="prior only (no observations)")
         return NowcastResult(forecast=prior_fc, layers=layers, info=info)
 
-    post = Posterior(engine, arch, obs, sigma=sigma, protocol=protocol)
+    post = Posterior(engine, arch, obs, noise=noise, protocol=protocol)
     updated = copy.copy(engine)
     updated.layer_curves = post.layer_curves  # the engine's forecast logic on the posterior curves
     updated.quality_ = {}  # observed points make every target data-driven
     updated.p_ = post.p_post
     fc = updated.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
     obs_steps = np.array(sorted(obs["step"].unique()), float)
-    band = prior_band(engine, arch, obs_steps, sigma, protocol)
+    band = prior_band(engine, arch, obs_steps, noise, protocol)
     u_mean, u_lo, u_hi = post.predictive("ratio", obs_steps)
     col = {s: k for k, s in enumerate(obs_steps)}
     layers = []
@@ -450,12 +526,12 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     info = NowcastInfo(
         n_observations=len(obs), n_rows=n_rows, steps=steps_seen, last_step=steps_seen[-1], deviation=max(devs) if devs else None,
         left_band=bool(left), layers_left=left, log10_tau_e_prior=list(lt_prior), log10_tau_e_posterior=list(post.lt_post),
-        sigma_obs=sigma,
-        method="exact Gaussian update of the per-layer asymptotes (shared model-level term integrated out) on a grid over "
-               "log10 tau_e; predictive intervals include the observation noise",
+        noise=noise_info,
+        method="exact Gaussian update of the per-layer asymptotes (model-level term integrated out) given (log10 tau_e, p), "
+               "integrated over a grid of (log10 tau_e, p); predictive intervals are those of a measured value",
     )
     note = (f"nowcast: updated with {len(obs)} observed points ({n_rows} rows) at {len(steps_seen)} steps up to step "
-            f"{steps_seen[-1]}; observation noise {sigma:.3f} log10; log10 tau_e {lt_prior[0]:.2f}+-{lt_prior[1]:.2f} -> "
+            f"{steps_seen[-1]}; observation noise {noise.total:.2f} log10; log10 tau_e {lt_prior[0]:.2f}+-{lt_prior[1]:.2f} -> "
             f"{post.lt_post[0]:.2f}+-{post.lt_post[1]:.2f}")
     fc = fc.model_copy(update={"notes": [*fc.notes, note]})
     return NowcastResult(forecast=fc, layers=layers, info=info)

@@ -41,6 +41,7 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
 from predictor.architecture import Architecture
 from service.errors import FieldErrorMiddleware, quiet_validation_logs
+from service.nowcast import NowcastRequest, NowcastResponse, answer_nowcast
 from service.openapi import OpenAPI30Middleware
 from service.repeat_cache import RepeatCache
 from service.schemas import (
@@ -324,6 +325,18 @@ class MAForecast:
             return self._forecast_error(ctx, exc)
         png = await _offload(render_png, answer)
         return Response(png, media_type="image/png")
+
+    @bentoml.api(route="/nowcast", input_spec=NowcastRequest)
+    async def nowcast(self, ctx: bentoml.Context, **fields: Any) -> NowcastResponse:
+        """The /predict answer updated by a run's measured checkpoints (``observations``), with per-layer
+        observed vs forecast, deviation and ``left_band`` (service/nowcast.py)."""
+        eng, err = self._engine(ctx)
+        if err is not None:
+            return err
+        try:
+            return await _offload(answer_nowcast, eng, NowcastRequest.model_construct(**fields))
+        except (UserError, ValueError, ArithmeticError) as exc:
+            return self._forecast_error(ctx, exc)
 
     @bentoml.api(route="/report", input_spec=Architecture)
     async def report(self, ctx: bentoml.Context, **fields: Any) -> str:

@@ -1,0 +1,56 @@
+"""``POST /nowcast``: the ``/predict`` answer of an architecture, updated by a run's measured checkpoints.
+
+The request is ``predictor.nowcast.NowcastRequest`` (architecture + observation rows); the answer
+is the ``/predict`` answer (summary, per-layer trajectories, precision risk, mitigations) computed
+from the updated forecast, plus ``nowcast``: per layer the observed points against the prior and
+the updated forecast, a deviation score and the ``left_band`` flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from predictor.engine import ForecastEngine
+from predictor.nowcast import LayerNowcast, NowcastInfo, NowcastRequest, forecast_engine_of, nowcast
+from service.core import precision_risks, recommend, summarize
+from service.schemas import PredictResponse
+
+__all__ = ["NowcastRequest", "NowcastResponse", "answer_nowcast"]
+
+
+class NowcastResponse(PredictResponse):
+    """The ``/predict`` answer from the updated forecast, plus what the observations did."""
+
+    nowcast: NowcastInfo
+    nowcast_layers: list[LayerNowcast] = Field(description="Per layer: observed vs prior and updated forecast, "
+                                               "deviation (max |z|), left_band.")
+
+
+def answer_nowcast(engine: Any, request: NowcastRequest) -> NowcastResponse:
+    """``engine``: the service's ``service.core.Engine`` (its forecaster's ``bundle`` is the prior when
+    it is a ``ForecastEngine``; otherwise the engine fitted on the bundled reference data)."""
+    arch = request.architecture
+    info = engine.predictor
+    prior = forecast_engine_of(engine.forecaster)
+    res = nowcast(prior, arch, request.observations, steps=request.steps, name=info.name, version=info.version,
+                  alias=info.alias)
+    fc = res.forecast
+    if not isinstance(getattr(engine.forecaster, "bundle", engine.forecaster), ForecastEngine):
+        fc = fc.model_copy(update={"notes": [*fc.notes, "prior: the loaded predictor is not a forecast engine; the engine "
+                                             "fitted on the bundled reference data was used"]})
+    risks = precision_risks(fc, arch.precision_target)
+    return NowcastResponse(
+        predictor=info.model_copy(update={"name": fc.predictor_name or info.name}),
+        architecture=fc.architecture or arch.label(),
+        t_end=fc.t_end,
+        summary=summarize(fc),
+        layers=fc.layers,
+        precision=risks,
+        applicability=fc.applicability,
+        mitigations=recommend(arch, fc, risks, engine.kb),
+        notes=fc.notes,
+        nowcast=res.info,
+        nowcast_layers=res.layers,
+    )

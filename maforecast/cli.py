@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "serve": "service.cli:serve",
     "bootstrap": "service.cli:bootstrap",
     "review": "service.review:review_cmd",
+    "monitor": "predictor.monitor:monitor",
 }
 
 

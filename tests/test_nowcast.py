@@ -1,0 +1,327 @@
+"""Nowcast: the architecture forecast updated by a run's own checkpoints (predictor/nowcast.py),
+``POST /nowcast`` (service/nowcast.py) and ``maforecast monitor`` (predictor/monitor.py).
+
+The prior is the forecast engine fitted on the bundled reference data; the monitored run is a tiny
+GPT-NeoX saved at six steps (tests/collector_helpers.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from predictor.architecture import Architecture
+from predictor.nowcast import NowcastRequest, nowcast, reference_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# one worker runs the tests that start the service app (its lifespans must not overlap)
+pytestmark = pytest.mark.xdist_group("service")
+
+ARCH = Architecture(name="small", n_layers=6, d_model=512, n_heads=8, d_ffn=2048, total_steps=20000)
+STEPS = (0, 1000, 2000, 5000, 10000)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return reference_engine()
+
+
+def rows_on_prior(engine, arch=ARCH, steps=STEPS, factor=None, layers=None):
+    """Observation rows at the prior's mean ratio (times ``factor[layer]``), median 1."""
+    c = engine.layer_curves(arch, np.array(steps, float))["ratio"]["mean"]
+    factor = factor or {}
+    out = []
+    for k, s in enumerate(steps):
+        for layer in layers if layers is not None else range(arch.n_layers):
+            out.append({"step": s, "layer": layer, "top1": float(10 ** c[layer, k]) * factor.get(layer, 1.0), "median": 1.0})
+    return out
+
+
+# ------------------------------------------------------------------------------------ the update
+
+
+def test_no_observations_is_the_prior_forecast(engine):
+    res = nowcast(engine, ARCH, [])
+    assert res.forecast == engine.forecast(ARCH)
+    assert nowcast(engine, ARCH, [], steps=[0, 500, 20000]).forecast == engine.forecast(ARCH, [0, 500, 20000])
+    assert not res.info.left_band and res.info.deviation is None and res.info.n_observations == 0
+    assert all(lyr.deviation is None and not lyr.observed for lyr in res.layers)
+
+
+def test_on_forecast_run_stays_in_its_band(engine):
+    res = nowcast(engine, ARCH, rows_on_prior(engine))
+    assert not res.info.left_band and res.info.layers_left == []
+    assert res.info.deviation < 0.5
+    for lyr in res.layers:
+        assert [p.step for p in lyr.observed] == list(STEPS)
+        assert all(abs(p.z) < 0.5 and not p.outside for p in lyr.observed)
+        assert 1 / 1.5 < lyr.ratio_end / lyr.prior_ratio_end < 1.5
+    assert len(res.forecast.layers) == ARCH.n_layers and "nowcast: updated with 30 observed points" in res.forecast.notes[-1]
+
+
+def test_deviation_flag_when_layers_leave_their_band(engine):
+    rows = rows_on_prior(engine, factor={0: 30.0, 1: 30.0})
+    res = nowcast(engine, ARCH, rows)
+    assert res.info.left_band and res.info.layers_left == [0, 1]
+    by_layer = {lyr.layer: lyr for lyr in res.layers}
+    for layer in (0, 1):
+        last = by_layer[layer].observed[-1]
+        assert last.outside and last.z > 1.645 and by_layer[layer].left_band
+        assert by_layer[layer].deviation >= last.z
+        # the update follows the run: the forecast at the observed step and at the end move up
+        assert last.updated > 10 * last.prior
+        assert by_layer[layer].ratio_end > 5 * by_layer[layer].prior_ratio_end
+    assert not any(by_layer[k].left_band for k in range(2, 6))
+    # a layer that was outside earlier but is back inside is not "left" (only counted)
+    rows = [dict(r, top1=r["top1"] * (30.0 if r["layer"] == 2 and r["step"] == 2000 else 1.0)) for r in rows_on_prior(engine)]
+    back = nowcast(engine, ARCH, rows).layers[2]
+    assert back.n_outside == 1 and not back.left_band
+
+
+def test_many_observations_follow_the_data(engine):
+    """A run 4x above its prior, observed to half the plan: the updated end ratio is near the run's."""
+    steps = (0, 500, 1000, 2000, 3000, 5000, 7000, 10000)
+    truth_steps = (*steps, 20000)
+    truth = rows_on_prior(engine, steps=truth_steps, factor={k: 4.0 for k in range(6)})
+    end = {r["layer"]: r["top1"] for r in truth if r["step"] == 20000}
+    res = nowcast(engine, ARCH, [r for r in truth if r["step"] <= 10000])
+    prior = engine.forecast(ARCH)
+    for lf, pf in zip(res.forecast.layers, prior.layers, strict=True):
+        assert 1 / 1.3 < lf.ratio_end.value / end[lf.layer] < 1.3
+        assert lf.ratio_end.lo <= end[lf.layer] <= lf.ratio_end.hi
+        assert math.log(lf.ratio_end.hi / lf.ratio_end.lo) < math.log(pf.ratio_end.hi / pf.ratio_end.lo)
+
+
+def test_samples_are_averaged_like_the_stats_table(engine):
+    """Rows of one (step, layer) with several probe sequences: ratio of the means (Eq. 8)."""
+    rows = [{"step": 1000, "layer": 0, "top1": t, "median": m, "sample": i} for i, (t, m) in enumerate([(10, 1), (30, 3), (20, 1)])]
+    res = nowcast(engine, ARCH, rows)
+    assert res.info.n_observations == 1 and res.info.n_rows == 3
+    assert res.layers[0].observed[0].observed == pytest.approx(20 / (5 / 3))
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+GOOD = {"step": 1000, "layer": 1, "top1": 50.0, "median": 0.5}
+BAD_ROWS = [  # (row 1 replaced by ..., field named)
+    ({"top1": -1.0}, "top1"),
+    ({"top1": float("nan")}, "top1"),
+    ({"median": float("nan")}, "median"),
+    ({"median": 0.0}, "median"),
+    ({"median": -2.0}, "median"),
+    ({"top2": -1.0}, "top2"),
+    ({"step": -5}, "step"),
+    ({"layer": 6}, "layer"),
+    ({"step": 20001}, "step"),
+    ({"step": 0}, "sample"),  # duplicate of row 0 (step 0, layer 1, no sample)
+    ({"top1": 0.1, "median": 0.5}, "top1"),  # top1 below the median
+]
+
+
+def _body(change: dict) -> dict:
+    rows = [dict(GOOD, step=0), dict(GOOD, **change), dict(GOOD, step=2000)]
+    return {"architecture": ARCH.model_dump(exclude_none=True), "observations": rows}
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_ROWS, ids=[f"{f}:{list(c.items())[0]}" for c, f in BAD_ROWS])
+def test_request_validation_names_row_and_field(change, field):
+    with pytest.raises(ValidationError) as info:
+        NowcastRequest.model_validate(_body(change))
+    locs = [tuple(e["loc"]) for e in info.value.errors()]
+    assert ("observations", 1, field) in locs, locs
+
+
+def test_empty_observations_are_refused():
+    with pytest.raises(ValidationError) as info:
+        NowcastRequest.model_validate({"architecture": ARCH.model_dump(exclude_none=True), "observations": []})
+    assert [tuple(e["loc"]) for e in info.value.errors()] == [("observations",)]
+
+
+# ------------------------------------------------------------------------------------ POST /nowcast
+
+
+class _Forecaster:
+    """What the registry loads: a ``bundle`` (the engine) plus name/version."""
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+
+    def forecast(self, arch, steps=None):
+        return self.bundle.forecast(arch, steps, name="maforecast-predictor", version="7", alias="champion")
+
+    def info(self):
+        return {"name": "maforecast-predictor", "version": "7", "alias": "champion"}
+
+
+@pytest.fixture
+def api(data_home, engine):
+    """The in-process service with the reference engine as its loaded predictor."""
+    from starlette.testclient import TestClient
+
+    from service import service as svc
+    from service.core import Engine
+
+    with TestClient(svc.asgi_app(), raise_server_exceptions=False) as client:
+        body = _body({"step": 3000})
+        assert client.post("/nowcast", json=body).status_code == 503  # no champion in this store yet
+        svc.STATE.engine = Engine(_Forecaster(engine))
+        yield client
+
+
+def test_api_nowcast_answer_has_the_predict_shape_plus_deviation(api, engine):
+    rows = rows_on_prior(engine, factor={3: 30.0})
+    r = api.post("/nowcast", json={"architecture": ARCH.model_dump(exclude_none=True), "observations": rows})
+    assert r.status_code == 200, r.text[:500]
+    a = r.json()
+    for key in ("predictor", "summary", "layers", "precision", "mitigations", "applicability", "notes"):
+        assert key in a
+    assert a["predictor"]["version"] == "7" and len(a["layers"]) == 6
+    assert a["nowcast"]["left_band"] is True and a["nowcast"]["layers_left"] == [3]
+    lyr = a["nowcast_layers"][3]
+    assert lyr["left_band"] and [p["step"] for p in lyr["observed"]] == list(STEPS)
+    assert {"observed", "prior", "prior_lo", "prior_hi", "updated", "updated_lo", "updated_hi", "z"} <= set(lyr["observed"][0])
+    assert a["layers"][3]["ratio_end"]["value"] > lyr["prior_ratio_end"]  # the answer is the updated forecast
+    assert a["layers"][3]["ratio_end"]["value"] == pytest.approx(lyr["ratio_end"])
+    assert "/nowcast" in api.get("/docs.json").json()["paths"]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_ROWS, ids=[f"{f}:{list(c.items())[0]}" for c, f in BAD_ROWS])
+def test_api_bad_rows_are_400_naming_row_and_field(api, change, field):
+    body = json.dumps(_body(change))  # NaN goes out as the JSON extension token NaN
+    r = api.post("/nowcast", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text[:500]
+    out = r.json()
+    assert f"observations.1.{field}" in out["fields"] and f"observations.1.{field}" in out["error"], out
+
+
+def test_api_empty_list_is_400(api):
+    r = api.post("/nowcast", json={"architecture": ARCH.model_dump(exclude_none=True), "observations": []})
+    assert r.status_code == 400 and r.json()["fields"] == ["observations"]
+
+
+# ------------------------------------------------------------------------------------ maforecast monitor
+
+TINY_ARCH = {"name": "tiny", "n_layers": 2, "d_model": 32, "n_heads": 4, "d_ffn": 64, "total_steps": 10, "vocab_size": 64}
+PROBE_ARGS = ["--n-sequences", "3", "--seq-len", "12", "--batch-size", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def long_series():
+    pytest.importorskip("torch")
+    from collector_helpers import build_long_series, build_series
+
+    return build_long_series(), build_series()["probe"]
+
+
+def _run_dir(tmp_path, long_series, steps) -> Path:
+    root, _ = long_series
+    run = tmp_path / "tiny-run"
+    run.mkdir(exist_ok=True)
+    for s in steps:
+        if not (run / f"step{s}").exists():
+            shutil.copytree(root / f"step{s}", run / f"step{s}")
+    return run
+
+
+def _arch_file(tmp_path, **change) -> Path:
+    path = tmp_path / f"arch-{len(list(tmp_path.glob('arch-*.json')))}.json"
+    path.write_text(json.dumps({**TINY_ARCH, **change}))
+    return path
+
+
+def _monitor(args, capsys) -> tuple[int, str, str]:
+    from maforecast.cli import main
+
+    code = 0
+    try:
+        main(["monitor", *args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_monitor_resumes_writes_png_and_logs_mlflow(data_home, tmp_path, long_series, capsys):
+    from mlflow.tracking import MlflowClient
+
+    _, probe = long_series
+    arch = _arch_file(tmp_path)
+    png = tmp_path / "monitor.png"
+    run = _run_dir(tmp_path, long_series, (0, 1, 2))
+    args = [str(run), "--arch", str(arch), "--probe", str(probe), "--png", str(png), "--prior", "reference", *PROBE_ARGS]
+
+    code, out, err = _monitor(args, capsys)
+    assert code == 0, err
+    assert "measured 3 new checkpoints, 0 already" in err and png.stat().st_size > 10_000
+    assert "tiny: 6 points up to step 2" in " ".join(out.split())
+
+    _run_dir(tmp_path, long_series, (3, 5, 8))  # the run went on
+    code, out, err = _monitor(args, capsys)
+    assert code == 0 and "measured 3 new checkpoints, 3 already" in err, err
+    code, out, err = _monitor([*args, "--json"], capsys)
+    assert code == 0 and "measured 0 new checkpoints, 6 already" in err, err  # nothing new: nothing measured
+    res = json.loads(out)
+    assert res["info"]["steps"] == [0, 1, 2, 3, 5, 8] and res["info"]["n_rows"] == 2 * 6 * 3
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("maforecast-monitoring")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1  # one run per monitored series, resumed
+    rid = runs[0].info.run_id
+    assert [m.step for m in client.get_metric_history(rid, "observed_ratio/layer_00")] == [0, 1, 2, 3, 5, 8]
+    assert sorted(m.step for m in client.get_metric_history(rid, "nowcast_ratio_end/layer_01")) == [2, 8]
+    assert sorted(m.step for m in client.get_metric_history(rid, "z/layer_01")) == [0, 1, 2, 3, 5, 8]
+    assert {a.path for a in client.list_artifacts(rid)} >= {"monitor.png", "nowcast.json"}
+
+    # --fail-on-deviation: exit 1 exactly when a layer left its band (forced here by a near-zero noise)
+    import predictor.nowcast as nc
+
+    code, out, err = _monitor([*args, "--fail-on-deviation", "--no-mlflow"], capsys)
+    assert code == 0 and "every layer within its band" in " ".join(out.split())
+    real = nc.Noise
+    nc.Noise = lambda: real(probe=1e-3, misfit=1e-3)
+    try:
+        code, out, err = _monitor([*args, "--fail-on-deviation", "--no-mlflow"], capsys)
+    finally:
+        nc.Noise = real
+    assert code == 1 and "left their forecast band" in err and "LEFT" in out
+
+
+def test_monitor_bad_inputs_are_one_line_errors(data_home, tmp_path, long_series, capsys):
+    _, probe = long_series
+    run = _run_dir(tmp_path, long_series, (0, 2, 5))
+    base = ["--probe", str(probe), "--no-mlflow", "--prior", "reference", *PROBE_ARGS]
+    cases = [
+        (_arch_file(tmp_path, n_layers=1), "observations[3].layer (step 0, layer 1): layer 1 does not exist"),
+        (_arch_file(tmp_path, total_steps=4), "observations[12].step (step 5, layer 0): step 5 is beyond the planned end"),
+    ]
+    for arch, expected in cases:
+        code, _, err = _monitor([str(run), "--arch", str(arch), *base], capsys)
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and expected in lines[0], err
+        assert "Traceback" not in err
+    code, _, err = _monitor([str(tmp_path / "nope"), "--arch", str(cases[0][0]), *base], capsys)
+    assert code == 2 and err.strip().startswith("error: no such run folder") and "\n" not in err.strip()
+
+
+@pytest.mark.parametrize(("change", "field"), [({"top1": -1.0}, "top1"), ({"median": float("nan")}, "median"),
+                                                ({"median": 0.0}, "median"), ({"step": 0}, "sample")])
+def test_monitor_row_checks_are_one_line(change, field):
+    """The rows the monitor reads from the stats table go through the same checks, one line each."""
+    import pandas as pd
+
+    from maforecast.errors import UserError
+    from predictor.monitor import validate_rows
+
+    rows = pd.DataFrame([dict(GOOD, step=0, sample=np.nan), dict(GOOD, sample=np.nan, **change), dict(GOOD, step=2000, sample=np.nan)])
+    with pytest.raises(UserError) as info:
+        validate_rows(rows, ARCH)
+    assert str(info.value).startswith(f"observations[1].{field}") and "\n" not in str(info.value)

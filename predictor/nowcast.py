@@ -70,6 +70,7 @@ SIGMA_MISFIT = 0.20  # log10: misfit of the Hill curve when extrapolating (in-sa
 MISFIT_LENGTH = 0.5  # correlation length of the misfit, in log10 steps (decades)
 SIGMA_OBS = math.hypot(SIGMA_PROBE, SIGMA_MISFIT)
 MAX_OBSERVATIONS = 200_000
+EARLY_STEP = 100  # points at steps <= this give a layer's start value y0 (the engine's fit_series convention)
 GRID = 81  # log10 tau_e grid points (each pass)
 P_GRID = 13  # Hill exponent grid points
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
@@ -289,10 +290,23 @@ class Posterior:
         self.t_end = int(arch.planned_steps)
         horizon = max(float(obs["step"].max()) if len(obs) else 0.0, float(self.t_end))
         self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
+        self.y0 = {q: self._start(q) for q in QUANTITIES}
         self.series = {q: self._series(q) for q in QUANTITIES}
         self._fit()
 
     # -- helpers
+    def _start(self, q: str) -> np.ndarray:
+        """Per-layer start value y0: the mean of the layer's points at steps <= min(EARLY_STEP, 1 % of the
+        plan) when it has any (as the engine does when it fits a checkpoint series), else the engine's default."""
+        y0 = np.full(self.arch.n_layers, Y0_DEFAULT[q])
+        col = f"y_{q}"
+        if len(self.obs):
+            limit = min(EARLY_STEP, 0.01 * self.t_end)
+            early = self.obs[(self.obs["step"] <= limit) & self.obs[col].notna()]
+            for layer, v in early.groupby("layer")[col].mean().items():
+                y0[int(layer)] = float(v)
+        return y0
+
     def _series(self, q: str) -> dict[int, _Series]:
         from scipy.linalg import cholesky, solve_triangular
 
@@ -304,7 +318,7 @@ class Posterior:
         for layer, g in sub.groupby("layer"):
             g = g.sort_values("step")
             steps = g["step"].to_numpy(float)
-            dy = g[col].to_numpy(float) - Y0_DEFAULT[q]
+            dy = g[col].to_numpy(float) - self.y0[q][int(layer)]
             chol = cholesky(self.noise.cov(steps), lower=True)
             out[int(layer)] = _Series(steps, dy, chol, solve_triangular(chol, dy, lower=True))
         return out
@@ -326,7 +340,7 @@ class Posterior:
         m = self.q[q].m
         for layer, s in self.series[q].items():
             hw = solve_triangular(s.chol, self._h(s.steps, lt, p).T, lower=True)  # (n, G)
-            rw = s.dy_w[:, None] - (m[layer] - Y0_DEFAULT[q]) * hw
+            rw = s.dy_w[:, None] - (m[layer] - self.y0[q][layer]) * hw
             a[layer], b[layer], rr[layer] = (hw * hw).sum(axis=0), (hw * rw).sum(axis=0), (rw * rw).sum(axis=0)
         return a, b, rr
 
@@ -410,17 +424,17 @@ class Posterior:
         from scipy.linalg import cho_solve
 
         Q = self.q[q]
-        y0 = Y0_DEFAULT[q]
+        y0 = self.y0[q][:, None]  # (L, 1)
         st = np.asarray(steps, float)
         Hs = self._h(st, self.grid, self.grid_p)  # (G, T)
         L, G, T = self.arch.n_layers, len(self.grid), len(st)
-        base = np.full((L, 1, T), y0)
+        base = np.broadcast_to(y0[:, :, None], (L, 1, T)).copy()
         adj = np.broadcast_to(Hs[None, :, :], (L, G, T)).copy()
         cond = np.full((L, 1, T), self.noise.total**2)
         for layer, s in self.series[q].items():
             ks = self.noise.cross(s.steps, st)  # (n, T)
             c = cho_solve((s.chol, True), ks)  # (n, T)
-            base[layer, 0] = y0 + c.T @ s.dy
+            base[layer, 0] = y0[layer, 0] + c.T @ s.dy
             adj[layer] = Hs - self._h(s.steps, self.grid, self.grid_p) @ c
             cond[layer, 0] = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
         rise = Q.m[:, None] - y0 + Q.mu  # (L, G)

@@ -1,0 +1,300 @@
+"""Nowcast backtest: forecast the rest of a Pythia checkpoint series from its first k checkpoints.
+
+``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--sensitivity]``:
+without the plot docs/nowcast_backtest.png, with the nowcast's scores under other observation-noise
+settings). For every bundled
+Pythia series with at least 6 checkpoints the forecast engine is refitted without that model (its
+own data never informs the prior). The first k checkpoints are observed (k = 2 .. n-1, and "every
+checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoints are forecast by
+
+- ``prior``: the architecture forecast alone (``ForecastEngine.layer_curves``, its 90 % band);
+- ``eq9``: a plain Eq. 9 fit per layer to the observed ratios alone (``EmergenceCurveFitter``, 5
+  points at least; interval: delta method on its parameter covariance plus the residual variance);
+- ``hill``: the nowcast's own model with a flat prior (data alone, same Hill curve; white noise at
+  the curve's in-sample RMS, its best setting);
+- ``nowcast``: the combination (``predictor.nowcast``).
+
+Scored in log10 of top1/median on every (layer, future checkpoint): the median absolute error, the
+coverage of the 90 % interval, and at the series' last checkpoint the median over layers of the
+error factor 10^|err| (the "end of training" target: x1.25). pythia-12b has no median in the
+bundled data (top-1 |h| only), so it is scored on log10 top-1 |h| in a second table.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from collector.reference import load_reference_stats
+from fitting.curves import eq9_jacobian
+from fitting.estimator import EmergenceCurveFitter
+from predictor.architecture import reference_architectures
+from predictor.engine import Z90, ForecastEngine
+from predictor.evidence import build_evidence
+from predictor.nowcast import Noise, Posterior
+
+ROOT = Path(__file__).resolve().parent.parent
+PLOT = ROOT / "docs" / "nowcast_backtest.png"
+METHODS = ("prior", "eq9", "hill", "nowcast")
+MIN_CHECKPOINTS = 6
+EARLY_FRAC = 0.2
+END_TARGET = math.log10(1.25)
+NOISE = Noise()  # the nowcast's default: probe 0.03 white + misfit 0.2 correlated over 0.5 decades
+DATA_NOISE = Noise(misfit=0.10, length=0.0)  # data-only Hill: white noise at the in-sample RMS (its best setting)
+SENSITIVITY = (("white 0.10 (in-sample RMS)", Noise(misfit=0.10, length=0.0)),
+               ("white 0.20", Noise(misfit=0.20, length=0.0)),
+               ("correlated 0.10 / 0.5 dec", Noise(misfit=0.10, length=0.5)),
+               ("correlated 0.15 / 0.5 dec", Noise(misfit=0.15, length=0.5)),
+               ("correlated 0.20 / 0.5 dec (default)", Noise()),
+               ("correlated 0.20 / 1.0 dec", Noise(misfit=0.20, length=1.0)))
+
+
+def series_frame(stats: pd.DataFrame, model: str) -> pd.DataFrame:
+    """(step, layer) -> top1, median (means over probe sequences), y_abs, y_ratio (log10)."""
+    s = stats[(stats["model"] == model) & stats["step"].notna() & (stats["protocol"].astype(str) == "seq_mean")]
+    g = s.groupby(["step", "layer"], as_index=False).agg(top1=("top1", "mean"), median=("median", "mean"))
+    g["step"] = g["step"].astype(int)
+    g["y_abs"] = np.log10(g["top1"].where(g["top1"] > 0))
+    g["y_ratio"] = np.log10((g["top1"] / g["median"]).where(g["median"] > 0))
+    return g
+
+
+def _eq9(train: pd.DataFrame, test_steps: np.ndarray, col: str):
+    """Per-layer Eq. 9 fits on the linear value; (mean, lo, hi) in log10 on (layer, test step), NaN where no fit."""
+    layers = sorted(train["layer"].unique())
+    out = np.full((3, max(layers) + 1, len(test_steps)), np.nan)
+    for li in layers:
+        sub = train[train["layer"] == li].sort_values("step")
+        y = 10 ** sub[col].to_numpy(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = EmergenceCurveFitter(curve="eq9").fit(sub["step"].to_numpy(float), y)
+        if not f.ok_:
+            continue
+        pred = f.predict(test_steps)
+        p = f.params_
+        J = eq9_jacobian(test_steps, p["A"], p["lam"], p["gamma"], p["t0"], p["K"])
+        cov = f.cov_ if f.cov_ is not None and np.isfinite(f.cov_).all() else np.full((5, 5), np.inf)
+        with np.errstate(invalid="ignore", over="ignore"):
+            var = np.einsum("ij,jk,ik->i", J, cov, J) + f.rmse_**2 * len(y) / max(len(y) - 5, 1)
+        with np.errstate(invalid="ignore"):
+            sd = np.sqrt(np.where(np.isfinite(var) & (var >= 0), var, np.inf))
+        floor = 1.0  # the ratio is >= 1 (top1 >= median); a fitted curve may dip below
+        out[0, li] = np.log10(np.maximum(pred, floor))
+        out[1, li] = np.log10(np.maximum(pred - Z90 * sd, floor))
+        out[2, li] = np.log10(np.maximum(pred + Z90 * sd, floor))
+    return out
+
+
+def run_cut(engine: ForecastEngine, arch, data: pd.DataFrame, cut_step: int, q: str) -> list[dict]:
+    """Observe every checkpoint <= cut_step, score each method on the later ones."""
+    col = f"y_{q}"
+    data = data[data[col].notna()]
+    train, test = data[data["step"] <= cut_step], data[data["step"] > cut_step]
+    test_steps = np.array(sorted(test["step"].unique()), float)
+    if not len(test_steps) or not len(train):
+        return []
+    li = test["layer"].to_numpy(int)
+    ti = np.searchsorted(test_steps, test["step"].to_numpy(float))
+    y = test[col].to_numpy(float)
+    obs = train[["step", "layer", "top1", "median", "y_abs", "y_ratio"]]
+    if q == "abs":
+        obs = obs.assign(y_ratio=np.nan)
+    preds = {}
+    c = engine.layer_curves(arch, test_steps)[q]
+    preds["prior"] = (c["mean"], c["lo"], c["hi"])
+    preds["eq9"] = tuple(_eq9(train, test_steps, col))
+    preds["hill"] = Posterior(engine, arch, obs, noise=DATA_NOISE, prior=False).predictive(q, test_steps)
+    preds["nowcast"] = Posterior(engine, arch, obs, noise=NOISE).predictive(q, test_steps)
+    last = test_steps[-1]
+    end = ti == len(test_steps) - 1
+    rows = []
+    for method, (mean, lo, hi) in preds.items():
+        m, lo_, hi_ = mean[li, ti], lo[li, ti], hi[li, ti]
+        ok = np.isfinite(m)
+        if not ok.any():
+            rows.append({"method": method, "err": np.nan, "coverage": np.nan, "end_err": np.nan, "end_cov": np.nan})
+            continue
+        err = np.abs(m - y)
+        cov = (y >= lo_ - 1e-12) & (y <= hi_ + 1e-12)
+        rows.append({
+            "method": method,
+            "err": float(np.median(err[ok])),
+            "coverage": float(cov[ok].mean()),
+            "end_err": float(np.median(err[end & ok])) if (end & ok).any() else np.nan,
+            "end_cov": float(cov[end & ok].mean()) if (end & ok).any() else np.nan,
+            "fitted": float(ok.mean()),
+        })
+    for r in rows:
+        r.update(k=int(train["step"].nunique()), cut=int(cut_step), n_future=len(test_steps), last_step=int(last))
+    return rows
+
+
+def backtest(q: str = "ratio") -> pd.DataFrame:
+    stats = load_reference_stats()
+    archs = reference_architectures()
+    ev = build_evidence(stats, archs)
+    out = []
+    for model in sorted(set(ev.layers.loc[ev.layers["step"].notna(), "model"])):
+        data = series_frame(stats, model)
+        col = f"y_{q}"
+        steps = sorted(data.loc[data[col].notna(), "step"].unique())
+        if len(steps) < MIN_CHECKPOINTS:
+            continue
+        engine = ForecastEngine().fit(ev.without({model}))
+        arch = archs[model]
+        early = int(EARLY_FRAC * arch.planned_steps)
+        cuts = [(k, steps[k - 1]) for k in range(2, len(steps))]
+        cuts.append(("20%", max(s for s in steps if s <= early)))
+        for k, cut in cuts:
+            for r in run_cut(engine, arch, data, cut, q):
+                r.update(model=model, cut_label=str(k), quantity=q)
+                out.append(r)
+    return pd.DataFrame(out)
+
+
+def _fmt_err(e: float) -> str:
+    return "  n/a" if not np.isfinite(e) else f"{e:5.2f}"
+
+
+def table(df: pd.DataFrame) -> str:
+    """One row per (series, k): median |err| (log10), coverage, end-of-series error factor per method."""
+    lines = []
+    head = f"{'series':12s} {'k':>4s} {'obs<=step':>9s} {'next':>4s} | " + " | ".join(
+        f"{m:^22s}" for m in METHODS)
+    lines.append(head)
+    lines.append(f"{'':12s} {'':>4s} {'':>9s} {'':>4s} | " + " | ".join(f"{'err  cov90  end x':^22s}" for _ in METHODS))
+    for (model, label), g in df.groupby(["model", "cut_label"], sort=False):
+        g = g.set_index("method")
+        first = g.iloc[0]
+        cells = []
+        for m in METHODS:
+            if m not in g.index or not np.isfinite(g.loc[m, "err"]):
+                cells.append(f"{'n/a':^22s}")
+                continue
+            r = g.loc[m]
+            endx = f"{10 ** r['end_err']:5.2f}" if np.isfinite(r["end_err"]) else "  n/a"
+            cells.append(f"{_fmt_err(r['err'])} {r['coverage']:5.0%} {endx:>7s}  ")
+        lines.append(f"{model:12s} {label:>4s} {int(first['cut']):9d} {int(first['n_future']):4d} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method, over every (series, k) cell where all methods answer and at the 20 % cut."""
+    rows = []
+    cells = df.pivot_table(index=["model", "cut_label"], columns="method", values="err")
+    common = cells.dropna().index
+    for scope, sel in (("all k (every method answers)", lambda d: d.set_index(["model", "cut_label"]).index.isin(common)),
+                       ("all k (each method where it answers)", lambda d: np.ones(len(d), bool)),
+                       ("observed <= 20 % of t_end", lambda d: (d["cut_label"] == "20%").to_numpy())):
+        sub = df[sel(df)]
+        for m in METHODS:
+            s = sub[(sub["method"] == m) & sub["err"].notna()]
+            rows.append({"scope": scope, "method": m, "cells": len(s), "median_err": s["err"].median(),
+                         "median_end_factor": 10 ** s["end_err"].median() if s["end_err"].notna().any() else np.nan,
+                         "coverage": s["coverage"].mean(), "end_coverage": s["end_cov"].mean()})
+    return pd.DataFrame(rows)
+
+
+def plot(df: pd.DataFrame, path: Path = PLOT) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = df[df["cut_label"] != "20%"].copy()
+    d["k"] = d["cut_label"].astype(int)
+    models = sorted(d["model"].unique())
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharey="row")
+    colors = {"prior": "tab:gray", "eq9": "tab:orange", "hill": "tab:blue", "nowcast": "tab:green"}
+    for j, model in enumerate(models):
+        g = d[d["model"] == model]
+        for m in METHODS:
+            s = g[g["method"] == m].sort_values("k")
+            axes[0, j].plot(s["k"], s["err"], "o-", color=colors[m], label=m)
+            axes[1, j].plot(s["k"], s["coverage"], "o-", color=colors[m], label=m)
+        cut = df[(df["model"] == model) & (df["cut_label"] == "20%")]["k"]
+        if len(cut):
+            for ax in axes[:, j]:
+                ax.axvline(int(cut.iloc[0]), color="k", lw=0.8, ls=":")
+        axes[0, j].set_title(f"{model} (dotted: 20 % of t_end)")
+        axes[1, j].set_xlabel("checkpoints observed (k)")
+        axes[0, j].set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("median |error| of future points, log10")
+    axes[1, 0].set_ylabel("90 % interval coverage")
+    for ax in axes[1]:
+        ax.axhline(0.9, color="k", lw=0.6, ls="--")
+        ax.set_ylim(0, 1.05)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Nowcast backtest on Pythia (prior engine fitted without the series), log10 top1/median")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    ratio = backtest("ratio")
+    absq = backtest("abs")
+    n = NOISE
+    print(f"nowcast backtest: observation noise: probe {n.probe:.3f} + misfit {n.misfit:.3f} log10 (correlation length "
+          f"{n.length:g} decades); {ratio['model'].nunique()} series with the ratio, "
+          f"{absq['model'].nunique()} with top-1 |h|; {time.perf_counter() - t0:.1f} s")
+    print("\nlog10 top1/median; err: median |error| over (layer, future checkpoint); cov90: share inside the 90 % "
+          "interval; end x: median over layers of the error factor at the series' last checkpoint")
+    print(table(ratio))
+    s = summary(ratio)
+    print("\nsummary (ratio):")
+    print(s.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nlog10 top-1 |h| (all series, pythia-12b included):")
+    print(table(absq))
+    print(summary(absq).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    early = s[s["scope"].str.startswith("observed")].set_index("method")
+    nc = early.loc["nowcast"]
+    print(f"\ntargets at <= 20 % of t_end (ratio): end-of-series error factor x{nc['median_end_factor']:.2f} "
+          f"(target <= x1.25: {'met' if nc['median_end_factor'] <= 1.25 else 'NOT met'}); 90 % coverage "
+          f"{nc['coverage']:.0%} (target >= 80 %: {'met' if nc['coverage'] >= 0.8 else 'NOT met'})")
+    for scope in s["scope"].unique():
+        med = s[s["scope"] == scope].set_index("method")["median_err"]
+        worse = [m for m in METHODS if m != "nowcast" and np.isfinite(med[m]) and med["nowcast"] > med[m] + 1e-9]
+        print(f"combination vs each alone, {scope}: nowcast {med['nowcast']:.3f}, "
+              + ", ".join(f"{m} {med[m]:.3f}" for m in METHODS if m != "nowcast")
+              + (f" -> worse than {', '.join(worse)}" if worse else " -> never worse"))
+    if "--no-plot" not in sys.argv:
+        print(f"plot: {plot(ratio).relative_to(ROOT)}")
+    if "--sensitivity" in sys.argv:
+        sensitivity()
+
+
+def sensitivity() -> None:
+    """The nowcast's summary (ratio) under other observation-noise settings."""
+    global NOISE
+    saved, rows = NOISE, []
+    try:
+        for label, noise in SENSITIVITY:
+            NOISE = noise
+            s = summary(backtest("ratio"))
+            s = s[(s["method"] == "nowcast") & ~s["scope"].str.contains("each")].set_index("scope")
+            a, e = s.iloc[0], s.iloc[1]
+            rows.append({"noise (misfit sd / length)": label, "k>=5 err": a["median_err"], "k>=5 cov90": a["coverage"],
+                         "20% err": e["median_err"], "20% end x": e["median_end_factor"], "20% cov90": e["coverage"]})
+    finally:
+        NOISE = saved
+    print("\nsensitivity of the nowcast to its observation noise (ratio; k>=5: cells where Eq. 9 also answers):")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -25,104 +25,37 @@ from pathlib import Path
 
 import joblib
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc import PythonModel
 
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
-from predictor.architecture import Architecture, parse_architecture, reference_architectures
+from predictor.architecture import Architecture, reference_architectures
 from predictor.engine import ForecastEngine, default_steps
 from predictor.evaluation import Evaluation, fit_evaluated, headline
 from predictor.evidence import Evidence, build_evidence
+from predictor.pyfunc import PredictorModel, arch_frame, forecast_frame  # noqa: F401  (re-exported)
 from predictor.schemas import Forecast
 
 HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
-PIP_REQUIREMENTS = [
-    f"mlflow=={mlflow.__version__}",
-    "scikit-learn",
-    "lightgbm",
-    "pandas",
-    "numpy",
-    "scipy",
-    "pydantic>=2.7",
-    "joblib",
-]
+def _pinned(*names: str) -> list[str]:
+    """Exact versions of what the logged model imports (the engine unpickles with these)."""
+    from importlib.metadata import version
+
+    return [f"{n}=={version(n)}" for n in names]
+
+
+# what the registered model needs at load time: the engine (numpy/scipy/scikit-learn/pandas/pydantic),
+# its pickle (joblib), maforecast.tables (filelock, pyarrow for parquet) and MLflow itself
+PIP_REQUIREMENTS = _pinned("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "pydantic", "joblib", "filelock", "pyarrow")
+CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "maforecast")]
 
 
 class NoChampionError(UserError):
     """No model version carries the requested alias (or the registered model does not exist)."""
-
-
-# ------------------------------------------------------------------------ pyfunc model
-ARCH_COLUMNS = tuple(Architecture.model_fields)
-
-
-def arch_frame(archs: list[Architecture]) -> pd.DataFrame:
-    """Architectures as a pyfunc input frame (every field concrete so the signature is complete)."""
-    recs = []
-    for a in archs:
-        d = a.model_dump()
-        d.update(
-            name=a.label(), n_kv_heads=a.kv_heads, head_dim=a.head_width, total_steps=a.planned_steps,
-            training_tokens=a.planned_tokens, total_params_B=a.n_params() / 1e9,
-            rope_theta=a.rope_theta or 0.0, init_std=a.init_std or 0.0,
-        )
-        recs.append(d)
-    return pd.DataFrame(recs, columns=list(ARCH_COLUMNS))
-
-
-def _arch_from_record(rec: dict) -> Architecture:
-    clean = {}
-    for k, v in rec.items():
-        if k not in ARCH_COLUMNS or v is None or (isinstance(v, float) and math.isnan(v)):
-            continue
-        clean[k] = v.item() if isinstance(v, np.generic) else v
-    if clean.get("rope_theta") == 0.0:
-        clean["rope_theta"] = None
-    if clean.get("init_std") == 0.0:
-        clean["init_std"] = None
-    if clean.get("total_steps") is not None and clean.get("training_tokens") is not None:
-        clean.pop("training_tokens")  # steps win; tokens were derived from them
-    return parse_architecture(clean)
-
-
-class PredictorModel(PythonModel):
-    """pyfunc wrapper: architectures (one per row) -> per-layer forecast summary rows."""
-
-    # The model is logged with an explicit signature; MLflow's type-hint validation wrapper (and
-    # its "add type hints" warning, printed by every CLI command importing this module) is skipped.
-    _skip_type_hint_validation = True
-
-    def load_context(self, context):
-        self.bundle: ForecastEngine = joblib.load(context.artifacts["bundle"])
-
-    def predict(self, context, model_input, params=None):
-        frames = []
-        for i, rec in enumerate(pd.DataFrame(model_input).to_dict("records")):
-            fc = self.bundle.forecast(_arch_from_record(rec))
-            frames.append(forecast_frame(fc, i))
-        return pd.concat(frames, ignore_index=True)
-
-
-def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
-    rows = []
-    for lf in fc.layers:
-        r = {"arch_index": index, "layer": lf.layer, "trajectory_class": lf.trajectory_class, "massive": lf.massive,
-             "p_massive": lf.p_massive if lf.p_massive is not None else float("nan")}
-        for k in ("ratio_end", "steady_state", "peak_abs", "t_emerge", "t_peak"):
-            iv = getattr(lf, k)
-            r[k] = iv.value if iv else float("nan")
-            r[f"{k}_lo"] = iv.lo if iv else float("nan")
-            r[f"{k}_hi"] = iv.hi if iv else float("nan")
-        r["trajectory"] = json.dumps([[p.step, p.value] for p in lf.ratio_trajectory])
-        r["n_applicability_warnings"] = len(fc.applicability)
-        rows.append(r)
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------ forecaster
@@ -258,6 +191,7 @@ def train(
             py = PredictorModel()
             py.bundle = engine
             output = py.predict(None, example)
+            py.bundle = None  # the engine travels as the artifact, not inside the pickled wrapper
             with warnings.catch_warnings():  # "integer columns cannot hold missing values": ours never miss one
                 warnings.simplefilter("ignore", UserWarning)
                 signature = mlflow.models.infer_signature(example, output)
@@ -265,7 +199,7 @@ def train(
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
                     name="model", python_model=py, artifacts={"bundle": str(bundle_path)}, signature=signature,
-                    input_example=example, pip_requirements=PIP_REQUIREMENTS,
+                    input_example=example, pip_requirements=PIP_REQUIREMENTS, code_paths=CODE_PATHS,
                 )
         version = None
         if register:

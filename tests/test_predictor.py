@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ from predictor.architecture import (
 )
 from predictor.evaluation import groups_of
 from predictor.hf_config import from_hf_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = dict(n_layers=12, d_model=768, n_heads=12, d_ffn=3072)
 
@@ -357,11 +360,51 @@ def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
 def test_pyfunc_predict_matches_forecaster(trained, in_home):
     import mlflow
 
+    from maforecast.tracking import configure
     from predictor.registry import arch_frame, forecast_frame, load_forecaster
 
+    configure()  # this test's data home, whatever an earlier test in this worker configured
     arch = pythia_architectures()["pythia-1b"]
     model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
     out = model.predict(arch_frame([arch]))
     ref = forecast_frame(load_forecaster().forecast(arch))
     assert len(out) == arch.n_layers
     pd.testing.assert_series_equal(out["peak_abs"], ref["peak_abs"], check_names=False)
+
+
+def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, tmp_path):
+    """The registered model carries its code (code_paths) and pinned requirements: a fresh process in a
+    folder outside the repo, with the project's editable install hidden, loads it and forecasts the same."""
+    import mlflow
+
+    from maforecast.tracking import configure
+    from predictor.registry import arch_frame
+
+    configure()
+    local = mlflow.artifacts.download_artifacts("models:/maforecast-predictor@champion", dst_path=str(tmp_path / "model"))
+    mlmodel = (Path(local) / "MLmodel").read_text()
+    assert "code: code" in mlmodel
+    reqs = (Path(local) / "requirements.txt").read_text()
+    assert "scikit-learn==" in reqs and "numpy==" in reqs
+    frame = arch_frame([pythia_architectures()["pythia-1b"]])
+    frame.to_parquet(tmp_path / "input.parquet")
+    here = mlflow.pyfunc.load_model(local).predict(frame)
+    code = (
+        "import sys\n"
+        "sys.meta_path = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path = [p for p in sys.path if p.rstrip('/') != {str(ROOT)!r} and p not in ('', '.')]\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('predictor') is None, 'the project must not be importable here'\n"
+        "import mlflow.pyfunc, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model({local!r})\n"
+        "import predictor\n"
+        "assert 'model/code' in predictor.__file__, predictor.__file__\n"
+        "out = m.predict(pd.read_parquet('input.parquet'))\n"
+        "out.to_parquet('output.parquet')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    there = pd.read_parquet(tmp_path / "output.parquet")
+    pd.testing.assert_series_equal(there["peak_abs"], here["peak_abs"], check_names=False)
+    pd.testing.assert_series_equal(there["ratio_end"], here["ratio_end"], check_names=False)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
+from scipy.special import ndtr
 from scipy.stats import norm
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import ARDRegression, BayesianRidge, Ridge
@@ -114,7 +115,13 @@ class LevelModel(BaseEstimator):
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "reg_")
         X = np.atleast_2d(np.asarray(X, float))
-        mean, sd = self.reg_.predict(X[:, self.used_], return_std=True)
+        Xu = X[:, self.used_]
+        if isinstance(self.reg_, BayesianRidge):  # sklearn's own formula without its per-call input validation
+            mean = Xu @ self.reg_.coef_ + self.reg_.intercept_
+            Xc = Xu - self.reg_.X_offset_
+            sd = np.sqrt(((Xc @ self.reg_.sigma_) * Xc).sum(axis=1) + 1.0 / self.reg_.alpha_)
+        else:
+            mean, sd = self.reg_.predict(Xu, return_std=True)
         # a term the training never varied: its effect is unknown, so its prior width (1/lambda) is added
         unseen = (X[:, ~self.used_] != 0).sum(axis=1)
         sd = np.sqrt(sd**2 + unseen / self.reg_.lambda_)
@@ -160,7 +167,7 @@ class DepthProfile(BaseEstimator):
         check_is_fitted(self, "reg_")
         layer = np.arange(n_layers)
         L = np.full(n_layers, n_layers)
-        d = self.reg_.predict(depth_basis(layer, L))
+        d = depth_basis(layer, L) @ self.reg_.coef_ + self.reg_.intercept_  # Ridge.predict, no validation
         d = d - d.max()  # the largest layer sits at the model level
         sd = np.array([self.sd_[z] for z in depth_zone(layer, L)])
         return d, sd
@@ -414,14 +421,15 @@ class ForecastEngine(BaseEstimator):
         lt, lt_sd = c["log_tau_e"]
         unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
         ratio, ab = c["ratio"], c["abs"]
+        # linear values once, as Python floats (one conversion per array, not per scalar)
+        rv, rl, rh = (_clip10(ratio[k]).tolist() for k in ("mean", "lo", "hi"))
+        av, al, ah = (_clip10(ab[k][:, i_end]).tolist() for k in ("mean", "lo", "hi"))
+        shown_k = [k for k, s in enumerate(steps) if s in shown_set]
         layers = []
         for li in range(arch.n_layers):
-            traj = [TrajectoryPoint(step=s, value=float(_clip10(ratio["mean"][li, k])), lo=float(_clip10(ratio["lo"][li, k])),
-                                    hi=float(_clip10(ratio["hi"][li, k]))) for k, s in enumerate(steps)]
-            r_end = Interval(value=traj[i_end].value, lo=traj[i_end].lo, hi=traj[i_end].hi)
-            traj = [p for p in traj if p.step in shown_set]
-            a_end = Interval(value=float(_clip10(ab["mean"][li, i_end])), lo=float(_clip10(ab["lo"][li, i_end])),
-                             hi=float(_clip10(ab["hi"][li, i_end])))
+            traj = [TrajectoryPoint(step=steps[k], value=rv[li][k], lo=rl[li][k], hi=rh[li][k]) for k in shown_k]
+            r_end = Interval(value=rv[li][i_end], lo=rl[li][i_end], hi=rh[li][i_end])
+            a_end = Interval(value=av[li], lo=al[li], hi=ah[li])
             if "peak_abs" in unpredictable:
                 a_end = self._constant_interval("abs")
             if "ratio_end" in unpredictable:
@@ -548,7 +556,7 @@ def _sd(c: dict, li: int, k: int) -> float:
 
 def p_massive(y_abs: float, sd_abs: float, y_ratio: float, sd_ratio: float) -> float:
     """P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)."""
-    return float(min(norm.cdf((y_abs - MASSIVE_ABS) / sd_abs), norm.cdf((y_ratio - MASSIVE_RATIO) / sd_ratio)))
+    return float(min(ndtr((y_abs - MASSIVE_ABS) / sd_abs), ndtr((y_ratio - MASSIVE_RATIO) / sd_ratio)))
 
 
 def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> bool:

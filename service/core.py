@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from predictor.architecture import Architecture
 from predictor.schemas import Forecast, Interval, LayerForecast
@@ -87,26 +87,29 @@ def summarize(fc: Forecast) -> Summary:
     )
 
 
-def _p_above(iv: Interval, limit: float) -> float:
-    """P(value > limit) for a 90 % interval read as Gaussian in log10."""
-    if not (iv.value > 0 and iv.lo > 0 and iv.hi > 0):
-        return float("nan")
-    sd = max((math.log10(iv.hi) - math.log10(iv.lo)) / (2 * 1.6448536269514722), 1e-6)
-    return float(norm.sf((math.log10(limit) - math.log10(iv.value)) / sd))
+def _log_gauss(ivs: Sequence[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and sd in log10 of 90 % intervals read as Gaussian (NaN where an end is not positive)."""
+    a = np.array([(iv.value, iv.lo, iv.hi) if iv is not None else (np.nan,) * 3 for iv in ivs], float).reshape(-1, 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        la = np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
+    sd = np.maximum((la[:, 2] - la[:, 1]) / (2 * 1.6448536269514722), 1e-6)
+    return la[:, 0], sd
 
 
 def format_probabilities(fc: Forecast) -> dict[str, float]:
     """Per format: the probability that some layer crosses one of its limits by the planned end (the
     largest over layers and checks: layers move together, so this is the probability of the worst)."""
+    logs = {"peak_abs": _log_gauss([lf.peak_abs for lf in fc.layers]),
+            "ratio_end": _log_gauss([lf.ratio_end for lf in fc.layers])}
     out = {}
     for fmt, checks in prec.CHECKS.items():
         p = 0.0
         for _, check in checks:
-            for lf in fc.layers:
-                iv = lf.peak_abs if check.quantity == "peak_abs" else lf.ratio_end
-                v = _p_above(iv, check.limit)
-                if math.isfinite(v):
-                    p = max(p, v)
+            mu, sd = logs["peak_abs" if check.quantity == "peak_abs" else "ratio_end"]
+            v = ndtr((mu - math.log10(check.limit)) / sd)
+            v = v[np.isfinite(v)]
+            if v.size:
+                p = max(p, float(v.max()))
         out[fmt] = p
     return out
 

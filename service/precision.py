@@ -188,6 +188,8 @@ def _fmt(x: float) -> str:
 
 def check_layer(series: LayerSeries, name: str, check: Check) -> LayerRisk | None:
     point, hi = (series.abs, series.abs_hi) if check.quantity == "peak_abs" else (series.ratio, series.ratio_hi)
+    if not (np.fmax(np.asarray(hi, dtype=float), np.asarray(point, dtype=float)) > check.limit).any():
+        return None  # the common case, decided without the copies below
     point = np.nan_to_num(np.asarray(point, dtype=float), nan=-np.inf)
     hi = np.nan_to_num(np.asarray(hi, dtype=float), nan=-np.inf)
     hi = np.maximum(hi, point)

@@ -6,7 +6,7 @@ in the request models below. Every response carries the predictor's name, versio
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -51,11 +51,20 @@ class HFConfigRequest(BaseModel):
         return _check_steps(v)
 
 
+View = Literal["full", "summary"]
+VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
+             "(summary, precision risk without per-layer details, effective mitigations with their predicted effect and "
+             "first citation but no mechanism text; no layers unless `layers` picks some).")
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     architectures: list[Architecture] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} architectures.")
     steps: list[Annotated[int, Step]] | None = Field(default=None, max_length=MAX_STEPS)
+    view: View = Field(default="full", description=VIEW_HELP)
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, max_length=1024,
+                                                              description="Only these layers in `layers` (any view).")
 
     @field_validator("steps")
     @classmethod
@@ -204,6 +213,21 @@ class PredictResponse(BaseModel):
     notes: list[str] = Field(default_factory=list)
     inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")
     architecture_input: Architecture | None = Field(default=None, description="/predict_hf_config: the converted architecture.")
+    view: View = Field(default="full", description=VIEW_HELP)
+
+
+def compact(resp: PredictResponse, view: str = "full", layers: list[int] | None = None) -> PredictResponse:
+    """The answer for sweeps: summary view drops per-layer trajectories and risk details; ``layers`` keeps only those."""
+    if view == "full" and layers is None:
+        return resp
+    keep = set(layers) if layers is not None else set()
+    update: dict[str, Any] = {"view": view, "layers": [lf for lf in resp.layers if lf.layer in keep]}
+    if view == "summary":
+        update["precision"] = [r.model_copy(update={"details": [d for d in r.details if d.layer in keep]}) for r in resp.precision]
+        # effective mitigations only, each with its predicted effect and its first citation (the full texts are in "full")
+        update["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
+                                                      "citations": m.citations[:1]}) for m in resp.mitigations if m.effective]
+    return resp.model_copy(update=update)
 
 
 class BatchResponse(BaseModel):

@@ -12,7 +12,7 @@ model store). Configuration (environment, see ``maforecast.settings``):
 - ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry after this many seconds, doubling
   after each failure up to ``MAFORECAST_RELOAD_MAX_S`` (15, 120): a tracking server that is down
   at startup is retried with backoff, and ``/readyz`` stays 503 until the predictor loads;
-- ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (4), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
+- ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (1), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
 
 If no predictor can be loaded the service still starts: ``/readyz`` answers 503, ``/model_info``
 and the forecast endpoints answer 503 with the message that says which command creates one.
@@ -53,6 +53,7 @@ from service.schemas import (
     HFConfigRequest,
     ModelInfo,
     PredictResponse,
+    compact,
 )
 
 quiet_telemetry()
@@ -70,10 +71,10 @@ NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforec
 def model_uri_from_env() -> str:
     """The MLflow model URI to serve, from settings and environment."""
     s = get_settings()
-    if uri := os.environ.get("MAFORECAST_MODEL_URI"):
-        return uri
-    if version := os.environ.get("MAFORECAST_MODEL_VERSION"):
-        return f"models:/{s.registered_model}/{version}"
+    if s.model_uri:
+        return s.model_uri
+    if s.model_version:
+        return f"models:/{s.registered_model}/{s.model_version}"
     return f"models:/{s.registered_model}@{s.model_alias}"
 
 
@@ -135,9 +136,8 @@ class _State:
 
     def retry_interval(self) -> float:
         """Exponential backoff: base * 2^(failures - 1), capped."""
-        base = float(os.environ.get("MAFORECAST_RELOAD_S", "15"))
-        cap = float(os.environ.get("MAFORECAST_RELOAD_MAX_S", "120"))
-        return min(cap, base * 2 ** max(self.failures - 1, 0))
+        s = get_settings()
+        return min(s.reload_max_s, s.reload_s * 2 ** max(self.failures - 1, 0))
 
     def retry_in_background(self) -> None:
         """While unready, retry loading now and then (the tracking server may be back, or a
@@ -178,6 +178,23 @@ def _parse_steps(ctx: bentoml.Context) -> list[int] | None:
     return steps
 
 
+def _parse_view(ctx: bentoml.Context) -> tuple[str, list[int] | None]:
+    """``?view=full|summary`` and ``?layers=0,5``: the compact answer for sweeps."""
+    view = (ctx.request.query_params.get("view") or "full").strip()
+    if view not in ("full", "summary"):
+        raise ValueError(f"view: expected 'full' or 'summary', got {view!r}")
+    raw = ctx.request.query_params.get("layers")
+    if raw is None or not raw.strip():
+        return view, None
+    try:
+        layers = sorted({int(x) for x in raw.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError("layers: expected comma-separated layer indices, e.g. ?layers=0,5") from None
+    if layers and layers[0] < 0:
+        raise ValueError("layers: layer indices are >= 0")
+    return view, layers
+
+
 _LIMITER: anyio.CapacityLimiter | None = None
 
 
@@ -185,21 +202,22 @@ async def _offload(fn, *args):
     """Run forecast work off the event loop (health probes and cached answers stay responsive)."""
     global _LIMITER
     if _LIMITER is None:
-        _LIMITER = anyio.CapacityLimiter(int(os.environ.get("MAFORECAST_FORECAST_THREADS", "4")))
+        _LIMITER = anyio.CapacityLimiter(get_settings().forecast_threads)
     return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=_LIMITER)
 
 
+_SETTINGS = get_settings()  # read once at import: BentoML takes these at class definition
 info_app = FastAPI(title="maforecast info", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.service(
     name="maforecast",
-    workers=int(os.environ.get("MAFORECAST_WORKERS", "1")),
+    workers=_SETTINGS.workers,
     traffic={"timeout": 120},
     # No trace exporter is configured by default, so spans on the hot path cost ~0.3 ms and record
     # nothing; set MAFORECAST_TRACE_EXCLUDED="" (with an exporter in the BentoML config) to trace.
-    logging={"access": {"enabled": os.environ.get("MAFORECAST_ACCESS_LOG", "1") != "0"}},
-    tracing={"excluded_urls": os.environ.get("MAFORECAST_TRACE_EXCLUDED", "readyz,livez,healthz,metrics,predict")},
+    logging={"access": {"enabled": _SETTINGS.access_log}},
+    tracing={"excluded_urls": _SETTINGS.trace_excluded},
 )
 @bentoml.asgi_app(info_app, path="/")
 class MAForecast:
@@ -248,12 +266,24 @@ class MAForecast:
     async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
         """Per-layer forecast, precision risk and mitigations for one architecture (the body, bare).
 
-        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced).
+        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced);
+        ``?view=summary`` gives the compact answer for sweeps (no per-layer trajectories) and
+        ``?layers=0,5`` keeps only those layers.
         """
         prep = self._prepare(ctx, fields)
         if isinstance(prep, Response):
             return prep
         eng, steps, arch = prep
+        try:
+            view, layers = _parse_view(ctx)
+        except ValueError as exc:
+            return _error(ctx, 400, str(exc), str(exc).split(":")[0])
+        if view != "full" or layers is not None:
+            try:
+                resp = await _offload(eng.predict, arch, steps)
+            except (UserError, ValueError, ArithmeticError) as exc:
+                return self._forecast_error(ctx, exc)
+            return Response(compact(resp, view, layers).model_dump_json(), media_type="application/json")
         raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
         if raw is None:
             try:
@@ -285,15 +315,17 @@ class MAForecast:
         return resp.model_copy(update={"inferred": notes, "architecture_input": arch})
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
-    async def predict_batch(self, ctx: bentoml.Context, architectures: list[Architecture], steps: list[int] | None = None) -> BatchResponse:
-        """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``)."""
+    async def predict_batch(self, ctx: bentoml.Context, architectures: list[Architecture], steps: list[int] | None = None,
+                            view: str = "full", layers: list[int] | None = None) -> BatchResponse:
+        """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``);
+        ``view: "summary"`` (and/or ``layers``) gives the compact answer for sweeps."""
         eng, err = self._engine(ctx)
         if err is not None:
             return err
         results = []
         for i, arch in enumerate(architectures):
             try:
-                results.append(await _offload(eng.predict, arch, steps))
+                results.append(compact(await _offload(eng.predict, arch, steps), view, layers))
             except (UserError, ValueError, ArithmeticError) as exc:
                 resp = self._forecast_error(ctx, exc)
                 return _error(ctx, resp.status_code, f"architectures[{i}]: {exc}", f"architectures.{i}")

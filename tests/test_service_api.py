@@ -282,6 +282,27 @@ def test_predict_batch(client):
     assert_names(client.post("/predict_batch", json={"architectures": [SMALL, {**SMALL, "n_heads": 7}]}), "architectures", "n_heads")
 
 
+def test_compact_answer_for_sweeps_equals_the_full_summary(client):
+    """?view=summary / ?layers= on /predict and view/layers on /predict_batch: same numbers, fewer bytes."""
+    full = client.post("/predict", json=LLAMA_1B)
+    short = client.post("/predict?view=summary", json=LLAMA_1B)
+    assert short.status_code == 200, short.text[:300]
+    f, s = full.json(), short.json()
+    assert s["view"] == "summary" and s["layers"] == [] and s["summary"] == f["summary"]
+    assert [m["id"] for m in s["mitigations"]] == [m["id"] for m in f["mitigations"] if m["effective"]]
+    assert all(len(m["citations"]) == 1 for m in s["mitigations"])
+    assert [r["probability"] for r in s["precision"]] == [r["probability"] for r in f["precision"]]
+    assert all(r["details"] == [] for r in s["precision"])
+    assert len(short.content) * 4 < len(full.content)  # 23 KB vs 109 KB for 16 layers
+    two = client.post("/predict?layers=0,5", json=LLAMA_1B).json()
+    assert [lf["layer"] for lf in two["layers"]] == [0, 5] and two["layers"][1] == f["layers"][5]
+    batch = client.post("/predict_batch", json={"architectures": [SMALL, LLAMA_1B], "view": "summary"}).json()
+    assert batch["results"][1]["summary"] == f["summary"] and batch["results"][0]["layers"] == []
+    assert_names(client.post("/predict?view=tiny", json=LLAMA_1B), "view")
+    assert_names(client.post("/predict?layers=a", json=LLAMA_1B), "layers")
+    assert_names(client.post("/predict_batch", json={"architectures": [SMALL], "view": "tiny"}), "view")
+
+
 def test_compare(client):
     variants = {
         "base": SMALL,
@@ -555,6 +576,21 @@ def test_bootstrap_second_run_changes_nothing(champion_home):
     changed = run(echo=log.append, small=True)
     assert changed is False, log
     assert all("unchanged" in line for line in log), log
+
+
+def test_bootstrap_champion_has_its_fit_run_lineage(champion_home):
+    """bootstrap logs the fit run `maforecast fit` logs, and tags the trained run and version with it."""
+    from maforecast.tracking import configure
+
+    client = configure()
+    mv = client.get_model_version_by_alias("maforecast-predictor", "champion")
+    fit_run = client.get_run(mv.tags["fit_run_id"])
+    assert client.get_experiment(fit_run.info.experiment_id).name.endswith("fitting")
+    assert {d.dataset.name for d in fit_run.inputs.dataset_inputs} == {"stats", "fits"}
+    train_run = client.get_run(mv.run_id)
+    assert train_run.data.tags["maforecast.fit_run_id"] == fit_run.info.run_id
+    # the same stats table went into both runs
+    assert fit_run.data.params["stats_digest"] in {d.dataset.digest for d in fit_run.inputs.dataset_inputs}
 
 
 # ------------------------------------------------------------------------------------ real server

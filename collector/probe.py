@@ -152,9 +152,9 @@ def windows_from_documents(
 
 def _hf_documents(repo: str, tokenizer, n_sequences: int, seq_len: int, seed: int) -> list[str]:
     """Paper-style recipe on a hub data set: seeded random documents with >= seq_len tokens."""
-    import os
+    from collector.sources import hub_offline
 
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+    if hub_offline():
         raise NetworkUnavailableError(
             f"probe data set {repo} needs the Hugging Face hub but HF_HUB_OFFLINE is set; "
             "use --probe default or --probe PATH to a local text file or folder"

@@ -13,7 +13,6 @@ their revision naming lives in that data file, not in code.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -53,7 +52,9 @@ class Checkpoint:
 
 
 def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    from maforecast.settings import get_settings
+
+    return get_settings().hf_hub_offline
 
 
 def network_hint(repo: str, revision: str | None = None) -> str:

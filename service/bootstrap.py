@@ -1,6 +1,7 @@
 """``maforecast bootstrap``: reference data -> stats -> fits -> trained predictor -> champion.
 
-Each stage calls the owning stage's library function (never its internals) and records, in
+Each stage runs what its command runs (`maforecast fit` logs its MLflow run here too, and the
+trained version is tagged with that run: the champion has its lineage) and records, in
 ``<data home>/bootstrap.json``, the digest of its input and what it produced. A stage whose input
 digest matches the record and whose output still exists is skipped and says so, so a second run
 changes nothing. ``--force`` reruns everything.
@@ -8,27 +9,16 @@ changes nothing. ``--force`` reruns everything.
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maforecast.errors import UserError
 from maforecast.settings import Settings, fits_path, get_settings, stats_path
 
 Echo = Callable[[str], Any]
 STAGES = ("import", "fit", "train", "promote")
-
-
-def _lib(target: str) -> Callable[..., Any]:
-    """A stage's library function by "module:attr", with a clear error if this checkout lacks it."""
-    module, attr = target.split(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise UserError(f"bootstrap needs {target}, which this installation does not provide") from None
 
 
 class State:
@@ -88,12 +78,22 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool
     if not force and rec.get("stats_digest") == stats_digest and rec.get("fits_digest") == _table_digest(out, FitRow):
         echo(f"[2/4] fit: fits in {out} are up to date with the stats table; unchanged")
         return False
-    fit_table = _lib("fitting.batch:fit_table")
+    from fitting.batch import fit_table
+    from fitting.tracking import log_fit_run
+    from maforecast.tables import locked
+    from maforecast.tracking import configure
+
     t0 = time.perf_counter()
-    fits = fit_table(read_table(stats_path(settings), StatsRow))
-    write_table(fits, out, FitRow)
-    state.put("fit", {"stats_digest": stats_digest, "fits_digest": _table_digest(out, FitRow), "rows": len(fits)})
-    echo(f"[2/4] fit: {len(fits)} curves fitted in {time.perf_counter() - t0:.1f}s -> {out}")
+    stats = read_table(stats_path(settings), StatsRow)
+    with locked(out, timeout=None):
+        fits = fit_table(stats)
+        write_table(fits, out, FitRow)
+    configure(settings)
+    # the run `maforecast fit` logs (stats in, fits out): the champion's lineage starts here
+    fit_run = log_fit_run(stats, fits, params={"metrics": "ratio,top1", "source": "bootstrap"}, plots=False, run_name="bootstrap")
+    state.put("fit", {"stats_digest": stats_digest, "fits_digest": _table_digest(out, FitRow), "rows": len(fits),
+                      "run_id": fit_run})
+    echo(f"[2/4] fit: {len(fits)} curves fitted in {time.perf_counter() - t0:.1f}s -> {out} (MLflow run {fit_run})")
     return True
 
 
@@ -110,14 +110,16 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
         echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
         return False
-    load_stats = _lib("predictor.cli:load_training_stats")
-    train = _lib("predictor.registry:train")
-    stats = load_stats(reference=False)
+    from predictor.cli import load_training_stats
+    from predictor.registry import train
+
+    stats = load_training_stats(reference=False)
     # the family folds only (the gate's scheme; `maforecast train` adds leave-one-model-out)
     kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap", "cv": ("family",)}
     t0 = time.perf_counter()
     result = train(stats, **kwargs)
     version = str(result.version)
+    _link_fit_run(settings, state.get("fit").get("run_id"), result.run_id, version)
     state.put("train", {**inputs, "version": version, "run_id": result.run_id})
     echo(
         f"[3/4] train: registered {settings.registered_model} version {version} as challenger "
@@ -132,7 +134,8 @@ def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> 
     if current is not None and current == version:
         echo(f"[4/4] promote: {settings.model_alias} already points at version {version}; unchanged")
         return False
-    promote = _lib("predictor.registry:promote")
+    from predictor.registry import promote
+
     result = promote(force=False, settings=settings)
     if not result.promoted and current is None:  # nothing to serve otherwise: serve it, labelled as below the baseline
         result = promote(force=True, settings=settings)
@@ -142,6 +145,15 @@ def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> 
         echo(f"[4/4] promote: {result.message}")
     state.put("promote", {"version": _alias_version(settings, settings.model_alias), "promoted": result.promoted})
     return bool(result.promoted)
+
+
+def _link_fit_run(settings: Settings, fit_run: str | None, train_run: str, version: str) -> None:
+    """Lineage in the MLflow UI: the training run and the registered version name the fit run of the same stats."""
+    if not fit_run:
+        return
+    client = _client(settings)
+    client.set_tag(train_run, "maforecast.fit_run_id", fit_run)
+    client.set_model_version_tag(settings.registered_model, version, "fit_run_id", fit_run)
 
 
 def _client(settings: Settings):

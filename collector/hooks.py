@@ -185,10 +185,6 @@ class ResidHooks:
         self.current_layer: int | None = None
         self._handles: list = []
 
-    @property
-    def names(self) -> list[str]:
-        return [hook_name(i) for i in range(len(self.layers))]
-
     def __enter__(self) -> ResidHooks:
         for i, layer in enumerate(self.layers):
             self._handles.append(layer.register_forward_pre_hook(self._pre(i), prepend=True))

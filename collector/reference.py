@@ -148,6 +148,3 @@ def load_pythia_architectures() -> pd.DataFrame:
 def load_final_model_architectures() -> pd.DataFrame:
     return pd.read_csv(reference_file("final_models_architectures.csv"))
 
-
-def load_published_fits() -> pd.DataFrame:
-    return pd.read_csv(reference_file("pythia_published_fits.csv"))

@@ -1,8 +1,6 @@
 """Curve families for emergence trajectories, with analytic Jacobians.
 
 Eq. 9 (arXiv 2508.03616):  f(t) = A exp(-lam x) ln(x) + K,  x = gamma t + t0.
-Eq. 14 (same curve, better conditioned): f(t) = exp(-beta t) [A1 ln(t + tau0) + A2] + K with
-beta = lam gamma, tau0 = t0 / gamma, A1 = A exp(-lam t0), A2 = A1 ln(gamma).
 Step response (the paper's rejected alternative): f(t) = K (1 - exp(-t / tau)) (+ offset c).
 """
 
@@ -11,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 PARAM_NAMES: tuple[str, ...] = ("A", "lam", "gamma", "t0", "K")
-EQ14_NAMES: tuple[str, ...] = ("A1", "A2", "beta", "tau0", "K")
 STEP1_NAMES: tuple[str, ...] = ("K", "tau", "c")
 
 
@@ -33,35 +30,6 @@ def eq9_jacobian(t, A, lam, gamma, t0, K):
         d_lam = -A * x * e * lx
         d_x = A * e * (1.0 / x - lam * lx)
     return np.column_stack([d_a, d_lam, t * d_x, d_x, np.ones_like(t)])
-
-
-def eq9_to_eq14(A, lam, gamma, t0, K):
-    a1 = A * np.exp(-lam * t0)
-    return a1, a1 * np.log(gamma), lam * gamma, t0 / gamma, K
-
-
-def eq14_to_eq9(A1, A2, beta, tau0, K):
-    gamma = np.exp(A2 / A1) if A1 != 0 else np.nan
-    lam = beta / gamma
-    t0 = tau0 * gamma
-    A = A1 * np.exp(lam * t0)
-    return A, lam, gamma, t0, K
-
-
-def eq14(t, A1, A2, beta, tau0, K):
-    """Eq. 14: the same family as Eq. 9 in a better-conditioned parametrization."""
-    t = np.asarray(t, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return np.exp(-beta * t) * (A1 * np.log(t + tau0) + A2) + K
-
-
-def eq14_jacobian(t, A1, A2, beta, tau0, K):
-    t = np.asarray(t, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        e = np.exp(-beta * t)
-        lt = np.log(t + tau0)
-        inner = A1 * lt + A2
-        return np.column_stack([e * lt, e, -t * e * inner, e * A1 / (t + tau0), np.ones_like(t)])
 
 
 def step1(t, K, tau, c=0.0):

@@ -18,17 +18,13 @@ import math
 import warnings
 
 import numpy as np
-from scipy.optimize import least_squares, leastsq
+from scipy.optimize import leastsq
 
 from fitting.curves import (
     PARAM_NAMES,
     aic,
     eq9,
     eq9_jacobian,
-    eq9_to_eq14,
-    eq14,
-    eq14_jacobian,
-    eq14_to_eq9,
     r2_score,
     step1,
     step1_jacobian,
@@ -91,9 +87,6 @@ class EmergenceCurveFitter:
     ----------
     curve : "auto" | "eq9" | "step1"
         "auto" fits both families and selects by AIC; the Eq. 9 parameters are always reported.
-    parametrization : "eq9" | "eq14"
-        Space the Eq. 9 family is optimized in (Eq. 14 is better conditioned); results are
-        always reported as A, lam, gamma, t0, K.
     n_starts : int
         Maximum number of least-squares starts (best variable-projection grid points + the
         paper's start). Starts stop early once R^2 >= ``good_r2``.
@@ -115,7 +108,6 @@ class EmergenceCurveFitter:
     def __init__(
         self,
         curve: str = "auto",
-        parametrization: str = "eq9",
         n_starts: int = 4,
         good_r2: float = 0.999,
         min_points: int = 5,
@@ -127,7 +119,6 @@ class EmergenceCurveFitter:
         diagnostics: bool = True,
     ):
         self.curve = curve
-        self.parametrization = parametrization
         self.n_starts = n_starts
         self.good_r2 = good_r2
         self.min_points = min_points
@@ -142,8 +133,6 @@ class EmergenceCurveFitter:
     def fit(self, t, y) -> EmergenceCurveFitter:
         if self.curve not in ("auto", "eq9", "step1"):
             raise ValueError(f"curve must be 'auto', 'eq9' or 'step1', got {self.curve!r}")
-        if self.parametrization not in ("eq9", "eq14"):
-            raise ValueError(f"parametrization must be 'eq9' or 'eq14', got {self.parametrization!r}")
         self._reset()
         t = np.asarray(t, dtype=float).ravel()
         y = np.asarray(y, dtype=float).ravel()
@@ -362,24 +351,6 @@ class EmergenceCurveFitter:
         return bool(np.isfinite(eq9(ts, *p)).all())
 
     def _solve(self, p0: np.ndarray, ts: np.ndarray, ys: np.ndarray):
-        if self.parametrization == "eq14":
-            q0 = np.array(eq9_to_eq14(*p0))
-            lo = np.array([-1e8, -1e9, 0.0, 1e-9, -1e6])
-            hi = np.array([1e8, 1e9, 1e6, 1e9, 1e6])
-            q0 = np.clip(np.nan_to_num(q0, nan=1.0, posinf=1e6, neginf=-1e6), lo + 1e-12, hi - 1e-12)
-            try:
-                r = least_squares(
-                    lambda q: eq14(ts, *q) - ys, q0, jac=lambda q: eq14_jacobian(ts, *q), bounds=(lo, hi),
-                    method="trf", x_scale="jac", max_nfev=self.max_nfev,
-                )
-            except ValueError:
-                return None
-            p = np.array(eq14_to_eq9(*r.x))
-            if not np.isfinite(p).all() or p[2] <= 0 or p[3] <= 0:
-                return None
-            r.x = np.clip(p, _LO, _HI)
-            r.cost = 0.5 * float(((eq9(ts, *r.x) - ys) ** 2).sum())
-            return r if np.isfinite(r.cost) else None
         # Unconstrained Levenberg-Marquardt (MINPACK, called directly: least_squares' wrappers
         # cost more than the 30-point model) in coordinates that keep lam = u^2 >= 0,
         # gamma = e^g > 0, t0 = e^s > 0; A and K stay linear.

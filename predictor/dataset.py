@@ -222,36 +222,6 @@ def measured_ratio_points(stats: pd.DataFrame) -> pd.DataFrame:
     return g[np.isfinite(g["ratio"]) & (g["ratio"] > 0)][["model", "step", "layer", "ratio"]]
 
 
-def fits_from_stats(stats: pd.DataFrame, metrics=("ratio", "top1"), n_jobs: int | None = None, **fitter_kwargs) -> pd.DataFrame:
-    """Fit every (model, layer, metric) series: ``fitting.batch.fit_table`` when available."""
-    try:
-        from fitting.batch import fit_table
-    except ImportError:  # fitting stage not merged yet: fit series one by one
-        return _fit_series(stats, metrics, **fitter_kwargs)
-    return fit_table(stats, metrics=tuple(metrics), n_jobs=n_jobs, fitter_params=fitter_kwargs or None, progress=False)
-
-
-def _fit_series(stats: pd.DataFrame, metrics, **fitter_kwargs) -> pd.DataFrame:
-    from fitting.estimator import EmergenceCurveFitter
-    from maforecast.tables import stats_with_ratio
-
-    s = stats[stats["step"].notna()]
-    agg = stats_with_ratio(s)
-    rows = []
-    for (model, layer), sub in agg.groupby(["model", "layer"]):
-        for metric in metrics:
-            fitter = EmergenceCurveFitter(curve="eq9", **fitter_kwargs).fit(sub["step"].astype(float), sub[metric].astype(float))
-            summ = fitter.summary()
-            rows.append({"model": model, "layer": int(layer), "metric": metric, **summ})
-    from maforecast.tables import FitRow
-
-    df = pd.DataFrame(rows)
-    for c in FitRow.model_fields:
-        if c not in df.columns:
-            df[c] = np.nan
-    return df[list(FitRow.model_fields)]
-
-
 def reference_stats() -> pd.DataFrame:
     """Bundled reference stats: Pythia trajectories plus trained-LLM rows of both protocols."""
     from collector.reference import load_reference_stats

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fitting.batch import fit_table, summarize
-from fitting.curves import eq9, eq9_jacobian, eq9_to_eq14, eq14, eq14_jacobian, eq14_to_eq9, step1
+from fitting.curves import eq9, eq9_jacobian, step1
 from fitting.derived import EARLY_PEAK, LOG_INCREASE, derive, eq9_peak
 from fitting.estimator import EmergenceCurveFitter
 from maforecast.tables import FitRow, conform
@@ -27,7 +27,7 @@ def _noisy(params, sigma, seed):
 
 
 def test_jacobians_match_finite_differences():
-    for fn, jac, p in [(eq9, eq9_jacobian, list(EARLY.values())), (eq14, eq14_jacobian, list(eq9_to_eq14(**EARLY)))]:
+    for fn, jac, p in [(eq9, eq9_jacobian, list(EARLY.values()))]:
         t = STEPS[1:]
         analytic = jac(t, *p)
         for i in range(5):
@@ -37,12 +37,6 @@ def test_jacobians_match_finite_differences():
             dn[i] -= h
             numeric = (fn(t, *up) - fn(t, *dn)) / (2 * h)
             np.testing.assert_allclose(analytic[:, i], numeric, rtol=1e-4, atol=1e-6 * np.abs(numeric).max())
-
-
-def test_eq14_is_the_same_curve():
-    q = eq9_to_eq14(**EARLY)
-    np.testing.assert_allclose(eq14(STEPS, *q), eq9(STEPS, **EARLY), rtol=1e-10)
-    np.testing.assert_allclose(eq14_to_eq9(*q), list(EARLY.values()), rtol=1e-10)
 
 
 @pytest.mark.parametrize("params,shape", [(EARLY, EARLY_PEAK), (LOGINC, LOG_INCREASE)])
@@ -131,14 +125,6 @@ def test_step_response_selected_by_aic_for_step_data():
     assert math.isfinite(f.aic_step1_) and math.isfinite(f.aic_eq9_)
     assert f.curve_ == ("step1" if f.aic_step1_ < f.aic_eq9_ else "eq9")
     assert f.r2_ > 0.999
-
-
-def test_eq14_parametrization_fits_the_same_curve():
-    _, y = _noisy(EARLY, 0.3, 2)
-    a = EmergenceCurveFitter(curve="eq9").fit(STEPS, y)
-    b = EmergenceCurveFitter(curve="eq9", parametrization="eq14").fit(STEPS, y)
-    assert b.ok_
-    assert b.r2_ == pytest.approx(a.r2_, abs=1e-3)
 
 
 def test_derived_quantities():

@@ -194,6 +194,28 @@ async def drive(url: str, concurrency: int, n: int, distinct: bool, offset: int 
     return lat
 
 
+def batch_times(base: str, repeats: int = 5) -> dict[str, float]:
+    """Median wall time of ``/predict_batch`` with 64 distinct architectures (full and summary view)."""
+    import httpx
+
+    out = {}
+    for view in ("full", "summary"):
+        times = []
+        for r in range(repeats):
+            archs = [_variant(500_000 + 1000 * r + i + (0 if view == "full" else 100)) for i in range(64)]
+            body = {"architectures": archs} if view == "full" else {"architectures": archs, "view": "summary"}
+            t0 = time.perf_counter()
+            resp = httpx.post(f"{base}/predict_batch", json=body, timeout=600)
+            times.append(time.perf_counter() - t0)
+            if resp.status_code != 200:
+                if resp.status_code == 400 and view == "summary":
+                    break  # a service without the compact view
+                raise SystemExit(f"/predict_batch answered {resp.status_code}: {resp.text[:300]}")
+        if times and len(times) == repeats:
+            out[f"/predict_batch 64 distinct, {view}"] = statistics.median(times) * 1000
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] * 1000
@@ -204,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=400, help="requests per measurement")
-    ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--bootstrap", action="store_true", help="run `maforecast bootstrap` first")
     ap.add_argument("--no-distinct", action="store_true", help="skip the cache-miss rows")
     ap.add_argument("--bare-server", type=int, default=None, help=argparse.SUPPRESS)
@@ -251,11 +273,13 @@ def main(argv: list[str] | None = None) -> int:
             b = asyncio.run(drive(f"http://127.0.0.1:{bare_port}/predict", c, n, distinct=False))
             s = asyncio.run(drive(f"http://127.0.0.1:{svc_port}/predict", c, n, distinct=False))
             rows.append(("repeat", c, n, s, b))
+        batch: dict[str, float] = {}
         if not args.no_distinct:
             for c in levels:
-                nd = max(8, 2 * c)  # every one runs the predictor: keep the run short
+                nd = max(40, 8 * c)  # every one runs the predictor
                 d = asyncio.run(drive(f"http://127.0.0.1:{svc_port}/predict", c, nd, distinct=True, offset=c * 100_000))
                 rows.append(("distinct", c, nd, d, next(r[4] for r in rows if r[1] == c)))
+            batch = batch_times(f"http://127.0.0.1:{svc_port}")
         access = "off" if os.environ.get("MAFORECAST_ACCESS_LOG", "1") == "0" else "on (MAFORECAST_ACCESS_LOG=0 turns it off)"
         print(f"\n/predict payload {size:,} bytes; {os.cpu_count()} CPUs; client, service and bare app on one machine; "
               f"service access log {access}\n")
@@ -270,8 +294,18 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "repeat" and c == max(levels):
                 verdicts.append(f"p50 ratio at c={c}: {sp50 / bp50:.2f} (target < 2): {'PASS' if sp50 / bp50 < 2 else 'MISS'}")
                 verdicts.append(f"p99 at c={c}: {sp99:.1f} ms (target < 50): {'PASS' if sp99 < 50 else 'MISS'}")
+            if kind == "distinct" and c == 1:
+                verdicts.append(f"new architecture p50 at c=1: {sp50:.2f} ms vs 3 x bare + 2 = {3 * bp50 + 2:.2f} ms: "
+                                f"{'PASS' if sp50 <= 3 * bp50 + 2 else 'MISS'}")
+            if kind == "distinct" and c == 8:
+                verdicts.append(f"distinct forecasts/s at c=8: {rps:.0f} (target >= 200): {'PASS' if rps >= 200 else 'MISS'}")
         print("latencies in ms; ratio = service / bare; median of per-request latencies: "
               f"svc mean {statistics.mean(rows[0][3]) * 1000:.2f} ms at c={rows[0][1]}")
+        for name, ms in batch.items():
+            print(f"{name}: median of 5 requests {ms:.0f} ms")
+        if "/predict_batch 64 distinct, full" in batch:
+            ms = batch["/predict_batch 64 distinct, full"]
+            verdicts.append(f"/predict_batch of 64 distinct: {ms:.0f} ms (target <= 250): {'PASS' if ms <= 250 else 'MISS'}")
         for v in verdicts:
             print(v)
     finally:

@@ -10,8 +10,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from maforecast.errors import UserError
 
 
 class Settings(BaseSettings):
@@ -82,8 +84,17 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Fresh settings each call: environment changes (tests, subprocesses) are honoured."""
-    return Settings()
+    """Fresh settings each call: environment changes (tests, subprocesses) are honoured.
+
+    A variable that does not parse is a ``UserError`` naming it (one line from the CLI, not a traceback).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err.get("loc") else "?"
+        var = name if name.isupper() else f"MAFORECAST_{name.upper()}"
+        raise UserError(f"environment variable {var}={err.get('input')!r}: {err['msg']}") from None
 
 
 def quiet_telemetry() -> None:

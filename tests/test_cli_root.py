@@ -52,3 +52,13 @@ def test_missing_attribute_is_broken_not_unknown(tmp_path, monkeypatch, capsys):
 def test_unknown_command_is_still_no_such_command(capsys):
     code, err = _run(["no-such-cmd"], capsys)
     assert code == 2 and "No such command" in err
+
+
+@pytest.mark.parametrize("var,value", [("MAFORECAST_RELOAD_S", "abc"), ("HF_HUB_OFFLINE", "maybe"),
+                                       ("MAFORECAST_FORECAST_THREADS", "0")])
+def test_a_setting_that_does_not_parse_is_one_line_naming_the_variable(var, value, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MAFORECAST_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv(var, value)
+    code, err = _run(["bootstrap"], capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert err.startswith(f"error: environment variable {var}={value!r}: ")

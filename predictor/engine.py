@@ -467,6 +467,22 @@ class ForecastEngine(BaseEstimator):
                         t_end=t_end, layers=layers, applicability=self.applicability(arch), notes=notes,
                         protocol=protocol or self.protocol, unpredictable=unpredictable)
 
+    def end_intervals(self, arch: Architecture | dict, protocol: str | None = None) -> tuple[list[Interval], list[Interval]]:
+        """Per layer, peak |a| and ratio at the planned end: exactly ``forecast``'s values, without the rest
+        (what-if re-forecasts need only these)."""
+        check_is_fitted(self, "level_")
+        arch = parse_architecture(arch)
+        c = self.layer_curves(arch, np.array([float(arch.planned_steps)]), protocol)
+        unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
+        out = []
+        for q, target, const in (("abs", "peak_abs", "abs"), ("ratio", "ratio_end", "ratio")):
+            if target in unpredictable:
+                out.append([self._constant_interval(const)] * arch.n_layers)
+                continue
+            v, lo, hi = (_clip10(c[q][k][:, 0]).tolist() for k in ("mean", "lo", "hi"))
+            out.append([Interval(value=a, lo=b, hi=d) for a, b, d in zip(v, lo, hi, strict=True)])
+        return out[0], out[1]
+
     def _constant_interval(self, q: str) -> Interval:
         mu, sd = self.constant_[q]
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))

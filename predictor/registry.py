@@ -31,12 +31,12 @@ from mlflow.exceptions import MlflowException
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
-from predictor.architecture import Architecture, reference_architectures
+from predictor.architecture import Architecture, parse_architecture, reference_architectures
 from predictor.engine import ForecastEngine, default_steps
 from predictor.evaluation import Evaluation, fit_evaluated, headline
 from predictor.evidence import Evidence, build_evidence
 from predictor.pyfunc import PredictorModel, arch_frame, forecast_frame  # noqa: F401  (re-exported)
-from predictor.schemas import Forecast
+from predictor.schemas import Forecast, Interval
 
 HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
@@ -70,6 +70,14 @@ class Forecaster:
 
     def forecast(self, arch: Architecture | dict, steps: list[int] | None = None) -> Forecast:
         return self.bundle.forecast(arch, steps, name=self.name, version=self.version, alias=self.alias)
+
+    def end_intervals(self, arch: Architecture) -> tuple[list[Interval], list[Interval]]:
+        """Per-layer peak |a| and end ratio (what-if re-forecasts); a version logged before this method
+        existed answers through the full forecast."""
+        if hasattr(self.bundle, "end_intervals"):
+            return self.bundle.end_intervals(arch)
+        fc = self.forecast(arch, [parse_architecture(arch).planned_steps])
+        return [lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers]
 
     def default_steps(self, arch: Architecture) -> list[int]:
         return default_steps(arch.planned_steps)

@@ -99,8 +99,11 @@ def _log_gauss(ivs: Sequence[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
 def format_probabilities(fc: Forecast) -> dict[str, float]:
     """Per format: the probability that some layer crosses one of its limits by the planned end (the
     largest over layers and checks: layers move together, so this is the probability of the worst)."""
-    logs = {"peak_abs": _log_gauss([lf.peak_abs for lf in fc.layers]),
-            "ratio_end": _log_gauss([lf.ratio_end for lf in fc.layers])}
+    return _format_probabilities([lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers])
+
+
+def _format_probabilities(peaks: Sequence[Interval | None], ratios: Sequence[Interval | None]) -> dict[str, float]:
+    logs = {"peak_abs": _log_gauss(peaks), "ratio_end": _log_gauss(ratios)}
     out = {}
     for fmt, checks in prec.CHECKS.items():
         p = 0.0
@@ -203,31 +206,34 @@ WHAT_IF: dict[str, Any] = {
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
 
 
-def what_if(entry_id: str, arch: Architecture, fc: Forecast, forecast_fn, targets: set[str]) -> MitigationEffect | None:
-    """Apply a mitigation's field changes and forecast again (end of the plan only: cheap)."""
+def what_if(entry_id: str, arch: Architecture, fc: Forecast, end_fn, targets: set[str],
+            rb: dict[str, float] | None = None) -> MitigationEffect | None:
+    """Apply a mitigation's field changes and forecast again (``end_fn``: per-layer peak |a| and end
+    ratio at the planned end only, which is all the effect needs)."""
     make = WHAT_IF.get(entry_id)
-    if make is None or forecast_fn is None:
+    if make is None or end_fn is None:
         return None
     change = {k: v for k, v in make(arch).items() if getattr(arch, k) != v}
     if not change:
         return None
-    after = forecast_fn(arch.model_copy(update=change), [arch.planned_steps])
-    big_b = max(fc.layers, key=lambda lf: lf.peak_abs.value)
-    big_a = max(after.layers, key=lambda lf: lf.peak_abs.value)
-    rat_b = max(fc.layers, key=lambda lf: lf.ratio_end.value)
-    rat_a = max(after.layers, key=lambda lf: lf.ratio_end.value)
-    rb, ra = format_probabilities(fc), format_probabilities(after)
+    peaks, ratios = end_fn(arch.model_copy(update=change))
+    big_b = max((lf.peak_abs for lf in fc.layers), key=lambda iv: iv.value)
+    big_a = max(peaks, key=lambda iv: iv.value)
+    rat_b = max((lf.ratio_end for lf in fc.layers), key=lambda iv: iv.value)
+    rat_a = max(ratios, key=lambda iv: iv.value)
+    rb = rb if rb is not None else format_probabilities(fc)
+    ra = _format_probabilities(peaks, ratios)
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
-    red = math.log10(big_b.peak_abs.value / big_a.peak_abs.value) + drop
-    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.peak_abs.value, big_a.peak_abs.value)}"
+    red = math.log10(big_b.value / big_a.value) + drop
+    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.value, big_a.value)}"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
-    return MitigationEffect(applied=change, peak_abs_before=big_b.peak_abs, peak_abs_after=big_a.peak_abs,
-                            ratio_end_before=rat_b.ratio_end, ratio_end_after=rat_a.ratio_end, risk_before=rb, risk_after=ra,
+    return MitigationEffect(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
+                            ratio_end_before=rat_b, ratio_end_after=rat_a, risk_before=rb, risk_after=ra,
                             reduction=red, text=text)
 
 
 def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
-              forecast_fn=None) -> list[Mitigation]:
+              end_fn=None) -> list[Mitigation]:
     """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
@@ -245,7 +251,8 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
             )
         adjusted.append(m)
     targets = {r.format for r in risks if r.target}
-    effects = {m.entry.id: what_if(m.entry.id, arch, fc, forecast_fn, targets) for m in adjusted if m.effective}
+    rb = format_probabilities(fc)
+    effects = {m.entry.id: what_if(m.entry.id, arch, fc, end_fn, targets, rb) for m in adjusted if m.effective}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -310,6 +317,14 @@ class Engine:
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
         return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
 
+    def end_intervals(self, arch: Architecture) -> tuple[list[Interval], list[Interval]]:
+        """Per-layer peak |a| and end ratio only (what-ifs); through the full forecast where the forecaster lacks it."""
+        fn = getattr(self.forecaster, "end_intervals", None)
+        if fn is not None:
+            return fn(arch)
+        fc = self.forecast(arch, [arch.planned_steps])
+        return [lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers]
+
     def answer(self, arch: Architecture, steps: Sequence[int] | None = None, **extra: Any) -> PredictResponse:
         fc = self.forecast(arch, steps)
         risks = precision_risks(fc, arch.precision_target)
@@ -327,7 +342,7 @@ class Engine:
             layers=fc.layers,
             precision=risks,
             applicability=fc.applicability,
-            mitigations=recommend(arch, fc, risks, self.kb, self.forecast),
+            mitigations=recommend(arch, fc, risks, self.kb, self.end_intervals),
             notes=fc.notes,
             **extra,
         )

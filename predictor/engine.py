@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -382,10 +383,12 @@ class ForecastEngine(BaseEstimator):
             out[q] = (float(m[0]), float(s[0]))
         return out
 
-    def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None) -> dict:
-        """Everything per layer, vectorised: log10 values (mean, lo, hi) at ``steps`` per quantity."""
-        lev = self.level(arch, protocol)
-        tl = arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
+    def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None,
+                     lev: dict[str, tuple[float, float]] | None = None, tl: Timeline | None = None) -> dict:
+        """Everything per layer, vectorised: log10 values (mean, lo, hi) at ``steps`` per quantity.
+        ``lev`` and ``tl``: the level and timeline when the caller computed them for several architectures."""
+        lev = lev or self.level(arch, protocol)
+        tl = tl or arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
         lt, lt_sd = self.tau_e(arch)
         tau = tl(steps)
         z = Z90
@@ -468,20 +471,38 @@ class ForecastEngine(BaseEstimator):
                         protocol=protocol or self.protocol, unpredictable=unpredictable)
 
     def end_intervals(self, arch: Architecture | dict, protocol: str | None = None) -> tuple[list[Interval], list[Interval]]:
-        """Per layer, peak |a| and ratio at the planned end: exactly ``forecast``'s values, without the rest
-        (what-if re-forecasts need only these)."""
+        """Per layer, peak |a| and ratio at the planned end: ``forecast``'s values, without the rest."""
+        return self.end_intervals_many([arch], protocol)[0]
+
+    def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None
+                           ) -> list[tuple[list[Interval], list[Interval]]]:
+        """``end_intervals`` of several architectures (what-if variants) in one pass: one level prediction
+        for all, one timeline per distinct training plan."""
         check_is_fitted(self, "level_")
-        arch = parse_architecture(arch)
-        c = self.layer_curves(arch, np.array([float(arch.planned_steps)]), protocol)
+        archs = [parse_architecture(a) for a in archs]
+        if not archs:
+            return []
+        X = np.stack([self._x(a, protocol or self.protocol) for a in archs])
+        levels = {q: self.level_[q].predict(X) for q in QUANTITIES}
         unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
+        timelines: dict[tuple, Timeline] = {}
         out = []
-        for q, target, const in (("abs", "peak_abs", "abs"), ("ratio", "ratio_end", "ratio")):
-            if target in unpredictable:
-                out.append([self._constant_interval(const)] * arch.n_layers)
-                continue
-            v, lo, hi = (_clip10(c[q][k][:, 0]).tolist() for k in ("mean", "lo", "hi"))
-            out.append([Interval(value=a, lo=b, hi=d) for a, b, d in zip(v, lo, hi, strict=True)])
-        return out[0], out[1]
+        for i, arch in enumerate(archs):
+            plan = (arch.planned_steps, arch.learning_rate, arch.lr_schedule, arch.warmup_frac, arch.batch_tokens,
+                    arch.weight_decay)
+            if plan not in timelines:
+                timelines[plan] = arch_timeline(arch, self.effects_, horizon=arch.planned_steps)
+            lev = {q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES}
+            c = self.layer_curves(arch, np.array([float(arch.planned_steps)]), protocol, lev=lev, tl=timelines[plan])
+            pair = []
+            for q, target in (("abs", "peak_abs"), ("ratio", "ratio_end")):
+                if target in unpredictable:
+                    pair.append([self._constant_interval(q)] * arch.n_layers)
+                    continue
+                v, lo, hi = (_clip10(c[q][k][:, 0]).tolist() for k in ("mean", "lo", "hi"))
+                pair.append([Interval(value=a, lo=b, hi=d) for a, b, d in zip(v, lo, hi, strict=True)])
+            out.append((pair[0], pair[1]))
+        return out
 
     def _constant_interval(self, q: str) -> Interval:
         mu, sd = self.constant_[q]

@@ -58,15 +58,14 @@ def prior_engine(kind: str = "auto"):
     if kind in ("auto", "registry"):
         try:
             from maforecast.settings import get_settings
-            from predictor.registry import load_forecaster
+            from predictor.registry import load_engine
 
             s = get_settings()
-            fc = load_forecaster(tracking_uri=s.resolved_tracking_uri)
-            bundle = getattr(fc, "bundle", None)
+            bundle = load_engine(tracking_uri=s.resolved_tracking_uri)
             if isinstance(bundle, ForecastEngine):
-                return bundle, f"registered {fc.name} version {fc.version} ({fc.alias})"
+                return bundle, f"registered {s.registered_model}@{s.model_alias}"
             if kind == "registry":
-                raise UserError(f"--prior registry: {fc.name} version {fc.version} is not a forecast engine (v1 predictor)")
+                raise UserError(f"--prior registry: {s.registered_model}@{s.model_alias} is not a forecast engine")
         except UserError:
             if kind == "registry":
                 raise

@@ -551,15 +551,6 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     return NowcastResult(forecast=fc, layers=layers, info=info)
 
 
-def forecast_engine_of(forecaster) -> ForecastEngine:
-    """The ``ForecastEngine`` behind a loaded forecaster (its ``bundle``), or one fitted on the bundled
-    reference data when the loaded predictor is not an engine (v1 bundles)."""
-    for obj in (forecaster, getattr(forecaster, "bundle", None)):
-        if isinstance(obj, ForecastEngine):
-            return obj
-    return reference_engine()
-
-
 _REFERENCE: list[ForecastEngine] = []
 
 

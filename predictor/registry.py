@@ -9,7 +9,8 @@ says what it was trained on and how it scores next to the constant baseline, and
 ``challenger`` at it. ``promote`` refuses a challenger that does not beat the constant on the
 headline (held-out skill on peak |a|, leave one family out) and otherwise moves ``champion`` to
 it when it beats the champion; ``force`` overrides and is recorded as a tag.
-``load_forecaster`` loads ``models:/<name>@champion`` (or any model URI).
+``load_engine`` gives predictor-side code the engine of a registered version; consumers (the service,
+the CLI) load the pyfunc and use its ``predict`` only (``service/model.py``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from mlflow.exceptions import MlflowException
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
-from predictor.architecture import Architecture, parse_architecture, reference_architectures
-from predictor.engine import ForecastEngine, default_steps
+from predictor.architecture import Architecture, reference_architectures
+from predictor.engine import ForecastEngine
 from predictor.evaluation import Evaluation, fit_evaluated, headline
 from predictor.evidence import Evidence, build_evidence
-from predictor.pyfunc import PredictorModel, arch_frame, forecast_frame  # noqa: F401  (re-exported)
-from predictor.schemas import Forecast, Interval
+from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
+from predictor.pyfunc import PredictorModel, arch_frame, finite, forecast_frame  # noqa: F401  (re-exported)
 
 HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
@@ -54,77 +55,34 @@ PIP_REQUIREMENTS = _pinned("mlflow", "scikit-learn", "numpy", "scipy", "pandas",
 CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "maforecast")]
 
 
-class NoChampionError(UserError):
-    """No model version carries the requested alias (or the registered model does not exist)."""
-
-
-# ------------------------------------------------------------------------ forecaster
-@dataclass
-class Forecaster:
-    bundle: ForecastEngine
-    name: str
-    version: str | None = None
-    alias: str | None = None
-    run_id: str | None = None
-    model_uri: str | None = None
-
-    def forecast(self, arch: Architecture | dict, steps: list[int] | None = None) -> Forecast:
-        return self.bundle.forecast(arch, steps, name=self.name, version=self.version, alias=self.alias)
-
-    def end_intervals(self, arch: Architecture) -> tuple[list[Interval], list[Interval]]:
-        """Per-layer peak |a| and end ratio (what-if re-forecasts); a version logged before this method
-        existed answers through the full forecast."""
-        if hasattr(self.bundle, "end_intervals"):
-            return self.bundle.end_intervals(arch)
-        fc = self.forecast(arch, [parse_architecture(arch).planned_steps])
-        return [lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers]
-
-    def default_steps(self, arch: Architecture) -> list[int]:
-        return default_steps(arch.planned_steps)
-
-    def info(self) -> dict:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "alias": self.alias,
-            "run_id": self.run_id,
-            "model_uri": self.model_uri,
-            "data_digest": self.bundle.data_digest_,
-            "headline_metric": HEADLINE_METRIC,
-            "metrics": {k: v for k, v in getattr(self.bundle, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)},
-            "n_rows": dict(self.bundle.evidence_summary_),
-            "targets": sorted(self.bundle.quality_),
-            "beats_baseline": bool(getattr(self.bundle, "metrics_", {}).get(HEADLINE_METRIC, float("nan")) > 0),
-            "quality": self.bundle.info()["quality"],
-        }
-
-
-def load_forecaster(model_uri: str | None = None, tracking_uri: str | None = None) -> Forecaster:
-    """Load a registered predictor (default ``models:/<registered_model>@<model_alias>``)."""
+# ------------------------------------------------------------------------ loading
+def load_engine(model_uri: str | None = None, tracking_uri: str | None = None) -> ForecastEngine:
+    """The ``ForecastEngine`` inside a registered version (default: the champion), for predictor-side
+    code that needs the engine itself (``maforecast monitor``'s prior); consumers use the pyfunc."""
     s = get_settings()
-    uri_store = tracking_uri or s.resolved_tracking_uri
-    mlflow.set_tracking_uri(uri_store)
-    mlflow.set_registry_uri(uri_store)
-    client = mlflow.tracking.MlflowClient(tracking_uri=uri_store, registry_uri=uri_store)
-    model_uri = model_uri or f"models:/{s.registered_model}@{s.model_alias}"
-    name, version, alias = s.registered_model, None, None
-    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
-    if m:
-        name, alias, version = m.group(1), m.group(2), m.group(3)
-        try:
-            mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-        except MlflowException:
-            what = f"alias '{alias}'" if alias else f"version {version}"
-            raise NoChampionError(f"no predictor {name!r} with {what} in {uri_store}: {BOOTSTRAP_HINT}") from None
-        version, run_id = str(mv.version), mv.run_id
-    else:
-        run_id = None
+    store = tracking_uri or s.resolved_tracking_uri
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    uri = model_uri or f"models:/{s.registered_model}@{s.model_alias}"
     try:
-        loaded = mlflow.pyfunc.load_model(model_uri)
+        return mlflow.pyfunc.load_model(uri).unwrap_python_model().bundle
     except MlflowException as exc:
-        raise NoChampionError(f"cannot load predictor {model_uri}: {exc.message.splitlines()[0]}; {BOOTSTRAP_HINT}") from None
-    py = loaded.unwrap_python_model()
-    return Forecaster(py.bundle, name=name, version=version, alias=alias, run_id=run_id, model_uri=model_uri)
+        raise UserError(f"cannot load predictor {uri}: {exc.message.splitlines()[0]}; {BOOTSTRAP_HINT}") from None
+
+
+def model_metadata(engine: ForecastEngine) -> dict:
+    """What a version was trained on and how it scores held out (the model's ``metadata.maforecast``)."""
+    metrics = finite(dict(getattr(engine, "metrics_", {})))
+    return {
+        "data_digest": engine.data_digest_,
+        "headline_metric": HEADLINE_METRIC,
+        "metrics": metrics,
+        "n_rows": {k: (int(v) if isinstance(v, (int, float)) and float(v).is_integer() else v)
+                   for k, v in dict(engine.evidence_summary_).items()},
+        "targets": sorted(engine.quality_),
+        "beats_baseline": bool(metrics.get(HEADLINE_METRIC, float("nan")) > 0),
+        "quality": engine.info()["quality"],
+    }
 
 
 # ------------------------------------------------------------------------ training
@@ -193,26 +151,30 @@ def train(
             fig = heldout_plot(evals["family"])
             fig.savefig(tmp / "heldout_family.png", dpi=90)
             mlflow.log_artifact(str(tmp / "heldout_family.png"), "plots")
-            bundle_path = tmp / "bundle.joblib"
-            joblib.dump(engine, bundle_path)
-            example = arch_frame([ev.archs[sorted(set(ev.layers["model"]))[0]]])
-            py = PredictorModel()
-            py.bundle = engine
-            output = py.predict(None, example)
-            py.bundle = None  # the engine travels as the artifact, not inside the pickled wrapper
-            with warnings.catch_warnings():  # "integer columns cannot hold missing values": ours never miss one
-                warnings.simplefilter("ignore", UserWarning)
-                signature = mlflow.models.infer_signature(example, output)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
-                    name="model", python_model=py, artifacts={"bundle": str(bundle_path)}, signature=signature,
-                    input_example=example, pip_requirements=PIP_REQUIREMENTS, code_paths=CODE_PATHS,
-                )
+                    name="model", **pyfunc_kwargs(engine, ev.archs[sorted(set(ev.layers["model"]))[0]], tmp))
         version = None
         if register:
             version = register_model(info.model_uri, engine, run.info.run_id, s, client, description(ev, table, metrics))
     return TrainResult(run.info.run_id, version, metrics, engine, evals, ev)
+
+
+def pyfunc_kwargs(engine: ForecastEngine, example_arch: Architecture, tmp: Path) -> dict:
+    """``mlflow.pyfunc.log_model`` / ``save_model`` arguments for ``engine`` (its pickle is written to ``tmp``):
+    signature with params, input example, pinned requirements, code paths, metadata."""
+    bundle_path = tmp / "bundle.joblib"
+    joblib.dump(engine, bundle_path)
+    example = arch_frame([example_arch])
+    py = PredictorModel()
+    py.bundle = engine
+    output = py.predict(None, example)
+    py.bundle = None  # the engine travels as the artifact, not inside the pickled wrapper
+    return {"python_model": py, "artifacts": {"bundle": str(bundle_path)},
+            "signature": mlflow.models.infer_signature(example, output, params=PYFUNC_PARAMS),
+            "input_example": example, "pip_requirements": PIP_REQUIREMENTS, "code_paths": CODE_PATHS,
+            "metadata": {"maforecast": model_metadata(engine)}}
 
 
 def _metric_key(k: str) -> str:

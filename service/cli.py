@@ -203,9 +203,7 @@ def _ranges(layers) -> str:
 def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_json: bool,
             model_uri: str | None, alias: str | None, version: str | None) -> None:
     """Forecast ARCH_JSON (native architecture or Hugging Face config.json) and print it."""
-    from maforecast.settings import get_settings
-    from predictor.registry import load_forecaster
-    from service.core import Engine
+    from service.core import load_engine
 
     training = None
     if training_json is not None:
@@ -224,8 +222,7 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
         if not step_list or step_list[0] < 0:
             raise UserError("--steps: non-negative integers")
     arch, notes = load_architecture(arch_json, training)
-    uri = _model_uri(model_uri, alias, version)
-    engine = Engine(load_forecaster(model_uri=uri, tracking_uri=get_settings().resolved_tracking_uri), model_uri=uri)
+    engine = load_engine(_model_uri(model_uri, alias, version))
     answer = engine.predict(arch, step_list)
     answer = answer.model_copy(update={"inferred": notes[1:]})
     if as_json:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache, cached
 from scipy.special import ndtr
 
 from predictor.architecture import Architecture
@@ -206,17 +206,19 @@ WHAT_IF: dict[str, Any] = {
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
 
 
-def what_if(entry_id: str, arch: Architecture, fc: Forecast, end_fn, targets: set[str],
-            rb: dict[str, float] | None = None) -> MitigationEffect | None:
-    """Apply a mitigation's field changes and forecast again (``end_fn``: per-layer peak |a| and end
-    ratio at the planned end only, which is all the effect needs)."""
+def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
+    """The schema fields a mitigation changes in this architecture (None: it maps onto none, or changes nothing)."""
     make = WHAT_IF.get(entry_id)
-    if make is None or end_fn is None:
+    if make is None:
         return None
     change = {k: v for k, v in make(arch).items() if getattr(arch, k) != v}
-    if not change:
-        return None
-    peaks, ratios = end_fn(arch.model_copy(update=change))
+    return change or None
+
+
+def what_if(change: dict[str, Any], fc: Forecast, peaks: Sequence[Interval], ratios: Sequence[Interval],
+            targets: set[str], rb: dict[str, float] | None = None) -> MitigationEffect:
+    """The effect of applying ``change``: ``peaks``/``ratios`` are the changed architecture's per-layer
+    peak |a| and end ratio at the planned end (all the effect needs), against the forecast ``fc``."""
     big_b = max((lf.peak_abs for lf in fc.layers), key=lambda iv: iv.value)
     big_a = max(peaks, key=lambda iv: iv.value)
     rat_b = max((lf.ratio_end for lf in fc.layers), key=lambda iv: iv.value)
@@ -233,8 +235,12 @@ def what_if(entry_id: str, arch: Architecture, fc: Forecast, end_fn, targets: se
 
 
 def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
-              end_fn=None) -> list[Mitigation]:
-    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction."""
+              end_many: Callable[[list[Architecture]], list[tuple[list[Interval], list[Interval]]]] | None = None,
+              ) -> list[Mitigation]:
+    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction.
+
+    ``end_many``: per-layer peak |a| and end ratio of several architectures (the what-if variants, all
+    in one predictor call); without it mitigations carry no predicted effect."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
     motivations = {m.entry.id: _motivation(m.entry, fc, risks) for m in matches}
@@ -251,8 +257,13 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
             )
         adjusted.append(m)
     targets = {r.format for r in risks if r.target}
-    rb = format_probabilities(fc)
-    effects = {m.entry.id: what_if(m.entry.id, arch, fc, end_fn, targets, rb) for m in adjusted if m.effective}
+    changes = {m.entry.id: c for m in adjusted if m.effective and (c := what_if_change(m.entry.id, arch))}
+    effects: dict[str, MitigationEffect] = {}
+    if changes and end_many is not None:
+        rb = format_probabilities(fc)
+        ends = end_many([arch.model_copy(update=c) for c in changes.values()])
+        effects = {k: what_if(c, fc, peaks, ratios, targets, rb)
+                   for (k, c), (peaks, ratios) in zip(changes.items(), ends, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -303,10 +314,11 @@ class Engine:
             beats_baseline=raw.get("beats_baseline"),
             held_out=_held_out_text(raw),
         )
-        self._cache: OrderedDict[tuple, tuple[PredictResponse, bytes | None]] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-        self._inflight: dict[tuple, threading.Event] = {}
+        # the one answer cache: architecture + steps -> answer (and its JSON once served); the condition
+        # makes concurrent requests for the same key compute it once
+        self._cache: LRUCache = LRUCache(maxsize=cache_size)
+        self._cond = threading.Condition()
+        self._cached = cached(self._cache, key=self._key, condition=self._cond)(self._entry)
 
     def warm_up(self) -> None:
         """One forecast at startup so the first request does not pay for lazy imports and caches."""
@@ -317,13 +329,9 @@ class Engine:
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
         return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
 
-    def end_intervals(self, arch: Architecture) -> tuple[list[Interval], list[Interval]]:
-        """Per-layer peak |a| and end ratio only (what-ifs); through the full forecast where the forecaster lacks it."""
-        fn = getattr(self.forecaster, "end_intervals", None)
-        if fn is not None:
-            return fn(arch)
-        fc = self.forecast(arch, [arch.planned_steps])
-        return [lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers]
+    def end_intervals_many(self, archs: list[Architecture]) -> list[tuple[list[Interval], list[Interval]]]:
+        """Per-layer peak |a| and end ratio of several architectures (the what-ifs), in one predictor call."""
+        return self.forecaster.end_intervals_many(archs)
 
     def answer(self, arch: Architecture, steps: Sequence[int] | None = None, **extra: Any) -> PredictResponse:
         fc = self.forecast(arch, steps)
@@ -342,68 +350,34 @@ class Engine:
             layers=fc.layers,
             precision=risks,
             applicability=fc.applicability,
-            mitigations=recommend(arch, fc, risks, self.kb, self.end_intervals),
+            mitigations=recommend(arch, fc, risks, self.kb, self.end_intervals_many),
             notes=fc.notes,
             **extra,
         )
 
     # -- memoised
-    def _key(self, arch: Architecture, steps: Sequence[int] | None) -> tuple:
+    @staticmethod
+    def _key(arch: Architecture, steps: Sequence[int] | None = None) -> tuple:
         return (arch.model_dump_json(), tuple(steps) if steps else None)
+
+    def _entry(self, arch: Architecture, steps: Sequence[int] | None = None) -> list:
+        return [self.answer(arch, steps), None]  # [answer, its JSON once serialised]
 
     def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
         return self._cached(arch, steps)[0]
 
     def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
         """The answer serialised once and kept (the service's fast path)."""
-        key = self._key(arch, steps)
-        resp, raw = self._cached(arch, steps, key)
-        if raw is None:
-            raw = resp.model_dump_json().encode()
-            with self._lock:
-                if key in self._cache:
-                    self._cache[key] = (resp, raw)
-        return raw
+        entry = self._cached(arch, steps)
+        if entry[1] is None:
+            entry[1] = entry[0].model_dump_json().encode()
+        return entry[1]
 
     def cached_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes | None:
         """The serialised answer if it is already cached (no computation; safe on an event loop)."""
-        with self._lock:
-            hit = self._cache.get(self._key(arch, steps))
-        return hit[1] if hit is not None else None
-
-    def _cached(self, arch: Architecture, steps: Sequence[int] | None, key: tuple | None = None):
-        """Cached answer; concurrent requests for the same key compute it once (single flight)."""
-        key = key or self._key(arch, steps)
-        while True:
-            with self._lock:
-                hit = self._cache.get(key)
-                if hit is not None:
-                    self._cache.move_to_end(key)
-                    return hit
-                pending = self._inflight.get(key)
-                if pending is None:
-                    pending = self._inflight[key] = threading.Event()
-                    owner = True
-                else:
-                    owner = False
-            if not owner:
-                pending.wait()
-                with self._lock:
-                    hit = self._cache.get(key)
-                if hit is not None:
-                    return hit
-                continue  # the owner failed: try ourselves (and raise the same error)
-            try:
-                resp = self.answer(arch, steps)
-                with self._lock:
-                    self._cache[key] = (resp, None)
-                    while len(self._cache) > self._cache_size:
-                        self._cache.popitem(last=False)
-                return resp, None
-            finally:
-                with self._lock:
-                    self._inflight.pop(key, None)
-                pending.set()
+        with self._cond:
+            entry = self._cache.get(self._key(arch, steps))
+        return entry[1] if entry is not None else None
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:
@@ -481,3 +455,11 @@ def diff(
     if wb - wa:
         text.append(f"outside the predictor's training range in {name} only: {', '.join(sorted(wb - wa))}")
     return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, text=text)
+
+
+def load_engine(model_uri: str | None = None, tracking_uri: str | None = None) -> Engine:
+    """The registered predictor at ``model_uri`` (default: the configured alias) behind an ``Engine``."""
+    from service.model import load_predictor
+
+    predictor = load_predictor(model_uri=model_uri, tracking_uri=tracking_uri)
+    return Engine(predictor, model_uri=predictor.model_uri)

@@ -1,9 +1,11 @@
 """Make every 4xx answer name the offending field(s) in one readable line.
 
-BentoML answers a pydantic validation failure with 400 and
-``{"error": "1 validation error for ArchitectureIODescriptor", "detail": [...]}``: the field
-names are only inside ``detail``. ``FieldErrorMiddleware`` rewrites such bodies (and only those:
-400 responses with a pydantic ``detail`` list) to::
+The endpoints raise BentoML's own exception types (``BadInput`` 400, ``UnprocessableEntity``
+422) with messages that start with the field (``steps: ...``). BentoML answers them, and pydantic
+validation failures, with bodies that carry no field list: ``[{"error": "steps: ..."}]`` (a
+one-element list) and ``{"error": "1 validation error for ...", "detail": [...]}`` (the names
+only inside ``detail``). This is the one thing BentoML cannot be configured to do, so
+``FieldErrorMiddleware`` rewrites those 4xx bodies (and only those) to::
 
     {"error": "invalid request: d_model: d_model (770) must be divisible by n_heads (12)",
      "fields": ["d_model", "n_heads"], "detail": [...]}
@@ -20,6 +22,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 from predictor.architecture import Architecture
@@ -56,11 +59,26 @@ def describe(errors: Iterable[dict[str, Any]], known: frozenset[str] = _FIELD_NA
     return "invalid request: " + "; ".join(parts), list(dict.fromkeys(fields))
 
 
+_LEAD = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*(?:\[\d+\])?(?:\.[A-Za-z0-9_]+)*): ")
+
+
+def message_fields(message: str, known: frozenset[str] = _FIELD_NAMES) -> list[str]:
+    """The field a message names: its leading ``field: `` (``architectures[3]`` -> ``architectures.3``),
+    else the schema field names that occur in it."""
+    m = _LEAD.match(message)
+    if m:
+        return [m.group(1).replace("[", ".").replace("]", "")]
+    return [w for w in dict.fromkeys(_WORD.findall(message)) if w in known]
+
+
 def rewrite(body: bytes) -> bytes | None:
     try:
         data = json.loads(body)
     except ValueError:
         return None
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and "error" in data[0]:
+        message = str(data[0]["error"])  # a BentoML exception's 4xx body
+        return json.dumps({"error": message, "fields": message_fields(message)}).encode()
     if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
         return None
     message, fields = describe(data["detail"])
@@ -99,7 +117,7 @@ class FieldErrorMiddleware(BodyRewriteMiddleware):
     and refuses a POST whose Content-Type is not JSON (see :func:`content_type_error`)."""
 
     def __init__(self, app: Any) -> None:
-        super().__init__(app, applies=lambda scope: scope.get("method") == "POST", wants=lambda status: status == 400,
+        super().__init__(app, applies=lambda scope: scope.get("method") == "POST", wants=lambda status: 400 <= status < 500,
                          rewrite=rewrite)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -115,17 +133,20 @@ class FieldErrorMiddleware(BodyRewriteMiddleware):
 
 
 class QuietValidationErrors(logging.Filter):
-    """BentoML logs every rejected request body at ERROR with a full traceback; a 400 for bad
-    input is not a server error. Such records become one INFO line naming the path and fields."""
+    """BentoML logs every rejected request at ERROR with a full traceback; a 4xx for bad input is
+    not a server error. Such records become one INFO line naming the path and the problem."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
-        if not isinstance(exc, ValidationError):
+        if isinstance(exc, BentoMLException) and exc.error_code.value < 500:
+            message = str(exc)
+        elif isinstance(exc, ValidationError):
+            try:
+                message, _ = describe(exc.errors(include_context=False, include_input=False))
+            except Exception:  # never let logging fail a request
+                message = str(exc).splitlines()[0]
+        else:
             return True
-        try:
-            message, _ = describe(exc.errors(include_context=False, include_input=False))
-        except Exception:  # never let logging fail a request
-            message = str(exc).splitlines()[0]
         path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
         record.msg, record.args = "rejected request on %s: %s", (path, message.removeprefix("invalid request: "))
         record.exc_info, record.exc_text = None, None

@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from predictor.engine import ForecastEngine
-from predictor.nowcast import LayerNowcast, NowcastInfo, NowcastRequest, forecast_engine_of, nowcast
+from predictor.nowcast import LayerNowcast, NowcastInfo, NowcastRequest
 from service.core import precision_risks, recommend, summarize
 from service.schemas import PredictResponse
 
@@ -29,17 +28,12 @@ class NowcastResponse(PredictResponse):
 
 
 def answer_nowcast(engine: Any, request: NowcastRequest) -> NowcastResponse:
-    """``engine``: the service's ``service.core.Engine`` (its forecaster's ``bundle`` is the prior when
-    it is a ``ForecastEngine``; otherwise the engine fitted on the bundled reference data)."""
+    """``engine``: the service's ``service.core.Engine``; the update runs inside the registered model
+    (its pyfunc ``predict`` with ``output="nowcast"``)."""
     arch = request.architecture
     info = engine.predictor
-    prior = forecast_engine_of(engine.forecaster)
-    res = nowcast(prior, arch, request.observations, steps=request.steps, name=info.name, version=info.version,
-                  alias=info.alias)
+    res = engine.forecaster.nowcast(arch, request.observations, steps=request.steps)
     fc = res.forecast
-    if not isinstance(getattr(engine.forecaster, "bundle", engine.forecaster), ForecastEngine):
-        fc = fc.model_copy(update={"notes": [*fc.notes, "prior: the loaded predictor is not a forecast engine; the engine "
-                                             "fitted on the bundled reference data was used"]})
     risks = precision_risks(fc, arch.precision_target)
     return NowcastResponse(
         predictor=info.model_copy(update={"name": fc.predictor_name or info.name}),

@@ -175,50 +175,66 @@ MAX_VALUES = {
 }
 
 
-def _first_cross(steps: np.ndarray, values: np.ndarray, limit: float) -> float | None:
-    over = np.asarray(values, dtype=float) > limit
-    if not over.any():
-        return None
-    return float(steps[int(np.argmax(over))])
-
-
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def check_layer(series: LayerSeries, name: str, check: Check) -> LayerRisk | None:
-    point, hi = (series.abs, series.abs_hi) if check.quantity == "peak_abs" else (series.ratio, series.ratio_hi)
-    if not (np.fmax(np.asarray(hi, dtype=float), np.asarray(point, dtype=float)) > check.limit).any():
-        return None  # the common case, decided without the copies below
-    point = np.nan_to_num(np.asarray(point, dtype=float), nan=-np.inf)
-    hi = np.nan_to_num(np.asarray(hi, dtype=float), nan=-np.inf)
+def _matrix(layers: Sequence[LayerSeries], attr: str) -> np.ndarray:
+    """One row per layer (NaN -> -inf: never crosses); rows are padded when layers differ in length."""
+    rows = [np.asarray(getattr(s, attr), dtype=float) for s in layers]
+    width = max((r.size for r in rows), default=0)
+    out = np.full((len(rows), width), -np.inf)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return np.nan_to_num(out, nan=-np.inf)
+
+
+def check_layers(layers: Sequence[LayerSeries], name: str, check: Check,
+                 arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[LayerRisk]:
+    """The layers that cross ``check``'s limit (point forecast: ``likely``; upper bound only: ``possible``),
+    all layers at once. ``arrays``: the per-quantity (point, hi) matrices when the caller has them."""
+    if arrays is None:
+        arrays = {q: (_matrix(layers, p), _matrix(layers, h)) for q, p, h in
+                  (("peak_abs", "abs", "abs_hi"), ("ratio", "ratio", "ratio_hi"))}
+    point, hi = arrays[check.quantity]
     hi = np.maximum(hi, point)
-    t_point = _first_cross(series.steps, point, check.limit)
-    t_hi = _first_cross(series.steps, hi, check.limit)
-    if t_hi is None:
-        return None
-    return LayerRisk(
-        layer=series.layer,
-        check=name,
-        quantity=check.quantity,
-        limit=check.limit,
-        predicted=float(point.max()) if point.size else float("nan"),
-        predicted_hi=float(hi.max()) if hi.size else float("nan"),
-        certainty="likely" if t_point is not None else "possible",
-        from_step=t_point,
-        from_step_hi=t_hi,
-    )
+    over_hi = hi > check.limit
+    hit = over_hi.any(axis=1)
+    if not hit.any():
+        return []
+    over_pt = point > check.limit
+    out = []
+    for i in np.flatnonzero(hit):
+        s = layers[i]
+        n = len(s.steps)
+        t_point = float(s.steps[int(np.argmax(over_pt[i]))]) if over_pt[i].any() else None
+        out.append(LayerRisk(
+            layer=s.layer, check=name, quantity=check.quantity, limit=check.limit,
+            predicted=float(point[i, :n].max()) if n else float("nan"),
+            predicted_hi=float(hi[i, :n].max()) if n else float("nan"),
+            certainty="likely" if t_point is not None else "possible",
+            from_step=t_point, from_step_hi=float(s.steps[int(np.argmax(over_hi[i]))]),
+        ))
+    return out
+
+
+def check_layer(series: LayerSeries, name: str, check: Check) -> LayerRisk | None:
+    """One layer's risk under ``check`` (None: neither the forecast nor its interval crosses)."""
+    found = check_layers([series], name, check)
+    return found[0] if found else None
 
 
 def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -> list[FormatRisk]:
     """One ``FormatRisk`` per format in ``FORMATS`` (in that order)."""
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
+    arrays = {q: (_matrix(layers, p), _matrix(layers, h)) for q, p, h in
+              (("peak_abs", "abs", "abs_hi"), ("ratio", "ratio", "ratio_hi"))}
     out = []
     for fmt in FORMATS:
         risks: list[LayerRisk] = []
         reasons = []
         for name, check in CHECKS[fmt]:
-            found = [r for s in layers if (r := check_layer(s, name, check)) is not None]
+            found = check_layers(layers, name, check, arrays)
             risks.extend(found)
             if found:
                 likely = [r for r in found if r.certainty == "likely"]

@@ -745,13 +745,10 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
 
 def load_engine(model_uri: str | None = None, alias: str | None = None, version: str | None = None):
     """The same Engine ``maforecast predict`` builds."""
-    from maforecast.settings import get_settings
-    from predictor.registry import load_forecaster
     from service.cli import _model_uri
-    from service.core import Engine
+    from service.core import load_engine as load
 
-    uri = _model_uri(model_uri, alias, version)
-    return Engine(load_forecaster(model_uri=uri, tracking_uri=get_settings().resolved_tracking_uri), model_uri=uri)
+    return load(_model_uri(model_uri, alias, version))
 
 
 def _read_training(path: Path | None, precision_target: str | None) -> dict | None:

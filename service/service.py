@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import itertools
 import logging
 import os
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 import anyio
 import bentoml
+from bentoml.exceptions import BadInput, BentoMLException, UnprocessableEntity
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse as FastJSON
 from starlette.responses import JSONResponse, Response
@@ -43,7 +43,6 @@ from predictor.architecture import Architecture
 from service.errors import FieldErrorMiddleware, quiet_validation_logs
 from service.nowcast import NowcastRequest, NowcastResponse, answer_nowcast
 from service.openapi import OpenAPI30Middleware
-from service.repeat_cache import RepeatCache
 from service.schemas import (
     MAX_STEPS,
     BatchRequest,
@@ -64,7 +63,6 @@ logger = logging.getLogger("maforecast.service")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-_GENERATIONS = itertools.count(1)  # one number per loaded engine, unique for the process lifetime
 NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
 
 
@@ -83,7 +81,6 @@ class _State:
 
     def __init__(self) -> None:
         self.engine: Any = None
-        self.generation: int | None = None  # names the loaded engine for the repeat cache
         self.error: str | None = None
         self.model_uri = model_uri_from_env()
         self.tracking_uri = get_settings().resolved_tracking_uri
@@ -93,8 +90,7 @@ class _State:
         self._loading = False
 
     def load(self) -> bool:
-        from predictor.registry import load_forecaster
-        from service.core import Engine
+        from service.core import load_engine
 
         with self._lock:
             if self.engine is not None:
@@ -102,11 +98,9 @@ class _State:
             self.last_try = time.monotonic()
             try:
                 t0 = time.perf_counter()
-                fc = load_forecaster(model_uri=self.model_uri, tracking_uri=self.tracking_uri)
-                engine = Engine(fc, model_uri=self.model_uri)
+                engine = load_engine(model_uri=self.model_uri, tracking_uri=self.tracking_uri)
                 engine.warm_up()
                 self.engine, self.error = engine, None
-                self.generation = next(_GENERATIONS)
                 # everything loaded so far lives as long as the process: keep it out of the
                 # collector's generations so full collections do not pause requests (p99)
                 gc.collect()
@@ -158,11 +152,25 @@ class _State:
 STATE: _State | None = None  # set when the service instance starts
 
 
-def _error(ctx: bentoml.Context | None, status: int, message: str, field: str | None = None) -> JSONResponse:
+def _unavailable(ctx: bentoml.Context | None, message: str) -> JSONResponse:
+    """503 with the message that says which command creates a predictor (BentoML answers its own
+    5xx exceptions with a generic "unexpected error" body, which would hide it). An endpoint that
+    takes ``ctx`` answers with ``ctx``'s status, so it is set there too."""
     if ctx is not None:
-        ctx.response.status_code = status
-    body: dict[str, Any] = {"error": message, "fields": [field] if field else []}
-    return JSONResponse(body, status_code=status)
+        ctx.response.status_code = 503
+    return JSONResponse({"error": message, "fields": []}, status_code=503)
+
+
+def _rejected(exc: Exception, prefix: str = "") -> BentoMLException:
+    """A forecast-time error as BentoML's own exception type: 400 (bad value) or 422 (valid input that
+    cannot be forecast). The message starts with the field it names (``field: ...``), which
+    ``service.errors`` turns into the answer's ``fields``."""
+    if isinstance(exc, UserError):
+        field = getattr(exc, "field", None)
+        msg = str(exc) if not field or str(exc).startswith(f"{field}:") else f"{field}: {exc}"
+        return (BadInput if isinstance(exc, ValueError) else UnprocessableEntity)(prefix + msg)
+    logger.info("forecast rejected: %s: %s", type(exc).__name__, exc)
+    return UnprocessableEntity(f"{prefix}cannot forecast this architecture: {exc}")
 
 
 def _parse_steps(ctx: bentoml.Context) -> list[int] | None:
@@ -235,20 +243,12 @@ class MAForecast:
         return self.state.engine is not None
 
     # ---------------------------------------------------------------- helpers
-    def _engine(self, ctx: bentoml.Context | None):
+    def _engine(self, ctx: bentoml.Context | None = None):
         eng = self.state.engine
         if eng is None:
             self.state.retry_in_background()
-            return None, _error(ctx, 503, self.state.error or f"predictor not loaded yet; {NO_PREDICTOR_HINT}")
+            return None, _unavailable(ctx, self.state.error or f"predictor not loaded yet; {NO_PREDICTOR_HINT}")
         return eng, None
-
-    @staticmethod
-    def _forecast_error(ctx: bentoml.Context | None, exc: Exception) -> JSONResponse:
-        if isinstance(exc, UserError):
-            field = getattr(exc, "field", None)
-            return _error(ctx, 422 if not isinstance(exc, ValueError) else 400, str(exc), field)
-        logger.info("forecast rejected: %s: %s", type(exc).__name__, exc)
-        return _error(ctx, 422, f"cannot forecast this architecture: {exc}")
 
     def _prepare(self, ctx: bentoml.Context, fields: dict) -> Response | tuple[Any, list[int] | None, Architecture]:
         """Shared front of the single-architecture endpoints: engine, ``?steps=``, the body."""
@@ -258,7 +258,7 @@ class MAForecast:
         try:
             steps = _parse_steps(ctx)
         except ValueError as exc:
-            return _error(ctx, 400, str(exc), "steps")
+            raise BadInput(str(exc)) from None
         return eng, steps, Architecture.model_validate(fields)
 
     # ---------------------------------------------------------------- endpoints
@@ -277,49 +277,49 @@ class MAForecast:
         try:
             view, layers = _parse_view(ctx)
         except ValueError as exc:
-            return _error(ctx, 400, str(exc), str(exc).split(":")[0])
+            raise BadInput(str(exc)) from None
         if view != "full" or layers is not None:
             try:
                 resp = await _offload(eng.predict, arch, steps)
             except (UserError, ValueError, ArithmeticError) as exc:
-                return self._forecast_error(ctx, exc)
+                raise _rejected(exc) from None
             return Response(compact(resp, view, layers).model_dump_json(), media_type="application/json")
         raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
         if raw is None:
             try:
                 raw = await _offload(eng.predict_json, arch, steps)
             except (UserError, ValueError, ArithmeticError) as exc:
-                return self._forecast_error(ctx, exc)
+                raise _rejected(exc) from None
         return Response(raw, media_type="application/json")
 
     @bentoml.api(route="/predict_hf_config", input_spec=HFConfigRequest)
     async def predict_hf_config(
-        self, ctx: bentoml.Context, config: dict, training: dict | None = None, steps: list[int] | None = None
+        self, config: dict, training: dict | None = None, steps: list[int] | None = None
     ) -> PredictResponse:
         """A Hugging Face config.json (+ optional training fields) converted and answered as /predict."""
         from predictor.hf_config import from_hf_config
 
-        eng, err = self._engine(ctx)
+        eng, err = self._engine()
         if err is not None:
             return err
         try:
             arch, notes = from_hf_config(config, training)
         except UserError as exc:
-            return _error(ctx, 400, str(exc), "config")
+            raise BadInput(str(exc) if str(exc).startswith("config") else f"config: {exc}") from None
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            return _error(ctx, 400, f"config: cannot convert this config.json: {type(exc).__name__}: {exc}", "config")
+            raise BadInput(f"config: cannot convert this config.json: {type(exc).__name__}: {exc}") from None
         try:
             resp = await _offload(eng.predict, arch, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+            raise _rejected(exc) from None
         return resp.model_copy(update={"inferred": notes, "architecture_input": arch})
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
-    async def predict_batch(self, ctx: bentoml.Context, architectures: list[Architecture], steps: list[int] | None = None,
+    async def predict_batch(self, architectures: list[Architecture], steps: list[int] | None = None,
                             view: str = "full", layers: list[int] | None = None) -> BatchResponse:
         """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``);
         ``view: "summary"`` (and/or ``layers``) gives the compact answer for sweeps."""
-        eng, err = self._engine(ctx)
+        eng, err = self._engine()
         if err is not None:
             return err
         results = []
@@ -327,20 +327,19 @@ class MAForecast:
             try:
                 results.append(compact(await _offload(eng.predict, arch, steps), view, layers))
             except (UserError, ValueError, ArithmeticError) as exc:
-                resp = self._forecast_error(ctx, exc)
-                return _error(ctx, resp.status_code, f"architectures[{i}]: {exc}", f"architectures.{i}")
+                raise _rejected(exc, prefix=f"architectures[{i}]: ") from None
         return BatchResponse(predictor=eng.predictor, results=results)
 
     @bentoml.api(route="/compare", input_spec=CompareRequest)
-    async def compare(self, ctx: bentoml.Context, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:
+    async def compare(self, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:
         """Two or more named variants: per-variant summary and what each change does (vs the first)."""
-        eng, err = self._engine(ctx)
+        eng, err = self._engine()
         if err is not None:
             return err
         try:
             return await _offload(eng.compare, variants, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+            raise _rejected(exc) from None
 
     @bentoml.api(route="/plot", input_spec=Architecture)
     async def plot(self, ctx: bentoml.Context, **fields: Any) -> bytes:
@@ -354,21 +353,21 @@ class MAForecast:
         try:
             answer = await _offload(eng.predict, arch, steps)
         except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+            raise _rejected(exc) from None
         png = await _offload(render_png, answer)
         return Response(png, media_type="image/png")
 
     @bentoml.api(route="/nowcast", input_spec=NowcastRequest)
-    async def nowcast(self, ctx: bentoml.Context, **fields: Any) -> NowcastResponse:
+    async def nowcast(self, **fields: Any) -> NowcastResponse:
         """The /predict answer updated by a run's measured checkpoints (``observations``), with per-layer
         observed vs forecast, deviation and ``left_band`` (service/nowcast.py)."""
-        eng, err = self._engine(ctx)
+        eng, err = self._engine()
         if err is not None:
             return err
         try:
             return await _offload(answer_nowcast, eng, NowcastRequest.model_construct(**fields))
         except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+            raise _rejected(exc) from None
 
     @bentoml.api(route="/report", input_spec=Architecture)
     async def report(self, ctx: bentoml.Context, **fields: Any) -> str:
@@ -382,7 +381,7 @@ class MAForecast:
         try:
             page = await _offload(report_for, eng, arch)
         except (UserError, ValueError, ArithmeticError) as exc:
-            return self._forecast_error(ctx, exc)
+            raise _rejected(exc) from None
         return Response(page, media_type="text/html; charset=utf-8")
 
     @info_app.get("/model_info", response_model=ModelInfo, responses={503: {"model": ModelInfo}})
@@ -397,13 +396,8 @@ class MAForecast:
         return ModelInfo(ready=True, predictor=eng.predictor, tracking_uri=state.tracking_uri, info=eng.info)
 
 
-def _generation() -> int | None:
-    return STATE.generation if STATE is not None else None
-
-
 MAForecast.add_asgi_middleware(OpenAPI30Middleware)
 MAForecast.add_asgi_middleware(FieldErrorMiddleware)
-MAForecast.add_asgi_middleware(RepeatCache, paths=("/predict",), generation=_generation)
 
 _ASGI: list = []
 

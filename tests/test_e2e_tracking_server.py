@@ -82,9 +82,9 @@ def test_pipeline_against_sqlite_mlflow_server(sqlite_tracking_server, monkeypat
     assert (info["home"] / "tables" / "fits.parquet").exists()
     print("pipeline seconds (sqlite server):", info["seconds"])
 
-    from predictor.registry import load_forecaster
+    from service.model import load_predictor
 
-    fc = load_forecaster(tracking_uri=url)
+    fc = load_predictor(tracking_uri=url)
     assert fc.version == _alias(url, "champion") and fc.alias == "champion"
 
     got = _service_answers(monkeypatch, tmp_path, url)

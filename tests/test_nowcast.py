@@ -148,21 +148,22 @@ def test_empty_observations_are_refused():
 # ------------------------------------------------------------------------------------ POST /nowcast
 
 
-class _Forecaster:
-    """What the registry loads: a ``bundle`` (the engine) plus name/version."""
+@pytest.fixture(scope="module")
+def served(engine, tmp_path_factory):
+    """The reference engine as a real pyfunc model, loaded as the service loads a registered version."""
+    import mlflow
 
-    def __init__(self, bundle):
-        self.bundle = bundle
+    from predictor.registry import pyfunc_kwargs
+    from service.model import RegisteredPredictor
 
-    def forecast(self, arch, steps=None):
-        return self.bundle.forecast(arch, steps, name="maforecast-predictor", version="7", alias="champion")
-
-    def info(self):
-        return {"name": "maforecast-predictor", "version": "7", "alias": "champion"}
+    tmp = tmp_path_factory.mktemp("pyfunc")
+    mlflow.pyfunc.save_model(str(tmp / "model"), **pyfunc_kwargs(engine, ARCH, tmp))
+    return RegisteredPredictor(mlflow.pyfunc.load_model(str(tmp / "model")), name="maforecast-predictor", version="7",
+                               alias="champion")
 
 
 @pytest.fixture
-def api(data_home, engine):
+def api(data_home, served):
     """The in-process service with the reference engine as its loaded predictor."""
     from starlette.testclient import TestClient
 
@@ -172,7 +173,7 @@ def api(data_home, engine):
     with TestClient(svc.asgi_app(), raise_server_exceptions=False) as client:
         body = _body({"step": 3000})
         assert client.post("/nowcast", json=body).status_code == 503  # no champion in this store yet
-        svc.STATE.engine = Engine(_Forecaster(engine))
+        svc.STATE.engine = Engine(served)
         yield client
 
 

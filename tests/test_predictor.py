@@ -305,9 +305,9 @@ def test_cli_promote(trained, in_home):
 
 
 def test_forecast_schema_and_applicability(trained, in_home):
-    from predictor.registry import load_forecaster
+    from service.model import load_predictor
 
-    fc = load_forecaster()
+    fc = load_predictor()
     info = fc.info()
     assert info["version"] and info["alias"] == "champion" and info["data_digest"] and info["run_id"]
     inside = fc.forecast(pythia_architectures()["pythia-160m"])
@@ -331,22 +331,22 @@ def test_forecast_schema_and_applicability(trained, in_home):
 
 
 def test_no_champion_error(data_home):
-    from predictor.registry import NoChampionError, load_forecaster
+    from service.model import NoChampionError, load_predictor
 
     with pytest.raises(NoChampionError, match="maforecast bootstrap"):
-        load_forecaster()
+        load_predictor()
 
 
 def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
-    from predictor.registry import load_forecaster
+    from service.model import load_predictor
 
     arch = pythia_architectures()["pythia-410m"]
-    here = load_forecaster().forecast(arch).model_dump(mode="json")
+    here = load_predictor().forecast(arch).model_dump(mode="json")
     code = (
         "import json, sys\n"
         "from predictor.architecture import pythia_architectures\n"
-        "from predictor.registry import load_forecaster\n"
-        "fc = load_forecaster('models:/maforecast-predictor@champion')\n"
+        "from service.model import load_predictor\n"
+        "fc = load_predictor('models:/maforecast-predictor@champion')\n"
         "print(json.dumps(fc.forecast(pythia_architectures()['pythia-410m']).model_dump(mode='json')))\n"
     )
     env = {**os.environ, "MAFORECAST_DATA_HOME": str(in_home), "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -361,15 +361,32 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     import mlflow
 
     from maforecast.tracking import configure
-    from predictor.registry import arch_frame, forecast_frame, load_forecaster
+    from predictor.registry import arch_frame, forecast_frame
+    from predictor.schemas import Forecast
+    from service.model import load_predictor
 
     configure()  # this test's data home, whatever an earlier test in this worker configured
     arch = pythia_architectures()["pythia-1b"]
+    other = arch.model_copy(update={"qk_norm": True, "name": "qk"})
     model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
-    out = model.predict(arch_frame([arch]))
-    ref = forecast_frame(load_forecaster().forecast(arch))
-    assert len(out) == arch.n_layers
-    pd.testing.assert_series_equal(out["peak_abs"], ref["peak_abs"], check_names=False)
+    served = load_predictor()
+    # default output: the full forecast per architecture, as the served client reads it
+    full = model.predict(arch_frame([arch, other]))
+    assert list(full.columns) == ["forecast"] and len(full) == 2
+    assert Forecast.model_validate_json(full["forecast"][0]).layers == served.forecast(arch).layers
+    # per-layer rows for tabular consumers
+    rows = model.predict(arch_frame([arch]), params={"output": "rows"})
+    ref = forecast_frame(served.forecast(arch))
+    assert len(rows) == arch.n_layers
+    pd.testing.assert_series_equal(rows["peak_abs"], ref["peak_abs"], check_names=False)
+    # end-only intervals of several variants in one call equal the full forecasts' end values
+    ends = served.end_intervals_many([arch, other])
+    for a, (peaks, ratios) in zip([arch, other], ends, strict=True):
+        fc = served.forecast(a)
+        assert [p.hi for p in peaks] == pytest.approx([lf.peak_abs.hi for lf in fc.layers], rel=1e-9)
+        assert [r.value for r in ratios] == pytest.approx([lf.ratio_end.value for lf in fc.layers], rel=1e-9)
+    with pytest.raises(Exception, match="params.output"):
+        model.predict(arch_frame([arch]), params={"output": "nonsense"})
 
 
 def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, tmp_path):
@@ -406,5 +423,4 @@ def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, t
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     there = pd.read_parquet(tmp_path / "output.parquet")
-    pd.testing.assert_series_equal(there["peak_abs"], here["peak_abs"], check_names=False)
-    pd.testing.assert_series_equal(there["ratio_end"], here["ratio_end"], check_names=False)
+    assert list(there["forecast"]) == list(here["forecast"])  # the full forecast, byte for byte

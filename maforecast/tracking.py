@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
-import time
 from pathlib import Path
 
 import mlflow
+import tenacity
 from mlflow.tracking import MlflowClient
 
 from maforecast.settings import Settings, get_settings, quiet_telemetry
@@ -76,20 +75,20 @@ def _transient(exc: Exception, unique_too: bool) -> bool:
 
 
 def retry_store(fn, *args, attempts: int = 8, unique_too: bool = False, **kwargs):
-    """Call a store operation, retrying with jittered backoff on transient contention.
+    """Call a store operation, retrying with jittered exponential backoff on transient contention.
 
     A SQLite store reports 'database is locked' while another process writes. With ``unique_too``
     a unique-constraint failure is retried as well, for check-then-insert operations that are
     safe to repeat (the second attempt finds the row a concurrent writer committed).
     """
-    for attempt in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:  # MlflowException or sqlalchemy errors, depending on the layer
-            if attempt == attempts - 1 or not _transient(exc, unique_too):
-                raise
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (1 + random.random()))
-    raise AssertionError("unreachable")
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
+        # MlflowException or sqlalchemy errors, depending on the layer
+        retry=tenacity.retry_if_exception(lambda exc: _transient(exc, unique_too)),
+        reraise=True,
+    )
+    return retrying(fn, *args, **kwargs)
 
 
 def log_dataset(dataset, context: str, tags: dict[str, str] | None = None, run_id: str | None = None,

@@ -292,10 +292,6 @@ class TargetModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(_predict(self.estimator, X), dtype=float)
 
-    def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.residual_q
-        return pred + lo, pred + hi
-
 
 def evaluate_target(
     data: pd.DataFrame, target: str, learners=DEFAULT_LEARNERS, n_estimators: int = 100, random_repeats: int = 5

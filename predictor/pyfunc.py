@@ -13,7 +13,7 @@ Interface (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
   columns cost 3.5 ms a call against 0.5 ms for one;
 - ``params["output"]``:
   ``forecast`` (default): column ``forecast``, the full per-layer forecast (``predictor.schemas.Forecast``) as JSON;
-  ``end``: column ``forecast``, JSON ``{"peak_abs": [...], "ratio_end": [...]}``, per-layer intervals at the
+  ``end``: column ``forecast``, ``predictor.schemas.EndIntervals`` as JSON: per-layer intervals at the
   planned end only (what-if re-forecasts of many variants in one call);
   ``nowcast``: one architecture plus ``params["observations"]`` (JSON rows: step, layer, top1, median[, top2,
   top3, sample]); column ``forecast``, the updated forecast, the per-layer observed-vs-forecast and the update's
@@ -36,7 +36,7 @@ from mlflow.pyfunc import PythonModel
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import ForecastEngine
-from predictor.schemas import Forecast
+from predictor.schemas import EndIntervals, Forecast
 
 OUTPUTS = ("forecast", "end", "nowcast", "rows")
 PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
@@ -82,11 +82,8 @@ class PredictorModel(PythonModel):
             return pd.concat([forecast_frame(self.bundle.forecast(a, steps), i) for i, a in enumerate(archs)],
                              ignore_index=True)
         if output == "end":
-            out = []
-            for peaks, ratios in self.bundle.end_intervals_many(archs):
-                out.append(json.dumps({"peak_abs": [iv.model_dump() for iv in peaks],
-                                       "ratio_end": [iv.model_dump() for iv in ratios]}))
-            return pd.DataFrame({"forecast": out})
+            return pd.DataFrame({"forecast": [EndIntervals(peak_abs=p, ratio_end=r).model_dump_json()
+                                              for p, r in self.bundle.end_intervals_many(archs)]})
         if output == "nowcast":
             from predictor.nowcast import nowcast
 

@@ -15,6 +15,15 @@ class Interval(BaseModel):
     hi: float
 
 
+class EndIntervals(BaseModel):
+    """Per layer, peak |a| and ratio at the planned end (the pyfunc's ``output="end"``: what-if variants)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peak_abs: list[Interval]
+    ratio_end: list[Interval]
+
+
 class TrajectoryPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

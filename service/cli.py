@@ -65,17 +65,6 @@ def load_architecture(path: Path, training: dict | None = None):
     return arch, [f"{path}: Hugging Face config.json (model_type {doc.get('model_type')})", *notes]
 
 
-def _model_uri(model_uri: str | None, alias: str | None, version: str | None) -> str:
-    from maforecast.settings import get_settings
-
-    s = get_settings()
-    if model_uri:
-        return model_uri
-    if version:
-        return f"models:/{s.registered_model}/{version}"
-    return f"models:/{s.registered_model}@{alias or s.model_alias}"
-
-
 # ------------------------------------------------------------------------------------ predict
 
 
@@ -204,6 +193,7 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
             model_uri: str | None, alias: str | None, version: str | None) -> None:
     """Forecast ARCH_JSON (native architecture or Hugging Face config.json) and print it."""
     from service.core import load_engine
+    from service.model import resolve_model_uri
 
     training = None
     if training_json is not None:
@@ -222,7 +212,7 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
         if not step_list or step_list[0] < 0:
             raise UserError("--steps: non-negative integers")
     arch, notes = load_architecture(arch_json, training)
-    engine = load_engine(_model_uri(model_uri, alias, version))
+    engine = load_engine(resolve_model_uri(model_uri, alias, version))
     answer = engine.predict(arch, step_list)
     answer = answer.model_copy(update={"inferred": notes[1:]})
     if as_json:
@@ -256,11 +246,12 @@ def serve(host: str, port: int, workers: int | None, model_uri: str | None, alia
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # resolve the store now so the server and this shell agree even if the server's cwd differs
     from maforecast.settings import get_settings
+    from service.model import resolve_model_uri
 
     s = get_settings()
     env.setdefault("MAFORECAST_DATA_HOME", str(s.home))
     cmd = serve_command(host, port)
-    click.echo(f"serving {_model_uri(model_uri, alias, version)} from {s.resolved_tracking_uri} on http://{host}:{port}", err=True)
+    click.echo(f"serving {resolve_model_uri(model_uri, alias, version)} from {s.resolved_tracking_uri} on http://{host}:{port}", err=True)
     try:
         rc = subprocess.call(cmd, env=env, cwd=project_root())
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -234,13 +235,21 @@ def what_if(change: dict[str, Any], fc: Forecast, peaks: Sequence[Interval], rat
                             reduction=red, text=text)
 
 
-def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
-              end_many: Callable[[list[Architecture]], list[tuple[list[Interval], list[Interval]]]] | None = None,
-              ) -> list[Mitigation]:
-    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction.
+@dataclass
+class MitigationPlan:
+    """Knowledge-base matches of one answer and the what-if variants their effects need."""
 
-    ``end_many``: per-layer peak |a| and end ratio of several architectures (the what-if variants, all
-    in one predictor call); without it mitigations carry no predicted effect."""
+    adjusted: list[kbm.Match]
+    motivations: dict[str, Any]
+    changes: dict[str, dict[str, Any]]  # entry id -> fields changed
+    targets: set[str]
+
+    def variants(self, arch: Architecture) -> list[Architecture]:
+        return [arch.model_copy(update=c) for c in self.changes.values()]
+
+
+def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> MitigationPlan:
+    """Match the knowledge base and list the what-if variants (no forecasting yet)."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
     motivations = {m.entry.id: _motivation(m.entry, fc, risks) for m in matches}
@@ -256,14 +265,31 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
                 unknown_fields=m.unknown_fields,
             )
         adjusted.append(m)
-    targets = {r.format for r in risks if r.target}
     changes = {m.entry.id: c for m in adjusted if m.effective and (c := what_if_change(m.entry.id, arch))}
+    return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
+
+
+def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
+              end_many: Callable[[list[Architecture]], list[tuple[list[Interval], list[Interval]]]] | None = None,
+              ) -> list[Mitigation]:
+    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction.
+
+    ``end_many``: per-layer peak |a| and end ratio of several architectures (the what-if variants, all
+    in one predictor call); without it mitigations carry no predicted effect."""
+    plan = plan_mitigations(arch, fc, risks, kb)
+    ends = end_many(plan.variants(arch)) if plan.changes and end_many is not None else None
+    return rank_mitigations(fc, plan, ends)
+
+
+def rank_mitigations(fc: Forecast, plan: MitigationPlan,
+                     ends: Sequence[tuple[list[Interval], list[Interval]]] | None) -> list[Mitigation]:
+    """The ranked answer, given the what-if variants' end intervals (``ends``, in ``plan.changes`` order)."""
+    adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
-    if changes and end_many is not None:
+    if ends is not None:
         rb = format_probabilities(fc)
-        ends = end_many([arch.model_copy(update=c) for c in changes.values()])
         effects = {k: what_if(c, fc, peaks, ratios, targets, rb)
-                   for (k, c), (peaks, ratios) in zip(changes.items(), ends, strict=True)}
+                   for (k, c), (peaks, ratios) in zip(plan.changes.items(), ends, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -333,27 +359,36 @@ class Engine:
         """Per-layer peak |a| and end ratio of several architectures (the what-ifs), in one predictor call."""
         return self.forecaster.end_intervals_many(archs)
 
-    def answer(self, arch: Architecture, steps: Sequence[int] | None = None, **extra: Any) -> PredictResponse:
-        fc = self.forecast(arch, steps)
-        risks = precision_risks(fc, arch.precision_target)
-        return PredictResponse(
-            predictor=self.predictor.model_copy(
-                update={
+    def answer(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
+        return self.answer_many([arch], steps)[0]
+
+    def answer_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
+        """Answers for several architectures with two predictor calls in all: their forecasts, then the
+        what-if variants of every one of them."""
+        fcs = self.forecaster.forecast_many(list(archs), steps=list(steps) if steps else None)
+        risks = [precision_risks(fc, a.precision_target) for a, fc in zip(archs, fcs, strict=True)]
+        plans = [plan_mitigations(a, fc, r, self.kb) for a, fc, r in zip(archs, fcs, risks, strict=True)]
+        variants = [v for a, p in zip(archs, plans, strict=True) for v in p.variants(a)]
+        ends = iter(self.end_intervals_many(variants) if variants else [])
+        out = []
+        for arch, fc, risk, plan in zip(archs, fcs, risks, plans, strict=True):
+            mine = [next(ends) for _ in plan.changes]
+            out.append(PredictResponse(
+                predictor=self.predictor.model_copy(update={
                     "name": fc.predictor_name or self.predictor.name,
                     "version": fc.predictor_version or self.predictor.version,
                     "alias": fc.predictor_alias or self.predictor.alias,
-                }
-            ),
-            architecture=fc.architecture or arch.label(),
-            t_end=fc.t_end,
-            summary=summarize(fc),
-            layers=fc.layers,
-            precision=risks,
-            applicability=fc.applicability,
-            mitigations=recommend(arch, fc, risks, self.kb, self.end_intervals_many),
-            notes=fc.notes,
-            **extra,
-        )
+                }),
+                architecture=fc.architecture or arch.label(),
+                t_end=fc.t_end,
+                summary=summarize(fc),
+                layers=fc.layers,
+                precision=risk,
+                applicability=fc.applicability,
+                mitigations=rank_mitigations(fc, plan, mine),
+                notes=fc.notes,
+            ))
+        return out
 
     # -- memoised
     @staticmethod
@@ -365,6 +400,18 @@ class Engine:
 
     def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
         return self._cached(arch, steps)[0]
+
+    def predict_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
+        """Cached answers where there are any; the rest computed together (``answer_many``) and cached."""
+        keys = [self._key(a, steps) for a in archs]
+        with self._cond:
+            hits = [self._cache.get(k) for k in keys]
+        todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
+        fresh = dict(zip(todo, self.answer_many(list(todo.values()), steps), strict=True)) if todo else {}
+        with self._cond:
+            for k, resp in fresh.items():
+                self._cache[k] = [resp, None]
+        return [h[0] if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
 
     def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
         """The answer serialised once and kept (the service's fast path)."""
@@ -381,7 +428,7 @@ class Engine:
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:
-        answers = {name: self.predict(arch, steps) for name, arch in variants.items()}
+        answers = dict(zip(variants, self.predict_many(list(variants.values()), steps), strict=True))
         names = list(variants)
         base = names[0]
         summaries = [

@@ -32,6 +32,10 @@ _FIELD_NAMES = frozenset(Architecture.model_fields)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _named(message: str, known: frozenset[str]) -> list[str]:
+    return [w for w in dict.fromkeys(_WORD.findall(message)) if w in known]
+
+
 def describe(errors: Iterable[dict[str, Any]], known: frozenset[str] = _FIELD_NAMES) -> tuple[str, list[str]]:
     parts: list[str] = []
     fields: list[str] = []
@@ -53,7 +57,7 @@ def describe(errors: Iterable[dict[str, Any]], known: frozenset[str] = _FIELD_NA
                 msg = "unknown field (not in the schema)"
             parts.append(f"{name}: {msg}")
         else:
-            named = [w for w in dict.fromkeys(_WORD.findall(msg)) if w in known]
+            named = _named(msg, known)
             fields.extend(named)
             parts.append(f"{named[0]}: {msg}" if named else msg)
     return "invalid request: " + "; ".join(parts), list(dict.fromkeys(fields))
@@ -68,7 +72,7 @@ def message_fields(message: str, known: frozenset[str] = _FIELD_NAMES) -> list[s
     m = _LEAD.match(message)
     if m:
         return [m.group(1).replace("[", ".").replace("]", "")]
-    return [w for w in dict.fromkeys(_WORD.findall(message)) if w in known]
+    return _named(message, known)
 
 
 def rewrite(body: bytes) -> bytes | None:

@@ -23,7 +23,7 @@ from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.nowcast import NowcastResult
 from predictor.pyfunc import arch_frame, steps_param
-from predictor.schemas import Forecast, Interval
+from predictor.schemas import EndIntervals, Forecast, Interval
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 
@@ -51,18 +51,18 @@ class RegisteredPredictor:
                                      "predictor_alias": self.alias})
 
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
-        raw = self._predict([arch], output="forecast", steps=steps_param(list(steps) if steps else None))[0]
-        return self._named(Forecast.model_validate_json(raw))
+        return self.forecast_many([arch], steps)[0]
+
+    def forecast_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[Forecast]:
+        raws = self._predict(archs, output="forecast", steps=steps_param(list(steps) if steps else None))
+        return [self._named(Forecast.model_validate_json(raw)) for raw in raws]
 
     def end_intervals_many(self, archs: Sequence[Architecture]) -> list[tuple[list[Interval], list[Interval]]]:
         """Per architecture, per-layer peak |a| and end ratio at the planned end (what-if variants, one call)."""
         if not archs:
             return []
-        out = []
-        for raw in self._predict(archs, output="end"):
-            d = json.loads(raw)
-            out.append(([Interval(**iv) for iv in d["peak_abs"]], [Interval(**iv) for iv in d["ratio_end"]]))
-        return out
+        ends = [EndIntervals.model_validate_json(raw) for raw in self._predict(archs, output="end")]
+        return [(e.peak_abs, e.ratio_end) for e in ends]
 
     def nowcast(self, arch: Architecture, observations: Sequence[Any], steps: Sequence[int] | None = None) -> NowcastResult:
         rows = [o.model_dump() if hasattr(o, "model_dump") else dict(o) for o in observations]
@@ -77,13 +77,25 @@ class RegisteredPredictor:
                 "model_uri": self.model_uri, **meta}
 
 
+def resolve_model_uri(model_uri: str | None = None, alias: str | None = None, version: str | None = None) -> str:
+    """The model URI to load: the arguments, else ``MAFORECAST_MODEL_URI`` / ``_MODEL_VERSION`` /
+    ``_MODEL_ALIAS`` (settings), else ``models:/<registered_model>@champion``."""
+    s = get_settings()
+    if model_uri or (not alias and not version and s.model_uri):
+        return model_uri or s.model_uri
+    version = version or (None if alias else s.model_version)
+    if version:
+        return f"models:/{s.registered_model}/{version}"
+    return f"models:/{s.registered_model}@{alias or s.model_alias}"
+
+
 def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None) -> RegisteredPredictor:
     """Load a registered predictor (default ``models:/<registered_model>@<model_alias>``)."""
     s = get_settings()
     store = tracking_uri or s.resolved_tracking_uri
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
-    model_uri = model_uri or f"models:/{s.registered_model}@{s.model_alias}"
+    model_uri = model_uri or resolve_model_uri()
     name, version, alias, run_id = s.registered_model, None, None, None
     m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
     if m:

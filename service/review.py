@@ -745,10 +745,10 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
 
 def load_engine(model_uri: str | None = None, alias: str | None = None, version: str | None = None):
     """The same Engine ``maforecast predict`` builds."""
-    from service.cli import _model_uri
     from service.core import load_engine as load
+    from service.model import resolve_model_uri
 
-    return load(_model_uri(model_uri, alias, version))
+    return load(resolve_model_uri(model_uri, alias, version))
 
 
 def _read_training(path: Path | None, precision_target: str | None) -> dict | None:

@@ -41,6 +41,7 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
 from predictor.architecture import Architecture
 from service.errors import FieldErrorMiddleware, quiet_validation_logs
+from service.model import resolve_model_uri
 from service.nowcast import NowcastRequest, NowcastResponse, answer_nowcast
 from service.openapi import OpenAPI30Middleware
 from service.schemas import (
@@ -66,23 +67,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
 
 
-def model_uri_from_env() -> str:
-    """The MLflow model URI to serve, from settings and environment."""
-    s = get_settings()
-    if s.model_uri:
-        return s.model_uri
-    if s.model_version:
-        return f"models:/{s.registered_model}/{s.model_version}"
-    return f"models:/{s.registered_model}@{s.model_alias}"
-
-
 class _State:
     """The loaded engine (or why there is none), shared by the BentoML APIs and the FastAPI views."""
 
     def __init__(self) -> None:
         self.engine: Any = None
         self.error: str | None = None
-        self.model_uri = model_uri_from_env()
+        self.model_uri = resolve_model_uri()
         self.tracking_uri = get_settings().resolved_tracking_uri
         self.last_try = 0.0
         self.failures = 0
@@ -322,13 +313,16 @@ class MAForecast:
         eng, err = self._engine()
         if err is not None:
             return err
-        results = []
-        for i, arch in enumerate(architectures):
-            try:
-                results.append(compact(await _offload(eng.predict, arch, steps), view, layers))
-            except (UserError, ValueError, ArithmeticError) as exc:
-                raise _rejected(exc, prefix=f"architectures[{i}]: ") from None
-        return BatchResponse(predictor=eng.predictor, results=results)
+        try:  # all together: two predictor calls for the whole batch
+            answers = await _offload(eng.predict_many, architectures, steps)
+        except (UserError, ValueError, ArithmeticError):
+            for i, arch in enumerate(architectures):  # name the architecture that cannot be forecast
+                try:
+                    await _offload(eng.predict, arch, steps)
+                except (UserError, ValueError, ArithmeticError) as exc:
+                    raise _rejected(exc, prefix=f"architectures[{i}]: ") from None
+            raise
+        return BatchResponse(predictor=eng.predictor, results=[compact(a, view, layers) for a in answers])
 
     @bentoml.api(route="/compare", input_spec=CompareRequest)
     async def compare(self, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:
@@ -396,6 +390,11 @@ class MAForecast:
         return ModelInfo(ready=True, predictor=eng.predictor, tracking_uri=state.tracking_uri, info=eng.info)
 
 
+# The two middlewares BentoML has no setting for (everything else, caching included, is gone):
+# BentoML serves /docs.json as "openapi: 3.0.2" with JSON Schema 2020-12 inside, which 3.0 tools
+# (client generators, schemathesis) reject; and its 4xx bodies name no field (a pydantic "detail"
+# list, or a one-element list around its exceptions' message) and its form parser answers a
+# multipart body without a boundary with a 500. See service/openapi.py and service/errors.py.
 MAForecast.add_asgi_middleware(OpenAPI30Middleware)
 MAForecast.add_asgi_middleware(FieldErrorMiddleware)
 

@@ -43,7 +43,15 @@ from sklearn.utils.validation import check_is_fitted
 from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
 from predictor.architecture import Architecture, family_of, parse_architecture
 from predictor.evidence import Evidence
-from predictor.schemas import ApplicabilityWarning, Forecast, Interval, LayerForecast, TrajectoryPoint
+from predictor.schemas import (
+    ApplicabilityWarning,
+    EndIntervals,
+    Forecast,
+    Interval,
+    IntervalArrays,
+    LayerForecast,
+    TrajectoryPoint,
+)
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
 
 Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
@@ -470,39 +478,56 @@ class ForecastEngine(BaseEstimator):
                         t_end=t_end, layers=layers, applicability=self.applicability(arch), notes=notes,
                         protocol=protocol or self.protocol, unpredictable=unpredictable)
 
-    def end_intervals(self, arch: Architecture | dict, protocol: str | None = None) -> tuple[list[Interval], list[Interval]]:
+    def end_intervals(self, arch: Architecture | dict, protocol: str | None = None) -> EndIntervals:
         """Per layer, peak |a| and ratio at the planned end: ``forecast``'s values, without the rest."""
         return self.end_intervals_many([arch], protocol)[0]
 
-    def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None
-                           ) -> list[tuple[list[Interval], list[Interval]]]:
-        """``end_intervals`` of several architectures (what-if variants) in one pass: one level prediction
-        for all, one timeline per distinct training plan."""
+    def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None) -> list[EndIntervals]:
+        """``end_intervals`` of several architectures (what-if variants) in one pass: ``layer_curves`` at
+        the planned end, vectorised over architectures (one level prediction for all, one timeline per
+        distinct training plan, one depth profile per depth)."""
         check_is_fitted(self, "level_")
         archs = [parse_architecture(a) for a in archs]
         if not archs:
             return []
         X = np.stack([self._x(a, protocol or self.protocol) for a in archs])
         levels = {q: self.level_[q].predict(X) for q in QUANTITIES}
-        unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
         timelines: dict[tuple, Timeline] = {}
-        out = []
-        for i, arch in enumerate(archs):
-            plan = (arch.planned_steps, arch.learning_rate, arch.lr_schedule, arch.warmup_frac, arch.batch_tokens,
-                    arch.weight_decay)
+        tau = np.empty(len(archs))
+        for i, a in enumerate(archs):
+            plan = (a.planned_steps, a.learning_rate, a.lr_schedule, a.warmup_frac, a.batch_tokens, a.weight_decay)
             if plan not in timelines:
-                timelines[plan] = arch_timeline(arch, self.effects_, horizon=arch.planned_steps)
-            lev = {q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES}
-            c = self.layer_curves(arch, np.array([float(arch.planned_steps)]), protocol, lev=lev, tl=timelines[plan])
-            pair = []
+                timelines[plan] = arch_timeline(a, self.effects_, horizon=a.planned_steps)
+            tau[i] = float(timelines[plan](float(a.planned_steps)))
+        lt, lt_sd = np.array([self.tau_e(a) for a in archs]).T
+        h = hill(tau / 10**lt, self.p_)
+        h_fast = hill(tau / 10 ** (lt - Z90 * lt_sd), self.p_)
+        h_slow = hill(tau / 10 ** (lt + Z90 * lt_sd), self.p_)
+        unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
+        out: list[dict] = [{} for _ in archs]
+        for n_layers in sorted({a.n_layers for a in archs}):
+            idx = np.array([i for i, a in enumerate(archs) if a.n_layers == n_layers])
             for q, target in (("abs", "peak_abs"), ("ratio", "ratio_end")):
                 if target in unpredictable:
-                    pair.append([self._constant_interval(q)] * arch.n_layers)
-                    continue
-                v, lo, hi = (_clip10(c[q][k][:, 0]).tolist() for k in ("mean", "lo", "hi"))
-                pair.append([Interval(value=a, lo=b, hi=d) for a, b, d in zip(v, lo, hi, strict=True)])
-            out.append((pair[0], pair[1]))
-        return out
+                    c = self._constant_interval(q)
+                    arrays = (np.full((len(idx), n_layers), c.value), np.full((len(idx), n_layers), c.lo),
+                              np.full((len(idx), n_layers), c.hi))
+                else:
+                    d, d_sd = self.profile_[q].predict(n_layers)
+                    M, M_sd = levels[q][0][idx, None], levels[q][1][idx, None]
+                    Y = M + d[None, :]
+                    sd = np.sqrt(M_sd**2 + d_sd[None, :] ** 2)
+                    y0 = Y0_DEFAULT[q]
+                    rise, rise_lo, rise_hi = Y - y0, Y - Z90 * sd - y0, Y + Z90 * sd - y0
+                    hh, hf, hs = h[idx, None], h_fast[idx, None], h_slow[idx, None]
+                    mean = y0 + rise * hh
+                    lo = np.minimum(y0 + np.minimum(rise_lo * hs, rise_lo * hf), mean)
+                    hi = np.maximum(y0 + np.maximum(rise_hi * hf, rise_hi * hs), mean)
+                    arrays = (_clip10(mean), _clip10(lo), _clip10(hi))
+                v, lo_, hi_ = (x.tolist() for x in arrays)
+                for k, i in enumerate(idx):
+                    out[i][target] = IntervalArrays(value=v[k], lo=lo_[k], hi=hi_[k])
+        return [EndIntervals(**o) for o in out]
 
     def _constant_interval(self, q: str) -> Interval:
         mu, sd = self.constant_[q]

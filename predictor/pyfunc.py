@@ -36,7 +36,7 @@ from mlflow.pyfunc import PythonModel
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import ForecastEngine
-from predictor.schemas import EndIntervals, Forecast
+from predictor.schemas import Forecast
 
 OUTPUTS = ("forecast", "end", "nowcast", "rows")
 PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
@@ -82,8 +82,7 @@ class PredictorModel(PythonModel):
             return pd.concat([forecast_frame(self.bundle.forecast(a, steps), i) for i, a in enumerate(archs)],
                              ignore_index=True)
         if output == "end":
-            return pd.DataFrame({"forecast": [EndIntervals(peak_abs=p, ratio_end=r).model_dump_json()
-                                              for p, r in self.bundle.end_intervals_many(archs)]})
+            return pd.DataFrame({"forecast": [e.model_dump_json() for e in self.bundle.end_intervals_many(archs)]})
         if output == "nowcast":
             from predictor.nowcast import nowcast
 

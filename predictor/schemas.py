@@ -15,13 +15,30 @@ class Interval(BaseModel):
     hi: float
 
 
+class IntervalArrays(BaseModel):
+    """One interval per layer, as three arrays (what-if effects read them as arrays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: list[float]
+    lo: list[float]
+    hi: list[float]
+
+    def at(self, i: int) -> Interval:
+        return Interval(value=self.value[i], lo=self.lo[i], hi=self.hi[i])
+
+    def largest(self) -> Interval:
+        """The interval of the layer with the largest point value."""
+        return self.at(max(range(len(self.value)), key=self.value.__getitem__))
+
+
 class EndIntervals(BaseModel):
     """Per layer, peak |a| and ratio at the planned end (the pyfunc's ``output="end"``: what-if variants)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    peak_abs: list[Interval]
-    ratio_end: list[Interval]
+    peak_abs: IntervalArrays
+    ratio_end: IntervalArrays
 
 
 class TrajectoryPoint(BaseModel):

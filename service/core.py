@@ -20,7 +20,7 @@ from cachetools import LRUCache, cached
 from scipy.special import ndtr
 
 from predictor.architecture import Architecture
-from predictor.schemas import Forecast, Interval, LayerForecast
+from predictor.schemas import EndIntervals, Forecast, Interval, IntervalArrays, LayerForecast
 from service import mitigations as kbm
 from service import precision as prec
 from service.schemas import (
@@ -88,9 +88,12 @@ def summarize(fc: Forecast) -> Summary:
     )
 
 
-def _log_gauss(ivs: Sequence[Interval | None]) -> tuple[np.ndarray, np.ndarray]:
+def _log_gauss(ivs: Sequence[Interval | None] | IntervalArrays) -> tuple[np.ndarray, np.ndarray]:
     """Centre and sd in log10 of 90 % intervals read as Gaussian (NaN where an end is not positive)."""
-    a = np.array([(iv.value, iv.lo, iv.hi) if iv is not None else (np.nan,) * 3 for iv in ivs], float).reshape(-1, 3)
+    if isinstance(ivs, IntervalArrays):
+        a = np.array([ivs.value, ivs.lo, ivs.hi], float).T.reshape(-1, 3)
+    else:
+        a = np.array([(iv.value, iv.lo, iv.hi) if iv is not None else (np.nan,) * 3 for iv in ivs], float).reshape(-1, 3)
     with np.errstate(divide="ignore", invalid="ignore"):
         la = np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
     sd = np.maximum((la[:, 2] - la[:, 1]) / (2 * 1.6448536269514722), 1e-6)
@@ -103,7 +106,8 @@ def format_probabilities(fc: Forecast) -> dict[str, float]:
     return _format_probabilities([lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers])
 
 
-def _format_probabilities(peaks: Sequence[Interval | None], ratios: Sequence[Interval | None]) -> dict[str, float]:
+def _format_probabilities(peaks: Sequence[Interval | None] | IntervalArrays,
+                          ratios: Sequence[Interval | None] | IntervalArrays) -> dict[str, float]:
     logs = {"peak_abs": _log_gauss(peaks), "ratio_end": _log_gauss(ratios)}
     out = {}
     for fmt, checks in prec.CHECKS.items():
@@ -216,16 +220,16 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def what_if(change: dict[str, Any], fc: Forecast, peaks: Sequence[Interval], ratios: Sequence[Interval],
-            targets: set[str], rb: dict[str, float] | None = None) -> MitigationEffect:
-    """The effect of applying ``change``: ``peaks``/``ratios`` are the changed architecture's per-layer
-    peak |a| and end ratio at the planned end (all the effect needs), against the forecast ``fc``."""
+def what_if(change: dict[str, Any], fc: Forecast, end: EndIntervals, targets: set[str],
+            rb: dict[str, float] | None = None) -> MitigationEffect:
+    """The effect of applying ``change``: ``end`` holds the changed architecture's per-layer peak |a|
+    and end ratio at the planned end (all the effect needs), against the forecast ``fc``."""
     big_b = max((lf.peak_abs for lf in fc.layers), key=lambda iv: iv.value)
-    big_a = max(peaks, key=lambda iv: iv.value)
+    big_a = end.peak_abs.largest()
     rat_b = max((lf.ratio_end for lf in fc.layers), key=lambda iv: iv.value)
-    rat_a = max(ratios, key=lambda iv: iv.value)
+    rat_a = end.ratio_end.largest()
     rb = rb if rb is not None else format_probabilities(fc)
-    ra = _format_probabilities(peaks, ratios)
+    ra = _format_probabilities(end.peak_abs, end.ratio_end)
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
     red = math.log10(big_b.value / big_a.value) + drop
     text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.value, big_a.value)}"
@@ -270,7 +274,7 @@ def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk
 
 
 def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
-              end_many: Callable[[list[Architecture]], list[tuple[list[Interval], list[Interval]]]] | None = None,
+              end_many: Callable[[list[Architecture]], list[EndIntervals]] | None = None,
               ) -> list[Mitigation]:
     """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction.
 
@@ -281,15 +285,13 @@ def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: 
     return rank_mitigations(fc, plan, ends)
 
 
-def rank_mitigations(fc: Forecast, plan: MitigationPlan,
-                     ends: Sequence[tuple[list[Interval], list[Interval]]] | None) -> list[Mitigation]:
+def rank_mitigations(fc: Forecast, plan: MitigationPlan, ends: Sequence[EndIntervals] | None) -> list[Mitigation]:
     """The ranked answer, given the what-if variants' end intervals (``ends``, in ``plan.changes`` order)."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
     if ends is not None:
         rb = format_probabilities(fc)
-        effects = {k: what_if(c, fc, peaks, ratios, targets, rb)
-                   for (k, c), (peaks, ratios) in zip(plan.changes.items(), ends, strict=True)}
+        effects = {k: what_if(c, fc, end, targets, rb) for (k, c), end in zip(plan.changes.items(), ends, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -340,8 +342,9 @@ class Engine:
             beats_baseline=raw.get("beats_baseline"),
             held_out=_held_out_text(raw),
         )
-        # the one answer cache: architecture + steps -> answer (and its JSON once served); the condition
-        # makes concurrent requests for the same key compute it once
+        # the one answer cache: architecture + steps -> the answer's JSON. Bytes, not answer objects:
+        # a thousand cached answers would otherwise be millions of objects for every full garbage
+        # collection to walk. The condition makes concurrent requests for one key compute it once.
         self._cache: LRUCache = LRUCache(maxsize=cache_size)
         self._cond = threading.Condition()
         self._cached = cached(self._cache, key=self._key, condition=self._cond)(self._entry)
@@ -355,7 +358,7 @@ class Engine:
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
         return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
 
-    def end_intervals_many(self, archs: list[Architecture]) -> list[tuple[list[Interval], list[Interval]]]:
+    def end_intervals_many(self, archs: list[Architecture]) -> list[EndIntervals]:
         """Per-layer peak |a| and end ratio of several architectures (the what-ifs), in one predictor call."""
         return self.forecaster.end_intervals_many(archs)
 
@@ -395,11 +398,11 @@ class Engine:
     def _key(arch: Architecture, steps: Sequence[int] | None = None) -> tuple:
         return (arch.model_dump_json(), tuple(steps) if steps else None)
 
-    def _entry(self, arch: Architecture, steps: Sequence[int] | None = None) -> list:
-        return [self.answer(arch, steps), None]  # [answer, its JSON once serialised]
+    def _entry(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
+        return self.answer(arch, steps).model_dump_json().encode()
 
     def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
-        return self._cached(arch, steps)[0]
+        return self.predict_many([arch], steps)[0]
 
     def predict_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
         """Cached answers where there are any; the rest computed together (``answer_many``) and cached."""
@@ -408,23 +411,19 @@ class Engine:
             hits = [self._cache.get(k) for k in keys]
         todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
         fresh = dict(zip(todo, self.answer_many(list(todo.values()), steps), strict=True)) if todo else {}
+        raws = {k: resp.model_dump_json().encode() for k, resp in fresh.items()}
         with self._cond:
-            for k, resp in fresh.items():
-                self._cache[k] = [resp, None]
-        return [h[0] if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
+            self._cache.update(raws)
+        return [PredictResponse.model_validate_json(h) if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
 
     def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
-        """The answer serialised once and kept (the service's fast path)."""
-        entry = self._cached(arch, steps)
-        if entry[1] is None:
-            entry[1] = entry[0].model_dump_json().encode()
-        return entry[1]
+        """The serialised answer, computed once (concurrent requests for it wait for the first)."""
+        return self._cached(arch, steps)
 
     def cached_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes | None:
         """The serialised answer if it is already cached (no computation; safe on an event loop)."""
         with self._cond:
-            entry = self._cache.get(self._key(arch, steps))
-        return entry[1] if entry is not None else None
+            return self._cache.get(self._key(arch, steps))
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:

@@ -23,7 +23,7 @@ from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.nowcast import NowcastResult
 from predictor.pyfunc import arch_frame, steps_param
-from predictor.schemas import EndIntervals, Forecast, Interval
+from predictor.schemas import EndIntervals, Forecast
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 
@@ -57,12 +57,11 @@ class RegisteredPredictor:
         raws = self._predict(archs, output="forecast", steps=steps_param(list(steps) if steps else None))
         return [self._named(Forecast.model_validate_json(raw)) for raw in raws]
 
-    def end_intervals_many(self, archs: Sequence[Architecture]) -> list[tuple[list[Interval], list[Interval]]]:
+    def end_intervals_many(self, archs: Sequence[Architecture]) -> list[EndIntervals]:
         """Per architecture, per-layer peak |a| and end ratio at the planned end (what-if variants, one call)."""
         if not archs:
             return []
-        ends = [EndIntervals.model_validate_json(raw) for raw in self._predict(archs, output="end")]
-        return [(e.peak_abs, e.ratio_end) for e in ends]
+        return [EndIntervals.model_validate_json(raw) for raw in self._predict(archs, output="end")]
 
     def nowcast(self, arch: Architecture, observations: Sequence[Any], steps: Sequence[int] | None = None) -> NowcastResult:
         rows = [o.model_dump() if hasattr(o, "model_dump") else dict(o) for o in observations]

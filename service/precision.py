@@ -203,17 +203,22 @@ def check_layers(layers: Sequence[LayerSeries], name: str, check: Check,
     if not hit.any():
         return []
     over_pt = point > check.limit
+    rows = np.flatnonzero(hit)
+    # per crossing layer, all at once: first crossing (point, upper bound), max of point and upper bound
+    first_pt = np.argmax(over_pt[rows], axis=1).tolist()
+    any_pt = over_pt[rows].any(axis=1).tolist()
+    first_hi = np.argmax(over_hi[rows], axis=1).tolist()
+    pt_max, hi_max = point[rows].max(axis=1).tolist(), hi[rows].max(axis=1).tolist()
     out = []
-    for i in np.flatnonzero(hit):
+    for k, i in enumerate(rows.tolist()):
         s = layers[i]
         n = len(s.steps)
-        t_point = float(s.steps[int(np.argmax(over_pt[i]))]) if over_pt[i].any() else None
+        t_point = float(s.steps[first_pt[k]]) if any_pt[k] else None
         out.append(LayerRisk(
             layer=s.layer, check=name, quantity=check.quantity, limit=check.limit,
-            predicted=float(point[i, :n].max()) if n else float("nan"),
-            predicted_hi=float(hi[i, :n].max()) if n else float("nan"),
+            predicted=pt_max[k] if n else float("nan"), predicted_hi=hi_max[k] if n else float("nan"),
             certainty="likely" if t_point is not None else "possible",
-            from_step=t_point, from_step_hi=float(s.steps[int(np.argmax(over_hi[i]))]),
+            from_step=t_point, from_step_hi=float(s.steps[first_hi[k]]),
         ))
     return out
 

@@ -381,10 +381,11 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     pd.testing.assert_series_equal(rows["peak_abs"], ref["peak_abs"], check_names=False)
     # end-only intervals of several variants in one call equal the full forecasts' end values
     ends = served.end_intervals_many([arch, other])
-    for a, (peaks, ratios) in zip([arch, other], ends, strict=True):
+    for a, end in zip([arch, other], ends, strict=True):
         fc = served.forecast(a)
-        assert [p.hi for p in peaks] == pytest.approx([lf.peak_abs.hi for lf in fc.layers], rel=1e-9)
-        assert [r.value for r in ratios] == pytest.approx([lf.ratio_end.value for lf in fc.layers], rel=1e-9)
+        for k in ("value", "lo", "hi"):
+            assert getattr(end.peak_abs, k) == pytest.approx([getattr(lf.peak_abs, k) for lf in fc.layers], rel=1e-9)
+            assert getattr(end.ratio_end, k) == pytest.approx([getattr(lf.ratio_end, k) for lf in fc.layers], rel=1e-9)
     with pytest.raises(Exception, match="params.output"):
         model.predict(arch_frame([arch]), params={"output": "nonsense"})
 

@@ -436,6 +436,17 @@ class ForecastEngine(BaseEstimator):
         rv, rl, rh = (_clip10(ratio[k]).tolist() for k in ("mean", "lo", "hi"))
         av, al, ah = (_clip10(ab[k][:, i_end]).tolist() for k in ("mean", "lo", "hi"))
         shown_k = [k for k, s in enumerate(steps) if s in shown_set]
+        # per-layer scalars for all layers at once
+        a_end_log, r_end_log = ab["mean"][:, i_end], ratio["mean"][:, i_end]
+        sd_a = np.maximum((ab["hi"][:, i_end] - ab["lo"][:, i_end]) / (2 * Z90), 1e-6)
+        sd_r = np.maximum((ratio["hi"][:, i_end] - ratio["lo"][:, i_end]) / (2 * Z90), 1e-6)
+        # P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)
+        p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r)).tolist()
+        massive = ((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist()
+        rising = _still_rising(ratio["mean"], st, t_end).tolist()
+        Yrs, Yas, r_sd = ratio["Y"].tolist(), ab["Y"].tolist(), ratio["sd"]
+        ss_v, ss_lo, ss_hi = (_clip10(x).tolist() for x in (ratio["Y"], ratio["Y"] - Z90 * r_sd, ratio["Y"] + Z90 * r_sd))
+        r_end_list = r_end_log.tolist()
         layers = []
         for li in range(arch.n_layers):
             traj = [TrajectoryPoint(step=steps[k], value=rv[li][k], lo=rl[li][k], hi=rh[li][k]) for k in shown_k]
@@ -446,23 +457,21 @@ class ForecastEngine(BaseEstimator):
             if "ratio_end" in unpredictable:
                 r_end = self._constant_interval("ratio")
             y0 = Y0_DEFAULT["ratio"]
-            Yr = float(ratio["Y"][li])
-            t_em = self._t_emerge(tl, y0, Yr, float(ratio["mean"][li, i_end]), lt, lt_sd) if "t_emerge" not in unpredictable else None
-            p_m = p_massive(ab["mean"][li, i_end], _sd(ab, li, i_end), ratio["mean"][li, i_end], _sd(ratio, li, i_end))
+            Yr = Yrs[li]
+            t_em = self._t_emerge(tl, y0, Yr, r_end_list[li], lt, lt_sd) if "t_emerge" not in unpredictable else None
             layers.append(LayerForecast(
                 layer=li,
                 ratio_trajectory=traj,
-                params={"y0": y0, "Y_inf": Yr, "Y_inf_abs": float(ab["Y"][li]), "log10_tau_e": lt, "p": self.p_,
+                params={"y0": y0, "Y_inf": Yr, "Y_inf_abs": Yas[li], "log10_tau_e": lt, "p": self.p_,
                         "kappa": self.effects_.kappa, "beta": self.effects_.beta},
                 t_emerge=t_em,
                 t_peak=None,
-                trajectory_class="log_increase" if _still_rising(ratio["mean"][li], st, t_end) else "plateau",
+                trajectory_class="log_increase" if rising[li] else "plateau",
                 ratio_end=r_end,
-                steady_state=Interval(value=float(_clip10(Yr)), lo=float(_clip10(Yr - Z90 * ratio["sd"][li])),
-                                      hi=float(_clip10(Yr + Z90 * ratio["sd"][li]))),
+                steady_state=Interval(value=ss_v[li], lo=ss_lo[li], hi=ss_hi[li]),
                 peak_abs=a_end,
-                massive=bool(ab["mean"][li, i_end] > MASSIVE_ABS and ratio["mean"][li, i_end] > MASSIVE_RATIO),
-                p_massive=p_m,
+                massive=massive[li],
+                p_massive=p_mass[li],
             ))
         notes = [
             f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_['families']} families "
@@ -612,20 +621,17 @@ def _domain(ev: Evidence) -> dict:
     }
 
 
-def _sd(c: dict, li: int, k: int) -> float:
-    return max(float(c["hi"][li, k] - c["lo"][li, k]) / (2 * Z90), 1e-6)
+def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> np.ndarray:
+    """Per row of ``y`` (log10 values at ``steps``): still rising at the end, > 0.05 decades over the
+    last doubling of the plan (linear interpolation, as ``np.interp``, for all rows at once)."""
+    def at(x: float) -> np.ndarray:
+        j = int(np.clip(np.searchsorted(steps, x, side="right") - 1, 0, len(steps) - 1))
+        if j == len(steps) - 1 or steps[j] == x:
+            return y[:, j]
+        w = (x - steps[j]) / (steps[j + 1] - steps[j])
+        return y[:, j] + (y[:, j + 1] - y[:, j]) * w
 
-
-def p_massive(y_abs: float, sd_abs: float, y_ratio: float, sd_ratio: float) -> float:
-    """P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)."""
-    return float(min(ndtr((y_abs - MASSIVE_ABS) / sd_abs), ndtr((y_ratio - MASSIVE_RATIO) / sd_ratio)))
-
-
-def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> bool:
-    """Still rising at the end: > 0.05 decades over the last doubling of the plan."""
-    half = np.interp(t_end / 2, steps, y)
-    end = np.interp(t_end, steps, y)
-    return bool(end - half > 0.05)
+    return (at(float(t_end)) - at(t_end / 2)) > 0.05
 
 
 def default_steps(t_end: int, n: int = 24) -> list[int]:

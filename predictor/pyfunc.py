@@ -7,14 +7,15 @@ project is not installed.
 
 Interface (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
 
-- input: a frame with one column ``architecture``, one architecture per row as the JSON of the
-  ``/predict`` schema (``arch_frame`` builds it). One string column, not one column per field:
-  the architecture schema validates it, and MLflow's per-column schema enforcement of ~40
-  columns cost 3.5 ms a call against 0.5 ms for one;
+- input: a frame with a column ``architecture``, one architecture per row as the JSON of the
+  ``/predict`` schema (``arch_frame`` builds it), and optionally ``what_if``: per row a JSON list of
+  field changes (``[{"qk_norm": true}, {"learning_rate": 1.5e-4}]``) to forecast as well. String
+  columns, not one column per field: the architecture schema validates them, and MLflow's
+  per-column schema enforcement of ~40 columns cost 3.5 ms a call against 0.5 ms for one;
 - ``params["output"]``:
-  ``forecast`` (default): column ``forecast``, the full per-layer forecast (``predictor.schemas.Forecast``) as JSON;
-  ``end``: column ``forecast``, ``predictor.schemas.EndIntervals`` as JSON: per-layer intervals at the
-  planned end only (what-if re-forecasts of many variants in one call);
+  ``forecast`` (default): column ``forecast``, the full per-layer forecast (``predictor.schemas.Forecast``) as
+  JSON, and column ``what_if``: per row the JSON list of ``predictor.schemas.EndIntervals`` of its changed
+  architectures (per-layer peak |a| and ratio at the planned end, all rows' variants computed together);
   ``nowcast``: one architecture plus ``params["observations"]`` (JSON rows: step, layer, top1, median[, top2,
   top3, sample]); column ``forecast``, the updated forecast, the per-layer observed-vs-forecast and the update's
   summary as JSON (``predictor.nowcast.NowcastResult``);
@@ -34,17 +35,37 @@ import joblib
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from maforecast.errors import UserError
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import ForecastEngine
-from predictor.schemas import Forecast
+from predictor.schemas import WHAT_IF_ENDS, Forecast
 
-OUTPUTS = ("forecast", "end", "nowcast", "rows")
+OUTPUTS = ("forecast", "nowcast", "rows")
 PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
 
 
-def arch_frame(archs: list[Architecture]) -> pd.DataFrame:
-    """Architectures as the pyfunc's input frame."""
-    return pd.DataFrame({"architecture": [a.model_dump_json() for a in archs]})
+def arch_frame(archs: list[Architecture], what_if: list[list[dict]] | None = None) -> pd.DataFrame:
+    """Architectures (and per architecture the field changes to forecast too) as the pyfunc's input frame."""
+    cols = {"architecture": [a.model_dump_json() for a in archs]}
+    if what_if is not None:
+        cols["what_if"] = [json.dumps(w) for w in what_if]
+    return pd.DataFrame(cols)
+
+
+def _variants(frame: pd.DataFrame, archs: list[Architecture]) -> list[list[Architecture]]:
+    """Per row, its architecture with each of its ``what_if`` changes applied (validated as a whole)."""
+    if "what_if" not in frame:
+        return [[] for _ in archs]
+    out = []
+    for i, (arch, raw) in enumerate(zip(archs, frame["what_if"], strict=True)):
+        changes = (json.loads(raw) if raw.strip() else []) if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+            raise ValueError(f"what_if[{i}]: expected a JSON list of field changes (objects)")
+        try:
+            out.append([parse_architecture({**arch.model_dump(), **c}) for c in changes])
+        except (ValueError, UserError) as exc:
+            raise ValueError(f"what_if[{i}]: {str(exc).splitlines()[0]}") from None
+    return out
 
 
 def steps_param(steps: list[int] | None) -> str:
@@ -77,12 +98,11 @@ class PredictorModel(PythonModel):
         output = p["output"]
         if output not in OUTPUTS:
             raise ValueError(f"params.output: one of {', '.join(OUTPUTS)}, got {output!r}")
-        archs, steps = _archs(model_input), _steps(p["steps"])
+        frame = pd.DataFrame(model_input)
+        archs, steps = _archs(frame), _steps(p["steps"])
         if output == "rows":
             return pd.concat([forecast_frame(self.bundle.forecast(a, steps), i) for i, a in enumerate(archs)],
                              ignore_index=True)
-        if output == "end":
-            return pd.DataFrame({"forecast": [e.model_dump_json() for e in self.bundle.end_intervals_many(archs)]})
         if output == "nowcast":
             from predictor.nowcast import nowcast
 
@@ -90,7 +110,10 @@ class PredictorModel(PythonModel):
                 raise ValueError("input: output 'nowcast' takes exactly one architecture")
             rows = json.loads(p["observations"] or "[]")
             return pd.DataFrame({"forecast": [nowcast(self.bundle, archs[0], rows, steps=steps).model_dump_json()]})
-        return pd.DataFrame({"forecast": [self.bundle.forecast(a, steps).model_dump_json() for a in archs]})
+        variants = _variants(frame, archs)
+        ends = iter(self.bundle.end_intervals_many([v for vs in variants for v in vs]))
+        return pd.DataFrame({"forecast": [self.bundle.forecast(a, steps).model_dump_json() for a in archs],
+                             "what_if": [WHAT_IF_ENDS.dump_json([next(ends) for _ in vs]).decode() for vs in variants]})
 
 
 def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import joblib
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.types.schema import ColSpec, DataType, Schema
 
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
@@ -166,13 +167,15 @@ def pyfunc_kwargs(engine: ForecastEngine, example_arch: Architecture, tmp: Path)
     signature with params, input example, pinned requirements, code paths, metadata."""
     bundle_path = tmp / "bundle.joblib"
     joblib.dump(engine, bundle_path)
-    example = arch_frame([example_arch])
+    example = arch_frame([example_arch], [[{"qk_norm": not example_arch.qk_norm}]])
     py = PredictorModel()
     py.bundle = engine
     output = py.predict(None, example)
     py.bundle = None  # the engine travels as the artifact, not inside the pickled wrapper
-    return {"python_model": py, "artifacts": {"bundle": str(bundle_path)},
-            "signature": mlflow.models.infer_signature(example, output, params=PYFUNC_PARAMS),
+    signature = mlflow.models.infer_signature(example, output, params=PYFUNC_PARAMS)
+    signature.inputs = Schema([ColSpec(DataType.string, "architecture"),
+                               ColSpec(DataType.string, "what_if", required=False)])  # what_if is optional
+    return {"python_model": py, "artifacts": {"bundle": str(bundle_path)}, "signature": signature,
             "input_example": example, "pip_requirements": PIP_REQUIREMENTS, "code_paths": CODE_PATHS,
             "metadata": {"maforecast": model_metadata(engine)}}
 

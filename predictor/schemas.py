@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class Interval(BaseModel):
@@ -39,6 +39,9 @@ class EndIntervals(BaseModel):
 
     peak_abs: IntervalArrays
     ratio_end: IntervalArrays
+
+
+WHAT_IF_ENDS = TypeAdapter(list[EndIntervals])  # the pyfunc's ``what_if`` output column, one JSON array per row
 
 
 class TrajectoryPoint(BaseModel):

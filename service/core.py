@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,9 +248,6 @@ class MitigationPlan:
     changes: dict[str, dict[str, Any]]  # entry id -> fields changed
     targets: set[str]
 
-    def variants(self, arch: Architecture) -> list[Architecture]:
-        return [arch.model_copy(update=c) for c in self.changes.values()]
-
 
 def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> MitigationPlan:
     """Match the knowledge base and list the what-if variants (no forecasting yet)."""
@@ -273,16 +270,10 @@ def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
 
 
-def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase,
-              end_many: Callable[[list[Architecture]], list[EndIntervals]] | None = None,
-              ) -> list[Mitigation]:
-    """Knowledge-base matches with their predicted what-if effect; ranked by evidence level and predicted reduction.
-
-    ``end_many``: per-layer peak |a| and end ratio of several architectures (the what-if variants, all
-    in one predictor call); without it mitigations carry no predicted effect."""
-    plan = plan_mitigations(arch, fc, risks, kb)
-    ends = end_many(plan.variants(arch)) if plan.changes and end_many is not None else None
-    return rank_mitigations(fc, plan, ends)
+def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
+    """Knowledge-base matches ranked by evidence level, without predicted effects (``Engine.answer_many``
+    adds those)."""
+    return rank_mitigations(fc, plan_mitigations(arch, fc, risks, kb), None)
 
 
 def rank_mitigations(fc: Forecast, plan: MitigationPlan, ends: Sequence[EndIntervals] | None) -> list[Mitigation]:
@@ -358,24 +349,21 @@ class Engine:
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
         return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
 
-    def end_intervals_many(self, archs: list[Architecture]) -> list[EndIntervals]:
-        """Per-layer peak |a| and end ratio of several architectures (the what-ifs), in one predictor call."""
-        return self.forecaster.end_intervals_many(archs)
-
     def answer(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
         return self.answer_many([arch], steps)[0]
 
     def answer_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        """Answers for several architectures with two predictor calls in all: their forecasts, then the
-        what-if variants of every one of them."""
-        fcs = self.forecaster.forecast_many(list(archs), steps=list(steps) if steps else None)
-        risks = [precision_risks(fc, a.precision_target) for a, fc in zip(archs, fcs, strict=True)]
-        plans = [plan_mitigations(a, fc, r, self.kb) for a, fc, r in zip(archs, fcs, risks, strict=True)]
-        variants = [v for a, p in zip(archs, plans, strict=True) for v in p.variants(a)]
-        ends = iter(self.end_intervals_many(variants) if variants else [])
+        """Answers for several architectures in one predictor call: their forecasts and, with them, every
+        what-if variant their mitigations may need (the fields each mitigation changes in each)."""
+        candidates = [{k: c for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
+        results = self.forecaster.forecast_with_what_ifs(list(archs), [list(c.values()) for c in candidates],
+                                                         steps=list(steps) if steps else None)
         out = []
-        for arch, fc, risk, plan in zip(archs, fcs, risks, plans, strict=True):
-            mine = [next(ends) for _ in plan.changes]
+        for arch, cand, (fc, ends) in zip(archs, candidates, results, strict=True):
+            risk = precision_risks(fc, arch.precision_target)
+            plan = plan_mitigations(arch, fc, risk, self.kb)
+            by_id = dict(zip(cand, ends, strict=True))
+            mine = [by_id[k] for k in plan.changes]
             out.append(PredictResponse(
                 predictor=self.predictor.model_copy(update={
                     "name": fc.predictor_name or self.predictor.name,

@@ -23,7 +23,7 @@ from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.nowcast import NowcastResult
 from predictor.pyfunc import arch_frame, steps_param
-from predictor.schemas import EndIntervals, Forecast
+from predictor.schemas import WHAT_IF_ENDS, EndIntervals, Forecast
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 
@@ -43,8 +43,8 @@ class RegisteredPredictor:
     run_id: str | None = None
     model_uri: str | None = None
 
-    def _predict(self, archs: Sequence[Architecture], **params: str) -> list[str]:
-        return list(self.model.predict(arch_frame(list(archs)), params=params)["forecast"])
+    def _predict(self, archs: Sequence[Architecture], what_if: list[list[dict]] | None = None, **params: str):
+        return self.model.predict(arch_frame(list(archs), what_if), params=params)
 
     def _named(self, fc: Forecast) -> Forecast:
         return fc.model_copy(update={"predictor_name": self.name, "predictor_version": self.version,
@@ -54,19 +54,20 @@ class RegisteredPredictor:
         return self.forecast_many([arch], steps)[0]
 
     def forecast_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[Forecast]:
-        raws = self._predict(archs, output="forecast", steps=steps_param(list(steps) if steps else None))
-        return [self._named(Forecast.model_validate_json(raw)) for raw in raws]
+        return [fc for fc, _ in self.forecast_with_what_ifs(archs, None, steps)]
 
-    def end_intervals_many(self, archs: Sequence[Architecture]) -> list[EndIntervals]:
-        """Per architecture, per-layer peak |a| and end ratio at the planned end (what-if variants, one call)."""
-        if not archs:
-            return []
-        return [EndIntervals.model_validate_json(raw) for raw in self._predict(archs, output="end")]
+    def forecast_with_what_ifs(self, archs: Sequence[Architecture], what_if: list[list[dict]] | None,
+                               steps: Sequence[int] | None = None) -> list[tuple[Forecast, list[EndIntervals]]]:
+        """One model call: per architecture its forecast and, per field change in ``what_if[i]``, the changed
+        architecture's per-layer peak |a| and end ratio at the planned end."""
+        out = self._predict(archs, what_if, output="forecast", steps=steps_param(list(steps) if steps else None))
+        return [(self._named(Forecast.model_validate_json(f)), WHAT_IF_ENDS.validate_json(w))
+                for f, w in zip(out["forecast"], out["what_if"], strict=True)]
 
     def nowcast(self, arch: Architecture, observations: Sequence[Any], steps: Sequence[int] | None = None) -> NowcastResult:
         rows = [o.model_dump() if hasattr(o, "model_dump") else dict(o) for o in observations]
         raw = self._predict([arch], output="nowcast", steps=steps_param(list(steps) if steps else None),
-                            observations=json.dumps(rows))[0]
+                            observations=json.dumps(rows))["forecast"][0]
         res = NowcastResult.model_validate_json(raw)
         return res.model_copy(update={"forecast": self._named(res.forecast)})
 

@@ -372,20 +372,23 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     served = load_predictor()
     # default output: the full forecast per architecture, as the served client reads it
     full = model.predict(arch_frame([arch, other]))
-    assert list(full.columns) == ["forecast"] and len(full) == 2
+    assert list(full.columns) == ["forecast", "what_if"] and len(full) == 2 and list(full["what_if"]) == ["[]", "[]"]
     assert Forecast.model_validate_json(full["forecast"][0]).layers == served.forecast(arch).layers
     # per-layer rows for tabular consumers
     rows = model.predict(arch_frame([arch]), params={"output": "rows"})
     ref = forecast_frame(served.forecast(arch))
     assert len(rows) == arch.n_layers
     pd.testing.assert_series_equal(rows["peak_abs"], ref["peak_abs"], check_names=False)
-    # end-only intervals of several variants in one call equal the full forecasts' end values
-    ends = served.end_intervals_many([arch, other])
-    for a, end in zip([arch, other], ends, strict=True):
-        fc = served.forecast(a)
+    # what-if variants forecast in the same call: their end intervals equal the changed architectures' forecasts
+    [(fc_arch, ends)] = served.forecast_with_what_ifs([arch], [[{"qk_norm": True}, {"learning_rate": arch.learning_rate / 2}]])
+    assert fc_arch.layers == served.forecast(arch).layers and len(ends) == 2
+    for end, changed in zip(ends, [other, arch.model_copy(update={"learning_rate": arch.learning_rate / 2})], strict=True):
+        fc = served.forecast(changed)
         for k in ("value", "lo", "hi"):
             assert getattr(end.peak_abs, k) == pytest.approx([getattr(lf.peak_abs, k) for lf in fc.layers], rel=1e-9)
             assert getattr(end.ratio_end, k) == pytest.approx([getattr(lf.ratio_end, k) for lf in fc.layers], rel=1e-9)
+    with pytest.raises(Exception, match="what_if"):
+        model.predict(arch_frame([arch], [[{"n_layers": 0}]]))  # a change that breaks the architecture is refused
     with pytest.raises(Exception, match="params.output"):
         model.predict(arch_frame([arch]), params={"output": "nonsense"})
 

@@ -487,12 +487,9 @@ class ForecastEngine(BaseEstimator):
                         t_end=t_end, layers=layers, applicability=self.applicability(arch), notes=notes,
                         protocol=protocol or self.protocol, unpredictable=unpredictable)
 
-    def end_intervals(self, arch: Architecture | dict, protocol: str | None = None) -> EndIntervals:
-        """Per layer, peak |a| and ratio at the planned end: ``forecast``'s values, without the rest."""
-        return self.end_intervals_many([arch], protocol)[0]
-
     def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None) -> list[EndIntervals]:
-        """``end_intervals`` of several architectures (what-if variants) in one pass: ``layer_curves`` at
+        """Per layer, peak |a| and ratio at the planned end (``forecast``'s values, without the rest) of several
+        architectures (what-if variants) in one pass: ``layer_curves`` at
         the planned end, vectorised over architectures (one level prediction for all, one timeline per
         distinct training plan, one depth profile per depth)."""
         check_is_fitted(self, "level_")

@@ -33,7 +33,7 @@ class IntervalArrays(BaseModel):
 
 
 class EndIntervals(BaseModel):
-    """Per layer, peak |a| and ratio at the planned end (the pyfunc's ``output="end"``: what-if variants)."""
+    """Per layer, peak |a| and ratio at the planned end of one what-if variant (the pyfunc's ``what_if`` output)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -105,5 +106,9 @@ def log_dataset(dataset, context: str, tags: dict[str, str] | None = None, run_i
     run_id = run_id or mlflow.active_run().info.run_id
     client = client or MlflowClient()
     input_tags = [InputTag(MLFLOW_DATASET_CONTEXT, context), *(InputTag(k, str(v)) for k, v in (tags or {}).items())]
-    entry = DatasetInput(dataset._to_mlflow_entity(), tags=input_tags)
+    # the dataset's schema is inferred here; it documents the table and never enforces model input, so
+    # MLflow's "integer columns cannot hold missing values" hint is noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        entry = DatasetInput(dataset._to_mlflow_entity(), tags=input_tags)
     retry_store(client.log_inputs, run_id, datasets=[entry], attempts=attempts, unique_too=True)

@@ -41,6 +41,9 @@ from predictor.engine import ForecastEngine
 from predictor.schemas import WHAT_IF_ENDS, Forecast
 
 OUTPUTS = ("forecast", "nowcast", "rows")
+# the version of this interface; registered versions carry it as tag ``pyfunc_interface``, and a
+# champion logged with another one cannot be served (``registry.promote`` replaces it)
+INTERFACE = "2"
 PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
 
 

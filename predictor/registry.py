@@ -37,6 +37,7 @@ from predictor.architecture import Architecture, reference_architectures
 from predictor.engine import ForecastEngine
 from predictor.evaluation import Evaluation, fit_evaluated, headline
 from predictor.evidence import Evidence, build_evidence
+from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
 from predictor.pyfunc import PredictorModel, arch_frame, finite, forecast_frame  # noqa: F401  (re-exported)
 
@@ -220,6 +221,7 @@ def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings
         "data_digest": engine.data_digest_,
         "run_id": run_id,
         "engine": "v2-structured",
+        "pyfunc_interface": PYFUNC_INTERFACE,
         "headline_metric": HEADLINE_METRIC,
         HEADLINE_METRIC: f"{m.get(HEADLINE_METRIC, float('nan')):.4f}",
         "beats_baseline": str(m.get(HEADLINE_METRIC, float("nan")) > 0).lower(),
@@ -304,6 +306,11 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: there was no {champ_alias} "
                              f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), None)
+    if champ.tags.get("pyfunc_interface") != PYFUNC_INTERFACE and ch.tags.get("pyfunc_interface") == PYFUNC_INTERFACE:
+        client.set_registered_model_alias(name, champ_alias, ch.version)
+        return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: {champ_alias} v{champ.version} was "
+                             f"logged with an older model interface and cannot be served ({HEADLINE_METRIC} {ch_score:.4f})",
+                             str(ch.version), str(champ.version))
     champ_score = _headline(client, name, champ.version)
     better = math.isfinite(ch_score) and (not math.isfinite(champ_score) or ch_score > champ_score)
     cmp = f"{HEADLINE_METRIC}: challenger v{ch.version} {ch_score:.4f} vs {champ_alias} v{champ.version} {champ_score:.4f}"

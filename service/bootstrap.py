@@ -99,11 +99,13 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool
 
 def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small: bool = False) -> bool:
     from maforecast.tables import FitRow, StatsRow
+    from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 
     inputs = {
         "fits_digest": _table_digest(fits_path(settings), FitRow),
         "stats_digest": _table_digest(stats_path(settings), StatsRow),
         "small": bool(small),
+        "pyfunc_interface": PYFUNC_INTERFACE,  # a new model interface needs a new version
     }
     rec = state.get("train")
     version = rec.get("version")

@@ -295,6 +295,28 @@ def test_promote_both_directions(trained, in_home):
     assert "already" in promote().message
 
 
+def test_champion_with_an_older_model_interface_is_replaced(trained, in_home):
+    """A champion the service cannot load (logged with another pyfunc interface) gives way to a
+    current challenger that beats the baseline, even one with a lower headline."""
+    from maforecast.tracking import configure
+    from predictor.pyfunc import INTERFACE
+    from predictor.registry import promote
+
+    client = configure()
+    name = "maforecast-predictor"
+    assert client.get_model_version(name, "2").tags["pyfunc_interface"] == INTERFACE
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_model_version_tag(name, "1", "headline_skill", "0.9")
+    client.set_model_version_tag(name, "2", "headline_skill", "0.1")
+    client.set_model_version_tag(name, "1", "pyfunc_interface", "1")
+    try:
+        res = promote()
+        assert res.promoted and "older model interface" in res.message
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
+    finally:
+        client.set_model_version_tag(name, "1", "pyfunc_interface", INTERFACE)
+
+
 def test_cli_promote(trained, in_home):
     from click.testing import CliRunner
 

@@ -364,22 +364,16 @@ class Engine:
             plan = plan_mitigations(arch, fc, risk, self.kb)
             by_id = dict(zip(cand, ends, strict=True))
             mine = [by_id[k] for k in plan.changes]
-            out.append(PredictResponse(
-                predictor=self.predictor.model_copy(update={
-                    "name": fc.predictor_name or self.predictor.name,
-                    "version": fc.predictor_version or self.predictor.version,
-                    "alias": fc.predictor_alias or self.predictor.alias,
-                }),
-                architecture=fc.architecture or arch.label(),
-                t_end=fc.t_end,
-                summary=summarize(fc),
-                layers=fc.layers,
-                precision=risk,
-                applicability=fc.applicability,
-                mitigations=rank_mitigations(fc, plan, mine),
-                notes=fc.notes,
-            ))
+            out.append(PredictResponse(**self.answer_fields(arch, fc, risk, rank_mitigations(fc, plan, mine))))
         return out
+
+    def answer_fields(self, arch: Architecture, fc: Forecast, risk: list[PrecisionRisk],
+                      mitigations: list[Mitigation]) -> dict[str, Any]:
+        """The ``/predict`` answer's fields for a forecast (shared with ``/nowcast``'s answer). The forecast
+        carries the loaded version's name, version and alias (``service.model``), as ``self.predictor`` does."""
+        return {"predictor": self.predictor, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
+                "summary": summarize(fc), "layers": fc.layers, "precision": risk, "applicability": fc.applicability,
+                "mitigations": mitigations, "notes": fc.notes}
 
     # -- memoised
     @staticmethod

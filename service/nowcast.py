@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from predictor.nowcast import LayerNowcast, NowcastInfo, NowcastRequest
-from service.core import precision_risks, recommend, summarize
+from service.core import precision_risks, recommend
 from service.schemas import PredictResponse
 
 __all__ = ["NowcastRequest", "NowcastResponse", "answer_nowcast"]
@@ -31,20 +31,8 @@ def answer_nowcast(engine: Any, request: NowcastRequest) -> NowcastResponse:
     """``engine``: the service's ``service.core.Engine``; the update runs inside the registered model
     (its pyfunc ``predict`` with ``output="nowcast"``)."""
     arch = request.architecture
-    info = engine.predictor
     res = engine.forecaster.nowcast(arch, request.observations, steps=request.steps)
     fc = res.forecast
     risks = precision_risks(fc, arch.precision_target)
-    return NowcastResponse(
-        predictor=info.model_copy(update={"name": fc.predictor_name or info.name}),
-        architecture=fc.architecture or arch.label(),
-        t_end=fc.t_end,
-        summary=summarize(fc),
-        layers=fc.layers,
-        precision=risks,
-        applicability=fc.applicability,
-        mitigations=recommend(arch, fc, risks, engine.kb),
-        notes=fc.notes,
-        nowcast=res.info,
-        nowcast_layers=res.layers,
-    )
+    return NowcastResponse(**engine.answer_fields(arch, fc, risks, recommend(arch, fc, risks, engine.kb)),
+                           nowcast=res.info, nowcast_layers=res.layers)

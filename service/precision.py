@@ -223,12 +223,6 @@ def check_layers(layers: Sequence[LayerSeries], name: str, check: Check,
     return out
 
 
-def check_layer(series: LayerSeries, name: str, check: Check) -> LayerRisk | None:
-    """One layer's risk under ``check`` (None: neither the forecast nor its interval crosses)."""
-    found = check_layers([series], name, check)
-    return found[0] if found else None
-
-
 def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -> list[FormatRisk]:
     """One ``FormatRisk`` per format in ``FORMATS`` (in that order)."""
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))

@@ -26,6 +26,7 @@ massive activations and of overflow follow from the same distribution.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -47,10 +48,9 @@ from predictor.schemas import (
     ApplicabilityWarning,
     EndIntervals,
     Forecast,
+    ForecastArrays,
     Interval,
     IntervalArrays,
-    LayerForecast,
-    TrajectoryPoint,
 )
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
 
@@ -184,8 +184,15 @@ class DepthProfile(BaseEstimator):
 
 # ------------------------------------------------------------------------ time
 def arch_timeline(arch: Architecture, effects: PlanEffects, horizon: float | None = None) -> Timeline:
-    return Timeline(arch.planned_steps, arch.learning_rate, arch.lr_schedule, arch.warmup_frac, arch.batch_tokens,
-                    arch.weight_decay, effects, horizon=horizon)
+    """The effective time of ``arch``'s training plan. Cached per plan: tabulating one costs ~0.1 ms,
+    sweeps and what-if variants share plans, and a ``Timeline`` is never changed once built."""
+    return _timeline((arch.planned_steps, arch.learning_rate, arch.lr_schedule, arch.warmup_frac, arch.batch_tokens,
+                      arch.weight_decay), effects, None if horizon is None else float(horizon))
+
+
+@functools.lru_cache(maxsize=512)
+def _timeline(plan: tuple, effects: PlanEffects, horizon: float | None) -> Timeline:
+    return Timeline(*plan, effects, horizon=horizon)
 
 
 @dataclass
@@ -419,6 +426,12 @@ class ForecastEngine(BaseEstimator):
 
     def forecast(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
                  version: str | None = None, alias: str | None = None, protocol: str | None = None) -> Forecast:
+        """The per-point ``Forecast`` (``forecast_arrays``, expanded)."""
+        return self.forecast_arrays(arch, steps, name, version, alias, protocol).to_forecast()
+
+    def forecast_arrays(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
+                        version: str | None = None, alias: str | None = None, protocol: str | None = None) -> ForecastArrays:
+        """The forecast, every per-layer quantity computed for all layers at once."""
         check_is_fitted(self, "level_")
         arch = parse_architecture(arch)
         t_end = int(arch.planned_steps)
@@ -426,53 +439,29 @@ class ForecastEngine(BaseEstimator):
         steps = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
         st = np.array(steps, float)
         c = self.layer_curves(arch, st, protocol)
-        tl: Timeline = c["timeline"]
         i_end = steps.index(t_end)
         shown_set = set(shown)
+        shown_k = [k for k, s in enumerate(steps) if s in shown_set]
         lt, lt_sd = c["log_tau_e"]
         unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
         ratio, ab = c["ratio"], c["abs"]
-        # linear values once, as Python floats (one conversion per array, not per scalar)
-        rv, rl, rh = (_clip10(ratio[k]).tolist() for k in ("mean", "lo", "hi"))
-        av, al, ah = (_clip10(ab[k][:, i_end]).tolist() for k in ("mean", "lo", "hi"))
-        shown_k = [k for k, s in enumerate(steps) if s in shown_set]
-        # per-layer scalars for all layers at once
+        n = arch.n_layers
         a_end_log, r_end_log = ab["mean"][:, i_end], ratio["mean"][:, i_end]
         sd_a = np.maximum((ab["hi"][:, i_end] - ab["lo"][:, i_end]) / (2 * Z90), 1e-6)
         sd_r = np.maximum((ratio["hi"][:, i_end] - ratio["lo"][:, i_end]) / (2 * Z90), 1e-6)
         # P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)
-        p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r)).tolist()
-        massive = ((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist()
-        rising = _still_rising(ratio["mean"], st, t_end).tolist()
-        Yrs, Yas, r_sd = ratio["Y"].tolist(), ab["Y"].tolist(), ratio["sd"]
-        ss_v, ss_lo, ss_hi = (_clip10(x).tolist() for x in (ratio["Y"], ratio["Y"] - Z90 * r_sd, ratio["Y"] + Z90 * r_sd))
-        r_end_list = r_end_log.tolist()
-        layers = []
-        for li in range(arch.n_layers):
-            traj = [TrajectoryPoint(step=steps[k], value=rv[li][k], lo=rl[li][k], hi=rh[li][k]) for k in shown_k]
-            r_end = Interval(value=rv[li][i_end], lo=rl[li][i_end], hi=rh[li][i_end])
-            a_end = Interval(value=av[li], lo=al[li], hi=ah[li])
-            if "peak_abs" in unpredictable:
-                a_end = self._constant_interval("abs")
-            if "ratio_end" in unpredictable:
-                r_end = self._constant_interval("ratio")
-            y0 = Y0_DEFAULT["ratio"]
-            Yr = Yrs[li]
-            t_em = self._t_emerge(tl, y0, Yr, r_end_list[li], lt, lt_sd) if "t_emerge" not in unpredictable else None
-            layers.append(LayerForecast(
-                layer=li,
-                ratio_trajectory=traj,
-                params={"y0": y0, "Y_inf": Yr, "Y_inf_abs": Yas[li], "log10_tau_e": lt, "p": self.p_,
-                        "kappa": self.effects_.kappa, "beta": self.effects_.beta},
-                t_emerge=t_em,
-                t_peak=None,
-                trajectory_class="log_increase" if rising[li] else "plateau",
-                ratio_end=r_end,
-                steady_state=Interval(value=ss_v[li], lo=ss_lo[li], hi=ss_hi[li]),
-                peak_abs=a_end,
-                massive=massive[li],
-                p_massive=p_mass[li],
-            ))
+        p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r))
+        r_sd = ratio["sd"]
+
+        def ivs(v, lo, hi) -> dict[str, list[float]]:
+            return {"value": _clip10(v).tolist(), "lo": _clip10(lo).tolist(), "hi": _clip10(hi).tolist()}
+
+        def constant(q: str) -> dict[str, list[float]]:
+            iv = self._constant_interval(q)
+            return {"value": [iv.value] * n, "lo": [iv.lo] * n, "hi": [iv.hi] * n}
+
+        y0 = Y0_DEFAULT["ratio"]
+        none = {"value": [None] * n, "lo": [None] * n, "hi": [None] * n}
         notes = [
             f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_['families']} families "
             f"({self.evidence_summary_['checkpoint_models']} with checkpoint series)",
@@ -483,9 +472,23 @@ class ForecastEngine(BaseEstimator):
         notes += list(getattr(self, "caveats_", []))
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
-        return Forecast(predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
-                        t_end=t_end, layers=layers, applicability=self.applicability(arch), notes=notes,
-                        protocol=protocol or self.protocol, unpredictable=unpredictable)
+        return ForecastArrays(
+            predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
+            t_end=t_end,
+            trajectory={"steps": shown, **ivs(*(ratio[k][:, shown_k] for k in ("mean", "lo", "hi")))},
+            params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [lt] * n,
+                    "p": [self.p_] * n, "kappa": [self.effects_.kappa] * n, "beta": [self.effects_.beta] * n},
+            t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(c["timeline"], y0, ratio["Y"], r_end_log, lt, lt_sd),
+            t_peak=none,
+            trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
+            ratio_end=constant("ratio") if "ratio_end" in unpredictable else ivs(*(ratio[k][:, i_end] for k in ("mean", "lo", "hi"))),
+            steady_state=ivs(ratio["Y"], ratio["Y"] - Z90 * r_sd, ratio["Y"] + Z90 * r_sd),
+            peak_abs=constant("abs") if "peak_abs" in unpredictable else ivs(*(ab[k][:, i_end] for k in ("mean", "lo", "hi"))),
+            massive=((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist(),
+            p_massive=p_mass.tolist(),
+            applicability=self.applicability(arch), notes=notes, protocol=protocol or self.protocol,
+            unpredictable=unpredictable,
+        )
 
     def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None) -> list[EndIntervals]:
         """Per layer, peak |a| and ratio at the planned end (``forecast``'s values, without the rest) of several
@@ -498,13 +501,8 @@ class ForecastEngine(BaseEstimator):
             return []
         X = np.stack([self._x(a, protocol or self.protocol) for a in archs])
         levels = {q: self.level_[q].predict(X) for q in QUANTITIES}
-        timelines: dict[tuple, Timeline] = {}
-        tau = np.empty(len(archs))
-        for i, a in enumerate(archs):
-            plan = (a.planned_steps, a.learning_rate, a.lr_schedule, a.warmup_frac, a.batch_tokens, a.weight_decay)
-            if plan not in timelines:
-                timelines[plan] = arch_timeline(a, self.effects_, horizon=a.planned_steps)
-            tau[i] = float(timelines[plan](float(a.planned_steps)))
+        tau = np.array([float(arch_timeline(a, self.effects_, horizon=a.planned_steps)(float(a.planned_steps)))
+                        for a in archs])
         lt, lt_sd = np.array([self.tau_e(a) for a in archs]).T
         h = hill(tau / 10**lt, self.p_)
         h_fast = hill(tau / 10 ** (lt - Z90 * lt_sd), self.p_)
@@ -539,17 +537,20 @@ class ForecastEngine(BaseEstimator):
         mu, sd = self.constant_[q]
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
 
-    def _t_emerge(self, tl: Timeline, y0: float, Y: float, y_end: float, lt: float, lt_sd: float) -> Interval | None:
-        """DESIGN section 5: first step with half of the rise of the ratio from f(0) to f(t_end) done."""
-        if not y_end > y0 + 0.05 or not y0 < Y:
-            return None
-        target = math.log10((10**y0 + 10**y_end) / 2)
-        u = hill_inverse((target - y0) / (Y - y0), self.p_)
-        vals = [tl.step_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1)]
-        if vals[0] is None:
-            return None
-        hi = vals[2] if vals[2] is not None else float(tl.steps[-1])
-        return Interval(value=vals[0], lo=vals[1] if vals[1] is not None else vals[0], hi=max(hi, vals[0]))
+    def _t_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, y_end: np.ndarray, lt: float, lt_sd: float) -> dict:
+        """DESIGN section 5, per layer: first step with half of the rise of the ratio from f(0) to f(t_end)
+        done (``None`` where the ratio does not rise, or the step is beyond the tabulated plan)."""
+        ok = (y_end > y0 + 0.05) & (y0 < Y)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            target = np.log10((10**y0 + 10**y_end) / 2)
+            u = hill_inverse((target - y0) / (Y - y0), self.p_)
+        val, lo, hi = (tl.steps_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1))
+        ok &= ~np.isnan(val)
+        lo = np.where(np.isnan(lo), val, lo)
+        hi = np.maximum(np.where(np.isnan(hi), float(tl.steps[-1]), hi), val)
+        flags = ok.tolist()
+        return {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
+                for k, v in (("value", val), ("lo", lo), ("hi", hi))}
 
     # ---------------------------------------------------------------- applicability
     def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:

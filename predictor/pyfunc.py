@@ -13,8 +13,9 @@ Interface (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
   columns, not one column per field: the architecture schema validates them, and MLflow's
   per-column schema enforcement of ~40 columns cost 3.5 ms a call against 0.5 ms for one;
 - ``params["output"]``:
-  ``forecast`` (default): column ``forecast``, the full per-layer forecast (``predictor.schemas.Forecast``) as
-  JSON, and column ``what_if``: per row the JSON list of ``predictor.schemas.EndIntervals`` of its changed
+  ``forecast`` (default): column ``forecast``, the full per-layer forecast as JSON of
+  ``predictor.schemas.ForecastArrays`` (per-layer arrays; ``to_forecast()`` expands it to the per-point
+  ``Forecast``, ``layer_dicts()`` to its layers as plain data), and column ``what_if``: per row the JSON list of ``predictor.schemas.EndIntervals`` of its changed
   architectures (per-layer peak |a| and ratio at the planned end, all rows' variants computed together);
   ``nowcast``: one architecture plus ``params["observations"]`` (JSON rows: step, layer, top1, median[, top2,
   top3, sample]); column ``forecast``, the updated forecast, the per-layer observed-vs-forecast and the update's
@@ -43,7 +44,7 @@ from predictor.schemas import WHAT_IF_ENDS, Forecast
 OUTPUTS = ("forecast", "nowcast", "rows")
 # the version of this interface; registered versions carry it as tag ``pyfunc_interface``, and a
 # champion logged with another one cannot be served (``registry.promote`` replaces it)
-INTERFACE = "2"
+INTERFACE = "3"
 PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
 
 
@@ -79,8 +80,11 @@ def _steps(raw: str | None) -> list[int] | None:
     return [int(s) for s in (raw or "").split(",") if s.strip()] or None
 
 
-def _archs(model_input) -> list[Architecture]:
-    frame = pd.DataFrame(model_input)
+def _frame(model_input) -> pd.DataFrame:
+    return model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+
+
+def _archs(frame: pd.DataFrame) -> list[Architecture]:
     if "architecture" not in frame:
         raise ValueError("input: expected a column 'architecture' (one JSON architecture per row; see arch_frame)")
     return [parse_architecture(json.loads(a) if isinstance(a, str) else a) for a in frame["architecture"]]
@@ -101,7 +105,7 @@ class PredictorModel(PythonModel):
         output = p["output"]
         if output not in OUTPUTS:
             raise ValueError(f"params.output: one of {', '.join(OUTPUTS)}, got {output!r}")
-        frame = pd.DataFrame(model_input)
+        frame = _frame(model_input)
         archs, steps = _archs(frame), _steps(p["steps"])
         if output == "rows":
             return pd.concat([forecast_frame(self.bundle.forecast(a, steps), i) for i, a in enumerate(archs)],
@@ -115,7 +119,7 @@ class PredictorModel(PythonModel):
             return pd.DataFrame({"forecast": [nowcast(self.bundle, archs[0], rows, steps=steps).model_dump_json()]})
         variants = _variants(frame, archs)
         ends = iter(self.bundle.end_intervals_many([v for vs in variants for v in vs]))
-        return pd.DataFrame({"forecast": [self.bundle.forecast(a, steps).model_dump_json() for a in archs],
+        return pd.DataFrame({"forecast": [self.bundle.forecast_arrays(a, steps).model_dump_json() for a in archs],
                              "what_if": [WHAT_IF_ENDS.dump_json([next(ends) for _ in vs]).decode() for vs in variants]})
 
 

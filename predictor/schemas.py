@@ -27,6 +27,10 @@ class IntervalArrays(BaseModel):
     def at(self, i: int) -> Interval:
         return Interval(value=self.value[i], lo=self.lo[i], hi=self.hi[i])
 
+    def dicts(self) -> list[dict]:
+        """Per layer, the ``Interval`` as plain data."""
+        return [{"value": v, "lo": lo, "hi": hi} for v, lo, hi in zip(self.value, self.lo, self.hi, strict=True)]
+
     def largest(self) -> Interval:
         """The interval of the layer with the largest point value."""
         return self.at(max(range(len(self.value)), key=self.value.__getitem__))
@@ -100,3 +104,113 @@ class Forecast(BaseModel):
     notes: list[str] = Field(default_factory=list)
     protocol: str = Field(default="seq_mean", description="Measurement protocol the magnitudes refer to (maforecast.tables.PROTOCOLS).")
     unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (shown as the constant).")
+
+
+class OptionalIntervalArrays(BaseModel):
+    """``IntervalArrays`` where a layer may have no value (``None`` in all three: e.g. no emergence)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: list[float | None]
+    lo: list[float | None]
+    hi: list[float | None]
+
+    def at(self, i: int) -> Interval | None:
+        return None if self.value[i] is None else Interval(value=self.value[i], lo=self.lo[i], hi=self.hi[i])
+
+    def dicts(self) -> list[dict | None]:
+        return [None if v is None else {"value": v, "lo": lo, "hi": hi}
+                for v, lo, hi in zip(self.value, self.lo, self.hi, strict=True)]
+
+
+class TrajectoryArrays(BaseModel):
+    """Every layer's ratio trajectory at the same steps: value, lo and hi as layer x step matrices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[int]
+    value: list[list[float]]
+    lo: list[list[float]]
+    hi: list[list[float]]
+
+
+class ForecastArrays(BaseModel):
+    """A ``Forecast`` with its per-layer values as arrays: what the registered model returns.
+
+    The per-point ``Forecast`` of 24 layers is ~900 objects; this is a dozen arrays, cheap to write,
+    read and compute on. ``layer_dicts`` gives the layers in ``LayerForecast``'s shape as plain data
+    (what an answer writes), ``to_forecast`` the ``Forecast`` itself, ``from_forecast`` the way back.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    predictor_name: str
+    predictor_version: str | None = None
+    predictor_alias: str | None = None
+    architecture: str | None = None
+    t_end: int
+    trajectory: TrajectoryArrays
+    params: dict[str, list[float]] = Field(description="LayerForecast.params, one list per parameter.")
+    t_emerge: OptionalIntervalArrays
+    t_peak: OptionalIntervalArrays
+    trajectory_class: list[str]
+    ratio_end: IntervalArrays
+    steady_state: IntervalArrays
+    peak_abs: IntervalArrays
+    massive: list[bool]
+    p_massive: list[float | None]
+    applicability: list[ApplicabilityWarning] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    protocol: str = "seq_mean"
+    unpredictable: list[str] = Field(default_factory=list)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.trajectory_class)
+
+    def layer_dicts(self) -> list[dict]:
+        """The layers as plain data in ``LayerForecast``'s shape and field order."""
+        tr, steps = self.trajectory, self.trajectory.steps
+        names = list(self.params)
+        params = list(zip(*self.params.values(), strict=True)) if names else [()] * self.n_layers
+        emerge, peak = self.t_emerge.dicts(), self.t_peak.dicts()
+        ratio_end, steady, peak_abs = self.ratio_end.dicts(), self.steady_state.dicts(), self.peak_abs.dicts()
+        return [
+            {"layer": i,
+             "ratio_trajectory": [{"step": s, "value": v, "lo": lo, "hi": hi}
+                                  for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)],
+             "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i], "t_peak": peak[i],
+             "trajectory_class": self.trajectory_class[i], "ratio_end": ratio_end[i], "steady_state": steady[i],
+             "peak_abs": peak_abs[i], "massive": self.massive[i], "p_massive": self.p_massive[i]}
+            for i in range(self.n_layers)
+        ]
+
+    def to_forecast(self) -> Forecast:
+        head = self.model_dump(exclude=set(_PER_LAYER))
+        return Forecast.model_validate({**head, "layers": self.layer_dicts()})
+
+    @classmethod
+    def from_forecast(cls, fc: Forecast) -> ForecastArrays:
+        """The arrays of a forecast whose layers share their trajectory steps (every forecast of this project)."""
+        ls = fc.layers
+        steps = [p.step for p in ls[0].ratio_trajectory] if ls else []
+        if any([p.step for p in lf.ratio_trajectory] != steps for lf in ls):
+            raise ValueError("layers: ForecastArrays needs the same trajectory steps in every layer")
+
+        def ivs(name: str) -> dict[str, list]:
+            return {k: [getattr(getattr(lf, name), k) if getattr(lf, name) is not None else None for lf in ls]
+                    for k in ("value", "lo", "hi")}
+
+        return cls(
+            **fc.model_dump(exclude={"layers"}),
+            trajectory={"steps": steps, **{k: [[getattr(p, k) for p in lf.ratio_trajectory] for lf in ls]
+                                           for k in ("value", "lo", "hi")}},
+            params={k: [lf.params[k] for lf in ls] for k in (ls[0].params if ls else {})},
+            **{k: ivs(k) for k in ("t_emerge", "t_peak", "ratio_end", "steady_state", "peak_abs")},
+            trajectory_class=[lf.trajectory_class for lf in ls], massive=[lf.massive for lf in ls],
+            p_massive=[lf.p_massive for lf in ls],
+        )
+
+
+_PER_LAYER = ("trajectory", "params", "t_emerge", "t_peak", "trajectory_class", "ratio_end", "steady_state",
+              "peak_abs", "massive", "p_massive")

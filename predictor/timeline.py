@@ -127,13 +127,18 @@ class Timeline:
 
     def step_at(self, tau: float) -> float | None:
         """First step at which effective time reaches ``tau`` (None: not within the tabulated plan)."""
-        if tau > self.tau[-1]:
-            return None
-        i = int(np.searchsorted(self.tau, tau))
-        if i == 0:
-            return 0.0
-        t0, t1, a, b = self.steps[i - 1], self.steps[i], self.tau[i - 1], self.tau[i]
-        return float(t0 + (tau - a) / (b - a) * (t1 - t0)) if b > a else float(t1)
+        t = float(self.steps_at(np.array([tau]))[0])
+        return None if math.isnan(t) else t
+
+    def steps_at(self, tau: np.ndarray) -> np.ndarray:
+        """``step_at`` for an array of effective times (NaN where not within the tabulated plan)."""
+        tau = np.asarray(tau, float)
+        i = np.searchsorted(self.tau, tau)
+        j = np.clip(i, 1, len(self.tau) - 1)
+        t0, t1, a, b = self.steps[j - 1], self.steps[j], self.tau[j - 1], self.tau[j]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(b > a, t0 + (tau - a) / (b - a) * (t1 - t0), t1)
+        return np.where(tau > self.tau[-1], np.nan, np.where(i == 0, 0.0, t))
 
 
 def hill(u, p: float) -> np.ndarray:
@@ -142,7 +147,7 @@ def hill(u, p: float) -> np.ndarray:
     return up / (1.0 + up)
 
 
-def hill_inverse(h: float, p: float) -> float:
-    """u at which H(u) = h (0 < h < 1)."""
-    h = min(max(h, 1e-12), 1 - 1e-12)
-    return float((h / (1.0 - h)) ** (1.0 / p))
+def hill_inverse(h, p: float) -> np.ndarray:
+    """u at which H(u) = h (0 < h < 1; clipped into it)."""
+    h = np.clip(np.asarray(h, float), 1e-12, 1 - 1e-12)
+    return (h / (1.0 - h)) ** (1.0 / p)

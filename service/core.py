@@ -20,13 +20,12 @@ from cachetools import LRUCache, cached
 from scipy.special import ndtr
 
 from predictor.architecture import Architecture
-from predictor.schemas import EndIntervals, Forecast, Interval, IntervalArrays, LayerForecast
+from predictor.schemas import EndIntervals, Forecast, ForecastArrays, Interval, IntervalArrays
 from service import mitigations as kbm
 from service import precision as prec
 from service.schemas import (
     CompareResponse,
     Difference,
-    LayerRiskOut,
     Mitigation,
     MitigationEffect,
     PrecisionRisk,
@@ -34,7 +33,13 @@ from service.schemas import (
     PredictResponse,
     Summary,
     VariantSummary,
+    compact,
 )
+
+_RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
+# the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
+# inspect each default factory's signature on every call)
+_UNSET = {"inferred": [], "architecture_input": None, "view": "full"}
 
 # knowledge-base entries the proposed architecture may already implement: id -> (field, value)
 ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
@@ -65,120 +70,106 @@ def _g(x: float | None) -> str:
 # ------------------------------------------------------------------------------------ pieces
 
 
-def summarize(fc: Forecast) -> Summary:
-    layers = fc.layers
-    massive = [lf.layer for lf in layers if lf.massive]
-    pool = [lf for lf in layers if lf.massive and lf.t_emerge is not None] or [lf for lf in layers if lf.t_emerge is not None]
-    earliest = min(pool, key=lambda lf: lf.t_emerge.value) if pool else None
-    big = max(layers, key=lambda lf: lf.peak_abs.value)
-    big_ratio = max(layers, key=lambda lf: lf.ratio_end.value)
+def summarize(fc: ForecastArrays) -> Summary:
+    n, te = fc.n_layers, fc.t_emerge.value
+    massive = [i for i, m in enumerate(fc.massive) if m]
+    pool = [i for i in massive if te[i] is not None] or [i for i in range(n) if te[i] is not None]
+    earliest = min(pool, key=te.__getitem__) if pool else None
+    big = max(range(n), key=fc.peak_abs.value.__getitem__)
+    big_ratio = max(range(n), key=fc.ratio_end.value.__getitem__)
     return Summary(
-        n_layers=len(layers),
+        n_layers=n,
         t_end=fc.t_end,
         massive_layers=massive,
-        earliest_emergence_step=earliest.t_emerge if earliest else None,
-        earliest_emergence_layer=earliest.layer if earliest else None,
-        largest_peak_abs=big.peak_abs,
-        largest_peak_layer=big.layer,
-        largest_ratio_end=big_ratio.ratio_end,
-        largest_ratio_layer=big_ratio.layer,
-        early_peak_layers=[lf.layer for lf in layers if lf.trajectory_class == "early_peak"],
-        p_massive=max((lf.p_massive for lf in layers if lf.p_massive is not None), default=None),
+        earliest_emergence_step=fc.t_emerge.at(earliest) if earliest is not None else None,
+        earliest_emergence_layer=earliest,
+        largest_peak_abs=fc.peak_abs.at(big),
+        largest_peak_layer=big,
+        largest_ratio_end=fc.ratio_end.at(big_ratio),
+        largest_ratio_layer=big_ratio,
+        early_peak_layers=[i for i, c in enumerate(fc.trajectory_class) if c == "early_peak"],
+        p_massive=max((p for p in fc.p_massive if p is not None), default=None),
         unpredictable=list(fc.unpredictable),
     )
 
 
-def _log_gauss(ivs: Sequence[Interval | None] | IntervalArrays) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and sd in log10 of 90 % intervals read as Gaussian (NaN where an end is not positive)."""
-    if isinstance(ivs, IntervalArrays):
-        a = np.array([ivs.value, ivs.lo, ivs.hi], float).T.reshape(-1, 3)
-    else:
-        a = np.array([(iv.value, iv.lo, iv.hi) if iv is not None else (np.nan,) * 3 for iv in ivs], float).reshape(-1, 3)
+def _log_gauss(ivs: Sequence[IntervalArrays]) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and sd in log10 of 90 % intervals read as Gaussian (NaN where an end is not positive), all
+    layers of all ``ivs`` in one array."""
+    a = np.array([[x for iv in ivs for x in getattr(iv, k)] for k in ("value", "lo", "hi")], float)
     with np.errstate(divide="ignore", invalid="ignore"):
         la = np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan)
-    sd = np.maximum((la[:, 2] - la[:, 1]) / (2 * 1.6448536269514722), 1e-6)
-    return la[:, 0], sd
+    return la[0], np.maximum((la[2] - la[1]) / (2 * 1.6448536269514722), 1e-6)
 
 
-def format_probabilities(fc: Forecast) -> dict[str, float]:
+def format_probabilities(fc: ForecastArrays) -> dict[str, float]:
     """Per format: the probability that some layer crosses one of its limits by the planned end (the
     largest over layers and checks: layers move together, so this is the probability of the worst)."""
-    return _format_probabilities([lf.peak_abs for lf in fc.layers], [lf.ratio_end for lf in fc.layers])
+    return format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
 
 
-def _format_probabilities(peaks: Sequence[Interval | None] | IntervalArrays,
-                          ratios: Sequence[Interval | None] | IntervalArrays) -> dict[str, float]:
-    logs = {"peak_abs": _log_gauss(peaks), "ratio_end": _log_gauss(ratios)}
-    out = {}
+def format_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays]]) -> list[dict[str, float]]:
+    """``format_probabilities`` of several forecasts' (peak |a|, end ratio) at once (a forecast and its
+    what-if variants: one pass over all their layers)."""
+    if not ends:
+        return []
+    starts = np.cumsum([0] + [len(p.value) for p, _ in ends[:-1]])
+    logs = {"peak_abs": _log_gauss([p for p, _ in ends]), "ratio": _log_gauss([r for _, r in ends])}
+    out: list[dict[str, float]] = [{} for _ in ends]
     for fmt, checks in prec.CHECKS.items():
-        p = 0.0
+        best = np.zeros(len(ends))
         for _, check in checks:
-            mu, sd = logs["peak_abs" if check.quantity == "peak_abs" else "ratio_end"]
+            mu, sd = logs[check.quantity]
             v = ndtr((mu - math.log10(check.limit)) / sd)
-            v = v[np.isfinite(v)]
-            if v.size:
-                p = max(p, float(v.max()))
-        out[fmt] = p
+            best = np.maximum(best, np.maximum.reduceat(np.where(np.isfinite(v), v, 0.0), starts))
+        for i, p in enumerate(best.tolist()):
+            out[i][fmt] = p
     return out
 
 
-def layer_series(lf: LayerForecast) -> prec.LayerSeries:
-    """Arrays for the precision checks.
+def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The (point, upper bound) layer x step matrices of |a| and the ratio for the precision checks.
 
     The forecast gives the ratio trajectory and the peak |a| only; |a| over training is taken as
     the peak scaled by the ratio trajectory's shape (median |h| roughly constant), which is
     exact at the peak and conservative before it.
     """
-    pts = lf.ratio_trajectory
-    steps = np.array([p.step for p in pts], dtype=float)
-    ratio = np.array([p.value for p in pts], dtype=float)
-    ratio_hi = np.array([max(p.hi, p.value) for p in pts], dtype=float)
-    rmax = float(np.nanmax(ratio)) if ratio.size and np.isfinite(ratio).any() else float("nan")
-    if ratio.size and np.isfinite(rmax) and rmax > 0:
-        shape = np.clip(ratio / rmax, 0.0, 1.0)
-    else:
-        shape = np.ones_like(ratio)
-    return prec.LayerSeries(
-        layer=lf.layer,
-        steps=steps,
-        ratio=ratio,
-        ratio_hi=ratio_hi,
-        abs=lf.peak_abs.value * shape,
-        abs_hi=max(lf.peak_abs.hi, lf.peak_abs.value) * shape,
-    )
+    tr = fc.trajectory
+    ratio = np.array(tr.value, dtype=float).reshape(fc.n_layers, len(tr.steps))
+    ratio_hi = np.maximum(np.array(tr.hi, dtype=float).reshape(ratio.shape), ratio)
+    finite = np.isfinite(ratio).any(axis=1)
+    rmax = np.where(finite, np.where(np.isnan(ratio), -np.inf, ratio).max(axis=1, initial=-np.inf), np.nan)
+    ok = np.isfinite(rmax) & (rmax > 0)
+    shape = np.where(ok[:, None], np.clip(ratio / np.where(ok, rmax, 1.0)[:, None], 0.0, 1.0), 1.0)
+    peak, peak_hi = np.array(fc.peak_abs.value, float), np.array(fc.peak_abs.hi, float)
+    return {"peak_abs": (peak[:, None] * shape, np.maximum(peak_hi, peak)[:, None] * shape), "ratio": (ratio, ratio_hi)}
 
 
-def precision_risks(fc: Forecast, precision_target: str | None) -> list[PrecisionRisk]:
-    risks = prec.assess([layer_series(lf) for lf in fc.layers], precision_target)
-    probs = format_probabilities(fc)
+def precision_risks(fc: ForecastArrays, precision_target: str | None,
+                    probs: dict[str, float] | None = None) -> list[PrecisionRisk]:
+    """Per format, the layers at risk and why; ``probs``: the forecast's ``format_probabilities`` if known."""
+    risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target)
+    probs = probs if probs is not None else format_probabilities(fc)
     out = []
     for r in risks:
         likely = [d.from_step for d in r.layers if d.from_step is not None]
-        out.append(
-            PrecisionRisk(
-                format=r.format,
-                max_value=r.max_value,
-                at_risk=r.at_risk,
-                target=r.target,
-                layers=sorted(likely_layers := {d.layer for d in r.layers if d.certainty == "likely"}),
-                possible_layers=sorted({d.layer for d in r.layers} - likely_layers),
-                from_step=min(likely) if likely else None,
-                probability=probs.get(r.format),
-                why=r.why,
-                details=[LayerRiskOut(**d.__dict__) for d in r.layers],
-            )
-        )
+        likely_layers = {d.layer for d in r.layers if d.certainty == "likely"}
+        out.append(PrecisionRisk.model_validate({  # one validation builds the details too (~160 for 24 layers)
+            "format": r.format, "max_value": r.max_value, "at_risk": r.at_risk, "target": r.target,
+            "layers": sorted(likely_layers), "possible_layers": sorted({d.layer for d in r.layers} - likely_layers),
+            "from_step": min(likely) if likely else None, "probability": probs.get(r.format), "why": r.why,
+            "details": [d.__dict__ for d in r.layers]}))
     return out
 
 
-def kb_record(arch: Architecture, fc: Forecast) -> dict[str, Any]:
+def kb_record(arch: Architecture, fc: ForecastArrays) -> dict[str, Any]:
     record = dict(arch.kb_fields())
-    record.setdefault("predicted_peak_max", max((lf.peak_abs.value for lf in fc.layers), default=None))
+    record.setdefault("predicted_peak_max", max(fc.peak_abs.value, default=None))
     return record
 
 
-def _motivation(entry: kbm.Entry, fc: Forecast, risks: list[PrecisionRisk]) -> kbm.Motivation:
-    massive = [lf for lf in fc.layers if lf.massive]
+def _motivation(entry: kbm.Entry, fc: ForecastArrays, risks: list[PrecisionRisk]) -> kbm.Motivation:
+    massive = [i for i, m in enumerate(fc.massive) if m]
     if entry.precision_related:
         target_risk = [r for r in risks if r.target and r.at_risk]
         if target_risk:
@@ -186,12 +177,11 @@ def _motivation(entry: kbm.Entry, fc: Forecast, risks: list[PrecisionRisk]) -> k
             fmts = ", ".join(r.format for r in target_risk)
             return kbm.Motivation(tuple(layers), f"layers {_ranges(layers)} are at risk in {fmts} (the precision target)")
     if massive:
-        layers = [lf.layer for lf in massive]
-        top = max(massive, key=lambda lf: lf.peak_abs.value)
+        top = max(massive, key=fc.peak_abs.value.__getitem__)
         return kbm.Motivation(
-            tuple(layers),
-            f"layers {_ranges(layers)} are predicted to host massive activations"
-            f" (largest peak |a| {_g(top.peak_abs.value)} in layer {top.layer})",
+            tuple(massive),
+            f"layers {_ranges(massive)} are predicted to host massive activations"
+            f" (largest peak |a| {_g(fc.peak_abs.value[top])} in layer {top})",
         )
     return kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
 
@@ -220,16 +210,12 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def what_if(change: dict[str, Any], fc: Forecast, end: EndIntervals, targets: set[str],
-            rb: dict[str, float] | None = None) -> MitigationEffect:
+def what_if(change: dict[str, Any], fc: ForecastArrays, end: EndIntervals, targets: set[str],
+            rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
     """The effect of applying ``change``: ``end`` holds the changed architecture's per-layer peak |a|
-    and end ratio at the planned end (all the effect needs), against the forecast ``fc``."""
-    big_b = max((lf.peak_abs for lf in fc.layers), key=lambda iv: iv.value)
-    big_a = end.peak_abs.largest()
-    rat_b = max((lf.ratio_end for lf in fc.layers), key=lambda iv: iv.value)
-    rat_a = end.ratio_end.largest()
-    rb = rb if rb is not None else format_probabilities(fc)
-    ra = _format_probabilities(end.peak_abs, end.ratio_end)
+    and end ratio at the planned end, ``rb``/``ra`` the format risks before and after (``format_probabilities``)."""
+    big_b, big_a = fc.peak_abs.largest(), end.peak_abs.largest()
+    rat_b, rat_a = fc.ratio_end.largest(), end.ratio_end.largest()
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
     red = math.log10(big_b.value / big_a.value) + drop
     text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.value, big_a.value)}"
@@ -249,7 +235,7 @@ class MitigationPlan:
     targets: set[str]
 
 
-def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> MitigationPlan:
+def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> MitigationPlan:
     """Match the knowledge base and list the what-if variants (no forecasting yet)."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
@@ -270,19 +256,22 @@ def plan_mitigations(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
 
 
-def recommend(arch: Architecture, fc: Forecast, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
+def recommend(arch: Architecture, fc: ForecastArrays, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
     """Knowledge-base matches ranked by evidence level, without predicted effects (``Engine.answer_many``
     adds those)."""
     return rank_mitigations(fc, plan_mitigations(arch, fc, risks, kb), None)
 
 
-def rank_mitigations(fc: Forecast, plan: MitigationPlan, ends: Sequence[EndIntervals] | None) -> list[Mitigation]:
-    """The ranked answer, given the what-if variants' end intervals (``ends``, in ``plan.changes`` order)."""
+def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, ends: Sequence[EndIntervals] | None,
+                     probs: Sequence[dict[str, float]] | None = None) -> list[Mitigation]:
+    """The ranked answer, given the what-if variants' end intervals (``ends``, in ``plan.changes`` order) and
+    ``probs``: the format risks of the forecast and then of each variant (computed here if not given)."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
     if ends is not None:
-        rb = format_probabilities(fc)
-        effects = {k: what_if(c, fc, end, targets, rb) for (k, c), end in zip(plan.changes.items(), ends, strict=True)}
+        rb, *ra = probs or format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
+        effects = {k: what_if(c, fc, end, targets, rb, r)
+                   for (k, c), end, r in zip(plan.changes.items(), ends, ra, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -342,8 +331,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """One forecast at startup so the first request does not pay for lazy imports and caches."""
-        arch = Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048)
-        self.answer(arch)
+        self._entry(Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048))
 
     # -- core
     def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
@@ -353,27 +341,40 @@ class Engine:
         return self.answer_many([arch], steps)[0]
 
     def answer_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        """Answers for several architectures in one predictor call: their forecasts and, with them, every
-        what-if variant their mitigations may need (the fields each mitigation changes in each)."""
+        return [PredictResponse(**f) for f in self.answer_fields_many(archs, steps)]
+
+    def answer_fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The answers' fields for several architectures from one predictor call: their forecasts and, with
+        them, every what-if variant their mitigations may need (the fields each mitigation changes in each).
+        The layers are plain data in ``LayerForecast``'s shape (``write`` turns the fields into the JSON)."""
         candidates = [{k: c for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
         results = self.forecaster.forecast_with_what_ifs(list(archs), [list(c.values()) for c in candidates],
                                                          steps=list(steps) if steps else None)
         out = []
         for arch, cand, (fc, ends) in zip(archs, candidates, results, strict=True):
-            risk = precision_risks(fc, arch.precision_target)
+            probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
+            risk = precision_risks(fc, arch.precision_target, probs[0])
             plan = plan_mitigations(arch, fc, risk, self.kb)
-            by_id = dict(zip(cand, ends, strict=True))
+            by_id = {k: (end, p) for k, end, p in zip(cand, ends, probs[1:], strict=True)}
             mine = [by_id[k] for k in plan.changes]
-            out.append(PredictResponse(**self.answer_fields(arch, fc, risk, rank_mitigations(fc, plan, mine))))
+            mitigations = rank_mitigations(fc, plan, [e for e, _ in mine], [probs[0]] + [p for _, p in mine])
+            out.append(self.answer_fields(arch, fc, risk, mitigations))
         return out
 
-    def answer_fields(self, arch: Architecture, fc: Forecast, risk: list[PrecisionRisk],
+    def answer_fields(self, arch: Architecture, fc: ForecastArrays, risk: list[PrecisionRisk],
                       mitigations: list[Mitigation]) -> dict[str, Any]:
         """The ``/predict`` answer's fields for a forecast (shared with ``/nowcast``'s answer). The forecast
         carries the loaded version's name, version and alias (``service.model``), as ``self.predictor`` does."""
         return {"predictor": self.predictor, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
-                "summary": summarize(fc), "layers": fc.layers, "precision": risk, "applicability": fc.applicability,
+                "summary": summarize(fc), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
                 "mitigations": mitigations, "notes": fc.notes}
+
+    @staticmethod
+    def write(fields: dict[str, Any]) -> bytes:
+        """The ``PredictResponse`` JSON of ``answer_fields``, written without building the ~900 per-layer
+        objects that validating the layers would (they are ``ForecastArrays.layer_dicts``, already in
+        ``LayerForecast``'s shape; tests/test_service.py checks the bytes validate and dump back unchanged)."""
+        return _RESPONSE_JSON(PredictResponse.model_construct(**_UNSET, **fields), warnings=False)
 
     # -- memoised
     @staticmethod
@@ -381,22 +382,7 @@ class Engine:
         return (arch.model_dump_json(), tuple(steps) if steps else None)
 
     def _entry(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
-        return self.answer(arch, steps).model_dump_json().encode()
-
-    def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
-        return self.predict_many([arch], steps)[0]
-
-    def predict_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        """Cached answers where there are any; the rest computed together (``answer_many``) and cached."""
-        keys = [self._key(a, steps) for a in archs]
-        with self._cond:
-            hits = [self._cache.get(k) for k in keys]
-        todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
-        fresh = dict(zip(todo, self.answer_many(list(todo.values()), steps), strict=True)) if todo else {}
-        raws = {k: resp.model_dump_json().encode() for k, resp in fresh.items()}
-        with self._cond:
-            self._cache.update(raws)
-        return [PredictResponse.model_validate_json(h) if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
+        return self.write(self.answer_fields_many([arch], steps)[0])
 
     def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
         """The serialised answer, computed once (concurrent requests for it wait for the first)."""
@@ -406,6 +392,44 @@ class Engine:
         """The serialised answer if it is already cached (no computation; safe on an event loop)."""
         with self._cond:
             return self._cache.get(self._key(arch, steps))
+
+    def predict_json_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[bytes]:
+        """Serialised answers: cached ones where there are any, the rest computed together and cached."""
+        keys = [self._key(a, steps) for a in archs]
+        with self._cond:
+            hits = [self._cache.get(k) for k in keys]
+        todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
+        fresh = dict(zip(todo, map(self.write, self.answer_fields_many(list(todo.values()), steps)), strict=True)) if todo else {}
+        with self._cond:
+            self._cache.update(fresh)
+        return [h if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
+
+    def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
+        return self.predict_many([arch], steps)[0]
+
+    def predict_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
+        return [PredictResponse.model_validate_json(raw) for raw in self.predict_json_many(archs, steps)]
+
+    def predict_views(self, archs: Sequence[Architecture], steps: Sequence[int] | None, view: str,
+                      layers: Sequence[int] | None) -> list[PredictResponse]:
+        """``compact`` answers for sweeps: what is not cached is computed and compacted without building (or
+        caching) the per-layer objects the view drops."""
+        if view == "full" and layers is None:
+            return self.predict_many(archs, steps)
+        keep = set(layers or ())
+        with self._cond:
+            hits = [self._cache.get(self._key(a, steps)) for a in archs]
+        todo = [a for a, h in zip(archs, hits, strict=True) if h is None]
+        fresh = iter(self.answer_fields_many(todo, steps)) if todo else iter(())
+        out = []
+        for h in hits:
+            if h is not None:
+                resp = PredictResponse.model_validate_json(h)
+            else:
+                f = next(fresh)
+                resp = PredictResponse(**{**f, "layers": [d for d in f["layers"] if d["layer"] in keep]})
+            out.append(compact(resp, view, list(layers) if layers is not None else None))
+        return out
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:

@@ -22,8 +22,8 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.nowcast import NowcastResult
-from predictor.pyfunc import arch_frame, steps_param
-from predictor.schemas import WHAT_IF_ENDS, EndIntervals, Forecast
+from predictor.pyfunc import INTERFACE, arch_frame, steps_param
+from predictor.schemas import WHAT_IF_ENDS, EndIntervals, Forecast, ForecastArrays
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 
@@ -46,7 +46,7 @@ class RegisteredPredictor:
     def _predict(self, archs: Sequence[Architecture], what_if: list[list[dict]] | None = None, **params: str):
         return self.model.predict(arch_frame(list(archs), what_if), params=params)
 
-    def _named(self, fc: Forecast) -> Forecast:
+    def _named(self, fc: ForecastArrays | Forecast):
         return fc.model_copy(update={"predictor_name": self.name, "predictor_version": self.version,
                                      "predictor_alias": self.alias})
 
@@ -54,14 +54,14 @@ class RegisteredPredictor:
         return self.forecast_many([arch], steps)[0]
 
     def forecast_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[Forecast]:
-        return [fc for fc, _ in self.forecast_with_what_ifs(archs, None, steps)]
+        return [fc.to_forecast() for fc, _ in self.forecast_with_what_ifs(archs, None, steps)]
 
     def forecast_with_what_ifs(self, archs: Sequence[Architecture], what_if: list[list[dict]] | None,
-                               steps: Sequence[int] | None = None) -> list[tuple[Forecast, list[EndIntervals]]]:
-        """One model call: per architecture its forecast and, per field change in ``what_if[i]``, the changed
-        architecture's per-layer peak |a| and end ratio at the planned end."""
+                               steps: Sequence[int] | None = None) -> list[tuple[ForecastArrays, list[EndIntervals]]]:
+        """One model call: per architecture its forecast (as arrays) and, per field change in ``what_if[i]``,
+        the changed architecture's per-layer peak |a| and end ratio at the planned end."""
         out = self._predict(archs, what_if, output="forecast", steps=steps_param(list(steps) if steps else None))
-        return [(self._named(Forecast.model_validate_json(f)), WHAT_IF_ENDS.validate_json(w))
+        return [(self._named(ForecastArrays.model_validate_json(f)), WHAT_IF_ENDS.validate_json(w))
                 for f, w in zip(out["forecast"], out["what_if"], strict=True)]
 
     def nowcast(self, arch: Architecture, observations: Sequence[Any], steps: Sequence[int] | None = None) -> NowcastResult:
@@ -107,6 +107,10 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
             what = f"alias '{alias}'" if alias else f"version {version}"
             raise NoChampionError(f"no predictor {name!r} with {what} in {store}: {BOOTSTRAP_HINT}") from None
         version, run_id = str(mv.version), mv.run_id
+        if (mv.tags or {}).get("pyfunc_interface", INTERFACE) != INTERFACE:
+            raise NoChampionError(f"predictor {model_uri} (version {version}) was logged with interface "
+                                  f"{mv.tags['pyfunc_interface']}, this service reads {INTERFACE}; {BOOTSTRAP_HINT} "
+                                  "to register a current one")
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except MlflowException as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from predictor.nowcast import LayerNowcast, NowcastInfo, NowcastRequest
+from predictor.schemas import ForecastArrays
 from service.core import precision_risks, recommend
 from service.schemas import PredictResponse
 
@@ -32,7 +33,7 @@ def answer_nowcast(engine: Any, request: NowcastRequest) -> NowcastResponse:
     (its pyfunc ``predict`` with ``output="nowcast"``)."""
     arch = request.architecture
     res = engine.forecaster.nowcast(arch, request.observations, steps=request.steps)
-    fc = res.forecast
+    fc = ForecastArrays.from_forecast(res.forecast)
     risks = precision_risks(fc, arch.precision_target)
     return NowcastResponse(**engine.answer_fields(arch, fc, risks, recommend(arch, fc, risks, engine.kb)),
                            nowcast=res.info, nowcast_layers=res.layers)

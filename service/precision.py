@@ -180,22 +180,19 @@ def _fmt(x: float) -> str:
 
 
 def _matrix(layers: Sequence[LayerSeries], attr: str) -> np.ndarray:
-    """One row per layer (NaN -> -inf: never crosses); rows are padded when layers differ in length."""
+    """One row per layer; rows are padded (never crossing) when layers differ in length."""
     rows = [np.asarray(getattr(s, attr), dtype=float) for s in layers]
     width = max((r.size for r in rows), default=0)
     out = np.full((len(rows), width), -np.inf)
     for i, r in enumerate(rows):
         out[i, : r.size] = r
-    return np.nan_to_num(out, nan=-np.inf)
+    return out
 
 
-def check_layers(layers: Sequence[LayerSeries], name: str, check: Check,
-                 arrays: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[LayerRisk]:
+def check_layers(steps: np.ndarray, layer_ids: Sequence[int], name: str, check: Check,
+                 arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[LayerRisk]:
     """The layers that cross ``check``'s limit (point forecast: ``likely``; upper bound only: ``possible``),
-    all layers at once. ``arrays``: the per-quantity (point, hi) matrices when the caller has them."""
-    if arrays is None:
-        arrays = {q: (_matrix(layers, p), _matrix(layers, h)) for q, p, h in
-                  (("peak_abs", "abs", "abs_hi"), ("ratio", "ratio", "ratio_hi"))}
+    all layers at once. ``arrays``: per quantity the (point, hi) layer x step matrices (-inf: never crosses)."""
     point, hi = arrays[check.quantity]
     hi = np.maximum(hi, point)
     over_hi = hi > check.limit
@@ -209,31 +206,41 @@ def check_layers(layers: Sequence[LayerSeries], name: str, check: Check,
     any_pt = over_pt[rows].any(axis=1).tolist()
     first_hi = np.argmax(over_hi[rows], axis=1).tolist()
     pt_max, hi_max = point[rows].max(axis=1).tolist(), hi[rows].max(axis=1).tolist()
+    st = np.asarray(steps, float).tolist()
     out = []
     for k, i in enumerate(rows.tolist()):
-        s = layers[i]
-        n = len(s.steps)
-        t_point = float(s.steps[first_pt[k]]) if any_pt[k] else None
+        t_point = st[first_pt[k]] if any_pt[k] else None
         out.append(LayerRisk(
-            layer=s.layer, check=name, quantity=check.quantity, limit=check.limit,
-            predicted=pt_max[k] if n else float("nan"), predicted_hi=hi_max[k] if n else float("nan"),
-            certainty="likely" if t_point is not None else "possible",
-            from_step=t_point, from_step_hi=float(s.steps[first_hi[k]]),
+            layer=int(layer_ids[i]), check=name, quantity=check.quantity, limit=check.limit,
+            predicted=pt_max[k], predicted_hi=hi_max[k], certainty="likely" if t_point is not None else "possible",
+            from_step=t_point, from_step_hi=st[first_hi[k]],
         ))
     return out
 
 
 def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -> list[FormatRisk]:
-    """One ``FormatRisk`` per format in ``FORMATS`` (in that order)."""
-    targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
+    """``assess_arrays`` for per-layer series (the layers share their steps; a shorter row never crosses
+    after its end)."""
+    steps = max((s.steps for s in layers), key=len, default=np.zeros(0))
     arrays = {q: (_matrix(layers, p), _matrix(layers, h)) for q, p, h in
               (("peak_abs", "abs", "abs_hi"), ("ratio", "ratio", "ratio_hi"))}
+    return assess_arrays(steps, arrays, precision_target, [s.layer for s in layers])
+
+
+def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]], precision_target: str | None = None,
+                  layer_ids: Sequence[int] | None = None) -> list[FormatRisk]:
+    """One ``FormatRisk`` per format in ``FORMATS`` (in that order). ``arrays``: for ``peak_abs`` (|a|) and
+    ``ratio``, the (point, upper bound) layer x step matrices at ``steps``; ``layer_ids``: the rows' layers
+    (default 0..n-1)."""
+    targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
+    arrays = {q: (np.nan_to_num(p, nan=-np.inf), np.nan_to_num(h, nan=-np.inf)) for q, (p, h) in arrays.items()}
+    ids = list(range(len(arrays["ratio"][0]))) if layer_ids is None else list(layer_ids)
     out = []
     for fmt in FORMATS:
         risks: list[LayerRisk] = []
         reasons = []
         for name, check in CHECKS[fmt]:
-            found = check_layers(layers, name, check, arrays)
+            found = check_layers(steps, ids, name, check, arrays)
             risks.extend(found)
             if found:
                 likely = [r for r in found if r.certainty == "likely"]

@@ -53,7 +53,6 @@ from service.schemas import (
     HFConfigRequest,
     ModelInfo,
     PredictResponse,
-    compact,
 )
 
 quiet_telemetry()
@@ -271,10 +270,10 @@ class MAForecast:
             raise BadInput(str(exc)) from None
         if view != "full" or layers is not None:
             try:
-                resp = await _offload(eng.predict, arch, steps)
+                resp = (await _offload(eng.predict_views, [arch], steps, view, layers))[0]
             except (UserError, ValueError, ArithmeticError) as exc:
                 raise _rejected(exc) from None
-            return Response(compact(resp, view, layers).model_dump_json(), media_type="application/json")
+            return Response(resp.model_dump_json(), media_type="application/json")
         raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
         if raw is None:
             try:
@@ -313,8 +312,12 @@ class MAForecast:
         eng, err = self._engine()
         if err is not None:
             return err
-        try:  # all together: two predictor calls for the whole batch
-            answers = await _offload(eng.predict_many, architectures, steps)
+        full = view == "full" and layers is None
+        try:  # all together: one predictor call for the whole batch
+            if full:
+                raws = await _offload(eng.predict_json_many, architectures, steps)
+            else:
+                answers = await _offload(eng.predict_views, architectures, steps, view, layers)
         except (UserError, ValueError, ArithmeticError):
             for i, arch in enumerate(architectures):  # name the architecture that cannot be forecast
                 try:
@@ -322,7 +325,10 @@ class MAForecast:
                 except (UserError, ValueError, ArithmeticError) as exc:
                     raise _rejected(exc, prefix=f"architectures[{i}]: ") from None
             raise
-        return BatchResponse(predictor=eng.predictor, results=[compact(a, view, layers) for a in answers])
+        if full:  # BatchResponse's JSON around the answers' (cached) JSON, not re-read into objects
+            head = b'{"predictor":' + eng.predictor.model_dump_json().encode() + b',"results":['
+            return Response(head + b",".join(raws) + b"]}", media_type="application/json")
+        return BatchResponse(predictor=eng.predictor, results=answers)
 
     @bentoml.api(route="/compare", input_spec=CompareRequest)
     async def compare(self, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:

@@ -160,3 +160,18 @@ def test_evaluation_never_trains_on_the_held_out_group(evidence, monkeypatch, by
     for r in pred.to_dict("records"):
         assert r["model"] in groups[r["group"]]
     assert math.isfinite(e.table()["mae"].mean())
+
+
+def test_steps_at_inverts_the_effective_time():
+    """The vectorised inverse of the effective time (emergence steps of all layers at once): the step at
+    which tau(t) is reached is t, everywhere in the plan; 0 at tau = 0; NaN (step_at: None) beyond the plan."""
+    from predictor.timeline import PlanEffects
+
+    eff = PlanEffects(kappa=2.0, beta=0.0, wd_grid=((-3.0, 0.0), (0.0, 0.0)), sink_exponent=1.0, n_rows=0, source="test")
+    tl = Timeline(10_000, 3e-4, "cosine", 0.05, 2e6, 0.1, eff)
+    t = np.concatenate([np.geomspace(1.0, 10_000.0, 60), [250.0, 500.0, 9_999.0]])
+    assert tl.steps_at(tl(t)) == pytest.approx(t, rel=1e-9)
+    beyond = float(tl.tau[-1]) * 1.5
+    got = tl.steps_at(np.array([0.0, beyond]))
+    assert got[0] == 0.0 and np.isnan(got[1])
+    assert tl.step_at(beyond) is None and tl.step_at(float(tl(5_000.0))) == pytest.approx(5_000.0, rel=1e-9)

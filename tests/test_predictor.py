@@ -384,7 +384,7 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
 
     from maforecast.tracking import configure
     from predictor.registry import arch_frame, forecast_frame
-    from predictor.schemas import Forecast
+    from predictor.schemas import ForecastArrays
     from service.model import load_predictor
 
     configure()  # this test's data home, whatever an earlier test in this worker configured
@@ -395,7 +395,9 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     # default output: the full forecast per architecture, as the served client reads it
     full = model.predict(arch_frame([arch, other]))
     assert list(full.columns) == ["forecast", "what_if"] and len(full) == 2 and list(full["what_if"]) == ["[]", "[]"]
-    assert Forecast.model_validate_json(full["forecast"][0]).layers == served.forecast(arch).layers
+    arrays = ForecastArrays.model_validate_json(full["forecast"][0])
+    assert arrays.to_forecast().layers == served.forecast(arch).layers
+    assert ForecastArrays.from_forecast(arrays.to_forecast()) == arrays  # the per-point form holds the same numbers
     # per-layer rows for tabular consumers
     rows = model.predict(arch_frame([arch]), params={"output": "rows"})
     ref = forecast_frame(served.forecast(arch))
@@ -403,7 +405,7 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     pd.testing.assert_series_equal(rows["peak_abs"], ref["peak_abs"], check_names=False)
     # what-if variants forecast in the same call: their end intervals equal the changed architectures' forecasts
     [(fc_arch, ends)] = served.forecast_with_what_ifs([arch], [[{"qk_norm": True}, {"learning_rate": arch.learning_rate / 2}]])
-    assert fc_arch.layers == served.forecast(arch).layers and len(ends) == 2
+    assert fc_arch.to_forecast().layers == served.forecast(arch).layers and len(ends) == 2
     for end, changed in zip(ends, [other, arch.model_copy(update={"learning_rate": arch.learning_rate / 2})], strict=True):
         fc = served.forecast(changed)
         for k in ("value", "lo", "hi"):

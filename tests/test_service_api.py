@@ -280,6 +280,23 @@ def test_predict_batch(client):
     assert_names(client.post("/predict_batch", json={"architectures": [SMALL, {**SMALL, "n_heads": 7}]}), "architectures", "n_heads")
 
 
+def test_written_answers_are_the_validated_schema(client):
+    """/predict writes its answer from plain per-layer data without validating it (service.core.Engine.write);
+    the bytes must be exactly what validating them as PredictResponse and writing that back gives, and
+    /predict_batch (which joins the answers' bytes) must answer the same per architecture."""
+    from service.schemas import PredictResponse
+
+    bodies = [SMALL, LLAMA_1B, {**SMALL, "name": "fp8-qk", "qk_norm": True, "precision_target": "fp8_training"}]
+    singles = []
+    for body in bodies:
+        raw = client.post("/predict?steps=0,100,5000,20000", json=body).content
+        assert PredictResponse.model_validate_json(raw).model_dump_json().encode() == raw
+        singles.append(json.loads(raw))
+    batch = client.post("/predict_batch", json={"architectures": bodies, "steps": [0, 100, 5000, 20000]})
+    assert batch.status_code == 200, batch.text[:300]
+    assert batch.json()["results"] == singles and batch.json()["predictor"] == singles[0]["predictor"]
+
+
 def test_compact_answer_for_sweeps_equals_the_full_summary(client):
     """?view=summary / ?layers= on /predict and view/layers on /predict_batch: same numbers, fewer bytes."""
     full = client.post("/predict", json=LLAMA_1B)

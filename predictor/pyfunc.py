@@ -53,7 +53,7 @@ def arch_frame(archs: list[Architecture], what_if: list[list[dict]] | None = Non
     cols = {"architecture": [a.model_dump_json() for a in archs]}
     if what_if is not None:
         cols["what_if"] = [json.dumps(w) for w in what_if]
-    return pd.DataFrame(cols)
+    return pd.DataFrame(cols, dtype=object)  # Python strings: pandas 3's Arrow strings would copy each JSON in and out
 
 
 def _variants(frame: pd.DataFrame, archs: list[Architecture]) -> list[list[Architecture]]:
@@ -116,11 +116,12 @@ class PredictorModel(PythonModel):
             if len(archs) != 1:
                 raise ValueError("input: output 'nowcast' takes exactly one architecture")
             rows = json.loads(p["observations"] or "[]")
-            return pd.DataFrame({"forecast": [nowcast(self.bundle, archs[0], rows, steps=steps).model_dump_json()]})
+            return pd.DataFrame({"forecast": [nowcast(self.bundle, archs[0], rows, steps=steps).model_dump_json()]}, dtype=object)
         variants = _variants(frame, archs)
         ends = iter(self.bundle.end_intervals_many([v for vs in variants for v in vs]))
         return pd.DataFrame({"forecast": [self.bundle.forecast_arrays(a, steps).model_dump_json() for a in archs],
-                             "what_if": [WHAT_IF_ENDS.dump_json([next(ends) for _ in vs]).decode() for vs in variants]})
+                             "what_if": [WHAT_IF_ENDS.dump_json([next(ends) for _ in vs]).decode() for vs in variants]},
+                            dtype=object)
 
 
 def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:

@@ -158,7 +158,7 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
             "format": r.format, "max_value": r.max_value, "at_risk": r.at_risk, "target": r.target,
             "layers": sorted(likely_layers), "possible_layers": sorted({d.layer for d in r.layers} - likely_layers),
             "from_step": min(likely) if likely else None, "probability": probs.get(r.format), "why": r.why,
-            "details": [d.__dict__ for d in r.layers]}))
+            "details": r.layers}, from_attributes=True))
     return out
 
 
@@ -347,17 +347,20 @@ class Engine:
         """The answers' fields for several architectures from one predictor call: their forecasts and, with
         them, every what-if variant their mitigations may need (the fields each mitigation changes in each).
         The layers are plain data in ``LayerForecast``'s shape (``write`` turns the fields into the JSON)."""
-        candidates = [{k: c for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
-        results = self.forecaster.forecast_with_what_ifs(list(archs), [list(c.values()) for c in candidates],
+        # per architecture, entry id -> (key, change); the model forecasts each distinct change once
+        # (the two gated-attention entries make the same one)
+        candidates = [{k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
+        distinct = [dict(cand.values()) for cand in candidates]
+        results = self.forecaster.forecast_with_what_ifs(list(archs), [list(d.values()) for d in distinct],
                                                          steps=list(steps) if steps else None)
         out = []
-        for arch, cand, (fc, ends) in zip(archs, candidates, results, strict=True):
+        for arch, cand, dist, (fc, ends) in zip(archs, candidates, distinct, results, strict=True):
             probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
             risk = precision_risks(fc, arch.precision_target, probs[0])
             plan = plan_mitigations(arch, fc, risk, self.kb)
-            by_id = {k: (end, p) for k, end, p in zip(cand, ends, probs[1:], strict=True)}
-            mine = [by_id[k] for k in plan.changes]
-            mitigations = rank_mitigations(fc, plan, [e for e, _ in mine], [probs[0]] + [p for _, p in mine])
+            index = {key: j for j, key in enumerate(dist)}
+            mine = [index[cand[k][0]] for k in plan.changes]
+            mitigations = rank_mitigations(fc, plan, [ends[j] for j in mine], [probs[0]] + [probs[1 + j] for j in mine])
             out.append(self.answer_fields(arch, fc, risk, mitigations))
         return out
 

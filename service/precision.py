@@ -71,7 +71,7 @@ class Check:
     effect: str  # what happens when crossed
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: ~160 are built per answer, and a frozen init costs 2.5x
 class LayerRisk:
     layer: int
     check: str  # e.g. "overflow", "swamping"
@@ -189,32 +189,32 @@ def _matrix(layers: Sequence[LayerSeries], attr: str) -> np.ndarray:
     return out
 
 
-def check_layers(steps: np.ndarray, layer_ids: Sequence[int], name: str, check: Check,
-                 arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[LayerRisk]:
-    """The layers that cross ``check``'s limit (point forecast: ``likely``; upper bound only: ``possible``),
-    all layers at once. ``arrays``: per quantity the (point, hi) layer x step matrices (-inf: never crosses)."""
-    point, hi = arrays[check.quantity]
-    hi = np.maximum(hi, point)
-    over_hi = hi > check.limit
-    hit = over_hi.any(axis=1)
-    if not hit.any():
-        return []
-    over_pt = point > check.limit
-    rows = np.flatnonzero(hit)
-    # per crossing layer, all at once: first crossing (point, upper bound), max of point and upper bound
-    first_pt = np.argmax(over_pt[rows], axis=1).tolist()
-    any_pt = over_pt[rows].any(axis=1).tolist()
-    first_hi = np.argmax(over_hi[rows], axis=1).tolist()
-    pt_max, hi_max = point[rows].max(axis=1).tolist(), hi[rows].max(axis=1).tolist()
+def crossings(steps: np.ndarray, layer_ids: Sequence[int],
+              arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[tuple[str, str], list[LayerRisk]]:
+    """Per (format, check), the layers that cross the check's limit (point forecast: ``likely``; upper bound
+    only: ``possible``), in layer order. All checks of one quantity and all layers at once: ``arrays`` holds
+    per quantity the (point, hi) layer x step matrices (-inf: never crosses)."""
     st = np.asarray(steps, float).tolist()
-    out = []
-    for k, i in enumerate(rows.tolist()):
-        t_point = st[first_pt[k]] if any_pt[k] else None
-        out.append(LayerRisk(
-            layer=int(layer_ids[i]), check=name, quantity=check.quantity, limit=check.limit,
-            predicted=pt_max[k], predicted_hi=hi_max[k], certainty="likely" if t_point is not None else "possible",
-            from_step=t_point, from_step_hi=st[first_hi[k]],
-        ))
+    out: dict[tuple[str, str], list[LayerRisk]] = {(f, n): [] for f in FORMATS for n, _ in CHECKS[f]}
+    for quantity, (point, hi) in arrays.items():
+        checks = [(f, n, c) for f in FORMATS for n, c in CHECKS[f] if c.quantity == quantity]
+        if not checks or not point.size:
+            continue
+        hi = np.maximum(hi, point)
+        limits = np.array([c.limit for _, _, c in checks])[:, None, None]
+        over_hi = hi[None] > limits  # check x layer x step
+        hit = over_hi.any(axis=2)
+        if not hit.any():
+            continue
+        over_pt = point[None] > limits
+        any_pt, first_pt, first_hi = over_pt.any(axis=2).tolist(), over_pt.argmax(axis=2).tolist(), over_hi.argmax(axis=2).tolist()
+        pt_max, hi_max = point.max(axis=1).tolist(), hi.max(axis=1).tolist()
+        for k, i in np.argwhere(hit).tolist():
+            fmt, name, check = checks[k]
+            t_point = st[first_pt[k][i]] if any_pt[k][i] else None
+            out[fmt, name].append(LayerRisk(
+                int(layer_ids[i]), name, quantity, check.limit, pt_max[i], hi_max[i],
+                "likely" if t_point is not None else "possible", t_point, st[first_hi[k][i]]))
     return out
 
 
@@ -235,12 +235,13 @@ def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndar
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
     arrays = {q: (np.nan_to_num(p, nan=-np.inf), np.nan_to_num(h, nan=-np.inf)) for q, (p, h) in arrays.items()}
     ids = list(range(len(arrays["ratio"][0]))) if layer_ids is None else list(layer_ids)
+    crossed = crossings(steps, ids, arrays)
     out = []
     for fmt in FORMATS:
         risks: list[LayerRisk] = []
         reasons = []
         for name, check in CHECKS[fmt]:
-            found = check_layers(steps, ids, name, check, arrays)
+            found = crossed[fmt, name]
             risks.extend(found)
             if found:
                 likely = [r for r in found if r.certainty == "likely"]

@@ -19,7 +19,6 @@ the upper end of its interval does; ``from_step`` is the first forecast step at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,18 +48,6 @@ TARGET_FORMATS: dict[str, tuple[str, ...]] = {
     "w4a16": ("fp16", "bf16"),
     "w8a16": ("fp16", "bf16"),
 }
-
-
-@dataclass(frozen=True)
-class LayerSeries:
-    """One layer's forecast as the checks need it (arrays over the same forecast steps)."""
-
-    layer: int
-    steps: np.ndarray
-    ratio: np.ndarray
-    ratio_hi: np.ndarray
-    abs: np.ndarray  # predicted top1 |a| over steps
-    abs_hi: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -179,18 +166,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _matrix(layers: Sequence[LayerSeries], attr: str) -> np.ndarray:
-    """One row per layer; rows are padded (never crossing) when layers differ in length."""
-    rows = [np.asarray(getattr(s, attr), dtype=float) for s in layers]
-    width = max((r.size for r in rows), default=0)
-    out = np.full((len(rows), width), -np.inf)
-    for i, r in enumerate(rows):
-        out[i, : r.size] = r
-    return out
-
-
-def crossings(steps: np.ndarray, layer_ids: Sequence[int],
-              arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[tuple[str, str], list[LayerRisk]]:
+def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[tuple[str, str], list[LayerRisk]]:
     """Per (format, check), the layers that cross the check's limit (point forecast: ``likely``; upper bound
     only: ``possible``), in layer order. All checks of one quantity and all layers at once: ``arrays`` holds
     per quantity the (point, hi) layer x step matrices (-inf: never crosses)."""
@@ -213,29 +189,18 @@ def crossings(steps: np.ndarray, layer_ids: Sequence[int],
             fmt, name, check = checks[k]
             t_point = st[first_pt[k][i]] if any_pt[k][i] else None
             out[fmt, name].append(LayerRisk(
-                int(layer_ids[i]), name, quantity, check.limit, pt_max[i], hi_max[i],
+                i, name, quantity, check.limit, pt_max[i], hi_max[i],
                 "likely" if t_point is not None else "possible", t_point, st[first_hi[k][i]]))
     return out
 
 
-def assess(layers: Sequence[LayerSeries], precision_target: str | None = None) -> list[FormatRisk]:
-    """``assess_arrays`` for per-layer series (the layers share their steps; a shorter row never crosses
-    after its end)."""
-    steps = max((s.steps for s in layers), key=len, default=np.zeros(0))
-    arrays = {q: (_matrix(layers, p), _matrix(layers, h)) for q, p, h in
-              (("peak_abs", "abs", "abs_hi"), ("ratio", "ratio", "ratio_hi"))}
-    return assess_arrays(steps, arrays, precision_target, [s.layer for s in layers])
-
-
-def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]], precision_target: str | None = None,
-                  layer_ids: Sequence[int] | None = None) -> list[FormatRisk]:
+def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+                  precision_target: str | None = None) -> list[FormatRisk]:
     """One ``FormatRisk`` per format in ``FORMATS`` (in that order). ``arrays``: for ``peak_abs`` (|a|) and
-    ``ratio``, the (point, upper bound) layer x step matrices at ``steps``; ``layer_ids``: the rows' layers
-    (default 0..n-1)."""
+    ``ratio``, the (point, upper bound) layer x step matrices at ``steps`` (row i: layer i; NaN never crosses)."""
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
     arrays = {q: (np.nan_to_num(p, nan=-np.inf), np.nan_to_num(h, nan=-np.inf)) for q, (p, h) in arrays.items()}
-    ids = list(range(len(arrays["ratio"][0]))) if layer_ids is None else list(layer_ids)
-    crossed = crossings(steps, ids, arrays)
+    crossed = crossings(steps, arrays)
     out = []
     for fmt in FORMATS:
         risks: list[LayerRisk] = []

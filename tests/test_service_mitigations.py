@@ -170,20 +170,27 @@ def test_rank_orders_by_level_then_motivation():
 # ---------------------------------------------------------------------------------- precision
 
 
-def series(layer, ratio, peak, hi_factor=1.5, steps=None):
-    steps = np.asarray(steps if steps is not None else np.linspace(0, 1000, len(ratio)), dtype=float)
+def series(ratio, peak, hi_factor=1.5):
+    """One layer's (ratio, ratio_hi, |a|, |a|_hi) rows: |a| follows the ratio's shape up to ``peak``."""
     ratio = np.asarray(ratio, dtype=float)
     shape = ratio / ratio.max()
-    return prec.LayerSeries(layer, steps, ratio, ratio * hi_factor, peak * shape, peak * hi_factor * shape)
+    return ratio, ratio * hi_factor, peak * shape, peak * hi_factor * shape
+
+
+def assess(layers, target, steps=None):
+    """``prec.assess_arrays`` for per-layer rows from ``series`` (layer i is row i)."""
+    r, rh, a, ah = (np.array(x, dtype=float) for x in zip(*layers, strict=True))
+    steps = np.asarray(steps if steps is not None else np.linspace(0, 1000, r.shape[1]), dtype=float)
+    return prec.assess_arrays(steps, {"peak_abs": (a, ah), "ratio": (r, rh)}, target)
 
 
 def test_precision_limits_and_first_step():
     layers = [
-        series(0, [10, 100, 200, 300], 100_000),  # FP16 overflow and INT8 from step 667
-        series(1, [10, 20, 30, 40], 50),  # safe everywhere, even within the interval
-        series(2, [10, 50, 90, 100], 300, hi_factor=1.5),  # INT8 only within the interval
+        series([10, 100, 200, 300], 100_000),  # layer 0: FP16 overflow and INT8 from step 667
+        series([10, 20, 30, 40], 50),  # layer 1: safe everywhere, even within the interval
+        series([10, 50, 90, 100], 300, hi_factor=1.5),  # layer 2: INT8 only within the interval
     ]
-    risks = {r.format: r for r in prec.assess(layers, "int8_w8a8")}
+    risks = {r.format: r for r in assess(layers, "int8_w8a8")}
     assert set(risks) == set(prec.FORMATS)
     fp16 = risks["fp16"]
     assert fp16.at_risk and {r.layer for r in fp16.layers} == {0}
@@ -204,16 +211,15 @@ def test_precision_limits_and_first_step():
 
 
 def test_bf16_swamping_threshold():
-    risks = {r.format: r for r in prec.assess([series(0, [100, 200, 300], 10, hi_factor=1.0)], "bf16")}
+    risks = {r.format: r for r in assess([series([100, 200, 300], 10, hi_factor=1.0)], "bf16")}
     assert risks["bf16"].at_risk and risks["bf16"].target
     assert risks["bf16"].layers[0].from_step == pytest.approx(1000.0)
     assert not risks["fp16"].at_risk  # ratio 300 < 2048 and |a| 10 < 65504
 
 
 def test_nan_forecasts_do_not_crash_precision():
-    s = prec.LayerSeries(0, np.array([0.0, 1.0]), np.array([np.nan, np.nan]), np.array([np.nan, np.nan]),
-                         np.array([np.nan, np.nan]), np.array([np.nan, np.nan]))
-    assert not any(r.at_risk for r in prec.assess([s], None))
+    nan = [np.nan, np.nan]
+    assert not any(r.at_risk or r.layers for r in assess([(nan, nan, nan, nan)], None))
 
 
 def test_error_description_names_fields():

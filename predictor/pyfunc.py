@@ -66,7 +66,8 @@ def _variants(frame: pd.DataFrame, archs: list[Architecture]) -> list[list[Archi
         if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
             raise ValueError(f"what_if[{i}]: expected a JSON list of field changes (objects)")
         try:
-            out.append([parse_architecture({**arch.model_dump(), **c}) for c in changes])
+            base = arch.model_dump()
+            out.append([parse_architecture({**base, **c}) for c in changes])
         except (ValueError, UserError) as exc:
             raise ValueError(f"what_if[{i}]: {str(exc).splitlines()[0]}") from None
     return out

@@ -1,10 +1,11 @@
 """Turn a predictor forecast into the API's answer: summary, precision risk, ranked mitigations.
 
-``Engine`` wraps one loaded ``Forecaster`` and is shared by the BentoML service and the
-``maforecast predict`` command, so both print the same forecast. Everything that does not depend
-on the request (the compiled knowledge base, the predictor's identity) is computed once; answers
-are memoised per (architecture, steps) so a repeated design-review request costs a dictionary
-lookup.
+``Engine`` wraps one loaded registered predictor (``service.model``) and is shared by the BentoML
+service and the ``maforecast predict`` command, so both print the same forecast. Everything that
+does not depend on the request (the compiled knowledge base, the predictor's identity) is computed
+once; answers are memoised per (architecture, steps) as JSON so a repeated design-review request
+costs a dictionary lookup. A new answer is computed on the forecast's arrays
+(``predictor.schemas.ForecastArrays``) and written from plain per-layer data (``Engine.write``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cachetools import LRUCache, cached
 from scipy.special import ndtr
 
 from predictor.architecture import Architecture
-from predictor.schemas import EndIntervals, Forecast, ForecastArrays, Interval, IntervalArrays
+from predictor.schemas import EndIntervals, ForecastArrays, Interval, IntervalArrays
 from service import mitigations as kbm
 from service import precision as prec
 from service.schemas import (
@@ -257,7 +258,7 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
 
 
 def recommend(arch: Architecture, fc: ForecastArrays, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
-    """Knowledge-base matches ranked by evidence level, without predicted effects (``Engine.answer_many``
+    """Knowledge-base matches ranked by evidence level, without predicted effects (``Engine.answer_fields_many``
     adds those)."""
     return rank_mitigations(fc, plan_mitigations(arch, fc, risks, kb), None)
 
@@ -334,15 +335,6 @@ class Engine:
         self._entry(Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048))
 
     # -- core
-    def forecast(self, arch: Architecture, steps: Sequence[int] | None = None) -> Forecast:
-        return self.forecaster.forecast(arch, steps=list(steps) if steps else None)
-
-    def answer(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
-        return self.answer_many([arch], steps)[0]
-
-    def answer_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        return [PredictResponse(**f) for f in self.answer_fields_many(archs, steps)]
-
     def answer_fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The answers' fields for several architectures from one predictor call: their forecasts and, with
         them, every what-if variant their mitigations may need (the fields each mitigation changes in each).

@@ -137,10 +137,10 @@ def ensure_champion(env: dict) -> None:
     print(f"bootstrap: {time.perf_counter() - t0:.1f}s ({r.stdout.strip().splitlines()[-1]})", flush=True)
 
 
-def start_server(env: dict, port: int, workers: int, log_path: Path) -> subprocess.Popen:
+def start_server(env: dict, port: int, workers: int | None, log_path: Path) -> subprocess.Popen:
     from service.cli import serve_command
 
-    env = {**env, "MAFORECAST_WORKERS": str(workers)}
+    env = {**env, "MAFORECAST_WORKERS": str(workers)} if workers else env
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(serve_command("127.0.0.1", port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of the sustained run")
     ap.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels to step through")
     ap.add_argument("--step-seconds", type=float, default=8.0)
-    ap.add_argument("--workers", type=int, default=1, help="service worker processes (make serve: 1)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="service worker processes (default: the service's default, one per core up to 4)")
     ap.add_argument("--bodies", choices=("distinct", "repeat"), default="distinct")
     ap.add_argument("--max-requests", type=int, default=200_000, help="hard cap per phase")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -194,7 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"load-bench-serve-{port}.log"
     t0 = time.perf_counter()
     proc = start_server(env, port, args.workers, log_path)
-    result: dict = {"cpus": os.cpu_count(), "workers": args.workers, "bodies": args.bodies}
+    from maforecast.settings import get_settings
+
+    workers = args.workers or get_settings().workers
+    result: dict = {"cpus": os.cpu_count(), "workers": workers, "bodies": args.bodies}
     try:
         result["ready_s"] = round(wait_ready(base, proc), 1)
         import httpx

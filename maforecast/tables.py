@@ -170,10 +170,15 @@ def conform(df: pd.DataFrame, row_model: type[BaseModel]) -> pd.DataFrame:
 
 
 def read_table(path: str | Path, row_model: type[BaseModel]) -> pd.DataFrame:
+    """Read without the lock, through one open file: a writer renames its new table over the path,
+    so the file opened here stays whole. (Given the path, pyarrow opens it more than once, and a
+    rename in between mixes the old file's footer with the new file's pages.)"""
     path = Path(path)
-    if not path.exists():
-        raise TableError(f"table file not found: {path}")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        with path.open("rb") as fh:
+            df = pd.read_parquet(fh) if path.suffix == ".parquet" else pd.read_csv(fh)
+    except FileNotFoundError:
+        raise TableError(f"table file not found: {path}") from None
     return conform(df, row_model)
 
 

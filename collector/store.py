@@ -1,6 +1,7 @@
 """The stats table on disk: idempotent, atomic appends keyed by (model, revision, probe digest, source).
 
-Readers never see a half-written file (write to temp + rename), and re-importing or re-collecting
+Readers never see a half-written file (write to temp + rename; ``read_table`` reads through one open
+file, so a rename meanwhile cannot mix two files), and re-importing or re-collecting
 replaces the same keys instead of duplicating rows. Concurrent writers (several ``collect``
 processes, an import) each hold the table's file lock from the read to the rename, so none
 overwrites rows another just wrote.

@@ -30,7 +30,6 @@ scores held out travels as the model's metadata (``MLmodel`` ``metadata.maforeca
 from __future__ import annotations
 
 import json
-import math
 
 import joblib
 import pandas as pd
@@ -140,7 +139,3 @@ def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
         rows.append(r)
     return pd.DataFrame(rows)
 
-
-def finite(d: dict) -> dict:
-    """Only finite float values (metadata must be plain JSON)."""
-    return {k: v for k, v in d.items() if isinstance(v, float) and math.isfinite(v)}

@@ -39,7 +39,7 @@ from predictor.evaluation import Evaluation, fit_evaluated, headline
 from predictor.evidence import Evidence, build_evidence
 from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
-from predictor.pyfunc import PredictorModel, arch_frame, finite, forecast_frame  # noqa: F401  (re-exported)
+from predictor.pyfunc import PredictorModel, arch_frame
 
 HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
@@ -74,8 +74,10 @@ def load_engine(model_uri: str | None = None, tracking_uri: str | None = None) -
 
 def model_metadata(engine: ForecastEngine) -> dict:
     """What a version was trained on and how it scores held out (the model's ``metadata.maforecast``)."""
-    metrics = finite(dict(getattr(engine, "metrics_", {})))
+    # only finite floats: metadata must be plain JSON
+    metrics = {k: v for k, v in getattr(engine, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)}
     return {
+        "pyfunc_interface": PYFUNC_INTERFACE,  # read by every consumer before it calls predict
         "data_digest": engine.data_digest_,
         "headline_metric": HEADLINE_METRIC,
         "metrics": metrics,

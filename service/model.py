@@ -107,16 +107,14 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
             what = f"alias '{alias}'" if alias else f"version {version}"
             raise NoChampionError(f"no predictor {name!r} with {what} in {store}: {BOOTSTRAP_HINT}") from None
         version, run_id = str(mv.version), mv.run_id
-        if (mv.tags or {}).get("pyfunc_interface", INTERFACE) != INTERFACE:
-            raise NoChampionError(f"predictor {model_uri} (version {version}) was logged with interface "
-                                  f"{mv.tags['pyfunc_interface']}, this service reads {INTERFACE}; {BOOTSTRAP_HINT} "
-                                  "to register a current one")
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except MlflowException as exc:
         raise NoChampionError(f"cannot load predictor {model_uri}: {exc.message.splitlines()[0]}; {BOOTSTRAP_HINT}") from None
-    inputs = model.metadata.get_input_schema()
-    if inputs is None or "architecture" not in (inputs.input_names() or []):
-        raise NoChampionError(f"predictor {model_uri} (version {version}) was logged with an older interface; "
-                              f"{BOOTSTRAP_HINT} to register a current one")
+    # the interface travels in the model itself, so a run or folder URI is checked as a registered version is
+    logged = ((model.metadata.metadata or {}).get("maforecast") or {}).get("pyfunc_interface")
+    if logged != INTERFACE:
+        raise NoChampionError(f"predictor {model_uri} (version {version}) was logged with "
+                              f"{f'interface {logged}' if logged else 'an older interface'}, this service reads "
+                              f"interface {INTERFACE}; {BOOTSTRAP_HINT} to register a current one")
     return RegisteredPredictor(model, name=name, version=version, alias=alias, run_id=run_id, model_uri=model_uri)

@@ -162,6 +162,25 @@ def served(engine, tmp_path_factory):
                                alias="champion")
 
 
+def test_a_model_logged_with_another_interface_is_refused_whatever_its_uri(engine, tmp_path, data_home):
+    """The interface travels in the model's metadata, so a folder (or run) URI is checked like a registered
+    version: a model of another interface is one line naming both interfaces and the command, not a failure
+    at the first request."""
+    import mlflow
+
+    from predictor.pyfunc import INTERFACE
+    from predictor.registry import pyfunc_kwargs
+    from service.model import NoChampionError, load_predictor
+
+    current, older = pyfunc_kwargs(engine, ARCH, tmp_path), pyfunc_kwargs(engine, ARCH, tmp_path)
+    del older["metadata"]["maforecast"]["pyfunc_interface"]  # as interface 2 logged it
+    mlflow.pyfunc.save_model(str(tmp_path / "current"), **current)
+    mlflow.pyfunc.save_model(str(tmp_path / "older"), **older)
+    assert load_predictor(model_uri=str(tmp_path / "current")).model.metadata.metadata["maforecast"]["pyfunc_interface"] == INTERFACE
+    with pytest.raises(NoChampionError, match=f"an older interface, this service reads interface {INTERFACE}; run `maforecast bootstrap`"):
+        load_predictor(model_uri=str(tmp_path / "older"))
+
+
 @pytest.fixture
 def api(data_home, served):
     """The in-process service with the reference engine as its loaded predictor."""

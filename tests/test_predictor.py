@@ -383,7 +383,7 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     import mlflow
 
     from maforecast.tracking import configure
-    from predictor.registry import arch_frame, forecast_frame
+    from predictor.pyfunc import arch_frame, forecast_frame
     from predictor.schemas import ForecastArrays
     from service.model import load_predictor
 
@@ -423,7 +423,7 @@ def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, t
     import mlflow
 
     from maforecast.tracking import configure
-    from predictor.registry import arch_frame
+    from predictor.pyfunc import arch_frame
 
     configure()
     local = mlflow.artifacts.download_artifacts("models:/maforecast-predictor@champion", dst_path=str(tmp_path / "model"))

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--levels", default="1,2,4,8,16", help="concurrency levels to step through")
     ap.add_argument("--step-seconds", type=float, default=8.0)
     ap.add_argument("--workers", type=int, default=None,
-                    help="service worker processes (default: the service's default, one per core up to 4)")
+                    help="service worker processes (default: the service's default, 1)")
     ap.add_argument("--bodies", choices=("distinct", "repeat"), default="distinct")
     ap.add_argument("--max-requests", type=int, default=200_000, help="hard cap per phase")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

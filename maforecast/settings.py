@@ -35,9 +35,8 @@ class Settings(BaseSettings):
     reload_s: float = Field(default=15.0, gt=0, description="While no predictor is loaded, first retry after this many seconds.")
     reload_max_s: float = Field(default=120.0, gt=0, description="Cap of the doubling retry interval.")
     forecast_threads: int = Field(default=1, ge=1, description="Threads that compute forecasts off the event loop (1: the work holds the GIL; measured 56 vs 31 distinct forecasts/s at concurrency 8 with 4).")
-    workers: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1,
-                         description="BentoML worker processes (default: one per core, at most 4): a forecast holds the GIL, "
-                         "so a second process is what uses a second core; each holds its own model (~350 MB).")
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes: a forecast holds the GIL, so a second "
+                         "process is what uses a second core (each holds its own model, ~350 MB, and loads it on its own).")
     access_log: bool = Field(default=True, description="BentoML's per-request access log.")
     trace_excluded: str = Field(default="readyz,livez,healthz,metrics,predict", description="URLs tracing skips.")
     # Hugging Face hub access (the standard variable, read here so every stage agrees)

@@ -12,7 +12,7 @@ model store). Configuration (environment, see ``maforecast.settings``):
 - ``MAFORECAST_RELOAD_S``: while no predictor is loaded, retry after this many seconds, doubling
   after each failure up to ``MAFORECAST_RELOAD_MAX_S`` (15, 120): a tracking server that is down
   at startup is retried with backoff, and ``/readyz`` stays 503 until the predictor loads;
-- ``MAFORECAST_WORKERS`` (one per core, at most 4), ``MAFORECAST_FORECAST_THREADS`` (1), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
+- ``MAFORECAST_WORKERS`` (1), ``MAFORECAST_FORECAST_THREADS`` (1), ``MAFORECAST_TRACE_EXCLUDED``, ``MAFORECAST_ACCESS_LOG`` (1; 0 switches BentoML's access log off).
 
 If no predictor can be loaded the service still starts: ``/readyz`` answers 503, ``/model_info``
 and the forecast endpoints answer 503 with the message that says which command creates one.

@@ -34,10 +34,9 @@ import pandas as pd
 from collector.reference import load_reference_stats
 from fitting.curves import eq9_jacobian
 from fitting.estimator import EmergenceCurveFitter
-from predictor.architecture import reference_architectures
 from predictor.engine import Z90, ForecastEngine
-from predictor.evidence import build_evidence
 from predictor.nowcast import Noise, Posterior
+from registry.reference import build_evidence, reference_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "nowcast_backtest.png"

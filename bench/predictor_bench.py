@@ -31,10 +31,9 @@ def main() -> None:
     ap.add_argument("--family-weight", default="inverse", choices=["inverse", "sqrt", "none"])
     args = ap.parse_args()
     from collector.reference import load_reference_stats
-    from predictor.architecture import reference_architectures
-    from predictor.evaluation import fit_evaluated
-    from predictor.evidence import build_evidence
-    from predictor.sensitivity import sensitivity_table
+    from registry.evaluation import fit_evaluated
+    from registry.reference import build_evidence, reference_architectures
+    from registry.sensitivity import sensitivity_table
 
     t0 = time.perf_counter()
     ev = build_evidence(load_reference_stats(), reference_architectures())

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from maforecast.settings import get_settings
-    from service.bootstrap import _alias_version
+    from pipeline.bootstrap import _alias_version
 
     settings = get_settings()
     if args.bootstrap or _alias_version(settings, settings.model_alias) is None:

@@ -21,13 +21,14 @@ COMMANDS: dict[str, str] = {
     "import-published": "collector.cli:import_published_cmd",
     "collect": "collector.cli:collect",
     "fit": "fitting.cli:fit",
-    "train": "predictor.cli:train",
-    "promote": "predictor.cli:promote",
-    "predict": "service.cli:predict",
+    "train": "registry.cli:train",
+    "promote": "registry.cli:promote",
+    "relog": "registry.cli:relog",
+    "predict": "review.cli:predict",
+    "review": "review.cli:review_cmd",
     "serve": "service.cli:serve",
-    "bootstrap": "service.cli:bootstrap",
-    "review": "service.review:review_cmd",
-    "monitor": "predictor.monitor:monitor",
+    "bootstrap": "pipeline.cli:bootstrap",
+    "monitor": "pipeline.monitor:monitor",
 }
 
 

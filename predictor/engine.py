@@ -252,7 +252,7 @@ def fit_series(model: str, sub: pd.DataFrame, tl: Timeline) -> CurveFit | None:
 # ------------------------------------------------------------------------ the engine
 @dataclass
 class TargetQuality:
-    """Held-out score of one served target (filled in by ``predictor.evaluation``)."""
+    """Held-out score of one served target (filled in by ``registry.evaluation``)."""
 
     name: str
     mae: float

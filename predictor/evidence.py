@@ -13,8 +13,6 @@ cross-validation, and models without a known architecture are set aside (``unkno
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,18 +70,10 @@ def _log10(x: pd.Series) -> pd.Series:
     return np.log10(x.where(x > 0))
 
 
-def load_anchors() -> pd.DataFrame:
-    path = Path(str(resources.files("maforecast") / "data" / "anchors.csv"))
-    return pd.read_csv(path)
-
-
-def build_evidence(stats: pd.DataFrame, archs: dict[str, Architecture], peers: pd.DataFrame | None = None,
-                   anchors: pd.DataFrame | None = None) -> Evidence:
-    """Aggregate a stats table (any mix of sources and protocols) into the engine's evidence."""
-    if peers is None:
-        from collector.reference import load_peer_evidence
-
-        peers = load_peer_evidence()
+def aggregate_evidence(stats: pd.DataFrame, archs: dict[str, Architecture], peers: pd.DataFrame,
+                       anchors: pd.DataFrame) -> Evidence:
+    """Aggregate a stats table (any mix of sources and protocols) into the engine's evidence
+    (``registry.reference.build_evidence`` supplies the bundled architectures, peers and anchors)."""
     s = stats.copy()
     s["protocol"] = s["protocol"].astype("string").fillna(DEFAULT_PROTOCOL).astype(str) if "protocol" in s else DEFAULT_PROTOCOL
     s["step_key"] = pd.to_numeric(s["step"], errors="coerce").fillna(-1.0)
@@ -104,6 +94,5 @@ def build_evidence(stats: pd.DataFrame, archs: dict[str, Architecture], peers: p
     g["n_layers"] = g["model"].map(lambda m: archs[m].n_layers)
     g = g[g["layer"] < g["n_layers"]]
     layers = g[["model", "family", "protocol", "step", "layer", "n_layers", "y_abs", "y_ratio"]].reset_index(drop=True)
-    anchors = load_anchors() if anchors is None else anchors
     anchors = anchors[anchors["model"].isin(set(archs)) & ~anchors["model"].isin(set(layers.loc[layers["y_ratio"].notna(), "model"]))]
     return Evidence(layers, anchors.reset_index(drop=True), peers, dict(archs), unknown)

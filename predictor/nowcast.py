@@ -549,17 +549,3 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
             f"{post.lt_post[0]:.2f}+-{post.lt_post[1]:.2f}")
     fc = fc.model_copy(update={"notes": [*fc.notes, note]})
     return NowcastResult(forecast=fc, layers=layers, info=info)
-
-
-_REFERENCE: list[ForecastEngine] = []
-
-
-def reference_engine() -> ForecastEngine:
-    """The engine fitted on the bundled reference data (once per process)."""
-    if not _REFERENCE:
-        from collector.reference import load_reference_stats
-        from predictor.architecture import reference_architectures
-        from predictor.evidence import build_evidence
-
-        _REFERENCE.append(ForecastEngine().fit(build_evidence(load_reference_stats(), reference_architectures())))
-    return _REFERENCE[0]

@@ -1,87 +1,88 @@
-"""The registered model's Python side: the boundary between the predictor and everything that serves it.
+"""The registered model: one MLflow ``PythonModel`` whose ``predict`` returns the whole answer.
 
-Kept apart from ``registry`` so that the logged model needs only this module, the engine and
-their schemas (``code_paths``: ``predictor/`` and ``maforecast/`` travel with every version), not
-the training, tracking or settings code: a registered version loads in a process where the
-project is not installed.
+A version is self-contained: its ``code_paths`` ship ``predictor/`` (and the three ``maforecast``
+modules it imports), its artifacts the fitted engine (``bundle``) and the mitigation knowledge base
+(``knowledge_base``), its ``model_config`` the version's card (registered name, held-out scores).
+So ``mlflow models serve -m models:/maforecast-predictor@champion`` answers exactly what the
+BentoML service, ``maforecast predict`` and ``maforecast review`` answer: they only transport it.
 
-Interface (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
+Interface 4 (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
 
 - input: a frame with a column ``architecture``, one architecture per row as the JSON of the
-  ``/predict`` schema (``arch_frame`` builds it), and optionally ``what_if``: per row a JSON list of
-  field changes (``[{"qk_norm": true}, {"learning_rate": 1.5e-4}]``) to forecast as well. String
-  columns, not one column per field: the architecture schema validates them, and MLflow's
-  per-column schema enforcement of ~40 columns cost 3.5 ms a call against 0.5 ms for one;
+  ``/predict`` schema (``arch_frame`` builds it), and for ``output="compare"`` a column ``name``;
 - ``params["output"]``:
-  ``forecast`` (default): column ``forecast``, the full per-layer forecast as JSON of
-  ``predictor.schemas.ForecastArrays`` (per-layer arrays; ``to_forecast()`` expands it to the per-point
-  ``Forecast``, ``layer_dicts()`` to its layers as plain data), and column ``what_if``: per row the JSON list of ``predictor.schemas.EndIntervals`` of its changed
-  architectures (per-layer peak |a| and ratio at the planned end, all rows' variants computed together);
+  ``answer`` (default): column ``answer``, per row the ``/predict`` answer as JSON
+  (``predictor.response.PredictResponse``: forecast, summary, precision risk per format and layer,
+  ranked mitigations with their predicted effects, applicability, notes);
+  ``compare``: one row, the ``/compare`` answer of the rows as named variants (the first is the baseline);
   ``nowcast``: one architecture plus ``params["observations"]`` (JSON rows: step, layer, top1, median[, top2,
-  top3, sample]); column ``forecast``, the updated forecast, the per-layer observed-vs-forecast and the update's
-  summary as JSON (``predictor.nowcast.NowcastResult``);
+  top3, sample]); one row, the ``/nowcast`` answer;
   ``rows``: one row per (architecture, layer), the per-layer summary as columns (tabular consumers);
-- ``params["steps"]``: comma-separated trajectory steps (default: log-spaced up to the planned end).
+- ``params["steps"]``: comma-separated trajectory steps (default: log-spaced up to the planned end);
+  ``params["view"]`` (``full`` | ``summary``) and ``params["layers"]`` (comma-separated): the compact answer;
+- ``params["version"]``, ``["alias"]``, ``["model_uri"]``: the loaded version's identity, stated in the
+  answer (the loader fills them; a model served on its own states its registered name only).
 
-Everything is closed-form at request time (no refits). What a version was trained on and how it
-scores held out travels as the model's metadata (``MLmodel`` ``metadata.maforecast``).
+Everything is closed-form at request time (no refits).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import joblib
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from maforecast.errors import UserError
+from predictor.answer import Answerer
 from predictor.architecture import Architecture, parse_architecture
-from predictor.engine import ForecastEngine
-from predictor.schemas import WHAT_IF_ENDS, Forecast
+from predictor.knowledge import load_kb
+from predictor.schemas import Forecast, parse_steps
 
-OUTPUTS = ("forecast", "nowcast", "rows")
-# the version of this interface; registered versions carry it as tag ``pyfunc_interface``, and a
-# champion logged with another one cannot be served (``registry.promote`` replaces it)
-INTERFACE = "3"
-PARAMS = {"output": "forecast", "steps": "", "observations": ""}  # the signature's params, with defaults
+OUTPUTS = ("answer", "compare", "nowcast", "rows")
+# the version of this interface; a registered version carries it in its metadata (``pyfunc_interface``),
+# and a consumer refuses one logged with another (``maforecast bootstrap`` registers a current one)
+INTERFACE = "4"
+# the signature's params, with defaults
+PARAMS = {"output": "answer", "steps": "", "observations": "", "view": "full", "layers": "",
+          "version": "", "alias": "", "model_uri": ""}
+PACKAGE = Path(__file__).resolve().parent
+# what a version ships as code: this package and the modules of ``maforecast`` it imports
+SHARED_MODULES = ("__init__.py", "errors.py", "tables.py")
 
 
-def arch_frame(archs: list[Architecture], what_if: list[list[dict]] | None = None) -> pd.DataFrame:
-    """Architectures (and per architecture the field changes to forecast too) as the pyfunc's input frame."""
+def code_files() -> list[Path]:
+    return sorted(PACKAGE.glob("*.py")) + [PACKAGE.parent / "maforecast" / m for m in SHARED_MODULES]
+
+
+def code_digest() -> str:
+    """Digest of the code a version answers with: a process whose imported ``predictor`` differs from
+    the version's logged code would answer with other code, so consumers compare the two."""
+    h = hashlib.sha256()
+    for f in code_files():
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def arch_frame(archs: list[Architecture], names: list[str] | None = None) -> pd.DataFrame:
+    """Architectures (optionally named, for ``compare``) as the pyfunc's input frame."""
     cols = {"architecture": [a.model_dump_json() for a in archs]}
-    if what_if is not None:
-        cols["what_if"] = [json.dumps(w) for w in what_if]
+    if names is not None:
+        cols["name"] = list(names)
     return pd.DataFrame(cols, dtype=object)  # Python strings: pandas 3's Arrow strings would copy each JSON in and out
-
-
-def _variants(frame: pd.DataFrame, archs: list[Architecture]) -> list[list[Architecture]]:
-    """Per row, its architecture with each of its ``what_if`` changes applied (validated as a whole)."""
-    if "what_if" not in frame:
-        return [[] for _ in archs]
-    out = []
-    for i, (arch, raw) in enumerate(zip(archs, frame["what_if"], strict=True)):
-        changes = (json.loads(raw) if raw.strip() else []) if isinstance(raw, str) else raw if isinstance(raw, list) else []
-        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
-            raise ValueError(f"what_if[{i}]: expected a JSON list of field changes (objects)")
-        try:
-            base = arch.model_dump()
-            out.append([parse_architecture({**base, **c}) for c in changes])
-        except (ValueError, UserError) as exc:
-            raise ValueError(f"what_if[{i}]: {str(exc).splitlines()[0]}") from None
-    return out
 
 
 def steps_param(steps: list[int] | None) -> str:
     return ",".join(str(int(s)) for s in steps) if steps else ""
 
 
-def _steps(raw: str | None) -> list[int] | None:
-    return [int(s) for s in (raw or "").split(",") if s.strip()] or None
-
-
-def _frame(model_input) -> pd.DataFrame:
-    return model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+def _ints(raw: str | None, name: str) -> list[int] | None:
+    try:
+        return [int(s) for s in (raw or "").split(",") if s.strip()] or None
+    except ValueError:
+        raise ValueError(f"params.{name}: comma-separated integers, got {raw!r}") from None
 
 
 def _archs(frame: pd.DataFrame) -> list[Architecture]:
@@ -90,15 +91,26 @@ def _archs(frame: pd.DataFrame) -> list[Architecture]:
     return [parse_architecture(json.loads(a) if isinstance(a, str) else a) for a in frame["architecture"]]
 
 
+def _frame(payload: pd.DataFrame | list | dict | str) -> pd.DataFrame:
+    return payload if isinstance(payload, pd.DataFrame) else pd.DataFrame(payload)
+
+
 class PredictorModel(PythonModel):
-    """pyfunc wrapper around a fitted ``ForecastEngine`` (the ``bundle`` artifact)."""
+    """pyfunc around an ``Answerer``: the fitted engine, the knowledge base and the version's card."""
 
     # The model is logged with an explicit signature; MLflow's type-hint validation wrapper (and
     # its "add type hints" warning, printed by every CLI command importing this module) is skipped.
     _skip_type_hint_validation = True
 
+    def __init__(self, answerer: Answerer | None = None):
+        self.answerer = answerer
+
+    def __getstate__(self):  # the engine travels as the ``bundle`` artifact, not inside the pickled wrapper
+        return {"answerer": None}
+
     def load_context(self, context):
-        self.bundle: ForecastEngine = joblib.load(context.artifacts["bundle"])
+        kb = context.artifacts.get("knowledge_base")
+        self.answerer = Answerer(joblib.load(context.artifacts["bundle"]), load_kb(kb), context.model_config or {})
 
     def predict(self, context, model_input, params=None):
         p = {**PARAMS, **(params or {})}
@@ -106,22 +118,24 @@ class PredictorModel(PythonModel):
         if output not in OUTPUTS:
             raise ValueError(f"params.output: one of {', '.join(OUTPUTS)}, got {output!r}")
         frame = _frame(model_input)
-        archs, steps = _archs(frame), _steps(p["steps"])
+        archs, steps = _archs(frame), parse_steps(_ints(p["steps"], "steps"))
+        a = self.answerer
+        who = a.predictor(p["version"] or None, p["alias"] or None, p["model_uri"] or None)
         if output == "rows":
-            return pd.concat([forecast_frame(self.bundle.forecast(a, steps), i) for i, a in enumerate(archs)],
-                             ignore_index=True)
-        if output == "nowcast":
-            from predictor.nowcast import nowcast
-
+            return pd.concat([forecast_frame(a.engine.forecast(x, steps), i) for i, x in enumerate(archs)], ignore_index=True)
+        if output == "answer":
+            raws = a.answers_json(archs, steps, p["view"] or "full", _ints(p["layers"], "layers"), who)
+            return pd.DataFrame({"answer": [r.decode() for r in raws]}, dtype=object)
+        if output == "compare":
+            names = [str(n) for n in frame["name"]] if "name" in frame else [f"variant_{i}" for i in range(len(archs))]
+            if len(set(names)) != len(names):
+                raise ValueError("name: variant names must be distinct")
+            answer = a.compare(dict(zip(names, archs, strict=True)), steps, who).model_dump_json()
+        else:
             if len(archs) != 1:
                 raise ValueError("input: output 'nowcast' takes exactly one architecture")
-            rows = json.loads(p["observations"] or "[]")
-            return pd.DataFrame({"forecast": [nowcast(self.bundle, archs[0], rows, steps=steps).model_dump_json()]}, dtype=object)
-        variants = _variants(frame, archs)
-        ends = iter(self.bundle.end_intervals_many([v for vs in variants for v in vs]))
-        return pd.DataFrame({"forecast": [self.bundle.forecast_arrays(a, steps).model_dump_json() for a in archs],
-                             "what_if": [WHAT_IF_ENDS.dump_json([next(ends) for _ in vs]).decode() for vs in variants]},
-                            dtype=object)
+            answer = a.nowcast(archs[0], json.loads(p["observations"] or "[]"), steps, who).model_dump_json()
+        return pd.DataFrame({"answer": [answer]}, dtype=object)
 
 
 def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
@@ -138,4 +152,3 @@ def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
         r["n_applicability_warnings"] = len(fc.applicability)
         rows.append(r)
     return pd.DataFrame(rows)
-

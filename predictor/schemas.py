@@ -1,8 +1,27 @@
-"""Output schemas of a forecast (pydantic), shared by predictor and service."""
+"""Output schemas of a forecast (pydantic), and the one check of requested trajectory steps."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_STEPS = 512  # requested trajectory steps per forecast
+MAX_STEP = 100_000_000
+
+
+def parse_steps(steps: Sequence[int] | None, field: str = "steps") -> list[int] | None:
+    """Requested trajectory steps, sorted and unique (None: the default log-spaced steps). The API's
+    body and query, the CLI and the pyfunc all check steps here."""
+    if steps is None:
+        return None
+    if not steps:
+        raise ValueError(f"{field}: must not be empty (omit it for the default log-spaced steps)")
+    if len(steps) > MAX_STEPS:
+        raise ValueError(f"{field}: at most {MAX_STEPS} steps")
+    if any(isinstance(s, bool) or not 0 <= s <= MAX_STEP for s in steps):
+        raise ValueError(f"{field}: integers in [0, {MAX_STEP}]")
+    return sorted({int(s) for s in steps})
 
 
 class Interval(BaseModel):
@@ -45,7 +64,6 @@ class EndIntervals(BaseModel):
     ratio_end: IntervalArrays
 
 
-WHAT_IF_ENDS = TypeAdapter(list[EndIntervals])  # the pyfunc's ``what_if`` output column, one JSON array per row
 
 
 class TrajectoryPoint(BaseModel):

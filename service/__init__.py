@@ -1,2 +1,1 @@
-"""Service: the BentoML REST API (service.service), the rule engine over the mitigation knowledge base,
-precision-risk checks, plots and the ``predict`` / ``serve`` / ``bootstrap`` commands."""
+"""Service: the thin BentoML REST API over the registered model's answer (``service.service``)."""

@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import bentoml
 from bentoml.exceptions import BadInput, BentoMLException, UnprocessableEntity
+from cachetools import LRUCache, cached
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse as FastJSON
 from starlette.responses import JSONResponse, Response
@@ -40,20 +41,22 @@ from starlette.responses import JSONResponse, Response
 from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
 from predictor.architecture import Architecture
-from service.errors import FieldErrorMiddleware, quiet_validation_logs
-from service.model import resolve_model_uri
-from service.nowcast import NowcastRequest, NowcastResponse, answer_nowcast
-from service.openapi import OpenAPI30Middleware
-from service.schemas import (
-    MAX_STEPS,
-    BatchRequest,
-    BatchResponse,
-    CompareRequest,
-    CompareResponse,
-    HFConfigRequest,
-    ModelInfo,
-    PredictResponse,
+from predictor.hf_config import from_hf_config
+from predictor.nowcast import NowcastRequest
+from predictor.response import CompareResponse, NowcastResponse, PredictResponse
+from predictor.schemas import parse_steps
+from registry.loader import (
+    BOOTSTRAP_HINT,
+    RegisteredPredictor,
+    StoreUnreachableError,
+    load_predictor,
+    resolve_model_uri,
 )
+from review.plot import render_png
+from review.report import report_for
+from service.errors import FieldErrorMiddleware, quiet_validation_logs
+from service.openapi import OpenAPI30Middleware
+from service.schemas import BatchRequest, BatchResponse, CompareRequest, HFConfigRequest, ModelInfo
 
 quiet_telemetry()
 quiet_validation_logs()
@@ -63,14 +66,52 @@ logger = logging.getLogger("maforecast.service")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
-NO_PREDICTOR_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`) to create a champion"
+NO_PREDICTOR_HINT = f"{BOOTSTRAP_HINT} to create a champion"
+
+
+class Answers:
+    """The loaded version plus the one answer cache: (architecture, steps, view, layers) -> the answer's
+    JSON bytes (bytes, not objects: a thousand cached answers would otherwise be millions of objects for
+    every full garbage collection to walk). The condition makes concurrent requests for one key compute it once."""
+
+    def __init__(self, predictor: RegisteredPredictor, size: int = 1024):
+        self.predictor = predictor
+        self._cache: LRUCache = LRUCache(maxsize=size)
+        self._cond = threading.Condition()
+        self._one = cached(self._cache, key=self._key, condition=self._cond)(self._compute)
+
+    @staticmethod
+    def _key(arch: Architecture, steps=None, view: str = "full", layers=None) -> tuple:
+        return (arch.model_dump_json(), tuple(steps or ()), view, None if layers is None else tuple(layers))
+
+    def _compute(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes:
+        return self.predictor.answers_json([arch], steps, view, layers)[0]
+
+    def one(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes:
+        return self._one(arch, steps, view, layers)
+
+    def cached(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes | None:
+        """The answer if it is already cached (no computation: safe on the event loop)."""
+        with self._cond:
+            return self._cache.get(self._key(arch, steps, view, layers))
+
+    def many(self, archs: list[Architecture], steps=None, view: str = "full", layers=None) -> list[bytes]:
+        """Cached answers where there are any, the rest in one model call (and cached)."""
+        keys = [self._key(a, steps, view, layers) for a in archs]
+        with self._cond:
+            hits = [self._cache.get(k) for k in keys]
+        todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
+        fresh = dict(zip(todo, self.predictor.answers_json(list(todo.values()), steps, view, layers), strict=True)) if todo else {}
+        with self._cond:
+            self._cache.update(fresh)
+        return [h if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
 
 
 class _State:
-    """The loaded engine (or why there is none), shared by the BentoML APIs and the FastAPI views."""
+    """The loaded answers (or why there are none), shared by the BentoML APIs and the FastAPI views."""
 
     def __init__(self) -> None:
-        self.engine: Any = None
+        self.answers: Answers | None = None
         self.error: str | None = None
         self.model_uri = resolve_model_uri()
         self.tracking_uri = get_settings().resolved_tracking_uri
@@ -80,39 +121,34 @@ class _State:
         self._loading = False
 
     def load(self) -> bool:
-        from service.core import load_engine
-
         with self._lock:
-            if self.engine is not None:
+            if self.answers is not None:
                 return True
             self.last_try = time.monotonic()
             try:
                 t0 = time.perf_counter()
-                engine = load_engine(model_uri=self.model_uri, tracking_uri=self.tracking_uri)
-                engine.warm_up()
-                self.engine, self.error = engine, None
+                answers = Answers(load_predictor(model_uri=self.model_uri, tracking_uri=self.tracking_uri))
+                # one answer at startup so the first request does not pay for lazy imports and caches
+                answers.predictor.answers_json([Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048)])
+                self.answers, self.error = answers, None
                 # everything loaded so far lives as long as the process: keep it out of the
                 # collector's generations so full collections do not pause requests (p99)
                 gc.collect()
                 gc.freeze()
-                logger.info(
-                    "loaded predictor %s (version %s) from %s in %.1fs",
-                    engine.predictor.name,
-                    engine.predictor.version,
-                    self.model_uri,
-                    time.perf_counter() - t0,
-                )
+                p = answers.predictor
+                logger.info("loaded predictor %s (version %s) from %s in %.1fs", p.name, p.version, self.model_uri,
+                            time.perf_counter() - t0)
                 return True
+            except StoreUnreachableError as exc:  # the version may exist: say the server is down, not "bootstrap"
+                self.error = str(exc)
             except UserError as exc:
                 self.error = f"no predictor loaded from {self.model_uri} ({self.tracking_uri}): {exc}"
+                if "maforecast bootstrap" not in self.error:
+                    self.error += f"; {NO_PREDICTOR_HINT}"
             except Exception as exc:  # a broken store must not stop the process: report, stay unready
                 logger.exception("loading the predictor failed")
-                self.error = (
-                    f"no predictor loaded from {self.model_uri} ({self.tracking_uri}): "
-                    f"{type(exc).__name__}: {exc}; {NO_PREDICTOR_HINT}"
-                )
-            if NO_PREDICTOR_HINT.split("`")[1] not in self.error:
-                self.error += f"; {NO_PREDICTOR_HINT}"
+                self.error = (f"no predictor loaded from {self.model_uri} ({self.tracking_uri}): "
+                              f"{type(exc).__name__}: {exc}; {NO_PREDICTOR_HINT}")
             self.failures += 1
             logger.warning("service not ready: %s; retrying in %.0fs", self.error, self.retry_interval())
             self.last_try = time.monotonic()  # retry interval counts from the end of this attempt
@@ -126,7 +162,7 @@ class _State:
     def retry_in_background(self) -> None:
         """While unready, retry loading now and then (the tracking server may be back, or a
         champion promoted since). Triggered by readiness probes and requests; never blocks them."""
-        if self.engine is not None or self._loading or time.monotonic() - self.last_try < self.retry_interval():
+        if self.answers is not None or self._loading or time.monotonic() - self.last_try < self.retry_interval():
             return
         self._loading = True
 
@@ -143,9 +179,9 @@ STATE: _State | None = None  # set when the service instance starts
 
 
 def _unavailable(ctx: bentoml.Context | None, message: str) -> JSONResponse:
-    """503 with the message that says which command creates a predictor (BentoML answers its own
-    5xx exceptions with a generic "unexpected error" body, which would hide it). An endpoint that
-    takes ``ctx`` answers with ``ctx``'s status, so it is set there too."""
+    """503 with the message that says what to do (BentoML answers its own 5xx exceptions with a generic
+    "unexpected error" body, which would hide it). An endpoint that takes ``ctx`` answers with ``ctx``'s
+    status, so it is set there too."""
     if ctx is not None:
         ctx.response.status_code = 503
     return JSONResponse({"error": message, "fields": []}, status_code=503)
@@ -155,7 +191,7 @@ def _rejected(exc: Exception, prefix: str = "") -> BentoMLException:
     """A forecast-time error as BentoML's own exception type: 400 (bad value) or 422 (valid input that
     cannot be forecast). The message starts with the field it names (``field: ...``), which
     ``service.errors`` turns into the answer's ``fields``."""
-    if isinstance(exc, UserError):
+    if isinstance(exc, UserError | ValueError):
         field = getattr(exc, "field", None)
         msg = str(exc) if not field or str(exc).startswith(f"{field}:") else f"{field}: {exc}"
         return (BadInput if isinstance(exc, ValueError) else UnprocessableEntity)(prefix + msg)
@@ -163,34 +199,26 @@ def _rejected(exc: Exception, prefix: str = "") -> BentoMLException:
     return UnprocessableEntity(f"{prefix}cannot forecast this architecture: {exc}")
 
 
-def _parse_steps(ctx: bentoml.Context) -> list[int] | None:
-    raw = ctx.request.query_params.get("steps")
+def _ints(ctx: bentoml.Context, name: str, example: str) -> list[int] | None:
+    raw = ctx.request.query_params.get(name)
     if raw is None or not raw.strip():
         return None
     try:
-        steps = sorted({int(x) for x in raw.split(",") if x.strip()})
+        return sorted({int(x) for x in raw.split(",") if x.strip()})
     except ValueError:
-        raise ValueError("steps: expected comma-separated non-negative integers, e.g. ?steps=0,1000,143000") from None
-    if not steps or len(steps) > MAX_STEPS or steps[0] < 0 or steps[-1] > 100_000_000:
-        raise ValueError(f"steps: 1 to {MAX_STEPS} integers in [0, 100000000]")
-    return steps
+        raise BadInput(f"{name}: expected comma-separated non-negative integers, e.g. ?{name}={example}") from None
 
 
-def _parse_view(ctx: bentoml.Context) -> tuple[str, list[int] | None]:
-    """``?view=full|summary`` and ``?layers=0,5``: the compact answer for sweeps."""
+def _query(ctx: bentoml.Context) -> tuple[list[int] | None, str, list[int] | None]:
+    """``?steps=0,1000,...``, ``?view=full|summary`` and ``?layers=0,5``."""
+    try:
+        steps = parse_steps(_ints(ctx, "steps", "0,1000,143000"))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     view = (ctx.request.query_params.get("view") or "full").strip()
     if view not in ("full", "summary"):
-        raise ValueError(f"view: expected 'full' or 'summary', got {view!r}")
-    raw = ctx.request.query_params.get("layers")
-    if raw is None or not raw.strip():
-        return view, None
-    try:
-        layers = sorted({int(x) for x in raw.split(",") if x.strip()})
-    except ValueError:
-        raise ValueError("layers: expected comma-separated layer indices, e.g. ?layers=0,5") from None
-    if layers and layers[0] < 0:
-        raise ValueError("layers: layer indices are >= 0")
-    return view, layers
+        raise BadInput(f"view: expected 'full' or 'summary', got {view!r}")
+    return steps, view, _ints(ctx, "layers", "0,5")
 
 
 _LIMITER: anyio.CapacityLimiter | None = None
@@ -201,7 +229,14 @@ async def _offload(fn, *args):
     global _LIMITER
     if _LIMITER is None:
         _LIMITER = anyio.CapacityLimiter(get_settings().forecast_threads)
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=_LIMITER)
+    try:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=_LIMITER)
+    except (UserError, ValueError, ArithmeticError) as exc:
+        raise _rejected(exc) from None
+
+
+def _json(raw: bytes) -> Response:
+    return Response(raw, media_type="application/json")
 
 
 _SETTINGS = get_settings()  # read once at import: BentoML takes these at class definition
@@ -228,68 +263,38 @@ class MAForecast:
         self.state.load()
 
     def __is_ready__(self) -> bool:
-        if self.state.engine is None:
+        if self.state.answers is None:
             self.state.retry_in_background()
-        return self.state.engine is not None
+        return self.state.answers is not None
 
-    # ---------------------------------------------------------------- helpers
-    def _engine(self, ctx: bentoml.Context | None = None):
-        eng = self.state.engine
-        if eng is None:
+    def _answers(self, ctx: bentoml.Context | None = None) -> tuple[Answers | None, Response | None]:
+        ans = self.state.answers
+        if ans is None:
             self.state.retry_in_background()
             return None, _unavailable(ctx, self.state.error or f"predictor not loaded yet; {NO_PREDICTOR_HINT}")
-        return eng, None
+        return ans, None
 
-    def _prepare(self, ctx: bentoml.Context, fields: dict) -> Response | tuple[Any, list[int] | None, Architecture]:
-        """Shared front of the single-architecture endpoints: engine, ``?steps=``, the body."""
-        eng, err = self._engine(ctx)
-        if err is not None:
-            return err
-        try:
-            steps = _parse_steps(ctx)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        return eng, steps, Architecture.model_validate(fields)
-
-    # ---------------------------------------------------------------- endpoints
     @bentoml.api(route="/predict", input_spec=Architecture)
     async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
-        """Per-layer forecast, precision risk and mitigations for one architecture (the body, bare).
+        """Per-layer forecast, precision risk and ranked mitigations for one architecture (the body, bare).
 
         Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced);
         ``?view=summary`` gives the compact answer for sweeps (no per-layer trajectories) and
         ``?layers=0,5`` keeps only those layers.
         """
-        prep = self._prepare(ctx, fields)
-        if isinstance(prep, Response):
-            return prep
-        eng, steps, arch = prep
-        try:
-            view, layers = _parse_view(ctx)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        if view != "full" or layers is not None:
-            try:
-                resp = (await _offload(eng.predict_views, [arch], steps, view, layers))[0]
-            except (UserError, ValueError, ArithmeticError) as exc:
-                raise _rejected(exc) from None
-            return Response(resp.model_dump_json(), media_type="application/json")
-        raw = eng.cached_json(arch, steps)  # fast path: answered before, no thread hop
-        if raw is None:
-            try:
-                raw = await _offload(eng.predict_json, arch, steps)
-            except (UserError, ValueError, ArithmeticError) as exc:
-                raise _rejected(exc) from None
-        return Response(raw, media_type="application/json")
+        ans, err = self._answers(ctx)
+        if err is not None:
+            return err
+        steps, view, layers = _query(ctx)
+        arch = Architecture.model_validate(fields)
+        raw = ans.cached(arch, steps, view, layers)  # fast path: answered before, no thread hop
+        return _json(raw if raw is not None else await _offload(ans.one, arch, steps, view, layers))
 
     @bentoml.api(route="/predict_hf_config", input_spec=HFConfigRequest)
-    async def predict_hf_config(
-        self, config: dict, training: dict | None = None, steps: list[int] | None = None
-    ) -> PredictResponse:
+    async def predict_hf_config(self, config: dict, training: dict | None = None,
+                                steps: list[int] | None = None) -> PredictResponse:
         """A Hugging Face config.json (+ optional training fields) converted and answered as /predict."""
-        from predictor.hf_config import from_hf_config
-
-        eng, err = self._engine()
+        ans, err = self._answers()
         if err is not None:
             return err
         try:
@@ -298,10 +303,7 @@ class MAForecast:
             raise BadInput(str(exc) if str(exc).startswith("config") else f"config: {exc}") from None
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise BadInput(f"config: cannot convert this config.json: {type(exc).__name__}: {exc}") from None
-        try:
-            resp = await _offload(eng.predict, arch, steps)
-        except (UserError, ValueError, ArithmeticError) as exc:
-            raise _rejected(exc) from None
+        resp = PredictResponse.model_validate_json(await _offload(ans.one, arch, steps))
         return resp.model_copy(update={"inferred": notes, "architecture_input": arch})
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
@@ -309,91 +311,69 @@ class MAForecast:
                             view: str = "full", layers: list[int] | None = None) -> BatchResponse:
         """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``);
         ``view: "summary"`` (and/or ``layers``) gives the compact answer for sweeps."""
-        eng, err = self._engine()
+        ans, err = self._answers()
         if err is not None:
             return err
-        full = view == "full" and layers is None
-        try:  # all together: one predictor call for the whole batch
-            if full:
-                raws = await _offload(eng.predict_json_many, architectures, steps)
-            else:
-                answers = await _offload(eng.predict_views, architectures, steps, view, layers)
-        except (UserError, ValueError, ArithmeticError):
-            for i, arch in enumerate(architectures):  # name the architecture that cannot be forecast
+        try:  # all together: one model call for what is not cached
+            raws = await _offload(ans.many, architectures, steps, view, layers)
+        except BentoMLException:
+            for i, arch in enumerate(architectures):  # name the architecture that cannot be answered
                 try:
-                    await _offload(eng.predict, arch, steps)
-                except (UserError, ValueError, ArithmeticError) as exc:
-                    raise _rejected(exc, prefix=f"architectures[{i}]: ") from None
+                    await _offload(ans.one, arch, steps, view, layers)
+                except BentoMLException as exc:
+                    raise type(exc)(f"architectures[{i}]: {exc.message}") from None
             raise
-        if full:  # BatchResponse's JSON around the answers' (cached) JSON, not re-read into objects
-            head = b'{"predictor":' + eng.predictor.model_dump_json().encode() + b',"results":['
-            return Response(head + b",".join(raws) + b"]}", media_type="application/json")
-        return BatchResponse(predictor=eng.predictor, results=answers)
+        # BatchResponse's JSON around the answers' (cached) JSON, not re-read into objects
+        head = b'{"predictor":' + ans.predictor.predictor.model_dump_json().encode() + b',"results":['
+        return _json(head + b",".join(raws) + b"]}")
 
     @bentoml.api(route="/compare", input_spec=CompareRequest)
     async def compare(self, variants: dict[str, Architecture], steps: list[int] | None = None) -> CompareResponse:
         """Two or more named variants: per-variant summary and what each change does (vs the first)."""
-        eng, err = self._engine()
+        ans, err = self._answers()
         if err is not None:
             return err
-        try:
-            return await _offload(eng.compare, variants, steps)
-        except (UserError, ValueError, ArithmeticError) as exc:
-            raise _rejected(exc) from None
+        return await _offload(ans.predictor.compare, variants, steps)
 
     @bentoml.api(route="/plot", input_spec=Architecture)
     async def plot(self, ctx: bentoml.Context, **fields: Any) -> bytes:
         """PNG of the predicted per-layer ratio curves with intervals and precision limits."""
-        from service.plot import render_png
-
-        prep = self._prepare(ctx, fields)
-        if isinstance(prep, Response):
-            return prep
-        eng, steps, arch = prep
-        try:
-            answer = await _offload(eng.predict, arch, steps)
-        except (UserError, ValueError, ArithmeticError) as exc:
-            raise _rejected(exc) from None
-        png = await _offload(render_png, answer)
-        return Response(png, media_type="image/png")
+        ans, err = self._answers(ctx)
+        if err is not None:
+            return err
+        steps, _view, _layers = _query(ctx)
+        answer = PredictResponse.model_validate_json(await _offload(ans.one, Architecture.model_validate(fields), steps))
+        return Response(await _offload(render_png, answer), media_type="image/png")
 
     @bentoml.api(route="/nowcast", input_spec=NowcastRequest)
     async def nowcast(self, **fields: Any) -> NowcastResponse:
         """The /predict answer updated by a run's measured checkpoints (``observations``), with per-layer
-        observed vs forecast, deviation and ``left_band`` (service/nowcast.py)."""
-        eng, err = self._engine()
+        observed vs forecast, deviation and ``left_band`` (``predictor.answer.Answerer.nowcast``)."""
+        ans, err = self._answers()
         if err is not None:
             return err
-        try:
-            return await _offload(answer_nowcast, eng, NowcastRequest.model_construct(**fields))
-        except (UserError, ValueError, ArithmeticError) as exc:
-            raise _rejected(exc) from None
+        req = NowcastRequest.model_construct(**fields)
+        return await _offload(ans.predictor.nowcast, req.architecture, req.observations, req.steps)
 
     @bentoml.api(route="/report", input_spec=Architecture)
     async def report(self, ctx: bentoml.Context, **fields: Any) -> str:
         """Self-contained HTML design-review report (verdict against the default policy of its precision_target)."""
-        from service.report import report_for
-
-        prep = self._prepare(ctx, fields)
-        if isinstance(prep, Response):
-            return prep
-        eng, _steps, arch = prep
-        try:
-            page = await _offload(report_for, eng, arch)
-        except (UserError, ValueError, ArithmeticError) as exc:
-            raise _rejected(exc) from None
+        ans, err = self._answers(ctx)
+        if err is not None:
+            return err
+        page = await _offload(report_for, ans.predictor, Architecture.model_validate(fields))
         return Response(page, media_type="text/html; charset=utf-8")
 
     @info_app.get("/model_info", response_model=ModelInfo, responses={503: {"model": ModelInfo}})
     def model_info(self):
         """Registry name, version, alias, training metrics and data digest of the loaded predictor."""
         state = self.state
-        if state.engine is None:
+        if state.answers is None:
             state.retry_in_background()
             body = ModelInfo(ready=False, tracking_uri=state.tracking_uri, error=state.error or NO_PREDICTOR_HINT)
             return FastJSON(body.model_dump(mode="json"), status_code=503)
-        eng = state.engine
-        return ModelInfo(ready=True, predictor=eng.predictor, tracking_uri=state.tracking_uri, info=eng.info)
+        p = state.answers.predictor
+        return ModelInfo(ready=True, predictor=p.predictor, tracking_uri=state.tracking_uri, info=p.info())
 
 
 # The two middlewares BentoML has no setting for (everything else, caching included, is gone):

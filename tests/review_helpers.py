@@ -1,6 +1,6 @@
 """Shared by the design-review tests: a champion data home (built once per session) and candidate configs.
 
-The champion is a small real predictor (``service.bootstrap.run(small=True)``) over the bundled
+The champion is a small real predictor (``pipeline.bootstrap.run(small=True)``) over the bundled
 reference data, registered and promoted in a template store under the session's base temp dir;
 a second module asking for it in the same session reuses the folder.
 """
@@ -25,7 +25,7 @@ def champion_home(tmp_path_factory, migrated_mlflow_db) -> Path:
         mp.setenv("MAFORECAST_DATA_HOME", str(home))
         for var in ("MLFLOW_TRACKING_URI", "MAFORECAST_MODEL_URI", "MAFORECAST_MODEL_VERSION", "MAFORECAST_MODEL_ALIAS"):
             mp.delenv(var, raising=False)
-        from service.bootstrap import run
+        from pipeline.bootstrap import run
 
         run(echo=lambda _line: None, small=True)
     (home / ".ready").touch()

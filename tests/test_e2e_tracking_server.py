@@ -82,7 +82,7 @@ def test_pipeline_against_sqlite_mlflow_server(sqlite_tracking_server, monkeypat
     assert (info["home"] / "tables" / "fits.parquet").exists()
     print("pipeline seconds (sqlite server):", info["seconds"])
 
-    from service.model import load_predictor
+    from registry.loader import load_predictor
 
     fc = load_predictor(tracking_uri=url)
     assert fc.version == _alias(url, "champion") and fc.alias == "champion"

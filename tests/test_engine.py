@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from collector.reference import load_peer_evidence, load_reference_stats
-from predictor.architecture import family_of, reference_architectures
+from predictor.architecture import family_of
 from predictor.engine import SWITCHES, ForecastEngine, LevelModel
-from predictor.evaluation import LeakError, assert_no_leak, evaluate, groups_of
-from predictor.evidence import build_evidence
-from predictor.sensitivity import VARIANTS, sensitivity_table
 from predictor.timeline import Timeline, fit_plan_effects
+from registry.evaluation import LeakError, assert_no_leak, evaluate, groups_of
+from registry.reference import build_evidence, reference_architectures
+from registry.sensitivity import VARIANTS, sensitivity_table
 
 BASE = {"n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192}
 

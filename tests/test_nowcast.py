@@ -18,7 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from predictor.architecture import Architecture
-from predictor.nowcast import NowcastRequest, nowcast, reference_engine
+from predictor.nowcast import NowcastRequest, nowcast
+from registry.reference import reference_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -153,8 +154,8 @@ def served(engine, tmp_path_factory):
     """The reference engine as a real pyfunc model, loaded as the service loads a registered version."""
     import mlflow
 
-    from predictor.registry import pyfunc_kwargs
-    from service.model import RegisteredPredictor
+    from registry.loader import RegisteredPredictor
+    from registry.training import pyfunc_kwargs
 
     tmp = tmp_path_factory.mktemp("pyfunc")
     mlflow.pyfunc.save_model(str(tmp / "model"), **pyfunc_kwargs(engine, ARCH, tmp))
@@ -169,8 +170,8 @@ def test_a_model_logged_with_another_interface_is_refused_whatever_its_uri(engin
     import mlflow
 
     from predictor.pyfunc import INTERFACE
-    from predictor.registry import pyfunc_kwargs
-    from service.model import NoChampionError, load_predictor
+    from registry.loader import NoChampionError, load_predictor
+    from registry.training import pyfunc_kwargs
 
     current, older = pyfunc_kwargs(engine, ARCH, tmp_path), pyfunc_kwargs(engine, ARCH, tmp_path)
     del older["metadata"]["maforecast"]["pyfunc_interface"]  # as interface 2 logged it
@@ -186,8 +187,8 @@ def api(data_home, served):
     """The in-process service with the reference engine as its loaded predictor."""
     from starlette.testclient import TestClient
 
+    from predictor.answer import Engine
     from service import service as svc
-    from service.core import Engine
 
     with TestClient(svc.asgi_app(), raise_server_exceptions=False) as client:
         body = _body({"step": 3000})
@@ -339,7 +340,7 @@ def test_monitor_row_checks_are_one_line(change, field):
     import pandas as pd
 
     from maforecast.errors import UserError
-    from predictor.monitor import validate_rows
+    from pipeline.monitor import validate_rows
 
     rows = pd.DataFrame([dict(GOOD, step=0, sample=np.nan), dict(GOOD, sample=np.nan, **change), dict(GOOD, step=2000, sample=np.nan)])
     with pytest.raises(UserError) as info:

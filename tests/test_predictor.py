@@ -14,15 +14,10 @@ import pandas as pd
 import pytest
 
 from maforecast.errors import UserError
-from predictor.architecture import (
-    Architecture,
-    ArchitectureError,
-    final_model_architectures,
-    parse_architecture,
-    pythia_architectures,
-)
-from predictor.evaluation import groups_of
+from predictor.architecture import Architecture, ArchitectureError, parse_architecture
 from predictor.hf_config import from_hf_config
+from registry.evaluation import groups_of
+from registry.reference import final_model_architectures, pythia_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,7 +115,7 @@ def test_hf_config_errors():
 
 # ------------------------------------------------------------------ grouped CV
 def test_grouped_folds_never_leak():
-    from predictor.model import LeakError, assert_no_leak, grouped_folds, selection_folds
+    from registry.baseline import LeakError, assert_no_leak, grouped_folds, selection_folds
 
     groups = np.repeat([f"m{i}" for i in range(7)], 5)
     folds = list(grouped_folds(groups))
@@ -135,7 +130,7 @@ def test_grouped_folds_never_leak():
 # ------------------------------------------------------------------ hierarchical model
 def _synthetic_rows(level_fn, n_models=8, noise=0.05, seed=0):
     """Rows of synthetic models: y = level(model) + shared depth profile + noise."""
-    from predictor.dataset import FEATURES, layer_features
+    from registry.dataset import FEATURES, layer_features
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -152,8 +147,8 @@ def _synthetic_rows(level_fn, n_models=8, noise=0.05, seed=0):
 
 
 def test_model_keys_and_depth_basis_recover_models_and_layers():
-    from predictor.dataset import FEATURES
-    from predictor.model import depth_basis, model_keys
+    from registry.baseline import depth_basis, model_keys
+    from registry.dataset import FEATURES
 
     rows = _synthetic_rows(lambda i, f: 0.0)
     X = rows[list(FEATURES)].to_numpy(float)
@@ -167,7 +162,7 @@ def test_model_keys_and_depth_basis_recover_models_and_layers():
 
 def test_hierarchical_recovers_level_and_profile_under_lomo():
     """Level linear in log d_model + shared profile: the decomposition recovers it on held-out models."""
-    from predictor.model import evaluate_target
+    from registry.baseline import evaluate_target
 
     rows = _synthetic_rows(lambda i, f: 1.5 * f["log_d"])
     size = evaluate_target(rows, "log_peak_abs", learners=("hier_size",), random_repeats=1)
@@ -183,7 +178,7 @@ def test_hierarchical_recovers_level_and_profile_under_lomo():
 
 def test_nested_selection_falls_back_to_mean_on_unpredictable_levels():
     """Random model levels: the nested choice (mean vs hierarchical) is never much worse than the mean."""
-    from predictor.model import DEFAULT_LEARNERS, evaluate_target
+    from registry.baseline import DEFAULT_LEARNERS, evaluate_target
 
     rng = np.random.default_rng(3)
     levels = rng.normal(0, 1.0, 8)
@@ -196,7 +191,7 @@ def test_nested_selection_falls_back_to_mean_on_unpredictable_levels():
 # ------------------------------------------------------------------ trained predictor (module scope)
 @pytest.fixture(scope="module")
 def stats():
-    from predictor.dataset import reference_stats
+    from registry.dataset import reference_stats
 
     return reference_stats()
 
@@ -206,7 +201,7 @@ def trained(tmp_path_factory, migrated_mlflow_db, stats):
     """Two training runs in one data home: version 1 (families weigh 1/n) and version 2 (1/sqrt(n))."""
     import mlflow
 
-    from predictor.registry import promote, train
+    from registry.training import promote, train
 
     home = tmp_path_factory.mktemp("predictor-home")
     shutil.copy(migrated_mlflow_db, home / "mlflow.db")
@@ -269,7 +264,7 @@ def test_two_runs_create_versions_with_metrics(trained, in_home):
 
 def test_promote_both_directions(trained, in_home):
     from maforecast.tracking import configure
-    from predictor.registry import promote
+    from registry.training import promote
 
     client = configure()
     name = "maforecast-predictor"
@@ -300,7 +295,7 @@ def test_champion_with_an_older_model_interface_is_replaced(trained, in_home):
     current challenger that beats the baseline, even one with a lower headline."""
     from maforecast.tracking import configure
     from predictor.pyfunc import INTERFACE
-    from predictor.registry import promote
+    from registry.training import promote
 
     client = configure()
     name = "maforecast-predictor"
@@ -320,14 +315,14 @@ def test_champion_with_an_older_model_interface_is_replaced(trained, in_home):
 def test_cli_promote(trained, in_home):
     from click.testing import CliRunner
 
-    from predictor.cli import promote as promote_cmd
+    from registry.cli import promote as promote_cmd
 
     out = CliRunner().invoke(promote_cmd, [])
     assert out.exit_code == 0 and "champion" in out.output
 
 
 def test_forecast_schema_and_applicability(trained, in_home):
-    from service.model import load_predictor
+    from registry.loader import load_predictor
 
     fc = load_predictor()
     info = fc.info()
@@ -353,21 +348,21 @@ def test_forecast_schema_and_applicability(trained, in_home):
 
 
 def test_no_champion_error(data_home):
-    from service.model import NoChampionError, load_predictor
+    from registry.loader import NoChampionError, load_predictor
 
     with pytest.raises(NoChampionError, match="maforecast bootstrap"):
         load_predictor()
 
 
 def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
-    from service.model import load_predictor
+    from registry.loader import load_predictor
 
     arch = pythia_architectures()["pythia-410m"]
     here = load_predictor().forecast(arch).model_dump(mode="json")
     code = (
         "import json, sys\n"
-        "from predictor.architecture import pythia_architectures\n"
-        "from service.model import load_predictor\n"
+        "from registry.reference import pythia_architectures\n"
+        "from registry.loader import load_predictor\n"
         "fc = load_predictor('models:/maforecast-predictor@champion')\n"
         "print(json.dumps(fc.forecast(pythia_architectures()['pythia-410m']).model_dump(mode='json')))\n"
     )
@@ -385,7 +380,7 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     from maforecast.tracking import configure
     from predictor.pyfunc import arch_frame, forecast_frame
     from predictor.schemas import ForecastArrays
-    from service.model import load_predictor
+    from registry.loader import load_predictor
 
     configure()  # this test's data home, whatever an earlier test in this worker configured
     arch = pythia_architectures()["pythia-1b"]

@@ -44,7 +44,7 @@ def configs(tmp_path_factory) -> dict[str, Path]:
 def engine(home):
     with pytest.MonkeyPatch.context() as mp:
         use_home(mp, home)
-        from service.review import load_engine
+        from review.verdict import load_engine
 
         return load_engine()
 
@@ -185,7 +185,7 @@ def test_include_defaults_adds_the_target_rules(env, configs, tmp_path, capsys):
     ],
 )
 def test_bad_policy_is_one_line_naming_the_field(tmp_path, text, names):
-    from service.review import load_policy
+    from review.verdict import load_policy
 
     path = write_policy(tmp_path / "review.yaml", text)
     with pytest.raises(UserError) as info:
@@ -195,7 +195,7 @@ def test_bad_policy_is_one_line_naming_the_field(tmp_path, text, names):
 
 
 def test_missing_policy_file(tmp_path):
-    from service.review import load_policy
+    from review.verdict import load_policy
 
     with pytest.raises(UserError, match="no such policy file"):
         load_policy(tmp_path / "nope.yaml")
@@ -214,7 +214,7 @@ def test_missing_policy_file(tmp_path):
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path, name, doc, names):
-    from service.review import load_candidates
+    from review.verdict import load_candidates
 
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path, name, doc, names
 
 
 def test_unreadable_inputs(tmp_path):
-    from service.review import load_candidates
+    from review.verdict import load_candidates
 
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="broken.json: not readable JSON"):
@@ -259,7 +259,7 @@ def test_cli_bad_input_exit_2_one_line(env, configs, tmp_path):
 
 def test_rules_use_probabilities_a_newer_engine_adds(engine, configs):
     """p_overflow / probability / p_massive in the answer take precedence over the interval-derived ones."""
-    from service.review import (
+    from review.verdict import (
         Policy,
         evaluate_rule,
         format_probability,
@@ -288,7 +288,7 @@ def test_rules_use_probabilities_a_newer_engine_adds(engine, configs):
 
 
 def test_interval_probability_is_consistent_with_the_point_forecast():
-    from service.review import interval_probability
+    from review.verdict import interval_probability
 
     assert interval_probability(100.0, 1000.0, 100.0) == pytest.approx(0.5)  # the point is the median
     assert interval_probability(100.0, 1000.0, 1000.0) == pytest.approx(0.05, abs=1e-6)  # hi is the 95th percentile
@@ -297,7 +297,7 @@ def test_interval_probability_is_consistent_with_the_point_forecast():
 
 
 def test_default_policy_per_target():
-    from service.review import default_policy
+    from review.verdict import default_policy
 
     for target, must in (("bf16", {"bf16-swamping"}), ("fp16_inference", {"fp16-overflow"}),
                          ("fp8_training", {"fp8-e4m3-overflow"}), ("int8_w8a8", {"int8-no-massive-layers"}),
@@ -314,8 +314,8 @@ def test_default_policy_per_target():
 def test_report_is_self_contained_and_complete(engine, configs):
     import re
 
-    from service.report import render_report
-    from service.review import load_candidates, review
+    from review.report import render_report
+    from review.verdict import load_candidates, review
 
     cands = load_candidates([configs["llama"], configs["neox"]])
     answer = review(cands, engine, None)

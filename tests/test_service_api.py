@@ -72,7 +72,7 @@ def champion_template(tmp_path_factory, migrated_mlflow_db):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MAFORECAST_DATA_HOME", str(home))
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        from service.bootstrap import run
+        from pipeline.bootstrap import run
 
         log: list[str] = []
         run(echo=log.append, small=True)
@@ -281,7 +281,7 @@ def test_predict_batch(client):
 
 
 def test_written_answers_are_the_validated_schema(client):
-    """/predict writes its answer from plain per-layer data without validating it (service.core.Engine.write);
+    """/predict writes its answer from plain per-layer data without validating it (predictor.answer.Engine.write);
     the bytes must be exactly what validating them as PredictResponse and writing that back gives, and
     /predict_batch (which joins the answers' bytes) must answer the same per architecture."""
     from service.schemas import PredictResponse
@@ -585,7 +585,7 @@ def test_cli_predict_bad_file_is_one_line_error(champion_home, tmp_path):
 
 
 def test_bootstrap_second_run_changes_nothing(champion_home):
-    from service.bootstrap import run
+    from pipeline.bootstrap import run
 
     log: list[str] = []
     changed = run(echo=log.append, small=True)
@@ -673,7 +673,7 @@ def test_bentoml_serve_real_process(champion_home):
 
 def test_forecast_follows_the_design_through_the_api(client):
     """The acceptance directions of forecast engine v2, asserted on /predict answers."""
-    from predictor.sensitivity import sensitivity_table
+    from registry.sensitivity import sensitivity_table
 
     def post(arch: dict) -> dict:
         r = client.post("/predict", json=arch)
@@ -704,6 +704,6 @@ def test_forecast_follows_the_design_through_the_api(client):
 
 
 def _pythia160m(**extra) -> dict:
-    from predictor.architecture import pythia_architectures
+    from registry.reference import pythia_architectures
 
     return {**pythia_architectures()["pythia-160m"].model_dump(exclude_none=True), **extra}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service import mitigations as kbm
-from service import precision as prec
+from predictor import knowledge as kbm
+from predictor import precision as prec
 from service.errors import describe
 
 GLU_LLAMA = {

@@ -28,7 +28,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, PowerTransformer, StandardScaler
 
-from predictor.dataset import FEATURES, TARGETS
+from registry.dataset import FEATURES, TARGETS
 
 BASE_LEARNERS = ("ridge", "rf", "gbm", "lgbm")
 # hierarchical (model level + shared depth profile) and the predict-the-mean fallback

@@ -18,6 +18,7 @@ with an arXiv id; evidence without one (blogs) is not cited.
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from service.schemas import CitationOut as Citation  # one definition of a citation
+from predictor.response import CitationOut as Citation  # one definition of a citation
 
 LEVELS: tuple[str, ...] = ("strong", "moderate", "situational", "informational", "not_recommended")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -333,3 +334,8 @@ def rank(matches: Iterable[Match], motivations: Mapping[str, Motivation] | None 
         )
 
     return sorted(matches, key=key)
+
+
+def kb_digest(path: str | Path | None = None) -> str:
+    """Content digest of a knowledge-base file: a registered version records the one it answers with."""
+    return hashlib.sha256(Path(path or kb_path()).read_bytes()).hexdigest()[:16]

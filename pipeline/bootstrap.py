@@ -112,8 +112,8 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
         echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
         return False
-    from predictor.cli import load_training_stats
-    from predictor.registry import train
+    from registry.cli import load_training_stats
+    from registry.training import train
 
     stats = load_training_stats(reference=False)
     # the family folds only (the gate's scheme; `maforecast train` adds leave-one-model-out)
@@ -136,7 +136,7 @@ def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> 
     if current is not None and current == version:
         echo(f"[4/4] promote: {settings.model_alias} already points at version {version}; unchanged")
         return False
-    from predictor.registry import promote
+    from registry.training import promote
 
     result = promote(force=False, settings=settings)
     if not result.promoted and current is None:  # nothing to serve otherwise: serve it, labelled as below the baseline

@@ -88,8 +88,8 @@ def _constant(train_levels: pd.DataFrame, quantity: str, protocol: str, models: 
 
 def _v1_peak(train: Evidence, arch_layers: dict) -> dict[str, np.ndarray]:
     """Today's v1 learner (hierarchical: mean level + shared depth profile) on per-layer log peaks."""
-    from predictor.dataset import FEATURES, layer_features
-    from predictor.model import make_estimator
+    from registry.baseline import make_estimator
+    from registry.dataset import FEATURES, layer_features
 
     final = train.layers[train.layers["step"].isna()]
     X, y = [], []

@@ -32,6 +32,10 @@ import numpy as np
 import pandas as pd
 
 from maforecast.errors import UserError
+from maforecast.settings import get_settings
+from registry.loader import load_predictor
+from registry.reference import reference_engine
+from review.inputs import load_architecture
 
 PRIORS = ("auto", "registry", "reference")
 
@@ -50,22 +54,12 @@ class MonitorResult:
 # ------------------------------------------------------------------------ pieces
 def prior_engine(kind: str = "auto"):
     """(ForecastEngine, description) for the prior."""
-    from predictor.engine import ForecastEngine
-    from predictor.nowcast import reference_engine
-
     if kind not in PRIORS:
         raise UserError(f"--prior: one of {', '.join(PRIORS)}")
     if kind in ("auto", "registry"):
         try:
-            from maforecast.settings import get_settings
-            from predictor.registry import load_engine
-
             s = get_settings()
-            bundle = load_engine(tracking_uri=s.resolved_tracking_uri)
-            if isinstance(bundle, ForecastEngine):
-                return bundle, f"registered {s.registered_model}@{s.model_alias}"
-            if kind == "registry":
-                raise UserError(f"--prior registry: {s.registered_model}@{s.model_alias} is not a forecast engine")
+            return load_predictor(tracking_uri=s.resolved_tracking_uri).engine, f"registered {s.registered_model}@{s.model_alias}"
         except UserError:
             if kind == "registry":
                 raise
@@ -282,7 +276,6 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
     from collector.sources import resolve_source
     from maforecast.settings import get_settings, stats_path
     from predictor.nowcast import nowcast
-    from service.cli import load_architecture
 
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():

@@ -8,7 +8,7 @@ mitigations with their effect and citations, and applicability warnings. The pre
 and held-out scores are shown next to the baseline's. With two or more candidates the report
 says, against the first, what changes in risk and why; two are laid out side by side.
 
-``render_report(candidates, answer)`` takes ``service.review`` candidates (already forecast) and
+``render_report(candidates, answer)`` takes ``review.verdict`` candidates (already forecast) and
 their ``ReviewAnswer``; ``report_for(engine, arch)`` is the one-architecture form (``POST /report``).
 """
 
@@ -20,13 +20,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from service.review import (
+from predictor.answer import ranges
+from registry.loader import RegisteredPredictor
+from review.inputs import Candidate
+from review.verdict import (
     MASSIVE_ABS,
     TARGET_FORMATS,
-    Candidate,
     Policy,
     ReviewAnswer,
-    _ranges,
     format_probability,
     get,
     layer_format_probabilities,
@@ -260,7 +261,7 @@ def risk_matrix(answer: Any, precision_target: str | None) -> str:
                     f'title="layer {i}: P(massive) {massive.get(i, 0):.2f}">{_pcell(massive.get(i, 0))}</td>' for i in layers)
     pm = max(massive.values(), default=0.0)
     rows.append(f'<tr class="massive"><th>massive (|a|&gt;100, &gt;1000x median)</th>{cells}<td class="num">{pm:.2f}</td>'
-                f'<td>{_ranges([i for i, p in massive.items() if p >= 0.5]) or "-"}</td></tr>')
+                f'<td>{ranges([i for i, p in massive.items() if p >= 0.5]) or "-"}</td></tr>')
     for r in get(answer, "precision") or []:
         f = get(r, "format")
         per = layer_format_probabilities(r)
@@ -348,7 +349,7 @@ def mitigations(answer: Any, limit: int = 12) -> str:
             f'<li><a href="{e(get(c, "url") or "https://arxiv.org/abs/" + str(get(c, "arxiv")))}">arXiv:{e(get(c, "arxiv"))}</a> '
             f'{e(get(c, "title"))} <span class="muted">({e(get(c, "confidence"))} confidence; {e(get(c, "result"))})</span></li>'
             for c in get(m, "citations") or [])
-        layers = _ranges(get(m, "motivating_layers") or [])
+        layers = ranges(get(m, "motivating_layers") or [])
         items.append(
             f'<li class="mitigation" data-id="{e(get(m, "id"))}"><span class="level {e(level)}">{e(level.replace("_", " "))}</span> '
             f'<b>{e(get(m, "name"))}</b> <span class="muted">({e(get(m, "category"))}; cost: {e(get(m, "cost"))})</span>'
@@ -412,7 +413,7 @@ def candidate_section(cand: Candidate, i: int) -> str:
 <article class="candidate" id="candidate-{i}" data-name="{e(cand.name)}">
 <h2>{e(cand.name)} <span class="badge" style="background:{STATUS_COLOR[v.status]}">{v.status.upper()}</span></h2>
 <p><b>{e(v.architecture)}</b>, precision target <b>{e(v.precision_target)}</b>, risk {v.risk:.2f}.
-Massive layers: {e(_ranges(get(s, "massive_layers") or []) or "none")}; largest peak |a| {fmt(num(get(s, "largest_peak_abs")))}
+Massive layers: {e(ranges(get(s, "massive_layers") or []) or "none")}; largest peak |a| {fmt(num(get(s, "largest_peak_abs")))}
 (layer {e(get(s, "largest_peak_layer"))}); earliest emergence step {fmt(num(emerg))}
 [{fmt(num(get(emerg, "lo")))}, {fmt(num(get(emerg, "hi")))}].</p>
 <h3>Policy rules</h3>
@@ -501,7 +502,7 @@ def predictor_section(answer: ReviewAnswer) -> str:
     rows = "".join(
         f"<tr><td>{e(r['metric'])}</td><td class=num>{fmt(r['value'])}</td><td class=num>{fmt(r['baseline'])}</td>"
         f"<td>{_better(r)}</td></tr>" for r in p.get("scores") or [])
-    table = (f'<table class="scores"><tr><th>held-out score (leave one model out)</th><th>this predictor</th>'
+    table = (f'<table class="scores"><tr><th>held-out score</th><th>this predictor</th>'
              f"<th>baseline (predict the mean)</th><th></th></tr>{rows}</table>") if rows else "<p>no held-out scores recorded</p>"
     return f"""
 <section id="predictor"><h2>Predictor</h2>
@@ -513,7 +514,7 @@ def _better(r: dict) -> str:
     v, b = r.get("value"), r.get("baseline")
     if v is None or b is None:
         return ""
-    lower_better = "mae" in r["metric"]
+    lower_better = "mae" in r["metric"].lower()  # the metric names say "MAE" (an error: lower is better)
     good = v < b if lower_better else v > b
     return '<span class="down">better than baseline</span>' if good else '<span class="up">not better than baseline</span>'
 
@@ -525,7 +526,7 @@ def verdict_table(answer: ReviewAnswer) -> str:
         rows.append(f'<tr data-status="{v.status}"><td class=num>{i}</td><td><a href="#candidate-{i}">{e(v.name)}</a></td>'
                     f'<td><span class="badge" style="background:{STATUS_COLOR[v.status]}">{v.status.upper()}</span></td>'
                     f"<td class=num>{v.risk:.2f}</td><td>{e(v.precision_target)}</td>"
-                    f"<td>{e(_ranges(v.massive_layers) or 'none')}</td><td class=num>{fmt(v.largest_peak_abs)}</td>"
+                    f"<td>{e(ranges(v.massive_layers) or 'none')}</td><td class=num>{fmt(v.largest_peak_abs)}</td>"
                     f"<td>{e(broken)}</td></tr>")
     return ('<table class="verdicts" data-testid="verdicts"><tr><th>#</th><th>candidate</th><th>verdict</th><th>risk</th>'
             "<th>target</th><th>massive layers</th><th>peak |a|</th><th>rules broken</th></tr>" + "".join(rows) + "</table>")
@@ -565,10 +566,10 @@ def render_report(candidates: Sequence[Candidate], answer: ReviewAnswer, title: 
 """
 
 
-def report_for(engine: Any, arch: Any, inferred: Sequence[str] = (), policy: Policy | None = None,
+def report_for(predictor: RegisteredPredictor, arch: Any, inferred: Sequence[str] = (), policy: Policy | None = None,
                source: str = "request body", kind: str = "native") -> str:
     """Report for one architecture (``POST /report``): forecast, default policy unless given, HTML."""
     name = getattr(arch, "name", None) or arch.label()
     cand = Candidate(name=str(name), source=source, kind=kind, arch=arch, inferred=list(inferred))
-    answer = review([cand], engine, policy)
+    answer = review([cand], predictor, policy)
     return render_report([cand], answer)

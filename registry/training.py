@@ -1,7 +1,7 @@
 """Training runs, the MLflow Model Registry, and loading a registered predictor.
 
 ``train`` builds the evidence from the stats table, evaluates the forecast engine by grouped
-cross-validation (leave one family out, leave one model out; ``predictor.evaluation``), fits
+cross-validation (leave one family out, leave one model out; ``registry.evaluation``), fits
 the served engine, and logs one run (the evaluation table as metrics and artifact, the evidence
 as a dataset input with digest) and a pyfunc model (signature, input example, explicit pip
 requirements). It registers a new version of ``settings.registered_model`` whose description
@@ -9,8 +9,8 @@ says what it was trained on and how it scores next to the constant baseline, and
 ``challenger`` at it. ``promote`` refuses a challenger that does not beat the constant on the
 headline (held-out skill on peak |a|, leave one family out) and otherwise moves ``champion`` to
 it when it beats the champion; ``force`` overrides and is recorded as a tag.
-``load_engine`` gives predictor-side code the engine of a registered version; consumers (the service,
-the CLI) load the pyfunc and use its ``predict`` only (``service/model.py``).
+Consumers load a version with ``registry.loader`` and use its ``predict`` only. ``relog`` registers a
+version's fitted engine again with an edited mitigation knowledge base, without refitting.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -33,17 +34,20 @@ from mlflow.types.schema import ColSpec, DataType, Schema
 from maforecast.errors import UserError
 from maforecast.settings import Settings, get_settings
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
-from predictor.architecture import Architecture, reference_architectures
+from predictor.answer import Answerer
+from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
-from predictor.evaluation import Evaluation, fit_evaluated, headline
-from predictor.evidence import Evidence, build_evidence
+from predictor.evidence import Evidence
+from predictor.knowledge import kb_digest, kb_path, load_kb
 from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
-from predictor.pyfunc import PredictorModel, arch_frame
+from predictor.pyfunc import PredictorModel, arch_frame, code_digest, code_files
+from registry.evaluation import Evaluation, fit_evaluated, headline
+from registry.loader import BOOTSTRAP_HINT
+from registry.reference import build_evidence, reference_architectures
 
 HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
 CHALLENGER = "challenger"
-BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
 def _pinned(*names: str) -> list[str]:
     """Exact versions of what the logged model imports (the engine unpickles with these)."""
     from importlib.metadata import version
@@ -52,33 +56,32 @@ def _pinned(*names: str) -> list[str]:
 
 
 # what the registered model needs at load time: the engine (numpy/scipy/scikit-learn/pandas/pydantic),
-# its pickle (joblib), maforecast.tables (filelock, pyarrow for parquet) and MLflow itself
-PIP_REQUIREMENTS = _pinned("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "pydantic", "joblib", "filelock", "pyarrow")
-CODE_PATHS = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "maforecast")]
+# its pickle (joblib), the knowledge base (pyyaml), maforecast.tables (filelock, pyarrow) and MLflow itself
+PIP_REQUIREMENTS = _pinned("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "pydantic", "joblib", "pyyaml", "filelock",
+                           "pyarrow")
 
 
-# ------------------------------------------------------------------------ loading
-def load_engine(model_uri: str | None = None, tracking_uri: str | None = None) -> ForecastEngine:
-    """The ``ForecastEngine`` inside a registered version (default: the champion), for predictor-side
-    code that needs the engine itself (``maforecast monitor``'s prior); consumers use the pyfunc."""
-    s = get_settings()
-    store = tracking_uri or s.resolved_tracking_uri
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
-    uri = model_uri or f"models:/{s.registered_model}@{s.model_alias}"
-    try:
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model().bundle
-    except MlflowException as exc:
-        raise UserError(f"cannot load predictor {uri}: {exc.message.splitlines()[0]}; {BOOTSTRAP_HINT}") from None
+def ship_code(tmp: Path) -> list[str]:
+    """The ``code_paths`` of a version: ``predictor/`` and the ``maforecast`` modules it imports, copied
+    so that exactly the files of ``predictor.pyfunc.code_digest`` travel."""
+    dirs = {}
+    for f in code_files():
+        d = tmp / "code" / f.parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, d / f.name)
+        dirs[f.parent.name] = str(d)
+    return list(dirs.values())
 
 
-def model_metadata(engine: ForecastEngine) -> dict:
-    """What a version was trained on and how it scores held out (the model's ``metadata.maforecast``)."""
+def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict:
+    """What a version was trained on, answers with and how it scores held out (the model's ``metadata.maforecast``)."""
     # only finite floats: metadata must be plain JSON
     metrics = {k: v for k, v in getattr(engine, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)}
     return {
-        "pyfunc_interface": PYFUNC_INTERFACE,  # read by every consumer before it calls predict
+        "pyfunc_interface": PYFUNC_INTERFACE,  # checked by every consumer before it calls predict
+        "code_digest": code_digest(),  # the predictor code the version answers with (registry.loader checks it)
         "data_digest": engine.data_digest_,
+        "knowledge_base_digest": kb_digest(kb),
         "headline_metric": HEADLINE_METRIC,
         "metrics": metrics,
         "n_rows": {k: (int(v) if isinstance(v, (int, float)) and float(v).is_integer() else v)
@@ -150,7 +153,7 @@ def train(
                 mlflow.log_artifact(str(tmp / f"heldout_{by}.csv"), "evaluation")
             (tmp / "engine.json").write_text(json.dumps(engine.info(), indent=1, default=float))
             mlflow.log_artifact(str(tmp / "engine.json"), "evaluation")
-            from predictor.plots import heldout_plot
+            from registry.plots import heldout_plot  # matplotlib only when a run is logged
 
             fig = heldout_plot(evals["family"])
             fig.savefig(tmp / "heldout_family.png", dpi=90)
@@ -158,29 +161,65 @@ def train(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
-                    name="model", **pyfunc_kwargs(engine, ev.archs[sorted(set(ev.layers["model"]))[0]], tmp))
+                    name="model", **pyfunc_kwargs(engine, ev.archs[sorted(set(ev.layers["model"]))[0]], tmp, settings=s))
         version = None
         if register:
             version = register_model(info.model_uri, engine, run.info.run_id, s, client, description(ev, table, metrics))
     return TrainResult(run.info.run_id, version, metrics, engine, evals, ev)
 
 
-def pyfunc_kwargs(engine: ForecastEngine, example_arch: Architecture, tmp: Path) -> dict:
+def pyfunc_kwargs(engine: ForecastEngine, example_arch: Architecture, tmp: Path, kb: str | Path | None = None,
+                  settings: Settings | None = None) -> dict:
     """``mlflow.pyfunc.log_model`` / ``save_model`` arguments for ``engine`` (its pickle is written to ``tmp``):
-    signature with params, input example, pinned requirements, code paths, metadata."""
+    signature with params, input example, pinned requirements, the shipped code, the knowledge base, metadata."""
+    s = settings or get_settings()
     bundle_path = tmp / "bundle.joblib"
     joblib.dump(engine, bundle_path)
-    example = arch_frame([example_arch], [[{"qk_norm": not example_arch.qk_norm}]])
-    py = PredictorModel()
-    py.bundle = engine
-    output = py.predict(None, example)
-    py.bundle = None  # the engine travels as the artifact, not inside the pickled wrapper
+    kb_file = Path(kb or kb_path())
+    meta = model_metadata(engine, kb_file)
+    card = {"registered_model": s.registered_model, **meta}
+    example = arch_frame([example_arch])
+    output = PredictorModel(Answerer(engine, load_kb(str(kb_file)), card)).predict(None, example)
     signature = mlflow.models.infer_signature(example, output, params=PYFUNC_PARAMS)
     signature.inputs = Schema([ColSpec(DataType.string, "architecture"),
-                               ColSpec(DataType.string, "what_if", required=False)])  # what_if is optional
-    return {"python_model": py, "artifacts": {"bundle": str(bundle_path)}, "signature": signature,
-            "input_example": example, "pip_requirements": PIP_REQUIREMENTS, "code_paths": CODE_PATHS,
-            "metadata": {"maforecast": model_metadata(engine)}}
+                               ColSpec(DataType.string, "name", required=False)])  # name: variants of output=compare
+    return {"python_model": PredictorModel(), "artifacts": {"bundle": str(bundle_path), "knowledge_base": str(kb_file)},
+            "signature": signature, "input_example": example, "pip_requirements": PIP_REQUIREMENTS,
+            "code_paths": ship_code(tmp), "model_config": card, "metadata": {"maforecast": meta}}
+
+
+def relog(version: str | None = None, kb: str | Path | None = None, settings: Settings | None = None) -> str:
+    """Register the fitted engine of ``version`` (default: the champion) again with the knowledge base ``kb``
+    (default: the bundled one), without refitting: a new version, alias ``challenger``. Returns it."""
+    s = settings or get_settings()
+    client = configure(s)
+    kb_file = Path(kb or kb_path())
+    if not kb_file.is_file():
+        raise UserError(f"--knowledge-base: no such file: {kb_file}")
+    try:
+        load_kb.__wrapped__(str(kb_file))  # parse it now: a broken file is refused before anything is logged
+    except (ValueError, OSError) as exc:
+        raise UserError(f"--knowledge-base: {kb_file}: {str(exc).splitlines()[0]}") from None
+    try:
+        mv = (client.get_model_version(s.registered_model, str(version)) if version
+              else client.get_model_version_by_alias(s.registered_model, s.model_alias))
+    except MlflowException:
+        raise UserError(f"no version {version or '@' + s.model_alias} of {s.registered_model!r}: {BOOTSTRAP_HINT}") from None
+    path = mlflow.artifacts.download_artifacts(f"models:/{s.registered_model}/{mv.version}")
+    bundles = list(Path(path).rglob("bundle.joblib"))
+    if not bundles:
+        raise UserError(f"version {mv.version} of {s.registered_model!r} has no engine bundle (an older interface): {BOOTSTRAP_HINT}")
+    engine: ForecastEngine = joblib.load(bundles[0])
+    example = reference_architectures()["pythia-160m"]
+    with mlflow.start_run(experiment_id=experiment_id("predictor", s), run_name="predictor-relog") as run:
+        mlflow.set_tags({"maforecast.stage": "predictor", "data_digest": engine.data_digest_,
+                         "relogged_from_version": str(mv.version), "knowledge_base_digest": kb_digest(kb_file)})
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.pyfunc.log_model(name="model", **pyfunc_kwargs(engine, example, Path(tmp), kb_file, s))
+        text = (f"Version {mv.version}'s fitted engine (data digest {engine.data_digest_}) with the knowledge base "
+                f"{kb_file.name} (digest {kb_digest(kb_file)}); not refitted.\n\n{mv.description or ''}")
+        return register_model(info.model_uri, engine, run.info.run_id, s, client, text)
 
 
 def _metric_key(k: str) -> str:
@@ -224,6 +263,7 @@ def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings
         "run_id": run_id,
         "engine": "v2-structured",
         "pyfunc_interface": PYFUNC_INTERFACE,
+        "code_digest": code_digest(),
         "headline_metric": HEADLINE_METRIC,
         HEADLINE_METRIC: f"{m.get(HEADLINE_METRIC, float('nan')):.4f}",
         "beats_baseline": str(m.get(HEADLINE_METRIC, float("nan")) > 0).lower(),
@@ -281,6 +321,11 @@ def _headline(client, name: str, version: str) -> float:
         return float("nan")
 
 
+def servable(tags: dict) -> bool:
+    """Whether a version (its registry tags) answers with this process's interface and predictor code."""
+    return tags.get("pyfunc_interface") == PYFUNC_INTERFACE and tags.get("code_digest") == code_digest()
+
+
 def promote(force: bool = False, settings: Settings | None = None) -> PromoteResult:
     """Point ``champion`` at the challenger if it beats the champion on the headline metric."""
     s = settings or get_settings()
@@ -308,11 +353,11 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: there was no {champ_alias} "
                              f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), None)
-    if champ.tags.get("pyfunc_interface") != PYFUNC_INTERFACE and ch.tags.get("pyfunc_interface") == PYFUNC_INTERFACE:
+    if not servable(champ.tags) and servable(ch.tags):
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: {champ_alias} v{champ.version} was "
-                             f"logged with an older model interface and cannot be served ({HEADLINE_METRIC} {ch_score:.4f})",
-                             str(ch.version), str(champ.version))
+                             f"logged with another model interface or predictor code and cannot be served by this code "
+                             f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), str(champ.version))
     champ_score = _headline(client, name, champ.version)
     better = math.isfinite(ch_score) and (not math.isfinite(champ_score) or ch_score > champ_score)
     cmp = f"{HEADLINE_METRIC}: challenger v{ch.version} {ch_score:.4f} vs {champ_alias} v{champ.version} {champ_score:.4f}"

@@ -1,34 +1,33 @@
-"""Turn a predictor forecast into the API's answer: summary, precision risk, ranked mitigations.
+"""The whole answer of a registered version: forecast, summary, precision risk, ranked mitigations with
+their predicted (what-if) effects, applicability and notes.
 
-``Engine`` wraps one loaded registered predictor (``service.model``) and is shared by the BentoML
-service and the ``maforecast predict`` command, so both print the same forecast. Everything that
-does not depend on the request (the compiled knowledge base, the predictor's identity) is computed
-once; answers are memoised per (architecture, steps) as JSON so a repeated design-review request
-costs a dictionary lookup. A new answer is computed on the forecast's arrays
-(``predictor.schemas.ForecastArrays``) and written from plain per-layer data (``Engine.write``).
+``Answerer`` is what the pyfunc (``predictor.pyfunc``) holds: a fitted ``ForecastEngine``, the
+knowledge base logged with the version and the version's card. A new answer is computed on the
+forecast's arrays (``predictor.schemas.ForecastArrays``) and written from plain per-layer data
+(``Answerer.write``); consumers transport the bytes.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from cachetools import LRUCache, cached
 from scipy.special import ndtr
 
-from predictor.architecture import Architecture
-from predictor.schemas import EndIntervals, ForecastArrays, Interval, IntervalArrays
-from service import mitigations as kbm
-from service import precision as prec
-from service.schemas import (
+from predictor import knowledge as kbm
+from predictor import precision as prec
+from predictor.architecture import Architecture, parse_architecture
+from predictor.engine import ForecastEngine
+from predictor.nowcast import nowcast
+from predictor.response import (
     CompareResponse,
     Difference,
     Mitigation,
     MitigationEffect,
+    NowcastResponse,
     PrecisionRisk,
     PredictorInfo,
     PredictResponse,
@@ -36,6 +35,7 @@ from service.schemas import (
     VariantSummary,
     compact,
 )
+from predictor.schemas import EndIntervals, ForecastArrays, Interval, IntervalArrays
 
 _RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
 # the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
@@ -49,7 +49,7 @@ ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
 }
 
 
-def _ranges(layers: Sequence[int]) -> str:
+def ranges(layers: Sequence[int]) -> str:
     """[0, 1, 2, 5] -> '0-2, 5'."""
     out, run = [], []
     for x in sorted(set(layers)):
@@ -176,12 +176,12 @@ def _motivation(entry: kbm.Entry, fc: ForecastArrays, risks: list[PrecisionRisk]
         if target_risk:
             layers = sorted({lyr for r in target_risk for lyr in r.layers})
             fmts = ", ".join(r.format for r in target_risk)
-            return kbm.Motivation(tuple(layers), f"layers {_ranges(layers)} are at risk in {fmts} (the precision target)")
+            return kbm.Motivation(tuple(layers), f"layers {ranges(layers)} are at risk in {fmts} (the precision target)")
     if massive:
         top = max(massive, key=fc.peak_abs.value.__getitem__)
         return kbm.Motivation(
             tuple(massive),
-            f"layers {_ranges(massive)} are predicted to host massive activations"
+            f"layers {ranges(massive)} are predicted to host massive activations"
             f" (largest peak |a| {_g(fc.peak_abs.value[top])} in layer {top})",
         )
     return kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
@@ -304,131 +304,99 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, ends: Sequence[En
     return out
 
 
-# ------------------------------------------------------------------------------------ engine
+# ------------------------------------------------------------------------------------ answers
 
 
-class Engine:
-    """One loaded forecaster plus everything precomputed for answering requests."""
+class Answerer:
+    """A fitted engine, the knowledge base and the version's card: everything a whole answer needs.
 
-    def __init__(self, forecaster: Any, model_uri: str | None = None, cache_size: int = 1024):
-        self.forecaster = forecaster
-        self.kb = kbm.load_kb()
-        raw = dict(forecaster.info() or {})
-        self.info = raw
-        self.predictor = PredictorInfo(
-            name=str(raw.get("name") or raw.get("registered_model") or "unknown"),
-            version=None if raw.get("version") is None else str(raw.get("version")),
-            alias=raw.get("alias"),
-            model_uri=model_uri or raw.get("model_uri"),
-            beats_baseline=raw.get("beats_baseline"),
-            held_out=_held_out_text(raw),
-        )
-        # the one answer cache: architecture + steps -> the answer's JSON. Bytes, not answer objects:
-        # a thousand cached answers would otherwise be millions of objects for every full garbage
-        # collection to walk. The condition makes concurrent requests for one key compute it once.
-        self._cache: LRUCache = LRUCache(maxsize=cache_size)
-        self._cond = threading.Condition()
-        self._cached = cached(self._cache, key=self._key, condition=self._cond)(self._entry)
+    The registered model's pyfunc holds one; every entry point (``/predict``, ``/predict_batch``,
+    ``/compare``, ``/nowcast``, ``maforecast predict``, the review gate) goes through it, so one
+    architecture gets one answer. The what-if variants of the mitigations are forecast in-process.
+    """
 
-    def warm_up(self) -> None:
-        """One forecast at startup so the first request does not pay for lazy imports and caches."""
-        self._entry(Architecture(name="warm-up", n_layers=6, d_model=512, n_heads=8, d_ffn=2048))
+    def __init__(self, engine: ForecastEngine, kb: kbm.KnowledgeBase, card: dict[str, Any] | None = None):
+        self.engine = engine
+        self.kb = kb
+        self.card = dict(card or {})
+        self._info: dict[tuple, PredictorInfo] = {}
+
+    def predictor(self, version: str | None = None, alias: str | None = None, model_uri: str | None = None) -> PredictorInfo:
+        """The version's identity as the answer states it (the loader knows version, alias and URI)."""
+        key = (version, alias, model_uri)
+        if key not in self._info:
+            c = self.card
+            self._info[key] = PredictorInfo(name=str(c.get("registered_model") or "maforecast-predictor"), version=version,
+                                            alias=alias, model_uri=model_uri, beats_baseline=c.get("beats_baseline"),
+                                            held_out=_held_out_text(c))
+        return self._info[key]
 
     # -- core
-    def answer_fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """The answers' fields for several architectures from one predictor call: their forecasts and, with
-        them, every what-if variant their mitigations may need (the fields each mitigation changes in each).
-        The layers are plain data in ``LayerForecast``'s shape (``write`` turns the fields into the JSON)."""
-        # per architecture, entry id -> (key, change); the model forecasts each distinct change once
-        # (the two gated-attention entries make the same one)
+    def fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None, who: PredictorInfo) -> list[dict[str, Any]]:
+        """The answers' fields for several architectures: their forecasts and, with them, every what-if
+        variant their mitigations may need (each distinct field change forecast once: the two
+        gated-attention entries make the same one). The layers are plain data in ``LayerForecast``'s
+        shape (``write`` turns the fields into the JSON)."""
+        steps = list(steps) if steps else None
         candidates = [{k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
         distinct = [dict(cand.values()) for cand in candidates]
-        results = self.forecaster.forecast_with_what_ifs(list(archs), [list(d.values()) for d in distinct],
-                                                         steps=list(steps) if steps else None)
+        variants = [[parse_architecture({**a.model_dump(), **c}) for c in d.values()] for a, d in zip(archs, distinct, strict=True)]
+        ends_all = iter(self.engine.end_intervals_many([v for vs in variants for v in vs]))
         out = []
-        for arch, cand, dist, (fc, ends) in zip(archs, candidates, distinct, results, strict=True):
-            probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
-            risk = precision_risks(fc, arch.precision_target, probs[0])
-            plan = plan_mitigations(arch, fc, risk, self.kb)
-            index = {key: j for j, key in enumerate(dist)}
-            mine = [index[cand[k][0]] for k in plan.changes]
-            mitigations = rank_mitigations(fc, plan, [ends[j] for j in mine], [probs[0]] + [probs[1 + j] for j in mine])
-            out.append(self.answer_fields(arch, fc, risk, mitigations))
+        for arch, cand, dist in zip(archs, candidates, distinct, strict=True):
+            fc = self.engine.forecast_arrays(arch, steps)
+            ends = [next(ends_all) for _ in dist]
+            out.append(self._fields(arch, fc, fc, cand, dist, ends, who))
         return out
 
-    def answer_fields(self, arch: Architecture, fc: ForecastArrays, risk: list[PrecisionRisk],
-                      mitigations: list[Mitigation]) -> dict[str, Any]:
-        """The ``/predict`` answer's fields for a forecast (shared with ``/nowcast``'s answer). The forecast
-        carries the loaded version's name, version and alias (``service.model``), as ``self.predictor`` does."""
-        return {"predictor": self.predictor, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
+    def _fields(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays, cand: dict, dist: dict,
+                ends: list[EndIntervals], who: PredictorInfo) -> dict[str, Any]:
+        """One answer's fields: ``fc`` is what is answered (the forecast, or a nowcast's update), ``prior``
+        the design forecast the what-if effects are measured against (the same object for /predict)."""
+        probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
+        prior_probs = probs if prior is fc else format_probabilities_many([(prior.peak_abs, prior.ratio_end)])
+        risk = precision_risks(fc, arch.precision_target, probs[0])
+        plan = plan_mitigations(arch, fc, risk, self.kb)
+        index = {key: j for j, key in enumerate(dist)}
+        mine = [index[cand[k][0]] for k in plan.changes]
+        mitigations = rank_mitigations(prior, plan, [ends[j] for j in mine], [prior_probs[0]] + [probs[1 + j] for j in mine])
+        return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
                 "summary": summarize(fc), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
                 "mitigations": mitigations, "notes": fc.notes}
 
     @staticmethod
     def write(fields: dict[str, Any]) -> bytes:
-        """The ``PredictResponse`` JSON of ``answer_fields``, written without building the ~900 per-layer
-        objects that validating the layers would (they are ``ForecastArrays.layer_dicts``, already in
-        ``LayerForecast``'s shape; tests/test_service.py checks the bytes validate and dump back unchanged)."""
+        """The ``PredictResponse`` JSON of the fields, written without building the ~900 per-layer objects
+        that validating the layers would (they are ``ForecastArrays.layer_dicts``, already in
+        ``LayerForecast``'s shape; tests check the bytes validate and dump back unchanged)."""
         return _RESPONSE_JSON(PredictResponse.model_construct(**_UNSET, **fields), warnings=False)
 
-    # -- memoised
-    @staticmethod
-    def _key(arch: Architecture, steps: Sequence[int] | None = None) -> tuple:
-        return (arch.model_dump_json(), tuple(steps) if steps else None)
-
-    def _entry(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
-        return self.write(self.answer_fields_many([arch], steps)[0])
-
-    def predict_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes:
-        """The serialised answer, computed once (concurrent requests for it wait for the first)."""
-        return self._cached(arch, steps)
-
-    def cached_json(self, arch: Architecture, steps: Sequence[int] | None = None) -> bytes | None:
-        """The serialised answer if it is already cached (no computation; safe on an event loop)."""
-        with self._cond:
-            return self._cache.get(self._key(arch, steps))
-
-    def predict_json_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[bytes]:
-        """Serialised answers: cached ones where there are any, the rest computed together and cached."""
-        keys = [self._key(a, steps) for a in archs]
-        with self._cond:
-            hits = [self._cache.get(k) for k in keys]
-        todo = {k: a for k, a, h in zip(keys, archs, hits, strict=True) if h is None}
-        fresh = dict(zip(todo, map(self.write, self.answer_fields_many(list(todo.values()), steps)), strict=True)) if todo else {}
-        with self._cond:
-            self._cache.update(fresh)
-        return [h if h is not None else fresh[k] for k, h in zip(keys, hits, strict=True)]
-
-    def predict(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
-        return self.predict_many([arch], steps)[0]
-
-    def predict_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        return [PredictResponse.model_validate_json(raw) for raw in self.predict_json_many(archs, steps)]
-
-    def predict_views(self, archs: Sequence[Architecture], steps: Sequence[int] | None, view: str,
-                      layers: Sequence[int] | None) -> list[PredictResponse]:
-        """``compact`` answers for sweeps: what is not cached is computed and compacted without building (or
-        caching) the per-layer objects the view drops."""
+    def answers_json(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None, view: str = "full",
+                     layers: Sequence[int] | None = None, who: PredictorInfo | None = None) -> list[bytes]:
+        """The serialised answers; ``view="summary"`` and/or ``layers`` give the compact answer for sweeps."""
+        who = who or self.predictor()
+        if view not in ("full", "summary"):
+            raise ValueError(f"view: expected 'full' or 'summary', got {view!r}")
+        for i, a in enumerate(archs):
+            if bad := [x for x in layers or () if not 0 <= x < a.n_layers]:
+                where = f"architectures[{i}] " if len(archs) > 1 else ""
+                raise ValueError(f"layers: {where}has {a.n_layers} layers (0-{a.n_layers - 1}); no layer {ranges(bad)}")
+        fields = self.fields_many(archs, steps, who)
         if view == "full" and layers is None:
-            return self.predict_many(archs, steps)
+            return [self.write(f) for f in fields]
         keep = set(layers or ())
-        with self._cond:
-            hits = [self._cache.get(self._key(a, steps)) for a in archs]
-        todo = [a for a, h in zip(archs, hits, strict=True) if h is None]
-        fresh = iter(self.answer_fields_many(todo, steps)) if todo else iter(())
-        out = []
-        for h in hits:
-            if h is not None:
-                resp = PredictResponse.model_validate_json(h)
-            else:
-                f = next(fresh)
-                resp = PredictResponse(**{**f, "layers": [d for d in f["layers"] if d["layer"] in keep]})
-            out.append(compact(resp, view, list(layers) if layers is not None else None))
-        return out
+        return [compact(PredictResponse(**{**f, "layers": [d for d in f["layers"] if d["layer"] in keep]}), view,
+                        list(layers) if layers is not None else None).model_dump_json().encode() for f in fields]
+
+    def answers(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None,
+                who: PredictorInfo | None = None) -> list[PredictResponse]:
+        return [PredictResponse.model_validate_json(raw) for raw in self.answers_json(archs, steps, who=who)]
 
     # -- compare
-    def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None) -> CompareResponse:
-        answers = dict(zip(variants, self.predict_many(list(variants.values()), steps), strict=True))
+    def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None,
+                who: PredictorInfo | None = None) -> CompareResponse:
+        who = who or self.predictor()
+        answers = dict(zip(variants, self.answers(list(variants.values()), steps, who), strict=True))
         names = list(variants)
         base = names[0]
         summaries = [
@@ -443,7 +411,24 @@ class Engine:
             for n in names
         ]
         diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n]) for n in names[1:]]
-        return CompareResponse(predictor=self.predictor, baseline=base, variants=summaries, differences=diffs)
+        return CompareResponse(predictor=who, baseline=base, variants=summaries, differences=diffs)
+
+    # -- nowcast
+    def nowcast(self, arch: Architecture, observations: Sequence[Any], steps: Sequence[int] | None = None,
+                who: PredictorInfo | None = None) -> NowcastResponse:
+        """The /predict answer of the forecast updated by a run's checkpoints. Mitigations are matched on
+        the updated forecast; their what-if effects are changes of the design, measured on the design's
+        forecast, so with no observations the answer's mitigations are exactly /predict's."""
+        who = who or self.predictor()
+        steps = list(steps) if steps else None
+        res = nowcast(self.engine, arch, observations, steps=steps)
+        fc = ForecastArrays.from_forecast(res.forecast)
+        prior = self.engine.forecast_arrays(arch, steps)
+        cand = {k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
+        dist = dict(cand.values())
+        ends = self.engine.end_intervals_many([parse_architecture({**arch.model_dump(), **c}) for c in dist.values()])
+        fields = self._fields(arch, fc, prior, cand, dist, ends, who)
+        return NowcastResponse(**fields, nowcast=res.info, nowcast_layers=res.layers)
 
 
 def _held_out_text(info: dict) -> str | None:
@@ -502,11 +487,3 @@ def diff(
     if wb - wa:
         text.append(f"outside the predictor's training range in {name} only: {', '.join(sorted(wb - wa))}")
     return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, text=text)
-
-
-def load_engine(model_uri: str | None = None, tracking_uri: str | None = None) -> Engine:
-    """The registered predictor at ``model_uri`` (default: the configured alias) behind an ``Engine``."""
-    from service.model import load_predictor
-
-    predictor = load_predictor(model_uri=model_uri, tracking_uri=tracking_uri)
-    return Engine(predictor, model_uri=predictor.model_uri)

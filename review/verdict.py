@@ -4,7 +4,7 @@
 
 - Each CONFIG is a native architecture JSON, a Hugging Face ``config.json`` (converted by
   ``predictor.hf_config``, which names every inferred or defaulted field), or a folder of them.
-- The forecast is ``service.core.Engine``'s, the same answer as ``maforecast predict`` and
+- The forecast is ``predictor.answer.Engine``'s, the same answer as ``maforecast predict`` and
   ``POST /predict`` (``PredictResponse``).
 - A policy is YAML validated by ``Policy`` (pydantic). Without ``--policy`` each candidate is
   checked against ``default_policy(precision_target)``.
@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from maforecast.errors import UserError
+from predictor.answer import ranges
 from predictor.architecture import PrecisionTarget
-from service.precision import CHECKS, TARGET_FORMATS
+from predictor.precision import CHECKS, TARGET_FORMATS
+from registry.loader import RegisteredPredictor
+from review.inputs import Candidate
 
 SCHEMA_VERSION = "1.0"  # of the review JSON answer; a tool should check the major number
 
@@ -46,10 +46,6 @@ OVERFLOW_CHECKS = frozenset({"overflow", "overflow_unscaled"})
 MASSIVE_ABS, MASSIVE_RATIO = 100.0, 1000.0  # Sun et al.: |a| > 100 and > 1000 x median
 Z95 = 1.6448536269514722
 STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
-AUX_JSON = frozenset(
-    {"generation_config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json",
-     "preprocessor_config.json", "added_tokens.json", "training.json"}
-)
 
 
 # ------------------------------------------------------------------------------------ policy
@@ -472,7 +468,7 @@ def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
         what = f"{wfmt or '/'.join(formats)}{' ' + '+'.join(checks) if checks else ''}"
         per_layer = layer_format_probabilities(precision.get(wfmt), checks) if wfmt else {}
         layers = sorted(layer for layer, p in per_layer.items() if p > rule.max_probability)
-        where = f" (layers {_ranges(layers)})" if layers else ""
+        where = f" (layers {ranges(layers)})" if layers else ""
         broken = worst > rule.max_probability
         return result(broken, round(worst, 4), rule.max_probability,
                       f"P({what} limit crossed) = {worst:.2f} {'>' if broken else '<='} {rule.max_probability:g}{where}", wsrc)
@@ -485,7 +481,7 @@ def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
             sources.add(src)
         layers = sorted(k for k, p in probs.items() if p >= rule.min_probability)
         broken = len(layers) > rule.max_layers
-        text = (f"{len(layers)} layer(s) forecast massive (p >= {rule.min_probability:g}): {_ranges(layers)}"
+        text = (f"{len(layers)} layer(s) forecast massive (p >= {rule.min_probability:g}): {ranges(layers)}"
                 if layers else f"no layer forecast massive (largest p_massive {max(probs.values(), default=0):.2f})")
         return result(broken, layers, rule.max_layers, f"{text}; allowed {rule.max_layers}",
                       "forecast" if sources == {"forecast"} else "interval")
@@ -515,20 +511,6 @@ def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
     raise UserError(f"unknown rule check {kind!r}")  # unreachable: the schema forbids it
 
 
-def _ranges(layers: Sequence[int]) -> str:
-    out, run = [], []
-    for x in sorted(set(layers)):
-        if run and x == run[-1] + 1:
-            run.append(x)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [x]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out)
-
-
 def rules_for(policy: Policy | None, precision_target: str) -> list[Any]:
     if policy is None:
         return list(default_policy(precision_target).rules)
@@ -537,18 +519,6 @@ def rules_for(policy: Policy | None, precision_target: str) -> list[Any]:
         own = {r.rule_id() for r in rules}
         rules += [r for r in default_policy(precision_target).rules if r.rule_id() not in own]
     return rules
-
-
-@dataclass
-class Candidate:
-    name: str
-    source: str
-    kind: str
-    arch: Any  # predictor.architecture.Architecture
-    inferred: list[str] = field(default_factory=list)
-    answer: Any = None  # PredictResponse
-    verdict: CandidateVerdict | None = None
-    index: int = 0  # position in the input (the report compares each candidate with the first)
 
 
 def verdict(cand: Candidate, policy: Policy | None, full: bool = False) -> CandidateVerdict:
@@ -621,23 +591,22 @@ def predictor_scores(info: dict | None) -> list[dict[str, Any]]:
     return rows
 
 
-def predictor_block(engine: Any) -> dict[str, Any]:
-    p = get(engine, "predictor")
-    info = dict(get(engine, "info") or {})
+def predictor_block(predictor: RegisteredPredictor) -> dict[str, Any]:
+    p, info = predictor.predictor, predictor.info()
     return {
-        "name": get(p, "name"), "version": get(p, "version"), "alias": get(p, "alias"), "model_uri": get(p, "model_uri"),
+        "name": p.name, "version": p.version, "alias": p.alias, "model_uri": p.model_uri,
         "headline_metric": info.get("headline_metric"), "data_digest": info.get("data_digest"),
         "scores": predictor_scores(info),
     }
 
 
-def review(candidates: list[Candidate], engine: Any, policy: Policy | None, full: bool = False,
+def review(candidates: list[Candidate], predictor: RegisteredPredictor, policy: Policy | None, full: bool = False,
            policy_source: str | None = None) -> ReviewAnswer:
-    """Forecast every candidate with ``engine`` and judge it; candidates come back sorted by risk."""
+    """Answer every candidate with the registered ``predictor`` and judge it; candidates come back sorted by risk."""
     for c in candidates:
         if c.answer is None:
             try:
-                c.answer = engine.predict(c.arch)
+                c.answer = predictor.answer(c.arch)
             except UserError as exc:
                 raise UserError(f"{c.source}: {exc}") from None
             except (ValueError, ArithmeticError) as exc:
@@ -649,164 +618,4 @@ def review(candidates: list[Candidate], engine: Any, policy: Policy | None, full
     status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     name = (f"{policy.name} ({policy_source})" if policy_source else policy.name) if policy else "default (per precision_target)"
     return ReviewAnswer(status=status, exit_code=1 if status == "fail" else 0, policy=name,
-                        predictor=predictor_block(engine), candidates=verdicts)
-
-
-# ------------------------------------------------------------------------------------ inputs
-
-
-def config_files(paths: Sequence[Path | str]) -> list[Path]:
-    """The JSON files named by ``paths`` (a folder contributes every *.json below it, auxiliary HF files skipped)."""
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*.json") if f.name not in AUX_JSON and not f.name.endswith(".index.json"))
-            if not found:
-                raise UserError(f"{p}: folder holds no architecture JSON or config.json")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise UserError(f"{p}: no such file or folder")
-    return out
-
-
-def _model_type(path: Path) -> str | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    doc = doc.get("config", doc) if isinstance(doc, dict) else {}
-    return str(doc.get("model_type")) if isinstance(doc, dict) and doc.get("model_type") else None
-
-
-def _label(path: Path) -> str:
-    if path.name == "config.json" and path.parent.name:
-        return path.parent.name
-    return path.stem
-
-
-def load_candidates(paths: Sequence[Path | str], training: dict | None = None) -> list[Candidate]:
-    from service.cli import detect_kind, load_architecture
-
-    files = config_files(paths)
-    out: list[Candidate] = []
-    names: dict[str, int] = {}
-    for f in files:
-        try:
-            kind = detect_kind(json.loads(f.read_text(encoding="utf-8")))
-        except (OSError, ValueError, UserError):
-            kind = "?"
-        try:
-            arch, notes = load_architecture(f, training)
-        except UserError as exc:
-            msg = " ".join(str(exc).split())
-            raise UserError(msg if msg.startswith(str(f)) else f"{f}: {msg}") from None
-        name = _label(f)
-        if name in names:
-            names[name] += 1
-            name = f"{name}#{names[name]}"
-        else:
-            names[name] = 1
-        if kind != "native" and arch.name in (None, "", _model_type(f)):
-            arch = arch.model_copy(update={"name": name})  # a config.json names no model: use its folder
-        out.append(Candidate(name=name, source=str(f), kind=kind, arch=arch, inferred=list(notes[1:]), index=len(out)))
-    return out
-
-
-# ------------------------------------------------------------------------------------ output
-
-
-def render_table(answer: ReviewAnswer, console=None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from service.cli import _console
-
-    con = console or _console()
-    p = answer.predictor
-    t = Table(title=f"design review: {escape(answer.policy)} | predictor {escape(str(p.get('name')))} "
-              f"v{escape(str(p.get('version') or '?'))} ({escape(str(p.get('alias') or 'pinned'))})")
-    for col in ("#", "candidate", "verdict", "risk", "target", "massive layers", "peak |a|", "rules broken"):
-        t.add_column(col, overflow="fold", justify="right" if col in ("#", "risk", "peak |a|") else "left")
-    colors = {"fail": "red", "warn": "yellow", "pass": "green"}
-    for i, v in enumerate(answer.candidates, 1):
-        broken = [r for r in v.results if r.status in ("fail", "warn")]
-        text = "; ".join(f"[{colors[r.status]}]{escape(r.id)}[/]: {escape(r.message)}" for r in broken) or "-"
-        t.add_row(str(i), escape(v.name), f"[{colors[v.status]}]{v.status.upper()}[/]", f"{v.risk:.2f}",
-                  v.precision_target, f"{len(v.massive_layers)} ({_ranges(v.massive_layers)})" if v.massive_layers else "0",
-                  _fmt(v.largest_peak_abs), text)
-    con.print(t)
-    n = {s: sum(v.status == s for v in answer.candidates) for s in ("pass", "warn", "fail")}
-    con.print(f"{len(answer.candidates)} candidate(s): {n['pass']} pass, {n['warn']} warn, {n['fail']} fail "
-              f"-> exit {answer.exit_code}")
-
-
-def load_engine(model_uri: str | None = None, alias: str | None = None, version: str | None = None):
-    """The same Engine ``maforecast predict`` builds."""
-    from service.core import load_engine as load
-    from service.model import resolve_model_uri
-
-    return load(resolve_model_uri(model_uri, alias, version))
-
-
-def _read_training(path: Path | None, precision_target: str | None) -> dict | None:
-    training: dict[str, Any] = {}
-    if path is not None:
-        try:
-            training = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: not readable JSON ({' '.join(str(exc).split())})") from None
-        if not isinstance(training, dict):
-            raise UserError(f"{path}: must hold a JSON object of training fields")
-    if precision_target:
-        training["precision_target"] = precision_target
-    return training or None
-
-
-@click.command("review", short_help="Gate candidate configs on a forecast policy; verdict table, HTML report.")
-@click.argument("configs", nargs=-1, required=True)
-@click.option("--policy", "policy_path", default=None, help="Policy YAML (default: rules derived from each precision_target).")
-@click.option("--html", "html_path", default=None, help="Write the self-contained HTML report here.")
-@click.option("--json", "json_path", default=None, help="Write the verdicts as JSON here ('-' for stdout).")
-@click.option("--full", is_flag=True, help="Include each full /predict answer in the JSON.")
-@click.option("--training", "training_path", default=None, help="JSON object of training fields applied to every CONFIG.")
-@click.option("--precision-target", default=None,
-              type=click.Choice(list(TARGET_FORMATS)), help="Override every candidate's precision_target.")
-@click.option("--model-uri", default=None, help="MLflow model URI (default models:/<name>@champion).")
-@click.option("--alias", default=None, help="Registry alias to load (default champion).")
-@click.option("--version", "version", default=None, help="Registry version to load instead of an alias.")
-def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str | None, json_path: str | None, full: bool,
-               training_path: str | None, precision_target: str | None, model_uri: str | None, alias: str | None,
-               version: str | None) -> None:
-    """Review CONFIG... (architecture JSON, HF config.json, or folders of them) against a policy.
-
-    Exit 0: all pass (warnings allowed); 1: any fails; 2: bad input.
-    """
-    policy = load_policy(policy_path) if policy_path else None
-    training = _read_training(Path(training_path) if training_path else None, precision_target)
-    candidates = load_candidates(configs, training)
-    engine = load_engine(model_uri, alias, version)
-    answer = review(candidates, engine, policy, full=full, policy_source=policy_path)
-    if json_path == "-":
-        click.echo(answer.model_dump_json(indent=2))
-    else:
-        render_table(answer)
-        if json_path:
-            _write(json_path, answer.model_dump_json(indent=2))
-    if html_path:
-        from service.report import render_report
-
-        _write(html_path, render_report(candidates, answer))
-    sys.exit(answer.exit_code)
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    click.echo(f"wrote {path}", err=True)
+                        predictor=predictor_block(predictor), candidates=verdicts)

@@ -11,7 +11,7 @@ from maforecast.settings import get_settings, stats_path
 def load_training_stats(reference: bool):
     """The stats table of the data home (or the bundled reference data)."""
     from maforecast.tables import StatsRow, read_table
-    from predictor.dataset import reference_stats
+    from registry.dataset import reference_stats
 
     if reference:
         return reference_stats()
@@ -32,8 +32,8 @@ def load_training_stats(reference: bool):
 @click.option("--no-register", is_flag=True, help="Log the run and model but do not register a version.")
 def train(reference: bool, protocol: str, family_weight: str, cv: tuple[str, ...], no_register: bool) -> None:
     """Evaluate (grouped CV) and train the forecast engine, log an MLflow run, register it as `challenger`."""
-    from predictor.registry import HEADLINE_METRIC, scores_table
-    from predictor.registry import train as train_fn
+    from registry.training import HEADLINE_METRIC, scores_table
+    from registry.training import train as train_fn
 
     stats = load_training_stats(reference)
     res = train_fn(stats, engine_params={"protocol": protocol, "family_weight": family_weight}, register=not no_register,
@@ -51,7 +51,20 @@ def train(reference: bool, protocol: str, family_weight: str, cv: tuple[str, ...
 @click.option("--force", is_flag=True, help="Promote even if the challenger is not better.")
 def promote(force: bool) -> None:
     """Move alias `champion` to the `challenger` version if it beats the champion."""
-    from predictor.registry import promote as promote_fn
+    from registry.training import promote as promote_fn
 
     res = promote_fn(force=force)
     click.echo(res.message)
+
+
+@click.command(short_help="Register a version again with an edited mitigation knowledge base (no refit).")
+@click.option("--knowledge-base", "kb", type=click.Path(dir_okay=False), default=None,
+              help="Knowledge-base YAML (default: the bundled maforecast/data/reference/mitigations.yaml).")
+@click.option("--version", "version", default=None, help="Version whose fitted engine is reused (default: the champion).")
+def relog(kb: str | None, version: str | None) -> None:
+    """Register VERSION's fitted engine again with the knowledge base KB, as a new `challenger` version."""
+    from registry.training import relog as relog_fn
+
+    new = relog_fn(version, kb)
+    click.echo(f"registered {get_settings().registered_model} version {new} as challenger (engine not refitted); "
+               "`maforecast promote --force` makes it champion (its held-out scores are the engine's, unchanged)")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from predictor.architecture import pythia_architectures
+from registry.reference import pythia_architectures
 
 BASE = {"name": "base", "n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192, "total_steps": 143000,
         "learning_rate": 3e-4}

@@ -1,0 +1,183 @@
+"""The answer's schemas: what a registered predictor version returns (``/predict``, ``/compare``,
+``/predict_batch``, ``/nowcast``; ``predictor.pyfunc``). One definition each; the service and review
+read these typed fields."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from predictor.architecture import Architecture
+from predictor.nowcast import LayerNowcast, NowcastInfo
+from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast
+
+View = Literal["full", "summary"]
+VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
+             "(summary, precision risk without per-layer details, effective mitigations with their predicted effect and "
+             "first citation but no mechanism text; no layers unless `layers` picks some).")
+
+
+
+
+class PredictorInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    model_uri: str | None = None
+    beats_baseline: bool | None = Field(default=None, description="Whether this predictor beats the predict-the-constant "
+                                        "baseline on held-out families (False: served only because nothing better exists).")
+    held_out: str | None = Field(default=None, description="Its held-out score next to the constant's, in words.")
+
+
+class Summary(BaseModel):
+    """Model-level summary of the per-layer forecast."""
+
+    n_layers: int
+    t_end: int
+    massive_layers: list[int] = Field(description="Layers predicted to host massive activations.")
+    earliest_emergence_step: Interval | None = Field(description="Smallest t_emerge among massive layers (all layers if none).")
+    earliest_emergence_layer: int | None
+    largest_peak_abs: Interval
+    largest_peak_layer: int
+    largest_ratio_end: Interval
+    largest_ratio_layer: int
+    early_peak_layers: list[int]
+    p_massive: float | None = Field(default=None, description="Probability that some layer is massive (Sun et al.) by the planned end.")
+    unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (constant shown).")
+
+
+class LayerRiskOut(BaseModel):
+    layer: int
+    check: str
+    quantity: str = Field(description="peak_abs or ratio")
+    limit: float
+    predicted: float
+    predicted_hi: float
+    certainty: str = Field(description="likely (point forecast crosses) | possible (only the interval does)")
+    from_step: float | None
+    from_step_hi: float | None
+
+
+class PrecisionRisk(BaseModel):
+    format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
+    max_value: float
+    at_risk: bool = Field(description="Some layer's point forecast crosses one of this format's limits.")
+    target: bool = Field(description="The architecture's precision_target uses this format.")
+    layers: list[int] = Field(description="Layers whose point forecast crosses a limit (likely).")
+    possible_layers: list[int] = Field(description="Further layers that cross only within their interval (possible).")
+    from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
+    probability: float | None = Field(default=None, description="Probability that some layer crosses one of this format's "
+                                      "limits (overflow, or a ratio that swamps the format) by the planned end.")
+    why: str
+    details: list[LayerRiskOut]
+
+
+class CitationOut(BaseModel):
+    title: str
+    arxiv: str
+    url: str
+    setting: str
+    result: str
+    confidence: str
+    repo: str | None = None
+
+
+class MitigationEffect(BaseModel):
+    """The mitigation applied to the architecture and forecast again (what-if)."""
+
+    applied: dict[str, Any] = Field(description="Architecture fields changed: field -> new value.")
+    peak_abs_before: Interval
+    peak_abs_after: Interval
+    ratio_end_before: Interval
+    ratio_end_after: Interval
+    risk_before: dict[str, float] = Field(description="precision format -> probability of crossing its limits, before.")
+    risk_after: dict[str, float] = Field(description="... and after the change.")
+    reduction: float = Field(description="log10(peak before / peak after) + risk drop on the target formats: the ranking's predicted part.")
+    text: str
+
+
+class Mitigation(BaseModel):
+    id: str
+    name: str
+    category: str
+    rank: int
+    level: str = Field(description="strong | moderate | situational | informational | not_recommended")
+    effective: bool = Field(description="Expected to reduce the risk for this architecture (level strong/moderate/situational).")
+    why: str
+    mechanism: str
+    changes: list[str]
+    expected_effect: dict[str, str]
+    cost: str
+    caveats: list[str]
+    citations: list[CitationOut] = Field(min_length=1)
+    motivating_layers: list[int]
+    motivation: str
+    unknown_fields: list[str] = Field(default_factory=list, description="Rule fields the request did not determine.")
+    effect: MitigationEffect | None = Field(default=None, description="Predicted effect when the mitigation maps onto "
+                                            "architecture fields (None: the forecast cannot represent it).")
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    predictor: PredictorInfo
+    architecture: str
+    t_end: int
+    summary: Summary
+    layers: list[LayerForecast]
+    precision: list[PrecisionRisk]
+    applicability: list[ApplicabilityWarning]
+    mitigations: list[Mitigation]
+    notes: list[str] = Field(default_factory=list)
+    inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")
+    architecture_input: Architecture | None = Field(default=None, description="/predict_hf_config: the converted architecture.")
+    view: View = Field(default="full", description=VIEW_HELP)
+
+
+def compact(resp: PredictResponse, view: str = "full", layers: list[int] | None = None) -> PredictResponse:
+    """The answer for sweeps: summary view drops per-layer trajectories and risk details; ``layers`` keeps only those."""
+    if view == "full" and layers is None:
+        return resp
+    keep = set(layers) if layers is not None else set()
+    update: dict[str, Any] = {"view": view, "layers": [lf for lf in resp.layers if lf.layer in keep]}
+    if view == "summary":
+        update["precision"] = [r.model_copy(update={"details": [d for d in r.details if d.layer in keep]}) for r in resp.precision]
+        # effective mitigations only, each with its predicted effect and its first citation (the full texts are in "full")
+        update["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
+                                                      "citations": m.citations[:1]}) for m in resp.mitigations if m.effective]
+    return resp.model_copy(update=update)
+
+
+class VariantSummary(BaseModel):
+    name: str
+    architecture: str
+    summary: Summary
+    precision_at_risk: list[str]
+    top_mitigations: list[str]
+    applicability_fields: list[str]
+
+
+class Difference(BaseModel):
+    variant: str
+    baseline: str
+    changed_inputs: dict[str, list[Any]] = Field(description="field -> [baseline value, variant value]")
+    effects: dict[str, list[Any]] = Field(description="summary quantity -> [baseline, variant]")
+    text: list[str] = Field(description="The differences in words.")
+
+
+class CompareResponse(BaseModel):
+    predictor: PredictorInfo
+    baseline: str
+    variants: list[VariantSummary]
+    differences: list[Difference]
+
+
+class NowcastResponse(PredictResponse):
+    """The ``/predict`` answer from the updated forecast, plus what the observations did."""
+
+    nowcast: NowcastInfo
+    nowcast_layers: list[LayerNowcast] = Field(description="Per layer: observed vs prior and updated forecast, "
+                                               "deviation (max |z|), left_band.")

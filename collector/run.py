@@ -357,7 +357,7 @@ def collect_series(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc=f"collect {checkpoints[0].model}", unit="ckpt", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(todo), desc=f"collect {checkpoints[0].model}", unit="ckpt", disable=None if progress else True, dynamic_ncols=True)
     if executor == "ray":
         results = _iter_ray(todo, probe.input_ids, options, ray_address, ray_num_cpus)
     else:

@@ -113,7 +113,7 @@ def fit_table(
     size = max(1, min(64, len(todo) // (n_jobs * 4))) if todo else 1
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     with tqdm(total=len(series), initial=len(series) - len(todo), desc="fitting", unit="series",
-              disable=not progress) as bar:
+              disable=None if progress else True) as bar:
 
         def collect(chunk: list[int], rows: list[dict]) -> None:
             for i, row in zip(chunk, rows, strict=True):

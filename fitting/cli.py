@@ -10,7 +10,7 @@ from maforecast.settings import fits_path, stats_path
 from maforecast.tables import METRICS
 
 
-@click.command("fit")
+@click.command("fit", short_help="Fit the Eq. 9 emergence curve to every (model, layer, metric) series.")
 @click.option("--stats", "stats_file", type=click.Path(path_type=Path), default=None,
               help="Stats table (parquet/CSV). Default: the data home's table, or the bundled reference data.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Fits table to write (default: data home).")

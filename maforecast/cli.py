@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "registry.cli:train",
     "promote": "registry.cli:promote",
     "relog": "registry.cli:relog",
+    "ui": "registry.cli:ui",
     "predict": "review.cli:predict",
     "review": "review.cli:review_cmd",
     "serve": "service.cli:serve",

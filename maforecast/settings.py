@@ -6,6 +6,7 @@ Values come from environment variables prefixed ``MAFORECAST_`` (and the standar
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from pathlib import Path
@@ -99,10 +100,14 @@ def get_settings() -> Settings:
 
 
 def quiet_telemetry() -> None:
-    """Switch off third-party telemetry; we never want it from this tool."""
+    """Switch off third-party telemetry (we never want it from this tool) and the progress bars MLflow
+    draws for every artifact download, which flood non-interactive logs (``make serve``)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's INFO lines ("Validating input example", "Updating database tables") say nothing a user acts on
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def stats_path(settings: Settings | None = None) -> Path:

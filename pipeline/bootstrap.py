@@ -5,6 +5,14 @@ trained version is tagged with that run: the champion has its lineage) and recor
 ``<data home>/bootstrap.json``, the digest of its input and what it produced. A stage whose input
 digest matches the record and whose output still exists is skipped and says so, so a second run
 changes nothing. ``--force`` reruns everything.
+
+Serving serves the champion: when a champion this code can serve exists, new evidence (rows that
+``maforecast collect`` or ``monitor`` added) is announced with the command that trains a challenger
+(``maforecast bootstrap --retrain``), not trained silently. A champion this code cannot serve (logged
+with another model interface or predictor code) is replaced: that is the upgrade path of a data home.
+
+The stages import their dependencies inside the functions: ``maforecast --help`` imports this
+module, and MLflow, scipy and the fitting code take seconds to import.
 """
 
 from __future__ import annotations
@@ -69,7 +77,13 @@ def stage_import(settings: Settings, state: State, force: bool, echo: Echo) -> b
     return True
 
 
-def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+def _held(echo: Echo, stage: str, held: str) -> bool:
+    echo(f"{stage}: the stats table has new evidence since champion version {held} was trained; serving version {held} "
+         "unchanged (`maforecast bootstrap --retrain` fits and trains a challenger on it)")
+    return False
+
+
+def stage_fit(settings: Settings, state: State, force: bool, echo: Echo, held: str | None = None) -> bool:
     from maforecast.tables import FitRow, StatsRow, read_table, write_table
 
     stats_digest = _table_digest(stats_path(settings), StatsRow)
@@ -78,6 +92,8 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool
     if not force and rec.get("stats_digest") == stats_digest and rec.get("fits_digest") == _table_digest(out, FitRow):
         echo(f"[2/4] fit: fits in {out} are up to date with the stats table; unchanged")
         return False
+    if held:
+        return _held(echo, "[2/4] fit", held)
     from fitting.batch import fit_table
     from fitting.tracking import log_fit_run
     from maforecast.tables import locked
@@ -97,21 +113,24 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo) -> bool
     return True
 
 
-def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small: bool = False) -> bool:
+def stage_train(settings: Settings, state: State, force: bool, echo: Echo, held: str | None = None) -> bool:
     from maforecast.tables import FitRow, StatsRow
     from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
+    from predictor.pyfunc import code_digest
 
     inputs = {
         "fits_digest": _table_digest(fits_path(settings), FitRow),
         "stats_digest": _table_digest(stats_path(settings), StatsRow),
-        "small": bool(small),
         "pyfunc_interface": PYFUNC_INTERFACE,  # a new model interface needs a new version
+        "code_digest": code_digest(),  # and so does other predictor code (a version answers with its own)
     }
     rec = state.get("train")
     version = rec.get("version")
     if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
         echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
         return False
+    if held:
+        return _held(echo, "[3/4] train", held)
     from registry.cli import load_training_stats
     from registry.training import train
 
@@ -130,11 +149,11 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, small
     return True
 
 
-def stage_promote(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+def stage_promote(settings: Settings, state: State, force: bool, echo: Echo, held: str | None = None) -> bool:
     version = state.get("train").get("version")
     current = _alias_version(settings, settings.model_alias)
-    if current is not None and current == version:
-        echo(f"[4/4] promote: {settings.model_alias} already points at version {version}; unchanged")
+    if current is not None and (current == version or held):
+        echo(f"[4/4] promote: {settings.model_alias} already points at version {current}; unchanged")
         return False
     from registry.training import promote
 
@@ -179,12 +198,25 @@ def _alias_version(settings: Settings, alias: str) -> str | None:
         return None
 
 
-def run(force: bool = False, echo: Echo = print, settings: Settings | None = None, small: bool = False) -> bool:
-    """Run all stages; returns whether anything changed. ``small`` trains a quick predictor."""
+def servable_champion(settings: Settings) -> str | None:
+    """The champion's version if this code can serve it (its interface and predictor code), else None."""
+    from registry.training import servable
+
+    try:
+        mv = _client(settings).get_model_version_by_alias(settings.registered_model, settings.model_alias)
+    except Exception:
+        return None
+    return str(mv.version) if servable(mv.tags) else None
+
+
+def run(force: bool = False, echo: Echo = print, settings: Settings | None = None, retrain: bool = False) -> bool:
+    """Run all stages; returns whether anything changed. ``retrain``: fit and train on new evidence even
+    when a servable champion exists (otherwise new evidence is announced, not trained)."""
     s = settings or get_settings()
     state = State(s)
+    held = None if force or retrain else servable_champion(s)
     changed = stage_import(s, state, force, echo)
-    changed |= stage_fit(s, state, force, echo)
-    changed |= stage_train(s, state, force, echo, small=small)
-    changed |= stage_promote(s, state, force, echo)
+    changed |= stage_fit(s, state, force, echo, held)
+    changed |= stage_train(s, state, force, echo, held)
+    changed |= stage_promote(s, state, force, echo, held)
     return changed

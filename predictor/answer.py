@@ -36,6 +36,7 @@ from predictor.response import (
     compact,
 )
 from predictor.schemas import EndIntervals, ForecastArrays, Interval, IntervalArrays
+from predictor.text import ranges
 
 _RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
 # the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
@@ -47,21 +48,6 @@ ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
     "qk_norm": ("qk_norm", True),
     "osp_muon_ssnorm": ("optimizer", "muon"),
 }
-
-
-def ranges(layers: Sequence[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2, 5'."""
-    out, run = [], []
-    for x in sorted(set(layers)):
-        if run and x == run[-1] + 1:
-            run.append(x)
-            continue
-        if run:
-            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-        run = [x]
-    if run:
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out)
 
 
 def _g(x: float | None) -> str:
@@ -103,26 +89,34 @@ def _log_gauss(ivs: Sequence[IntervalArrays]) -> tuple[np.ndarray, np.ndarray]:
     return la[0], np.maximum((la[2] - la[1]) / (2 * 1.6448536269514722), 1e-6)
 
 
-def format_probabilities(fc: ForecastArrays) -> dict[str, float]:
-    """Per format: the probability that some layer crosses one of its limits by the planned end (the
-    largest over layers and checks: layers move together, so this is the probability of the worst)."""
-    return format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
+def layer_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays]]) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray]:
+    """Per (format, check): the probability that each layer crosses the check's limit by the planned end,
+    all layers of all ``ends`` (a forecast and its what-if variants: their per-layer peak |a| and end
+    ratio) in one array; and where each forecast's layers start. The one formula behind every
+    probability of the answer (per layer and check, per check, per format) and of the review gate."""
+    starts = np.cumsum([0] + [len(p.value) for p, _ in ends[:-1]])
+    logs = {"peak_abs": _log_gauss([p for p, _ in ends]), "ratio": _log_gauss([r for _, r in ends])}
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for fmt, checks in prec.CHECKS.items():
+        for name, check in checks:
+            mu, sd = logs[check.quantity]
+            v = ndtr((mu - math.log10(check.limit)) / sd)
+            out[(fmt, name)] = np.where(np.isfinite(v), v, 0.0)
+    return out, starts
 
 
 def format_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays]]) -> list[dict[str, float]]:
-    """``format_probabilities`` of several forecasts' (peak |a|, end ratio) at once (a forecast and its
-    what-if variants: one pass over all their layers)."""
+    """Per forecast and format: the probability that some layer crosses one of the format's limits by the
+    planned end (the largest over layers and checks: layers move together, so this is the probability
+    of the worst)."""
     if not ends:
         return []
-    starts = np.cumsum([0] + [len(p.value) for p, _ in ends[:-1]])
-    logs = {"peak_abs": _log_gauss([p for p, _ in ends]), "ratio": _log_gauss([r for _, r in ends])}
+    probs, starts = layer_probabilities_many(ends)
     out: list[dict[str, float]] = [{} for _ in ends]
     for fmt, checks in prec.CHECKS.items():
         best = np.zeros(len(ends))
-        for _, check in checks:
-            mu, sd = logs[check.quantity]
-            v = ndtr((mu - math.log10(check.limit)) / sd)
-            best = np.maximum(best, np.maximum.reduceat(np.where(np.isfinite(v), v, 0.0), starts))
+        for name, _ in checks:
+            best = np.maximum(best, np.maximum.reduceat(probs[(fmt, name)], starts))
         for i, p in enumerate(best.tolist()):
             out[i][fmt] = p
     return out
@@ -148,18 +142,24 @@ def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarr
 
 def precision_risks(fc: ForecastArrays, precision_target: str | None,
                     probs: dict[str, float] | None = None) -> list[PrecisionRisk]:
-    """Per format, the layers at risk and why; ``probs``: the forecast's ``format_probabilities`` if known."""
+    """Per format, the layers at risk and why, with the probability of crossing each limit per layer and
+    check, per check and per format (``probs``: the forecast's format probabilities if known)."""
     risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target)
-    probs = probs if probs is not None else format_probabilities(fc)
+    lp, _ = layer_probabilities_many([(fc.peak_abs, fc.ratio_end)])
+    probs = probs if probs is not None else format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
     out = []
     for r in risks:
         likely = [d.from_step for d in r.layers if d.from_step is not None]
         likely_layers = {d.layer for d in r.layers if d.certainty == "likely"}
+        details = [{"layer": d.layer, "check": d.check, "quantity": d.quantity, "limit": d.limit, "predicted": d.predicted,
+                    "predicted_hi": d.predicted_hi, "certainty": d.certainty, "from_step": d.from_step,
+                    "from_step_hi": d.from_step_hi, "probability": float(lp[(r.format, d.check)][d.layer])} for d in r.layers]
         out.append(PrecisionRisk.model_validate({  # one validation builds the details too (~160 for 24 layers)
             "format": r.format, "max_value": r.max_value, "at_risk": r.at_risk, "target": r.target,
             "layers": sorted(likely_layers), "possible_layers": sorted({d.layer for d in r.layers} - likely_layers),
-            "from_step": min(likely) if likely else None, "probability": probs.get(r.format), "why": r.why,
-            "details": r.layers}, from_attributes=True))
+            "from_step": min(likely) if likely else None, "probability": probs.get(r.format),
+            "check_probabilities": {name: float(lp[(r.format, name)].max(initial=0.0)) for name, _ in prec.CHECKS[r.format]},
+            "why": r.why, "details": details}))
     return out
 
 

@@ -10,9 +10,11 @@ this schema in ``registry.reference``.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from functools import lru_cache
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 FfnType = Literal["mlp", "glu"]
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "other"]
@@ -37,7 +39,8 @@ DEFAULT_TOTAL_STEPS = 143_000  # Pythia's training length
 class Architecture(BaseModel):
     """A proposed (or existing) decoder-only transformer and its training plan."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinities are refused by name ("Input should be a finite number"), not as "should be <= 1"
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     name: str | None = Field(default=None, max_length=200, description="Free-form label, e.g. 'my-1b-v2'.")
     # --- shape
@@ -86,6 +89,18 @@ class Architecture(BaseModel):
     @classmethod
     def _strip_name(cls, v: str | None) -> str | None:
         return v.strip() if isinstance(v, str) else v
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_coercion(cls, v: object, info: ValidationInfo) -> object:
+        """Booleans are not numbers and strings are not booleans: ``"n_layers": true`` would be a
+        1-layer model and ``"qk_norm": "yes"`` true in pydantic's lax mode."""
+        kind = _field_kinds(cls).get(info.field_name or "")
+        if kind == "bool" and not isinstance(v, bool):
+            raise PydanticCustomError("bool_type", "Input should be true or false, got {value}", {"value": repr(v)})
+        if kind == "number" and isinstance(v, bool):
+            raise PydanticCustomError("number_type", "Input should be a number, not a boolean")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> Architecture:
@@ -201,6 +216,19 @@ def family_of(model: str) -> str:
     if m := _QWEN25.match(model):
         return f"Qwen2.5-{m.group(1)}"
     return model
+
+
+@lru_cache(maxsize=4)
+def _field_kinds(model: type[BaseModel]) -> dict[str, str]:
+    """field -> 'bool' | 'number' for the fields whose values must not be coerced."""
+    out = {}
+    for name, f in model.model_fields.items():
+        args = set(get_args(f.annotation)) or {f.annotation}
+        if args <= {bool, type(None)}:
+            out[name] = "bool"
+        elif args & {int, float} and bool not in args:
+            out[name] = "number"
+    return out
 
 
 # -------------------------------------------------------------------- user-facing parsing

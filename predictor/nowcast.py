@@ -62,7 +62,7 @@ from scipy.special import expit, ndtr
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import QUANTITIES, Y0_DEFAULT, Z90, ForecastEngine, arch_timeline
-from predictor.schemas import Forecast
+from predictor.schemas import Forecast, LayerNowcast, NowcastInfo, ObservedPoint
 from predictor.timeline import hill
 
 SIGMA_PROBE = 0.03  # log10: probe-text noise of top1/median (CV 4-7 %)
@@ -163,55 +163,6 @@ def observation_frame(rows: Sequence[Observation | dict] | pd.DataFrame) -> pd.D
 
 
 # ------------------------------------------------------------------------ result schema
-class ObservedPoint(BaseModel):
-    """One observed (step, layer): measured ratio vs the prior and the updated forecast at that step."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    step: int
-    observed: float = Field(description="Measured top1/median (mean over samples).")
-    observed_abs: float = Field(description="Measured top-1 |h| (mean over samples).")
-    prior: float = Field(description="Prior (architecture) forecast of the ratio at this step.")
-    prior_lo: float = Field(description="Prior 90 % band widened by the observation noise.")
-    prior_hi: float
-    updated: float = Field(description="Updated (nowcast) forecast of the ratio at this step.")
-    updated_lo: float
-    updated_hi: float
-    z: float = Field(description="Signed deviation from the prior in units of its sd (|z| > 1.645: outside the band).")
-    outside: bool = Field(description="Outside the prior band.")
-
-
-class LayerNowcast(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    layer: int
-    observed: list[ObservedPoint]
-    deviation: float | None = Field(description="max |z| of this layer's observations against the prior (None: not observed).")
-    n_outside: int = Field(description="Observations outside the prior band.")
-    left_band: bool = Field(description="The latest observation of this layer is outside its prior band.")
-    prior_ratio_end: float
-    ratio_end: float = Field(description="Updated ratio at the planned end.")
-
-
-class NowcastInfo(BaseModel):
-    """What the update did (model-level)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_observations: int = Field(description="Observed (step, layer) points after averaging samples.")
-    n_rows: int
-    steps: list[int] = Field(description="Observed steps.")
-    last_step: int | None
-    deviation: float | None = Field(description="max over layers of the layer deviation (|z|).")
-    left_band: bool = Field(description="Some layer's latest observation is outside its prior band.")
-    layers_left: list[int]
-    log10_tau_e_prior: list[float] = Field(description="[mean, sd]")
-    log10_tau_e_posterior: list[float] = Field(description="[mean, sd]")
-    noise: dict[str, float] = Field(description="Observation noise (log10): white probe noise, correlated model misfit "
-                                    "and its correlation length in decades of steps.")
-    method: str
-
-
 class NowcastResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

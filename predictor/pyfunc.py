@@ -34,6 +34,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
 from predictor.answer import Answerer
@@ -105,9 +106,6 @@ class PredictorModel(PythonModel):
     def __init__(self, answerer: Answerer | None = None):
         self.answerer = answerer
 
-    def __getstate__(self):  # the engine travels as the ``bundle`` artifact, not inside the pickled wrapper
-        return {"answerer": None}
-
     def load_context(self, context):
         kb = context.artifacts.get("knowledge_base")
         self.answerer = Answerer(joblib.load(context.artifacts["bundle"]), load_kb(kb), context.model_config or {})
@@ -152,3 +150,10 @@ def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
         r["n_applicability_warnings"] = len(fc.applicability)
         rows.append(r)
     return pd.DataFrame(rows)
+
+
+# Models from code: a version logs this file as its model (``python_model=MODEL_CODE``) and MLflow builds
+# the model by running it, so no pickled Python object travels with a version (the fitted engine is the
+# ``bundle`` artifact).
+MODEL_CODE = str(Path(__file__).resolve())
+set_model(PredictorModel())

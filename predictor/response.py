@@ -9,8 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from predictor.architecture import Architecture
-from predictor.nowcast import LayerNowcast, NowcastInfo
-from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast
+from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast, LayerNowcast, NowcastInfo
 
 View = Literal["full", "summary"]
 VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
@@ -59,6 +58,7 @@ class LayerRiskOut(BaseModel):
     certainty: str = Field(description="likely (point forecast crosses) | possible (only the interval does)")
     from_step: float | None
     from_step_hi: float | None
+    probability: float = Field(description="Probability that this layer crosses this check's limit by the planned end.")
 
 
 class PrecisionRisk(BaseModel):
@@ -71,6 +71,8 @@ class PrecisionRisk(BaseModel):
     from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
     probability: float | None = Field(default=None, description="Probability that some layer crosses one of this format's "
                                       "limits (overflow, or a ratio that swamps the format) by the planned end.")
+    check_probabilities: dict[str, float] = Field(default_factory=dict, description="check -> probability that some "
+                                                  "layer crosses that check's limit by the planned end.")
     why: str
     details: list[LayerRiskOut]
 

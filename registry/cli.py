@@ -68,3 +68,31 @@ def relog(kb: str | None, version: str | None) -> None:
     new = relog_fn(version, kb)
     click.echo(f"registered {get_settings().registered_model} version {new} as challenger (engine not refitted); "
                "`maforecast promote --force` makes it champion (its held-out scores are the engine's, unchanged)")
+
+
+@click.command(short_help="Open the MLflow UI on the configured store (runs, registered versions, comparisons).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def ui(host: str, port: int) -> None:
+    """Run `mlflow ui` on the store this data home (or MLFLOW_TRACKING_URI) uses, and print where the
+    registered model's page is (MLflow 3 opens on its GenAI view; the link goes straight to the registry)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    s = get_settings()
+    store = s.resolved_tracking_uri
+    page = f"/#/models/{s.registered_model}"
+    if store.startswith(("http://", "https://")):
+        click.echo(f"the tracking server {store} serves the UI itself: open {store.rstrip('/')}{page}")
+        return
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe) if exe.exists() else "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port)]
+    click.echo(f"MLflow UI on {store}: http://{host}:{port}{page} (Ctrl+C stops it)", err=True)
+    try:
+        rc = subprocess.call(cmd, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    except KeyboardInterrupt:
+        rc = 130
+    if rc:
+        sys.exit(rc)

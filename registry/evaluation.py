@@ -157,7 +157,7 @@ def evaluate(ev: Evidence, by: str = "family", engine_params: dict | None = None
     obs = _observations(ev, full)
     recs, lrecs = [], []
     groups = groups_of(ev, by)
-    for g, models in tqdm(groups.items(), desc=f"leave one {by} out", disable=not progress, leave=False):
+    for g, models in tqdm(groups.items(), desc=f"leave one {by} out", disable=None if progress else True, leave=False):
         train = ev.without(models)
         assert_no_leak(train, models, by)
         if not len(train.layers):

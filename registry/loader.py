@@ -112,8 +112,8 @@ def resolve_model_uri(model_uri: str | None = None, alias: str | None = None, ve
     return f"models:/{s.registered_model}@{alias or s.model_alias}"
 
 
-def _load_error(exc: MlflowException, what: str, store: str) -> NoChampionError:
-    text = str(exc.message if hasattr(exc, "message") else exc)
+def _load_error(exc: Exception, what: str, store: str) -> NoChampionError:
+    text = str(getattr(exc, "message", None) or exc)
     if _UNREACHABLE.search(text):
         return StoreUnreachableError(f"the tracking server at {store} does not answer ({what}): start it, "
                                      "or point MLFLOW_TRACKING_URI / MAFORECAST_DATA_HOME at a reachable store")
@@ -149,10 +149,12 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
         what = f"alias '{alias}'" if alias else f"version {version}"
         try:
             mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-        except MlflowException as exc:
+        except Exception as exc:  # MLflow's own error, or the HTTP client's when the server is down
             err = _load_error(exc, f"no predictor {name!r} with {what}", store)
             if isinstance(err, StoreUnreachableError):
                 raise err from None
+            if not isinstance(exc, MlflowException):
+                raise
             raise NoChampionError(f"no predictor {name!r} with {what} in {store}: {BOOTSTRAP_HINT}") from None
         version, run_id = str(mv.version), mv.run_id
     try:

@@ -15,6 +15,8 @@ version's fitted engine again with an edited mitigation knowledge base, without 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -40,8 +42,8 @@ from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
 from predictor.knowledge import kb_digest, kb_path, load_kb
 from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
+from predictor.pyfunc import MODEL_CODE, PredictorModel, arch_frame, code_digest, code_files
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
-from predictor.pyfunc import PredictorModel, arch_frame, code_digest, code_files
 from registry.evaluation import Evaluation, fit_evaluated, headline
 from registry.loader import BOOTSTRAP_HINT
 from registry.reference import build_evidence, reference_architectures
@@ -183,7 +185,7 @@ def pyfunc_kwargs(engine: ForecastEngine, example_arch: Architecture, tmp: Path,
     signature = mlflow.models.infer_signature(example, output, params=PYFUNC_PARAMS)
     signature.inputs = Schema([ColSpec(DataType.string, "architecture"),
                                ColSpec(DataType.string, "name", required=False)])  # name: variants of output=compare
-    return {"python_model": PredictorModel(), "artifacts": {"bundle": str(bundle_path), "knowledge_base": str(kb_file)},
+    return {"python_model": MODEL_CODE, "artifacts": {"bundle": str(bundle_path), "knowledge_base": str(kb_file)},
             "signature": signature, "input_example": example, "pip_requirements": PIP_REQUIREMENTS,
             "code_paths": ship_code(tmp), "model_config": card, "metadata": {"maforecast": meta}}
 
@@ -257,7 +259,8 @@ def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings
     s = settings or get_settings()
     client = client or configure(s)
     m = engine.metrics_
-    mv = retry_store(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": engine.data_digest_})
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..." itself; we say it once
+        mv = retry_store(mlflow.register_model, model_uri, s.registered_model, tags={"data_digest": engine.data_digest_})
     tags = {
         "data_digest": engine.data_digest_,
         "run_id": run_id,

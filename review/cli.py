@@ -10,10 +10,9 @@ from pathlib import Path
 import click
 
 from maforecast.errors import UserError
-from predictor.answer import ranges
 from predictor.precision import TARGET_FORMATS
 from predictor.schemas import parse_steps
-from registry.loader import load_predictor, resolve_model_uri
+from predictor.text import ranges
 from review.inputs import load_architecture, load_candidates, read_training
 from review.verdict import ReviewAnswer, load_policy, review
 
@@ -143,6 +142,9 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
         raise UserError(str(exc) if str(exc).startswith("--steps") else "--steps: expected comma-separated integers, "
                         "e.g. 0,1000,143000") from None
     arch, notes = load_architecture(arch_json, training)
+    # here, not at the top: MLflow takes seconds to import, and a bad file is reported before that
+    from registry.loader import load_predictor, resolve_model_uri
+
     answer = load_predictor(resolve_model_uri(model_uri, alias, version)).answer(arch, step_list)
     answer = answer.model_copy(update={"inferred": notes[1:]})
     if as_json:
@@ -199,6 +201,9 @@ def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str
     policy = load_policy(policy_path) if policy_path else None
     training = read_training(Path(training_path) if training_path else None, precision_target)
     candidates = load_candidates(configs, training)
+    # here, not at the top: MLflow takes seconds to import, and bad inputs are reported before that
+    from registry.loader import load_predictor, resolve_model_uri
+
     predictor = load_predictor(resolve_model_uri(model_uri, alias, version))
     answer = review(candidates, predictor, policy, full=full, policy_source=policy_path)
     if json_path == "-":

@@ -21,7 +21,8 @@ AUX_JSON = frozenset(
 
 
 HF_KEYS = frozenset({"model_type", "num_hidden_layers", "hidden_size", "n_embd", "n_layer", "architectures"})
-NATIVE_KEYS = frozenset({"n_layers", "d_model"})
+# Architecture fields a config.json does not use (vocab_size, head_dim, rope_theta are in both)
+NATIVE_ONLY = frozenset(Architecture.model_fields) - {"vocab_size", "head_dim", "rope_theta", "name"}
 
 
 def detect_kind(doc: Any) -> str:
@@ -33,7 +34,11 @@ def detect_kind(doc: Any) -> str:
         raise UserError("the file must hold a JSON object (an architecture or a Hugging Face config.json)")
     if isinstance(doc.get("config"), dict) and set(doc) <= {"config", "training", "steps"}:
         return "hf+training"
-    if set(doc) >= NATIVE_KEYS:
+    if "model_type" in doc or "architectures" in doc:
+        return "hf"
+    # any field only the native schema has makes it native, so a typo beside it (``n_layer``,
+    # ``d_modle``) is named by the schema's validation instead of being read as another schema
+    if set(doc) & NATIVE_ONLY:
         return "native"
     if HF_KEYS & set(doc):
         return "hf"

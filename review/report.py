@@ -18,10 +18,11 @@ import datetime as _dt
 import html
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from predictor.answer import ranges
-from registry.loader import RegisteredPredictor
+from predictor.response import Mitigation, PredictResponse
+from predictor.schemas import Interval
+from predictor.text import ranges
 from review.inputs import Candidate
 from review.verdict import (
     MASSIVE_ABS,
@@ -29,12 +30,14 @@ from review.verdict import (
     Policy,
     ReviewAnswer,
     format_probability,
-    get,
     layer_format_probabilities,
-    layer_massive_probability,
-    num,
+    massive_probabilities,
     review,
+    value,
 )
+
+if TYPE_CHECKING:  # the type only: importing the loader imports MLflow (seconds), which presenting needs not
+    from registry.loader import RegisteredPredictor
 
 FORMATS = ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor")
 RATIO_LIMITS = ((127.0, "INT8 step (127)", "#d62728"), (256.0, "BF16 swamping (256)", "#ff7f0e"),
@@ -141,13 +144,13 @@ def _finite(xs) -> list[float]:
     return [float(x) for x in xs if x is not None and math.isfinite(float(x)) and float(x) > 0]
 
 
-def ratio_chart(answer: Any, width: int = 640, height: int = 300) -> str:
+def ratio_chart(answer: PredictResponse, width: int = 640, height: int = 300) -> str:
     """SVG: predicted ratio top1/median per layer over training (log-log) with interval bands."""
-    layers = list(get(answer, "layers") or [])
+    layers = list(answer.layers or [])
     n = max(len(layers), 1)
     ml, mr, mt, mb = 56, 150, 24, 40
-    steps = _finite(max(num(get(p, "step")) or 1.0, 1.0) for lf in layers for p in get(lf, "ratio_trajectory") or [])
-    vals = _finite(num(get(p, k)) for lf in layers for p in get(lf, "ratio_trajectory") or [] for k in ("value", "lo", "hi"))
+    steps = _finite(max(p.step, 1.0) for lf in layers for p in lf.ratio_trajectory or [])
+    vals = _finite(getattr(p, k) for lf in layers for p in lf.ratio_trajectory for k in ("value", "lo", "hi"))
     x = _Log(min(steps, default=1.0), max(steps, default=1e5), ml, width - mr)
     ylo, yhi = min(vals, default=1.0), max(vals, default=1e3)
     y = _Log(max(ylo * 0.8, 0.1), max(yhi * 1.25, 300.0), height - mb, mt)
@@ -155,21 +158,21 @@ def ratio_chart(answer: Any, width: int = 640, height: int = 300) -> str:
            f'aria-label="predicted ratio per layer over training">']
     out += _axes(x, y, width, height, ml, mr, mt, mb, "training step", "ratio top1 / median |h|")
     for lf in layers:
-        pts = [(max(num(get(p, "step")) or 1.0, 1.0), num(get(p, "value")), num(get(p, "lo")), num(get(p, "hi")))
-               for p in get(lf, "ratio_trajectory") or []]
+        pts = [(max(p.step, 1.0), p.value, p.lo, p.hi)
+               for p in lf.ratio_trajectory or []]
         pts = [p for p in pts if p[1] is not None and p[1] > 0]
         if not pts:
             continue
-        layer = int(get(lf, "layer"))
+        layer = int(lf.layer)
         c = _color(layer / max(n - 1, 1))
-        p_m = layer_massive_probability(lf)[0]
+        p_m = lf.p_massive if lf.p_massive is not None else float(lf.massive)
         upper = " ".join(f"{x(s):.1f},{y(h if h and h > 0 else v):.1f}" for s, v, lo, h in pts)
         lower = " ".join(f"{x(s):.1f},{y(lo if lo and lo > 0 else v):.1f}" for s, v, lo, h in reversed(pts))
         out.append(f'<polygon class="band" points="{upper} {lower}" fill="{c}" fill-opacity="{0.16 if p_m >= 0.5 else 0.05}" stroke="none"/>')
         line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v, _, _ in pts)
-        end = get(lf, "ratio_end")
-        tip = (f"layer {layer}: ratio at end {fmt(num(end))} [{fmt(num(get(end, 'lo')))}, {fmt(num(get(end, 'hi')))}], "
-               f"{get(lf, 'trajectory_class')}, p_massive {p_m:.2f}")
+        end = lf.ratio_end
+        tip = (f"layer {layer}: ratio at end {fmt(value(end))} [{fmt(end.lo if end else None)}, {fmt(end.hi if end else None)}], "
+               f"{lf.trajectory_class}, p_massive {p_m:.2f}")
         out.append(f'<polyline class="layer-line" data-layer="{layer}" points="{line}" fill="none" stroke="{c}" '
                    f'stroke-width="{2.0 if p_m >= 0.5 else 1.1}"><title>{e(tip)}</title></polyline>')
     out += _limits(RATIO_LIMITS, y, ml, width - mr)
@@ -184,11 +187,11 @@ def ratio_chart(answer: Any, width: int = 640, height: int = 300) -> str:
     return "".join(out)
 
 
-def peak_chart(answer: Any, width: int = 640, height: int = 240) -> str:
+def peak_chart(answer: PredictResponse, width: int = 640, height: int = 240) -> str:
     """SVG: predicted peak |a| per layer with its interval, against the format maxima."""
-    layers = list(get(answer, "layers") or [])
+    layers = list(answer.layers or [])
     ml, mr, mt, mb = 56, 150, 16, 40
-    vals = _finite(num(get(get(lf, "peak_abs"), k)) for lf in layers for k in ("value", "lo", "hi"))
+    vals = _finite(getattr(lf.peak_abs, k) for lf in layers for k in ("value", "lo", "hi"))
     y = _Log(max(min(vals, default=1.0) * 0.8, 0.1), max(max(vals, default=1e3) * 1.25, 200.0), height - mb, mt)
     n = max(len(layers), 1)
     step = (width - ml - mr) / n
@@ -203,16 +206,16 @@ def peak_chart(answer: Any, width: int = 640, height: int = 240) -> str:
         out.append(f'<text x="{xl(i):.1f}" y="{height - mb + 14}" font-size="10" text-anchor="middle" fill="#555">{i}</text>')
     out += _limits(ABS_LIMITS, y, ml, width - mr)
     for i, lf in enumerate(layers):
-        pk = get(lf, "peak_abs")
-        v, lo, hi = num(pk), num(get(pk, "lo")), num(get(pk, "hi"))
+        pk = lf.peak_abs
+        v, lo, hi = pk.value, pk.lo, pk.hi
         if v is None or v <= 0:
             continue
-        p_m = layer_massive_probability(lf)[0]
+        p_m = lf.p_massive if lf.p_massive is not None else float(lf.massive)
         c = "#c62828" if p_m >= 0.5 else "#1f77b4"
         xx = xl(i)
         if lo and hi:
             out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{y(max(lo, 1e-12)):.1f}" y2="{y(hi):.1f}" stroke="#9aa3ae" stroke-width="1.2"/>')
-        tip = f"layer {get(lf, 'layer')}: peak |a| {fmt(v)} [{fmt(lo)}, {fmt(hi)}], p_massive {p_m:.2f}"
+        tip = f"layer {lf.layer}: peak |a| {fmt(v)} [{fmt(lo)}, {fmt(hi)}], p_massive {p_m:.2f}"
         out.append(f'<circle class="peak" cx="{xx:.1f}" cy="{y(v):.1f}" r="3.4" fill="{c}"><title>{e(tip)}</title></circle>')
     out.append("</svg>")
     return "".join(out)
@@ -250,37 +253,37 @@ def _axes(x: _Log | None, y: _Log, width, height, ml, mr, mt, mb, xlabel: str, y
 # ------------------------------------------------------------------------------------ sections
 
 
-def risk_matrix(answer: Any, precision_target: str | None) -> str:
-    layers = [int(get(lf, "layer")) for lf in get(answer, "layers") or []]
-    targets = {get(r, "format") for r in get(answer, "precision") or [] if get(r, "target")} or set(
+def risk_matrix(answer: PredictResponse, precision_target: str | None) -> str:
+    layers = [int(lf.layer) for lf in answer.layers or []]
+    targets = {r.format for r in answer.precision or [] if r.target} or set(
         TARGET_FORMATS.get(precision_target or "", ()))
     head = "".join(f'<th class="layer">{i}</th>' for i in layers)
     rows = [f'<tr><th>format \\ layer</th>{head}<th>P(any)</th><th>at risk</th></tr>']
-    massive = {int(get(lf, "layer")): layer_massive_probability(lf)[0] for lf in get(answer, "layers") or []}
+    massive = massive_probabilities(answer)
     cells = "".join(f'<td class="cell" style="background:{_heat(massive.get(i, 0))}" '
                     f'title="layer {i}: P(massive) {massive.get(i, 0):.2f}">{_pcell(massive.get(i, 0))}</td>' for i in layers)
     pm = max(massive.values(), default=0.0)
     rows.append(f'<tr class="massive"><th>massive (|a|&gt;100, &gt;1000x median)</th>{cells}<td class="num">{pm:.2f}</td>'
                 f'<td>{ranges([i for i, p in massive.items() if p >= 0.5]) or "-"}</td></tr>')
-    for r in get(answer, "precision") or []:
-        f = get(r, "format")
+    for r in answer.precision or []:
+        f = r.format
         per = layer_format_probabilities(r)
         details: dict[int, list[str]] = {}
-        for d in get(r, "details") or []:
-            details.setdefault(int(get(d, "layer")), []).append(
-                f"{get(d, 'check')}: {get(d, 'certainty')}, predicted {fmt(num(get(d, 'predicted')))} "
-                f"(hi {fmt(num(get(d, 'predicted_hi')))}) vs limit {fmt(num(get(d, 'limit')))}"
-                + (f" from step {fmt(num(get(d, 'from_step')))}" if get(d, "from_step") is not None else ""))
+        for d in r.details or []:
+            details.setdefault(int(d.layer), []).append(
+                f"{d.check}: {d.certainty}, predicted {fmt(d.predicted)} "
+                f"(hi {fmt(d.predicted_hi)}) vs limit {fmt(d.limit)}, P {d.probability:.2f}"
+                + (f" from step {fmt(d.from_step)}" if d.from_step is not None else ""))
         tips = {i: f"{f} layer {i}: P {per.get(i, 0.0):.2f}; " + "; ".join(details.get(i, ["below the limit within the interval"]))
                 for i in layers}
         cells = "".join(
             f'<td class="cell" style="background:{_heat(per.get(i, 0.0))}" title="{e(tips[i])}">{_pcell(per.get(i, 0.0))}</td>'
             for i in layers)
-        p, src = format_probability(r)
+        p = format_probability(r)
         cls = ' class="target"' if f in targets else ""
-        at = "likely" if get(r, "at_risk") else ("possible" if get(r, "possible_layers") else "no")
-        rows.append(f'<tr{cls} data-format="{e(f)}"><th title="{e(get(r, "why"))}">{e(f)}{" (target)" if f in targets else ""}</th>'
-                    f'{cells}<td class="num" title="source: {src}">{p:.2f}</td><td>{at}</td></tr>')
+        at = "likely" if r.at_risk else ("possible" if r.possible_layers else "no")
+        rows.append(f'<tr{cls} data-format="{e(f)}"><th title="{e(r.why)}">{e(f)}{" (target)" if f in targets else ""}</th>'
+                    f'{cells}<td class="num">{p:.2f}</td><td>{at}</td></tr>')
     return (f'<div class="scroll"><table class="risk-matrix" data-testid="risk-matrix">{"".join(rows)}</table></div>'
             '<p class="muted">Cells: probability that the layer crosses the format\'s limits during planned training '
             '(blank: below 0.05). Hover a cell for the check, the forecast and the limit.</p>')
@@ -292,48 +295,27 @@ def _pcell(p: float) -> str:
     return "1" if p >= 0.995 else f"{p:.2f}".lstrip("0")
 
 
-def _effect_rows(m: Any) -> tuple[str, list[tuple[str, str, str]]]:
-    """('predicted' | 'evidence', [(quantity, before, after or text)]) for a mitigation."""
-    eff = get(m, "effect")
-    if eff is not None:
-        if hasattr(eff, "model_dump"):
-            eff = eff.model_dump()
-        rows: list[tuple[str, str, str]] = []
-        if isinstance(eff, dict) and ("before" in eff or "after" in eff):
-            rows.append((str(eff.get("quantity") or eff.get("metric") or "forecast"), _val(eff.get("before")), _val(eff.get("after"))))
-        elif isinstance(eff, dict):
-            for k, v in eff.items():
-                if isinstance(v, dict) and ("before" in v or "after" in v):
-                    rows.append((str(k), _val(v.get("before")), _val(v.get("after"))))
-                elif hasattr(v, "model_dump"):
-                    d = v.model_dump()
-                    rows.append((str(k), _val(d.get("before")), _val(d.get("after"))))
-                else:
-                    rows.append((str(k), "", _val(v)))
-        elif isinstance(eff, list):
-            for item in eff:
-                d = item.model_dump() if hasattr(item, "model_dump") else dict(item) if isinstance(item, dict) else {"after": item}
-                rows.append((str(d.get("quantity") or d.get("metric") or ""), _val(d.get("before")), _val(d.get("after"))))
-        else:
-            rows.append(("", "", _val(eff)))
-        if rows:
-            return "predicted", rows
-    return "evidence", [(str(k), "", str(v)) for k, v in (get(m, "expected_effect") or {}).items()]
+def _effect_rows(m: Mitigation) -> tuple[str, list[tuple[str, str, str]]]:
+    """('predicted' | 'evidence', [(quantity, before, after or text)]) for a mitigation: its what-if effect
+    (largest peak |a|, largest end ratio, risk per target format) when it maps onto the architecture."""
+    eff = m.effect
+    if eff is None:
+        return "evidence", [(str(k), "", str(v)) for k, v in (m.expected_effect or {}).items()]
+    rows = [("largest peak |a|", _val(eff.peak_abs_before), _val(eff.peak_abs_after)),
+            ("largest ratio at end", _val(eff.ratio_end_before), _val(eff.ratio_end_after))]
+    rows += [(f"P({f} limits crossed)", f"{eff.risk_before[f]:.2f}", f"{eff.risk_after.get(f, 0.0):.2f}")
+             for f in sorted(eff.risk_before)]
+    return "predicted", rows
 
 
-def _val(v: Any) -> str:
-    if isinstance(v, dict) and "value" in v:
-        lo, hi = v.get("lo"), v.get("hi")
-        return f"{fmt(num(v))}" + (f" [{fmt(num(lo))}, {fmt(num(hi))}]" if lo is not None and hi is not None else "")
-    if hasattr(v, "model_dump"):
-        return _val(v.model_dump())
-    return fmt(v) if isinstance(v, int | float) else ("-" if v is None else str(v))
+def _val(iv: Interval) -> str:
+    return f"{fmt(iv.value)} [{fmt(iv.lo)}, {fmt(iv.hi)}]"
 
 
-def mitigations(answer: Any, limit: int = 12) -> str:
+def mitigations(answer: PredictResponse, limit: int = 12) -> str:
     items = []
-    for m in list(get(answer, "mitigations") or [])[:limit]:
-        level = str(get(m, "level") or "")
+    for m in list(answer.mitigations or [])[:limit]:
+        level = str(m.level or "")
         kind, rows = _effect_rows(m)
         if rows:
             if kind == "predicted":
@@ -346,25 +328,25 @@ def mitigations(answer: Any, limit: int = 12) -> str:
         else:
             eff = ""
         cites = "".join(
-            f'<li><a href="{e(get(c, "url") or "https://arxiv.org/abs/" + str(get(c, "arxiv")))}">arXiv:{e(get(c, "arxiv"))}</a> '
-            f'{e(get(c, "title"))} <span class="muted">({e(get(c, "confidence"))} confidence; {e(get(c, "result"))})</span></li>'
-            for c in get(m, "citations") or [])
-        layers = ranges(get(m, "motivating_layers") or [])
+            f'<li><a href="{e(c.url or "https://arxiv.org/abs/" + str(c.arxiv))}">arXiv:{e(c.arxiv)}</a> '
+            f'{e(c.title)} <span class="muted">({e(c.confidence)} confidence; {e(c.result)})</span></li>'
+            for c in m.citations or [])
+        layers = ranges(m.motivating_layers or [])
         items.append(
-            f'<li class="mitigation" data-id="{e(get(m, "id"))}"><span class="level {e(level)}">{e(level.replace("_", " "))}</span> '
-            f'<b>{e(get(m, "name"))}</b> <span class="muted">({e(get(m, "category"))}; cost: {e(get(m, "cost"))})</span>'
-            f'<div>{e(get(m, "why"))}. {e(get(m, "motivation"))}{f" (layers {e(layers)})" if layers else ""}</div>'
+            f'<li class="mitigation" data-id="{e(m.id)}"><span class="level {e(level)}">{e(level.replace("_", " "))}</span> '
+            f'<b>{e(m.name)}</b> <span class="muted">({e(m.category)}; cost: {e(m.cost)})</span>'
+            f'<div>{e(m.why)}. {e(m.motivation)}{f" (layers {e(layers)})" if layers else ""}</div>'
             f'{eff}<ul class="citations">{cites}</ul></li>')
-    more = len(get(answer, "mitigations") or []) - limit
+    more = len(answer.mitigations or []) - limit
     tail = f'<p class="muted">{more} more in the JSON answer.</p>' if more > 0 else ""
     return f'<ol class="mitigations" data-testid="mitigations">{"".join(items)}</ol>{tail}' if items else "<p>none</p>"
 
 
-def applicability(answer: Any) -> str:
-    warns = list(get(answer, "applicability") or [])
+def applicability(answer: PredictResponse) -> str:
+    warns = list(answer.applicability or [])
     if not warns:
         return '<p class="applicability ok">Within the predictor\'s evidence: no input outside its training range.</p>'
-    lis = "".join(f"<li><b>{e(get(w, 'field'))}</b> = {e(get(w, 'value'))}: {e(get(w, 'message'))}</li>" for w in warns)
+    lis = "".join(f"<li><b>{e(w.field)}</b> = {e(w.value)}: {e(w.message)}</li>" for w in warns)
     return f'<ul class="applicability">{lis}</ul>'
 
 
@@ -404,18 +386,18 @@ def architecture_table(cand: Candidate) -> str:
 
 def candidate_section(cand: Candidate, i: int) -> str:
     v, a = cand.verdict, cand.answer
-    s = get(a, "summary")
+    s = a.summary
     rules = "".join(
         f'<tr class="rule {r.status}"><td>{e(r.id)}</td><td><span class="badge" style="background:{STATUS_COLOR[r.status]}">'
         f'{r.status}</span></td><td>{e(r.message)}</td><td class="muted">{e(r.source or "")}</td></tr>' for r in v.results)
-    emerg = get(s, "earliest_emergence_step")
+    emerg = s.earliest_emergence_step
     return f"""
 <article class="candidate" id="candidate-{i}" data-name="{e(cand.name)}">
 <h2>{e(cand.name)} <span class="badge" style="background:{STATUS_COLOR[v.status]}">{v.status.upper()}</span></h2>
 <p><b>{e(v.architecture)}</b>, precision target <b>{e(v.precision_target)}</b>, risk {v.risk:.2f}.
-Massive layers: {e(ranges(get(s, "massive_layers") or []) or "none")}; largest peak |a| {fmt(num(get(s, "largest_peak_abs")))}
-(layer {e(get(s, "largest_peak_layer"))}); earliest emergence step {fmt(num(emerg))}
-[{fmt(num(get(emerg, "lo")))}, {fmt(num(get(emerg, "hi")))}].</p>
+Massive layers: {e(ranges(s.massive_layers or []) or "none")}; largest peak |a| {fmt(s.largest_peak_abs.value)}
+(layer {e(s.largest_peak_layer)}); earliest emergence step {fmt(value(emerg))}
+[{fmt(emerg.lo if emerg else None)}, {fmt(emerg.hi if emerg else None)}].</p>
 <h3>Policy rules</h3>
 <table class="rules"><tr><th>rule</th><th>result</th><th>why</th><th>probability from</th></tr>{rules}</table>
 <h3>Architecture</h3>
@@ -448,32 +430,32 @@ def comparison(base: Candidate, other: Candidate) -> str:
     da, db = base.arch.model_dump(exclude={"name"}), other.arch.model_dump(exclude={"name"})
     changed = {k: (da[k], db[k]) for k in da if da[k] != db[k]}
     ch_rows = "".join(f"<tr><td>{e(k)}</td><td>{e(fmt(a))}</td><td>{e(fmt(b))}</td></tr>" for k, (a, b) in changed.items())
-    pa = {get(r, "format"): r for r in get(base.answer, "precision") or []}
-    pb = {get(r, "format"): r for r in get(other.answer, "precision") or []}
+    pa = {r.format: r for r in base.answer.precision or []}
+    pb = {r.format: r for r in other.answer.precision or []}
     rows = []
     for f in FORMATS:
         if f not in pa or f not in pb:
             continue
-        a, b = format_probability(pa[f])[0], format_probability(pb[f])[0]
-        la, lb = len(get(pa[f], "layers") or []), len(get(pb[f], "layers") or [])
+        a, b = format_probability(pa[f]), format_probability(pb[f])
+        la, lb = len(pa[f].layers), len(pb[f].layers)
         rows.append(f"<tr><td>{e(f)}</td><td>{_arrow(a, b)}</td><td>{la} &rarr; {lb}</td></tr>")
-    sa, sb = get(base.answer, "summary"), get(other.answer, "summary")
-    ma, mb = get(sa, "massive_layers") or [], get(sb, "massive_layers") or []
+    sa, sb = base.answer.summary, other.answer.summary
+    ma, mb = sa.massive_layers or [], sb.massive_layers or []
     rows.append(f"<tr><td>massive layers</td><td>{len(ma)} &rarr; {len(mb)}</td><td></td></tr>")
-    rows.append(f"<tr><td>largest peak |a|</td><td>{_arrow(num(get(sa, 'largest_peak_abs')), num(get(sb, 'largest_peak_abs')), ratio=True)}</td><td></td></tr>")
-    rows.append(f"<tr><td>largest ratio at end</td><td>{_arrow(num(get(sa, 'largest_ratio_end')), num(get(sb, 'largest_ratio_end')), ratio=True)}</td><td></td></tr>")
-    rows.append(f"<tr><td>earliest emergence step</td><td>{_arrow(num(get(sa, 'earliest_emergence_step')), num(get(sb, 'earliest_emergence_step')), ratio=True)}</td><td></td></tr>")
+    rows.append(f"<tr><td>largest peak |a|</td><td>{_arrow(sa.largest_peak_abs.value, sb.largest_peak_abs.value, ratio=True)}</td><td></td></tr>")
+    rows.append(f"<tr><td>largest ratio at end</td><td>{_arrow(sa.largest_ratio_end.value, sb.largest_ratio_end.value, ratio=True)}</td><td></td></tr>")
+    rows.append(f"<tr><td>earliest emergence step</td><td>{_arrow(value(sa.earliest_emergence_step), value(sb.earliest_emergence_step), ratio=True)}</td><td></td></tr>")
     va, vb = base.verdict, other.verdict
     why = []
     if changed:
         why.append("inputs changed: " + ", ".join(f"{k} {fmt(a)} &rarr; {fmt(b)}" for k, (a, b) in changed.items()))
     else:
         why.append("identical inputs")
-    eff_a = {get(m, "id"): m for m in get(base.answer, "mitigations") or [] if get(m, "effective", True)}
-    eff_b = {get(m, "id") for m in get(other.answer, "mitigations") or [] if get(m, "effective", True)}
+    eff_a = {m.id: m for m in base.answer.mitigations or [] if m.effective}
+    eff_b = {m.id for m in other.answer.mitigations or [] if m.effective}
     adopted = [m for mid, m in eff_a.items() if mid not in eff_b]
     if adopted:
-        why.append(f"{e(other.name)} adopts or no longer needs: " + ", ".join(e(get(m, "name")) for m in adopted))
+        why.append(f"{e(other.name)} adopts or no longer needs: " + ", ".join(e(m.name) for m in adopted))
     resolved = [r for r in va.broken if r not in vb.broken]
     new = [r for r in vb.broken if r not in va.broken]
     if resolved:

@@ -1,41 +1,39 @@
-"""Design review: check forecasts of proposed architectures against a policy; pass, warn or fail.
+"""Design review: judge the registered model's answers for proposed architectures against a policy.
 
 ``maforecast review CONFIG... [--policy review.yaml] [--html report.html] [--json out.json]``
 
-- Each CONFIG is a native architecture JSON, a Hugging Face ``config.json`` (converted by
-  ``predictor.hf_config``, which names every inferred or defaulted field), or a folder of them.
-- The forecast is ``predictor.answer.Engine``'s, the same answer as ``maforecast predict`` and
-  ``POST /predict`` (``PredictResponse``).
+- Each CONFIG is read by ``review.inputs`` (native JSON, Hugging Face ``config.json``, folders).
+- The answer is the registered version's (``registry.loader``), the same answer as ``maforecast
+  predict``, ``POST /predict`` and ``mlflow models serve`` (``predictor.response.PredictResponse``).
 - A policy is YAML validated by ``Policy`` (pydantic). Without ``--policy`` each candidate is
   checked against ``default_policy(precision_target)``.
 - Exit code 0 when every candidate passes (warnings allowed), 1 when any fails, 2 on bad input
   (one line naming the file and the field).
 
-Probabilities. Newer forecasts may carry probabilities (per layer ``p_massive``; per precision
-format ``probability`` / ``p_overflow``; per layer-check ``probability``): they are used when
-present. Otherwise a probability is read off the forecast interval: the point forecast is taken
-as the median and the interval's upper end as the 95th percentile of a log-normal, so
-P(quantity > limit) = 1 - Phi(ln(limit / point) / sigma), sigma = ln(hi / point) / 1.645. A
-format's probability is the largest over its layers and checks (a lower bound on "any layer").
-Each rule result says which source it used (``forecast`` or ``interval``).
+Probabilities are the answer's own: per layer ``p_massive``; per format ``probability``, per check
+``check_probabilities`` and per layer and check ``details[].probability`` (all from one formula,
+``predictor.answer.layer_probabilities_many``). The review computes none of its own.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from maforecast.errors import UserError
-from predictor.answer import ranges
 from predictor.architecture import PrecisionTarget
 from predictor.precision import CHECKS, TARGET_FORMATS
-from registry.loader import RegisteredPredictor
+from predictor.response import PrecisionRisk, PredictResponse
+from predictor.schemas import Interval
+from predictor.text import ranges
 from review.inputs import Candidate
+
+if TYPE_CHECKING:  # the type only: importing the loader imports MLflow (seconds), which presenting needs not
+    from registry.loader import RegisteredPredictor
 
 SCHEMA_VERSION = "1.0"  # of the review JSON answer; a tool should check the major number
 
@@ -43,8 +41,7 @@ Format = Literal["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"]
 CheckName = Literal["overflow", "swamping", "overflow_unscaled", "underflow_scaled", "below_one_step", "rounds_to_zero"]
 FORMAT_CHECKS: dict[str, tuple[str, ...]] = {f: tuple(name for name, _ in checks) for f, checks in CHECKS.items()}
 OVERFLOW_CHECKS = frozenset({"overflow", "overflow_unscaled"})
-MASSIVE_ABS, MASSIVE_RATIO = 100.0, 1000.0  # Sun et al.: |a| > 100 and > 1000 x median
-Z95 = 1.6448536269514722
+MASSIVE_ABS = 100.0  # Sun et al.: |a| > 100 (and > 1000 x median)
 STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
 
 
@@ -256,133 +253,44 @@ def load_policy(path: Path | str) -> Policy:
         raise UserError(validation_line(str(path), exc)) from None
 
 
-# ------------------------------------------------------------------------------------ reading a forecast
-# Works on PredictResponse objects and on their JSON (dicts) alike, and with fields a newer engine adds.
+# ------------------------------------------------------------------------------------ reading the answer
+# Typed fields of the registered model's answer (``PredictResponse``); every probability is the answer's
+# own (``predictor.answer.layer_probabilities_many``), none is recomputed here.
 
 
-def get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
+def value(iv: Interval | None) -> float | None:
+    return None if iv is None else iv.value
 
 
-def num(x: Any) -> float | None:
-    """A number from a float, an Interval-like ({value, ...}) or None."""
-    if x is None or isinstance(x, bool):
-        return None
-    if isinstance(x, int | float):
-        return float(x) if math.isfinite(float(x)) else None
-    v = get(x, "value")
-    if v is None:
-        v = get(x, "p")
-    return num(v) if v is not None else None
-
-
-def first(obj: Any, names: Iterable[str]) -> float | None:
-    for n in names:
-        v = num(get(obj, n))
-        if v is not None:
-            return v
-    return None
-
-
-def interval_probability(value: float | None, hi: float | None, limit: float) -> float:
-    """P(quantity > limit) from a point forecast (median) and the interval's upper end (95th percentile)."""
-    if value is None or not math.isfinite(value):
-        return 0.0
-    hi = value if hi is None or not math.isfinite(hi) else max(hi, value)
-    if value <= 0 or limit <= 0 or hi <= value * (1 + 1e-9):
-        return 1.0 if value > limit else 0.0
-    sigma = math.log(hi / value) / Z95
-    z = math.log(limit / value) / sigma
-    return max(0.0, min(1.0, 0.5 * math.erfc(z / math.sqrt(2))))
-
-
-def detail_probability(d: Any) -> tuple[float, str]:
-    p = first(d, ("probability", "p", "p_cross", "p_overflow"))
-    if p is not None:
-        return max(0.0, min(1.0, p)), "forecast"
-    return interval_probability(num(get(d, "predicted")), num(get(d, "predicted_hi")), float(get(d, "limit") or math.inf)), "interval"
-
-
-def format_probability(risk: Any, checks: Sequence[str] | None = None) -> tuple[float, str]:
-    """(probability that the format's limits are crossed, source) for a PrecisionRisk."""
+def format_probability(risk: PrecisionRisk, checks: Sequence[str] | None = None) -> float:
+    """Probability that the format's limits (``checks`` only, if given) are crossed by the planned end."""
     if not checks:
-        p = first(risk, ("probability", "p_at_risk", "p_risk", "p_overflow"))
-        if p is not None:
-            return max(0.0, min(1.0, p)), "forecast"
-    elif set(checks) <= OVERFLOW_CHECKS:
-        p = first(risk, ("p_overflow",))
-        if p is not None:
-            return max(0.0, min(1.0, p)), "forecast"
-    best, source = 0.0, "interval"
-    for d in get(risk, "details") or ():
-        if checks and get(d, "check") not in checks:
-            continue
-        p, src = detail_probability(d)
-        if p > best or (p == best and src == "forecast"):
-            best, source = p, src
-    return best, source
+        return risk.probability or 0.0
+    return max((risk.check_probabilities.get(c, 0.0) for c in checks), default=0.0)
 
 
-def layer_format_probabilities(risk: Any, checks: Sequence[str] | None = None) -> dict[int, float]:
+def layer_format_probabilities(risk: PrecisionRisk | None, checks: Sequence[str] | None = None) -> dict[int, float]:
     """layer -> probability that this format's limits (``checks`` only, if given) are crossed in that layer.
-
-    Layers not listed are below the limit within their interval (probability < 0.05).
-    """
-    explicit = None if checks else (get(risk, "layer_probabilities") or get(risk, "p_layers"))
+    Layers not listed are below every limit within their interval."""
     out: dict[int, float] = {}
-    if isinstance(explicit, dict):
-        for k, v in explicit.items():
-            if num(v) is not None:
-                out[int(k)] = num(v)
-    elif isinstance(explicit, list) and explicit:
-        for i, v in enumerate(explicit):
-            if num(v) is not None:
-                out[int(get(v, "layer", i) if not isinstance(v, int | float) else i)] = num(v)
-    if out:
-        return out
-    for d in get(risk, "details") or ():
-        if checks and get(d, "check") not in checks:
-            continue
-        layer = int(get(d, "layer"))
-        out[layer] = max(out.get(layer, 0.0), detail_probability(d)[0])
+    for d in risk.details if risk is not None else ():
+        if not checks or d.check in checks:
+            out[d.layer] = max(out.get(d.layer, 0.0), d.probability)
     return out
 
 
-def layer_massive_probability(lf: Any) -> tuple[float, str]:
-    p = num(get(lf, "p_massive"))
-    if p is not None:
-        return max(0.0, min(1.0, p)), "forecast"
-    peak = get(lf, "peak_abs")
-    p_abs = interval_probability(num(peak), num(get(peak, "hi")), MASSIVE_ABS)
-    traj = get(lf, "ratio_trajectory") or ()
-    vals = [(num(get(pt, "value")), num(get(pt, "hi"))) for pt in traj]
-    vals = [(v, h) for v, h in vals if v is not None]
-    if vals:
-        v, h = max(vals, key=lambda x: x[0])
-        p_ratio = interval_probability(v, max(h or v, max((x[1] or 0) for x in vals)), MASSIVE_RATIO)
-    else:
-        p_ratio = 1.0 if get(lf, "massive") else 0.0
-    return min(p_abs, p_ratio), "interval"
+def massive_probabilities(answer: PredictResponse) -> dict[int, float]:
+    return {lf.layer: lf.p_massive if lf.p_massive is not None else float(lf.massive) for lf in answer.layers}
 
 
-def massive_probabilities(answer: Any) -> dict[int, float]:
-    return {int(get(lf, "layer")): layer_massive_probability(lf)[0] for lf in get(answer, "layers") or ()}
+def target_formats(answer: PredictResponse, precision_target: str | None) -> list[str]:
+    return [r.format for r in answer.precision if r.target] or list(TARGET_FORMATS.get(precision_target or "", ()))
 
 
-def target_formats(answer: Any, precision_target: str | None) -> list[str]:
-    marked = [get(r, "format") for r in get(answer, "precision") or () if get(r, "target")]
-    return marked or list(TARGET_FORMATS.get(precision_target or "", ()))
-
-
-def risk_score(answer: Any, precision_target: str | None) -> float:
+def risk_score(answer: PredictResponse, precision_target: str | None) -> float:
     """Largest probability of crossing a limit of a format the precision target uses (0..1)."""
     formats = set(target_formats(answer, precision_target))
-    ps = [format_probability(r)[0] for r in get(answer, "precision") or () if get(r, "format") in formats]
-    return max(ps, default=0.0)
+    return max((format_probability(r) for r in answer.precision if r.format in formats), default=0.0)
 
 
 # ------------------------------------------------------------------------------------ verdicts
@@ -443,7 +351,7 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
+def evaluate_rule(rule: Any, answer: PredictResponse, precision_target: str) -> RuleResult:
     rid, sev, kind = rule.rule_id(), rule.severity, rule.check
 
     def result(broken: bool, observed: Any, threshold: Any, message: str, source: str | None = None) -> RuleResult:
@@ -453,58 +361,51 @@ def evaluate_rule(rule: Any, answer: Any, precision_target: str) -> RuleResult:
     if rule.targets is not None and precision_target not in rule.targets:
         return RuleResult(id=rid, check=kind, severity=sev, status="skipped", threshold=None,
                           message=f"applies to precision_target in {rule.targets}, not {precision_target}")
-    precision = {get(r, "format"): r for r in get(answer, "precision") or ()}
-    summary = get(answer, "summary")
+    precision = {r.format: r for r in answer.precision}
+    summary = answer.summary
     if kind in ("format_risk", "target_risk"):
         formats = [rule.format] if kind == "format_risk" else target_formats(answer, precision_target)
         checks = getattr(rule, "checks", None)
-        worst, wfmt, wsrc = 0.0, None, None
+        worst, wfmt = 0.0, None
         for f in formats:
             if f not in precision:
                 continue
-            p, src = format_probability(precision[f], checks)
+            p = format_probability(precision[f], checks)
             if wfmt is None or p > worst:
-                worst, wfmt, wsrc = p, f, src
+                worst, wfmt = p, f
         what = f"{wfmt or '/'.join(formats)}{' ' + '+'.join(checks) if checks else ''}"
         per_layer = layer_format_probabilities(precision.get(wfmt), checks) if wfmt else {}
         layers = sorted(layer for layer, p in per_layer.items() if p > rule.max_probability)
         where = f" (layers {ranges(layers)})" if layers else ""
         broken = worst > rule.max_probability
         return result(broken, round(worst, 4), rule.max_probability,
-                      f"P({what} limit crossed) = {worst:.2f} {'>' if broken else '<='} {rule.max_probability:g}{where}", wsrc)
+                      f"P({what} limit crossed) = {worst:.2f} {'>' if broken else '<='} {rule.max_probability:g}{where}", "forecast")
     if kind == "massive_layers":
-        probs = {}
-        sources = set()
-        for lf in get(answer, "layers") or ():
-            p, src = layer_massive_probability(lf)
-            probs[int(get(lf, "layer"))] = p
-            sources.add(src)
+        probs = massive_probabilities(answer)
         layers = sorted(k for k, p in probs.items() if p >= rule.min_probability)
         broken = len(layers) > rule.max_layers
         text = (f"{len(layers)} layer(s) forecast massive (p >= {rule.min_probability:g}): {ranges(layers)}"
                 if layers else f"no layer forecast massive (largest p_massive {max(probs.values(), default=0):.2f})")
-        return result(broken, layers, rule.max_layers, f"{text}; allowed {rule.max_layers}",
-                      "forecast" if sources == {"forecast"} else "interval")
+        return result(broken, layers, rule.max_layers, f"{text}; allowed {rule.max_layers}", "forecast")
     if kind in ("peak_abs", "ratio_end"):
-        iv = get(summary, "largest_peak_abs" if kind == "peak_abs" else "largest_ratio_end")
-        layer = get(summary, "largest_peak_layer" if kind == "peak_abs" else "largest_ratio_layer")
-        v = num(get(iv, rule.use)) if rule.use == "hi" else num(iv)
+        iv = summary.largest_peak_abs if kind == "peak_abs" else summary.largest_ratio_end
+        layer = summary.largest_peak_layer if kind == "peak_abs" else summary.largest_ratio_layer
+        v = iv.hi if rule.use == "hi" else iv.value
         broken = v is not None and v > rule.max
         label = "largest peak |a|" if kind == "peak_abs" else "largest ratio at end"
         return result(broken, v, rule.max, f"{label}{' (interval top)' if rule.use == 'hi' else ''} {_fmt(v)} in layer {layer} "
                       f"{'>' if broken else '<='} {_fmt(rule.max)}")
     if kind == "emergence_step":
-        massive = get(summary, "massive_layers") or []
-        step = num(get(summary, "earliest_emergence_step"))
+        massive = summary.massive_layers
+        step = value(summary.earliest_emergence_step)
         broken = bool(massive) and step is not None and step < rule.min_step
         if not massive:
             msg = "no massive layer forecast, nothing emerges"
         else:
-            msg = f"massive activations emerge from step {_fmt(step)} (layer {get(summary, 'earliest_emergence_layer')}) {'<' if broken else '>='} {_fmt(rule.min_step)}"
+            msg = f"massive activations emerge from step {_fmt(step)} (layer {summary.earliest_emergence_layer}) {'<' if broken else '>='} {_fmt(rule.min_step)}"
         return result(broken, step, rule.min_step, msg)
     if kind == "applicability":
-        warns = [w for w in get(answer, "applicability") or () if rule.fields is None or get(w, "field") in rule.fields]
-        fields = sorted({str(get(w, "field")) for w in warns})
+        fields = sorted({w.field for w in answer.applicability if rule.fields is None or w.field in rule.fields})
         broken = len(fields) > rule.max_warnings
         msg = f"outside the predictor's evidence in {', '.join(fields)}" if fields else "within the predictor's evidence"
         return result(broken, fields, rule.max_warnings, msg)
@@ -527,31 +428,28 @@ def verdict(cand: Candidate, policy: Policy | None, full: bool = False) -> Candi
     statuses = {r.status for r in results}
     status = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     broken = [r.id for r in results if r.status == "fail"] + [r.id for r in results if r.status == "warn"]
-    summary = get(answer, "summary")
-    precision = {}
-    for r in get(answer, "precision") or ():
-        p, src = format_probability(r)
-        precision[get(r, "format")] = {"probability": round(p, 4), "source": src, "at_risk": bool(get(r, "at_risk")),
-                                       "target": bool(get(r, "target")), "layers": list(get(r, "layers") or [])}
-    mit = [m for m in get(answer, "mitigations") or () if get(m, "effective", True)]
+    summary = answer.summary
+    precision = {r.format: {"probability": round(format_probability(r), 4), "source": "forecast", "at_risk": r.at_risk,
+                            "target": r.target, "layers": list(r.layers)} for r in answer.precision}
+    mit = [m for m in answer.mitigations if m.effective]
     return CandidateVerdict(
         name=cand.name,
         source=cand.source,
         kind=cand.kind,
-        architecture=str(get(answer, "architecture") or cand.arch.label()),
+        architecture=answer.architecture or cand.arch.label(),
         precision_target=target,
         status=status,
         risk=round(risk_score(answer, target), 4),
         broken=broken,
         results=results,
-        massive_layers=list(get(summary, "massive_layers") or []),
-        largest_peak_abs=num(get(summary, "largest_peak_abs")),
-        earliest_emergence_step=num(get(summary, "earliest_emergence_step")),
+        massive_layers=list(summary.massive_layers),
+        largest_peak_abs=summary.largest_peak_abs.value,
+        earliest_emergence_step=value(summary.earliest_emergence_step),
         precision=precision,
-        applicability=sorted({str(get(w, "field")) for w in get(answer, "applicability") or ()}),
-        top_mitigations=[str(get(m, "id")) for m in mit[:5]],
+        applicability=sorted({w.field for w in answer.applicability}),
+        top_mitigations=[m.id for m in mit[:5]],
         inferred=list(cand.inferred),
-        forecast=json.loads(answer.model_dump_json()) if full and hasattr(answer, "model_dump_json") else None,
+        forecast=json.loads(answer.model_dump_json()) if full else None,
     )
 
 

@@ -1,6 +1,6 @@
 """Shared by the design-review tests: a champion data home (built once per session) and candidate configs.
 
-The champion is a small real predictor (``pipeline.bootstrap.run(small=True)``) over the bundled
+The champion is a small real predictor (``pipeline.bootstrap.run()``) over the bundled
 reference data, registered and promoted in a template store under the session's base temp dir;
 a second module asking for it in the same session reuses the folder.
 """
@@ -27,7 +27,7 @@ def champion_home(tmp_path_factory, migrated_mlflow_db) -> Path:
             mp.delenv(var, raising=False)
         from pipeline.bootstrap import run
 
-        run(echo=lambda _line: None, small=True)
+        run(echo=lambda _line: None)
     (home / ".ready").touch()
     return home
 

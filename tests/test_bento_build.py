@@ -27,7 +27,7 @@ def test_bentoml_build_and_import_from_the_bento(tmp_path):
     assert len(bentos) == 1, r.stdout[-2000:]
     bento = bentos[0].parent
     src = bento / "src"
-    for rel in ("service/service.py", "service/model.py", "predictor/registry.py",
+    for rel in ("service/service.py", "registry/loader.py", "predictor/pyfunc.py", "review/report.py",
                 "maforecast/data/reference/mitigations.yaml", "maforecast/data/reference/PROVENANCE.md"):
         assert (src / rel).is_file(), rel
     assert not (src / "tests").exists() and not (src / ".venv").exists()

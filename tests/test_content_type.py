@@ -89,7 +89,7 @@ def test_schemathesis_all_phases_find_no_server_error(spawn, tmp_path, migrated_
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAFORECAST_", "MLFLOW_TRACKING"))}
     env.update(MAFORECAST_DATA_HOME=str(home), MLFLOW_DISABLE_TELEMETRY="true", BENTOML_DO_NOT_TRACK="true",
                HF_HUB_OFFLINE="1")
-    maforecast_cli(["bootstrap", "--quick"], env)
+    maforecast_cli(["bootstrap"], env)
     port = free_port()
     exe = Path(sys.executable).with_name("maforecast")
     proc = spawn.start([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)], "serve", env=env)

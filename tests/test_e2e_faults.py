@@ -36,6 +36,8 @@ def test_tracking_server_down_at_start_then_up_then_down(sqlite_tracking_server,
         time.sleep(1)
     info = httpx.get(f"{base}/model_info", timeout=10)
     assert info.status_code == 503 and tracking in info.text
+    # the version exists, the server is down: say so (not "run maforecast bootstrap")
+    assert "does not answer" in info.json()["error"] and "bootstrap" not in info.json()["error"], info.text
     deadline = time.monotonic() + 30
     while "service not ready" not in spawn.log_tail(service, 20000) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -178,7 +178,7 @@ def test_a_model_logged_with_another_interface_is_refused_whatever_its_uri(engin
     mlflow.pyfunc.save_model(str(tmp_path / "current"), **current)
     mlflow.pyfunc.save_model(str(tmp_path / "older"), **older)
     assert load_predictor(model_uri=str(tmp_path / "current")).model.metadata.metadata["maforecast"]["pyfunc_interface"] == INTERFACE
-    with pytest.raises(NoChampionError, match=f"an older interface, this service reads interface {INTERFACE}; run `maforecast bootstrap`"):
+    with pytest.raises(NoChampionError, match=f"an older interface, this process reads interface {INTERFACE}; run `maforecast bootstrap`"):
         load_predictor(model_uri=str(tmp_path / "older"))
 
 
@@ -187,13 +187,12 @@ def api(data_home, served):
     """The in-process service with the reference engine as its loaded predictor."""
     from starlette.testclient import TestClient
 
-    from predictor.answer import Engine
     from service import service as svc
 
     with TestClient(svc.asgi_app(), raise_server_exceptions=False) as client:
         body = _body({"step": 3000})
         assert client.post("/nowcast", json=body).status_code == 503  # no champion in this store yet
-        svc.STATE.engine = Engine(served)
+        svc.STATE.answers = svc.Answers(served)
         yield client
 
 

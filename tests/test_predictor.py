@@ -306,7 +306,7 @@ def test_champion_with_an_older_model_interface_is_replaced(trained, in_home):
     client.set_model_version_tag(name, "1", "pyfunc_interface", "1")
     try:
         res = promote()
-        assert res.promoted and "older model interface" in res.message
+        assert res.promoted and "another model interface or predictor code" in res.message
         assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     finally:
         client.set_model_version_tag(name, "1", "pyfunc_interface", INTERFACE)
@@ -327,7 +327,7 @@ def test_forecast_schema_and_applicability(trained, in_home):
     fc = load_predictor()
     info = fc.info()
     assert info["version"] and info["alias"] == "champion" and info["data_digest"] and info["run_id"]
-    inside = fc.forecast(pythia_architectures()["pythia-160m"])
+    inside = fc.answer(pythia_architectures()["pythia-160m"])
     assert not inside.applicability
     assert len(inside.layers) == 12
     for lf in inside.layers:
@@ -340,7 +340,7 @@ def test_forecast_schema_and_applicability(trained, in_home):
         assert 0.0 <= lf.p_massive <= 1.0
     far = Architecture(n_layers=400, d_model=65536, n_heads=512, d_ffn=262144, ffn_type="glu", activation="silu",
                        norm_type="rmsnorm", total_steps=2_000_000)
-    out = fc.forecast(far, steps=[0, 1000, 2_000_000])
+    out = fc.answer(far, steps=[0, 1000, 2_000_000])
     flagged = {w.field for w in out.applicability}
     assert {"n_layers", "d_model", "n_params_B", "planned_steps"} <= flagged
     assert all(w.message for w in out.applicability)
@@ -358,13 +358,13 @@ def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
     from registry.loader import load_predictor
 
     arch = pythia_architectures()["pythia-410m"]
-    here = load_predictor().forecast(arch).model_dump(mode="json")
+    here = json.loads(load_predictor().answers_json([arch])[0])
     code = (
         "import json, sys\n"
         "from registry.reference import pythia_architectures\n"
         "from registry.loader import load_predictor\n"
-        "fc = load_predictor('models:/maforecast-predictor@champion')\n"
-        "print(json.dumps(fc.forecast(pythia_architectures()['pythia-410m']).model_dump(mode='json')))\n"
+        "p = load_predictor('models:/maforecast-predictor@champion')\n"
+        "print(p.answers_json([pythia_architectures()['pythia-410m']])[0].decode())\n"
     )
     env = {**os.environ, "MAFORECAST_DATA_HOME": str(in_home), "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -374,12 +374,15 @@ def test_reload_in_fresh_process_gives_same_forecast(trained, in_home):
     assert there == here
 
 
-def test_pyfunc_predict_matches_forecaster(trained, in_home):
+def test_pyfunc_predict_gives_the_whole_answer(trained, in_home):
+    """The registered model answers the whole question through MLflow's own pyfunc API: per row the
+    /predict answer (precision risk and ranked mitigations with what-if effects included), /compare of
+    named rows, the nowcast, and per-layer rows for tabular consumers."""
     import mlflow
 
     from maforecast.tracking import configure
     from predictor.pyfunc import arch_frame, forecast_frame
-    from predictor.schemas import ForecastArrays
+    from predictor.response import CompareResponse, NowcastResponse, PredictResponse
     from registry.loader import load_predictor
 
     configure()  # this test's data home, whatever an earlier test in this worker configured
@@ -387,29 +390,25 @@ def test_pyfunc_predict_matches_forecaster(trained, in_home):
     other = arch.model_copy(update={"qk_norm": True, "name": "qk"})
     model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
     served = load_predictor()
-    # default output: the full forecast per architecture, as the served client reads it
     full = model.predict(arch_frame([arch, other]))
-    assert list(full.columns) == ["forecast", "what_if"] and len(full) == 2 and list(full["what_if"]) == ["[]", "[]"]
-    arrays = ForecastArrays.model_validate_json(full["forecast"][0])
-    assert arrays.to_forecast().layers == served.forecast(arch).layers
-    assert ForecastArrays.from_forecast(arrays.to_forecast()) == arrays  # the per-point form holds the same numbers
-    # per-layer rows for tabular consumers
+    assert list(full.columns) == ["answer"] and len(full) == 2
+    a = PredictResponse.model_validate_json(full["answer"][0])
+    assert a == served.answer(arch).model_copy(update={"predictor": a.predictor})  # same answer, the loader names the version
+    assert a.precision and a.mitigations and any(m.effect for m in a.mitigations)
+    assert len(a.layers) == arch.n_layers
+    cmp = CompareResponse.model_validate_json(model.predict(arch_frame([arch, other], ["base", "qk"]),
+                                                            params={"output": "compare"})["answer"][0])
+    assert [v.name for v in cmp.variants] == ["base", "qk"] and cmp.differences[0].changed_inputs["qk_norm"] == [False, True]
+    nc = NowcastResponse.model_validate_json(model.predict(arch_frame([arch]), params={"output": "nowcast"})["answer"][0])
+    assert [m.id for m in nc.mitigations] == [m.id for m in a.mitigations]
     rows = model.predict(arch_frame([arch]), params={"output": "rows"})
-    ref = forecast_frame(served.forecast(arch))
+    ref = forecast_frame(served.engine.forecast(arch))
     assert len(rows) == arch.n_layers
     pd.testing.assert_series_equal(rows["peak_abs"], ref["peak_abs"], check_names=False)
-    # what-if variants forecast in the same call: their end intervals equal the changed architectures' forecasts
-    [(fc_arch, ends)] = served.forecast_with_what_ifs([arch], [[{"qk_norm": True}, {"learning_rate": arch.learning_rate / 2}]])
-    assert fc_arch.to_forecast().layers == served.forecast(arch).layers and len(ends) == 2
-    for end, changed in zip(ends, [other, arch.model_copy(update={"learning_rate": arch.learning_rate / 2})], strict=True):
-        fc = served.forecast(changed)
-        for k in ("value", "lo", "hi"):
-            assert getattr(end.peak_abs, k) == pytest.approx([getattr(lf.peak_abs, k) for lf in fc.layers], rel=1e-9)
-            assert getattr(end.ratio_end, k) == pytest.approx([getattr(lf.ratio_end, k) for lf in fc.layers], rel=1e-9)
-    with pytest.raises(Exception, match="what_if"):
-        model.predict(arch_frame([arch], [[{"n_layers": 0}]]))  # a change that breaks the architecture is refused
     with pytest.raises(Exception, match="params.output"):
         model.predict(arch_frame([arch]), params={"output": "nonsense"})
+    with pytest.raises(Exception, match="layers"):
+        model.predict(arch_frame([arch]), params={"layers": str(arch.n_layers)})  # a layer the architecture lacks
 
 
 def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, tmp_path):
@@ -446,4 +445,4 @@ def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, t
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     there = pd.read_parquet(tmp_path / "output.parquet")
-    assert list(there["forecast"]) == list(here["forecast"])  # the full forecast, byte for byte
+    assert list(there["answer"]) == list(here["answer"])  # the whole answer, byte for byte

@@ -44,9 +44,9 @@ def configs(tmp_path_factory) -> dict[str, Path]:
 def engine(home):
     with pytest.MonkeyPatch.context() as mp:
         use_home(mp, home)
-        from review.verdict import load_engine
+        from registry.loader import load_predictor
 
-        return load_engine()
+        return load_predictor()
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -214,7 +214,7 @@ def test_missing_policy_file(tmp_path):
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path, name, doc, names):
-    from review.verdict import load_candidates
+    from review.inputs import load_candidates
 
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path, name, doc, names
 
 
 def test_unreadable_inputs(tmp_path):
-    from review.verdict import load_candidates
+    from review.inputs import load_candidates
 
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="broken.json: not readable JSON"):
@@ -257,43 +257,34 @@ def test_cli_bad_input_exit_2_one_line(env, configs, tmp_path):
 # ------------------------------------------------------------------------------------ rules on the answer
 
 
-def test_rules_use_probabilities_a_newer_engine_adds(engine, configs):
-    """p_overflow / probability / p_massive in the answer take precedence over the interval-derived ones."""
-    from review.verdict import (
-        Policy,
-        evaluate_rule,
-        format_probability,
-        layer_massive_probability,
-        load_candidates,
-    )
+def test_rules_read_the_answers_own_probabilities(engine, configs):
+    """The review computes no probability of its own: its rules read the answer's typed fields (one formula
+    in the predictor), so the verdict's numbers are the answer's and a changed answer changes the verdict."""
+    from review.inputs import load_candidates
+    from review.verdict import Policy, evaluate_rule, format_probability, massive_probabilities
 
     cand = load_candidates([configs["llama"]])[0]
-    answer = json.loads(engine.predict(cand.arch).model_dump_json())
-    e4m3 = next(r for r in answer["precision"] if r["format"] == "fp8_e4m3")
-    p_interval, src = format_probability(e4m3, ["overflow_unscaled"])
-    assert src == "interval" and 0.0 <= p_interval <= 1.0
+    answer = engine.answer(cand.arch)
+    e4m3 = next(r for r in answer.precision if r.format == "fp8_e4m3")
+    assert format_probability(e4m3) == e4m3.probability == max(e4m3.check_probabilities.values())
+    assert format_probability(e4m3, ["overflow_unscaled"]) == e4m3.check_probabilities["overflow_unscaled"]
+    assert all(0.0 <= d.probability <= e4m3.check_probabilities[d.check] for d in e4m3.details)
+    assert massive_probabilities(answer) == {lf.layer: lf.p_massive for lf in answer.layers}
     policy = Policy.model_validate({"rules": [
         {"id": "e4m3", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"], "max_probability": 0.2},
         {"id": "massive", "check": "massive_layers", "max_layers": 0},
     ]})
-    e4m3["p_overflow"] = 0.9
-    for lf in answer["layers"]:
-        lf["p_massive"] = 0.7 if lf["layer"] == 1 else 0.01
-    r_fmt, r_mass = (evaluate_rule(rule, answer, "bf16") for rule in policy.rules)
+
+    def with_(p_overflow: float) -> object:
+        risk = e4m3.model_copy(update={"check_probabilities": {**e4m3.check_probabilities, "overflow_unscaled": p_overflow}})
+        layers = [lf.model_copy(update={"p_massive": 0.7 if lf.layer == 1 else 0.01}) for lf in answer.layers]
+        return answer.model_copy(update={"precision": [risk if r.format == "fp8_e4m3" else r for r in answer.precision],
+                                          "layers": layers})
+
+    r_fmt, r_mass = (evaluate_rule(rule, with_(0.9), "bf16") for rule in policy.rules)
     assert r_fmt.status == "fail" and r_fmt.observed == 0.9 and r_fmt.source == "forecast"
-    assert r_mass.status == "fail" and r_mass.observed == [1] and r_mass.source == "forecast"
-    assert layer_massive_probability(answer["layers"][1]) == (0.7, "forecast")
-    e4m3["p_overflow"] = 0.1
-    assert evaluate_rule(policy.rules[0], answer, "bf16").status == "pass"
-
-
-def test_interval_probability_is_consistent_with_the_point_forecast():
-    from review.verdict import interval_probability
-
-    assert interval_probability(100.0, 1000.0, 100.0) == pytest.approx(0.5)  # the point is the median
-    assert interval_probability(100.0, 1000.0, 1000.0) == pytest.approx(0.05, abs=1e-6)  # hi is the 95th percentile
-    assert interval_probability(10.0, 10.0, 5.0) == 1.0 and interval_probability(10.0, 10.0, 50.0) == 0.0
-    assert interval_probability(None, None, 1.0) == 0.0
+    assert r_mass.status == "fail" and r_mass.observed == [1]
+    assert evaluate_rule(policy.rules[0], with_(0.1), "bf16").status == "pass"
 
 
 def test_default_policy_per_target():
@@ -314,8 +305,9 @@ def test_default_policy_per_target():
 def test_report_is_self_contained_and_complete(engine, configs):
     import re
 
+    from review.inputs import load_candidates
     from review.report import render_report
-    from review.verdict import load_candidates, review
+    from review.verdict import review
 
     cands = load_candidates([configs["llama"], configs["neox"]])
     answer = review(cands, engine, None)

@@ -75,7 +75,7 @@ def champion_template(tmp_path_factory, migrated_mlflow_db):
         from pipeline.bootstrap import run
 
         log: list[str] = []
-        run(echo=log.append, small=True)
+        run(echo=log.append)
     return home
 
 
@@ -228,7 +228,7 @@ def test_repeat_is_answered_from_the_one_answer_cache(client):
     entry); other steps are a new answer; bad input is never cached."""
     from service import service as svc
 
-    cache = svc.STATE.engine._cache
+    cache = svc.STATE.answers._cache
     body = json.dumps({**SMALL, "name": "repeat-cache"}).encode()
     headers = {"content-type": "application/json"}
     first = client.post("/predict?steps=0,500,9000", content=body, headers=headers)
@@ -565,7 +565,7 @@ def test_cli_predict_native_and_hf(champion_home, tmp_path):
     r = runner.invoke(root, ["predict", str(hf), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["architecture"]
-    from service.cli import detect_kind
+    from review.inputs import detect_kind
 
     assert detect_kind(LLAMA_1B) == "native" and detect_kind(HF_LLAMA) == "hf"
     assert detect_kind({"config": HF_LLAMA, "training": {}}) == "hf+training"
@@ -588,9 +588,32 @@ def test_bootstrap_second_run_changes_nothing(champion_home):
     from pipeline.bootstrap import run
 
     log: list[str] = []
-    changed = run(echo=log.append, small=True)
+    changed = run(echo=log.append)
     assert changed is False, log
     assert all("unchanged" in line for line in log), log
+
+
+def test_bootstrap_announces_new_evidence_and_retrains_only_when_asked(champion_home):
+    """New rows in the stats table (as `maforecast collect` or `monitor` add them) do not retrain behind the
+    user's back: bootstrap keeps serving the champion and names the command; `--retrain` trains a challenger."""
+    import pandas as pd
+
+    from collector import store
+    from maforecast.settings import stats_path
+    from pipeline.bootstrap import run
+
+    path = stats_path()
+    rows = pd.DataFrame([{"model": "my-run", "step": s, "sequence": 0, "layer": k, "top1": 10.0 + s / 100, "median": 1.0,
+                          "source": "collector"} for s in (0, 1000) for k in range(2)])
+    store.upsert(path, rows)
+    log: list[str] = []
+    assert run(echo=log.append) is False, log
+    assert any("--retrain" in line and "serving version" in line for line in log), log
+    assert not any("registered" in line for line in log), log
+    log.clear()
+    assert run(echo=log.append, retrain=True) is True
+    assert any(line.startswith("[2/4] fit:") and "curves fitted" in line for line in log), log
+    assert any(line.startswith("[3/4] train: registered") for line in log), log
 
 
 def test_bootstrap_champion_has_its_fit_run_lineage(champion_home):
@@ -707,3 +730,71 @@ def _pythia160m(**extra) -> dict:
     from registry.reference import pythia_architectures
 
     return {**pythia_architectures()["pythia-160m"].model_dump(exclude_none=True), **extra}
+
+
+# ------------------------------------------------------------------------------------ one answer
+
+
+def _ranking(answer: dict) -> list[str]:
+    return [m["id"] for m in answer["mitigations"]]
+
+
+def _risk(answer: dict) -> dict[str, tuple]:
+    return {r["format"]: (r["at_risk"], r["probability"], r["layers"]) for r in answer["precision"]}
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn, tmp_path):
+    """The registered model is the product: `mlflow models serve` on the champion (a real scoring server,
+    run outside the repository so the version's logged code answers) gives the precision risk and the
+    mitigation ranking that /predict gives; /nowcast without observations ranks as /predict does; and
+    `maforecast predict --json` prints the same answer."""
+    from tests.conftest import free_port, wait_http
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{champion_home / 'mlflow.db'}", "PYTHONPATH": ""}
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = spawn.start([str(mlflow_bin), "models", "serve", "-m", "models:/maforecast-predictor@champion",
+                        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], "mlflow-serve",
+                       env=env, cwd=tmp_path)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", 180, proc)
+    except (TimeoutError, RuntimeError):
+        pytest.fail(spawn.log_tail(proc))
+    r = httpx.post(f"http://127.0.0.1:{port}/invocations",
+                   json={"dataframe_records": [{"architecture": json.dumps(LLAMA_1B)}]}, timeout=60)
+    assert r.status_code == 200, r.text[:2000]
+    served = json.loads(r.json()["predictions"][0]["answer"])
+    ours = client.post("/predict", json=LLAMA_1B).json()
+    assert _ranking(served) == _ranking(ours) and len(_ranking(ours)) >= 3
+    assert _risk(served) == _risk(ours)
+    assert [m.get("effect") is not None for m in served["mitigations"]] == [m.get("effect") is not None for m in ours["mitigations"]]
+    assert any(m.get("effect") for m in served["mitigations"])  # the what-ifs come with the model's answer
+    # what /nowcast runs, with no observations yet (the API answers an empty list with a 400 naming it)
+    from predictor.architecture import Architecture
+    from registry.loader import load_predictor
+
+    nc = json.loads(load_predictor().nowcast(Architecture.model_validate(LLAMA_1B), []).model_dump_json())
+    assert _ranking(nc) == _ranking(ours)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(LLAMA_1B))
+    cli = subprocess.run([sys.executable, "-m", "maforecast.cli", "predict", str(arch), "--json"], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ}, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    printed = json.loads(cli.stdout)
+    assert _ranking(printed) == _ranking(ours) and _risk(printed) == _risk(ours)
+    # an older interface is refused by MLflow's own server too, with the column it expects
+    bad = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [{"arch": "{}"}]}, timeout=60)
+    assert 400 <= bad.status_code < 500, bad.text[:500]
+
+
+def test_a_version_of_other_code_is_refused_with_one_line(champion_home, monkeypatch):
+    """A version logged with other predictor code would answer with this process's code: refused, naming why."""
+    from registry import loader
+
+    monkeypatch.setattr(loader, "code_digest", lambda: "0123456789abcdef")
+    with pytest.raises(loader.NoChampionError) as exc:
+        loader.load_predictor()
+    msg = str(exc.value)
+    assert "other predictor code" in msg and "0123456789abcdef" in msg and "maforecast bootstrap" in msg
+    assert "\n" not in msg

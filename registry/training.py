@@ -31,6 +31,9 @@ import joblib
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import MetricThreshold
+from mlflow.models.evaluation import EvaluationResult
+from mlflow.models.evaluation.validation import ModelValidationFailedException
 from mlflow.types.schema import ColSpec, DataType, Schema
 
 from maforecast.errors import UserError
@@ -324,6 +327,24 @@ def _headline(client, name: str, version: str) -> float:
         return float("nan")
 
 
+# The promotion gate, in MLflow's own terms (``mlflow.validate_evaluation_results``): the challenger's
+# headline skill (1 - held-out MAE / the constant's MAE) must be above the constant's (0 by definition),
+# then above the champion's. Each verdict is written on the version as a tag (``gate.constant``,
+# ``gate.champion``), where MLflow users look.
+GATE = {HEADLINE_METRIC: MetricThreshold(min_absolute_change=1e-9, greater_is_better=True)}
+
+
+def gate(thresholds: dict[str, MetricThreshold], candidate: dict[str, float], baseline: dict[str, float]) -> str | None:
+    """None when ``candidate`` passes MLflow's validation against ``baseline``, else MLflow's reason in one line."""
+    if not all(math.isfinite(v) for v in (*candidate.values(), *baseline.values())):
+        return "metrics missing (NaN)"
+    try:
+        mlflow.validate_evaluation_results(thresholds, EvaluationResult(candidate, {}), EvaluationResult(baseline, {}))
+    except ModelValidationFailedException as exc:
+        return " ".join(str(exc.message).split())
+    return None
+
+
 def servable(tags: dict) -> bool:
     """Whether a version (its registry tags) answers with this process's interface and predictor code."""
     return tags.get("pyfunc_interface") == PYFUNC_INTERFACE and tags.get("code_digest") == code_digest()
@@ -343,11 +364,13 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
     except MlflowException:
         champ = None
     ch_score = _headline(client, name, ch.version)
-    below = not (math.isfinite(ch_score) and ch_score > 0)
+    why_not = gate(GATE, {HEADLINE_METRIC: ch_score}, {HEADLINE_METRIC: 0.0})
+    retry_store(client.set_model_version_tag, name, ch.version, "gate.constant", why_not or "passed")
+    below = why_not is not None
     if below and not force:
         return PromoteResult(False, f"refused: challenger v{ch.version} does not beat the constant baseline "
-                             f"({HEADLINE_METRIC} {ch_score:.4f} <= 0); use --force to promote anyway", str(ch.version),
-                             str(champ.version) if champ is not None else None)
+                             f"({HEADLINE_METRIC} {ch_score:.4f}; MLflow validation: {why_not}); use --force to promote anyway",
+                             str(ch.version), str(champ.version) if champ is not None else None)
     if force:
         retry_store(client.set_model_version_tag, name, ch.version, "promoted_by_force", "true" if below else "false")
     if champ is not None and champ.version == ch.version:
@@ -362,7 +385,10 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
                              f"logged with another model interface or predictor code and cannot be served by this code "
                              f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), str(champ.version))
     champ_score = _headline(client, name, champ.version)
-    better = math.isfinite(ch_score) and (not math.isfinite(champ_score) or ch_score > champ_score)
+    lost = (gate(GATE, {HEADLINE_METRIC: ch_score}, {HEADLINE_METRIC: champ_score}) if math.isfinite(champ_score)
+            else None if math.isfinite(ch_score) else "metrics missing (NaN)")  # a champion without a score loses
+    retry_store(client.set_model_version_tag, name, ch.version, "gate.champion", lost or f"passed (v{champ.version})")
+    better = lost is None
     cmp = f"{HEADLINE_METRIC}: challenger v{ch.version} {ch_score:.4f} vs {champ_alias} v{champ.version} {champ_score:.4f}"
     if better or force:
         client.set_registered_model_alias(name, champ_alias, ch.version)

@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from predictor.precision import FORMATS
 from predictor.response import Mitigation, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
@@ -39,7 +40,6 @@ from review.verdict import (
 if TYPE_CHECKING:  # the type only: importing the loader imports MLflow (seconds), which presenting needs not
     from registry.loader import RegisteredPredictor
 
-FORMATS = ("fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor")
 RATIO_LIMITS = ((127.0, "INT8 step (127)", "#d62728"), (256.0, "BF16 swamping (256)", "#ff7f0e"),
                 (2048.0, "FP16 swamping (2048)", "#9467bd"))
 ABS_LIMITS = ((MASSIVE_ABS, "massive (100)", "#7f7f7f"), (448.0, "FP8 E4M3 max (448)", "#d62728"),

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from maforecast.errors import UserError
 from predictor.architecture import PrecisionTarget
-from predictor.precision import CHECKS, TARGET_FORMATS
+from predictor.precision import CHECKS, FORMATS, TARGET_FORMATS
 from predictor.response import PrecisionRisk, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
@@ -37,8 +37,9 @@ if TYPE_CHECKING:  # the type only: importing the loader imports MLflow (seconds
 
 SCHEMA_VERSION = "1.0"  # of the review JSON answer; a tool should check the major number
 
-Format = Literal["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"]
-CheckName = Literal["overflow", "swamping", "overflow_unscaled", "underflow_scaled", "below_one_step", "rounds_to_zero"]
+# the predictor's formats and checks, so a new format is added in predictor/precision.py only
+Format = Literal[*FORMATS]
+CheckName = Literal[*dict.fromkeys(name for checks in CHECKS.values() for name, _ in checks)]
 FORMAT_CHECKS: dict[str, tuple[str, ...]] = {f: tuple(name for name, _ in checks) for f, checks in CHECKS.items()}
 OVERFLOW_CHECKS = frozenset({"overflow", "overflow_unscaled"})
 MASSIVE_ABS = 100.0  # Sun et al.: |a| > 100 (and > 1000 x median)

@@ -278,6 +278,7 @@ def test_promote_both_directions(trained, in_home):
     client.set_model_version_tag(name, "2", "headline_skill", "-0.2")
     res = promote()
     assert not res.promoted and "does not beat the constant baseline" in res.message and "\n" not in res.message
+    assert "MLflow validation" in res.message and client.get_model_version(name, "2").tags["gate.constant"] != "passed"
     res = promote(force=True)
     assert res.promoted and "--force" in res.message
     assert client.get_model_version(name, "2").tags["promoted_by_force"] == "true"
@@ -286,6 +287,8 @@ def test_promote_both_directions(trained, in_home):
     client.set_model_version_tag(name, "2", "headline_skill", "0.9")
     res = promote()
     assert res.promoted and "beats" in res.message
+    tags = client.get_model_version(name, "2").tags  # the gate's verdicts, where MLflow users look
+    assert tags["gate.constant"] == "passed" and tags["gate.champion"] == "passed (v1)"
     assert str(client.get_model_version_by_alias(name, "champion").version) == "2"
     assert "already" in promote().message
 

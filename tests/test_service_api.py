@@ -752,8 +752,10 @@ def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn
     from tests.conftest import free_port, wait_http
 
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{champion_home / 'mlflow.db'}", "PYTHONPATH": ""}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
+    # as from an activated venv: MLflow's scoring server runs `uvicorn` from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{champion_home / 'mlflow.db'}", "PYTHONPATH": "",
+           "PATH": os.pathsep.join([str(mlflow_bin.parent), os.environ.get("PATH", "")])}
     proc = spawn.start([str(mlflow_bin), "models", "serve", "-m", "models:/maforecast-predictor@champion",
                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], "mlflow-serve",
                        env=env, cwd=tmp_path)

@@ -19,7 +19,7 @@ from scipy.special import ndtr
 
 from predictor import knowledge as kbm
 from predictor import precision as prec
-from predictor.architecture import Architecture, parse_architecture
+from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
 from predictor.nowcast import nowcast
 from predictor.response import (
@@ -64,7 +64,7 @@ def summarize(fc: ForecastArrays) -> Summary:
     earliest = min(pool, key=te.__getitem__) if pool else None
     big = max(range(n), key=fc.peak_abs.value.__getitem__)
     big_ratio = max(range(n), key=fc.ratio_end.value.__getitem__)
-    return Summary(
+    return Summary.model_construct(  # our own typed values: constructed, not validated again
         n_layers=n,
         t_end=fc.t_end,
         massive_layers=massive,
@@ -144,22 +144,21 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
                     probs: dict[str, float] | None = None) -> list[PrecisionRisk]:
     """Per format, the layers at risk and why, with the probability of crossing each limit per layer and
     check, per check and per format (``probs``: the forecast's format probabilities if known)."""
-    risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target)
-    lp, _ = layer_probabilities_many([(fc.peak_abs, fc.ratio_end)])
+    lp = {k: v.tolist() for k, v in layer_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0].items()}
+    risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target, lp)
     probs = probs if probs is not None else format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
     out = []
     for r in risks:
         likely = [d.from_step for d in r.layers if d.from_step is not None]
         likely_layers = {d.layer for d in r.layers if d.certainty == "likely"}
-        details = [{"layer": d.layer, "check": d.check, "quantity": d.quantity, "limit": d.limit, "predicted": d.predicted,
-                    "predicted_hi": d.predicted_hi, "certainty": d.certainty, "from_step": d.from_step,
-                    "from_step_hi": d.from_step_hi, "probability": float(lp[(r.format, d.check)][d.layer])} for d in r.layers]
-        out.append(PrecisionRisk.model_validate({  # one validation builds the details too (~160 for 24 layers)
-            "format": r.format, "max_value": r.max_value, "at_risk": r.at_risk, "target": r.target,
-            "layers": sorted(likely_layers), "possible_layers": sorted({d.layer for d in r.layers} - likely_layers),
-            "from_step": min(likely) if likely else None, "probability": probs.get(r.format),
-            "check_probabilities": {name: float(lp[(r.format, name)].max(initial=0.0)) for name, _ in prec.CHECKS[r.format]},
-            "why": r.why, "details": details}))
+        # constructed, not validated: the details (~160 for 24 layers) are the checks' own records, in
+        # ``LayerRiskOut``'s field order, written as they are (tests check the bytes validate unchanged)
+        out.append(PrecisionRisk.model_construct(
+            format=r.format, max_value=r.max_value, at_risk=r.at_risk, target=r.target, layers=sorted(likely_layers),
+            possible_layers=sorted({d.layer for d in r.layers} - likely_layers), from_step=min(likely) if likely else None,
+            probability=probs.get(r.format),
+            check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
+            why=r.why, details=list(r.layers)))
     return out
 
 
@@ -202,6 +201,12 @@ WHAT_IF: dict[str, Any] = {
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
 
 
+def variant(arch: Architecture, change: dict[str, Any]) -> Architecture:
+    """``arch`` with a what-if change applied. Not validated again: the changes come from ``WHAT_IF``
+    (a boolean switched on, an enum value, a halved learning rate), valid by construction."""
+    return arch.model_copy(update=change)
+
+
 def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     """The schema fields a mitigation changes in this architecture (None: it maps onto none, or changes nothing)."""
     make = WHAT_IF.get(entry_id)
@@ -221,7 +226,7 @@ def what_if(change: dict[str, Any], fc: ForecastArrays, end: EndIntervals, targe
     red = math.log10(big_b.value / big_a.value) + drop
     text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.value, big_a.value)}"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
-    return MitigationEffect(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
+    return MitigationEffect.model_construct(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
                             ratio_end_before=rat_b, ratio_end_after=rat_a, risk_before=rb, risk_after=ra,
                             reduction=red, text=text)
 
@@ -281,7 +286,7 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, ends: Sequence[En
     for i, m in enumerate(ranked, start=1):
         e, mot = m.entry, motivations[m.entry.id]
         out.append(
-            Mitigation(
+            Mitigation.model_construct(  # the knowledge base's entries were validated when it loaded
                 id=e.id,
                 name=e.name,
                 category=e.category,
@@ -340,7 +345,7 @@ class Answerer:
         steps = list(steps) if steps else None
         candidates = [{k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
         distinct = [dict(cand.values()) for cand in candidates]
-        variants = [[parse_architecture({**a.model_dump(), **c}) for c in d.values()] for a, d in zip(archs, distinct, strict=True)]
+        variants = [[variant(a, c) for c in d.values()] for a, d in zip(archs, distinct, strict=True)]
         ends_all = iter(self.engine.end_intervals_many([v for vs in variants for v in vs]))
         out = []
         for arch, cand, dist in zip(archs, candidates, distinct, strict=True):
@@ -426,7 +431,7 @@ class Answerer:
         prior = self.engine.forecast_arrays(arch, steps)
         cand = {k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
         dist = dict(cand.values())
-        ends = self.engine.end_intervals_many([parse_architecture({**arch.model_dump(), **c}) for c in dist.values()])
+        ends = self.engine.end_intervals_many([variant(arch, c) for c in dist.values()])
         fields = self._fields(arch, fc, prior, cand, dist, ends, who)
         return NowcastResponse(**fields, nowcast=res.info, nowcast_layers=res.layers)
 

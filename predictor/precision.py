@@ -69,6 +69,7 @@ class LayerRisk:
     certainty: str  # likely | possible
     from_step: float | None  # first step where the point forecast crosses (None: only the interval)
     from_step_hi: float | None  # first step where the upper bound crosses
+    probability: float = 0.0  # that the layer crosses the limit by the planned end (predictor.answer)
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,12 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[tuple[str, str], list[LayerRisk]]:
+def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+              probs: dict[tuple[str, str], list[float]] | None = None) -> dict[tuple[str, str], list[LayerRisk]]:
     """Per (format, check), the layers that cross the check's limit (point forecast: ``likely``; upper bound
     only: ``possible``), in layer order. All checks of one quantity and all layers at once: ``arrays`` holds
-    per quantity the (point, hi) layer x step matrices (-inf: never crosses)."""
+    per quantity the (point, hi) layer x step matrices (-inf: never crosses); ``probs``, per (format, check),
+    each layer's probability of crossing."""
     st = np.asarray(steps, float).tolist()
     out: dict[tuple[str, str], list[LayerRisk]] = {(f, n): [] for f in FORMATS for n, _ in CHECKS[f]}
     for quantity, (point, hi) in arrays.items():
@@ -190,17 +193,19 @@ def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]
             t_point = st[first_pt[k][i]] if any_pt[k][i] else None
             out[fmt, name].append(LayerRisk(
                 i, name, quantity, check.limit, pt_max[i], hi_max[i],
-                "likely" if t_point is not None else "possible", t_point, st[first_hi[k][i]]))
+                "likely" if t_point is not None else "possible", t_point, st[first_hi[k][i]],
+                probs[fmt, name][i] if probs else 0.0))
     return out
 
 
 def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
-                  precision_target: str | None = None) -> list[FormatRisk]:
+                  precision_target: str | None = None,
+                  probs: dict[tuple[str, str], list[float]] | None = None) -> list[FormatRisk]:
     """One ``FormatRisk`` per format in ``FORMATS`` (in that order). ``arrays``: for ``peak_abs`` (|a|) and
     ``ratio``, the (point, upper bound) layer x step matrices at ``steps`` (row i: layer i; NaN never crosses)."""
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
     arrays = {q: (np.nan_to_num(p, nan=-np.inf), np.nan_to_num(h, nan=-np.inf)) for q, (p, h) in arrays.items()}
-    crossed = crossings(steps, arrays)
+    crossed = crossings(steps, arrays, probs)
     out = []
     for fmt in FORMATS:
         risks: list[LayerRisk] = []

@@ -23,7 +23,7 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
-from predictor.pyfunc import INTERFACE, arch_frame, code_digest, steps_param
+from predictor.pyfunc import INTERFACE, code_digest, steps_param
 from predictor.response import CompareResponse, NowcastResponse, PredictorInfo, PredictResponse
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
@@ -59,8 +59,9 @@ class RegisteredPredictor:
         self._python_model = self.model.unwrap_python_model()
 
     def _predict(self, archs: Sequence[Architecture], names: list[str] | None = None, **params: str) -> list[str]:
-        out = self._python_model.predict(None, arch_frame(list(archs), names), params={**self._params, **params})
-        return list(out["answer"])
+        # the validated objects as they are, in a dict of lists (``predictor.pyfunc``: no frames in process)
+        rows: dict[str, list] = {"architecture": list(archs), **({"name": list(names)} if names is not None else {})}
+        return list(self._python_model.predict(None, rows, params={**self._params, **params})["answer"])
 
     @property
     def predictor(self) -> PredictorInfo:

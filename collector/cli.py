@@ -31,6 +31,8 @@ def import_published_cmd(root: Path, out: Path | None, fits_out: Path | None) ->
     """Import a downloaded copy of Aimpoint-Digital/pythia-massive-activations from ROOT."""
     from collector import store
     from collector.published import import_published
+
+    # `maforecast --help` imports every command module: the stage loads when the command runs
     from maforecast.tables import FitRow, write_table
 
     stats, fits = import_published(root)

@@ -194,6 +194,7 @@ class _Tracker:
     """Parent run per series (reused on resume), child run per checkpoint, via MlflowClient."""
 
     def __init__(self, model: str, series_key: str, tags: dict[str, str], params: dict[str, str]):
+        # MLflow loads only when a run is logged
         from maforecast import tracking
 
         self.client = tracking.configure()
@@ -250,6 +251,7 @@ class _Tracker:
     def finish(self, table: pd.DataFrame, out: Path, status: str) -> None:
         import mlflow
 
+        # MLflow loads only when a run is logged
         from maforecast.tracking import log_dataset
 
         if len(table):

@@ -52,6 +52,7 @@ class Checkpoint:
 
 
 def hub_offline() -> bool:
+    # settings are read when the hub is asked, not at import
     from maforecast.settings import get_settings
 
     return get_settings().hf_hub_offline

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from maforecast.settings import fits_path, stats_path
-from maforecast.tables import METRICS
+from maforecast.tables import METRICS, digest
 
 
 @click.command("fit", short_help="Fit the Eq. 9 emergence curve to every (model, layer, metric) series.")
@@ -23,6 +23,8 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
         plots: bool, use_mlflow: bool) -> None:
     """Fit the Eq. 9 emergence curve to every (model, layer, metric) series."""
     from fitting.batch import fit_table, summarize
+
+    # `maforecast --help` imports every command module: the stage loads when the command runs
     from maforecast.errors import UserError
     from maforecast.tables import FitRow, StatsRow, locked, read_table, write_table
 
@@ -40,7 +42,7 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
         stats = read_table(stats_file, StatsRow)
         source = str(stats_file)
     else:
-        from collector.reference import load_pythia_stats
+        from collector.reference import load_pythia_stats  # the bundled data only when no table is given
 
         stats = load_pythia_stats()
         source = "bundled reference data"
@@ -48,8 +50,6 @@ def fit(stats_file: Path | None, out: Path | None, metrics: str, jobs: int | Non
         raise UserError(f"{source}: no rows with a training step, nothing to fit")
     click.echo(f"fitting {source}: {stats['model'].nunique()} models, {len(stats)} rows")
     import shutil
-
-    from maforecast.tables import digest
 
     out = out or fits_path()
     # finished chunks land here, so a killed run resumes; removed once the table is written.

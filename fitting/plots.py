@@ -57,6 +57,7 @@ def save_model_plots(stats: pd.DataFrame, fits: pd.DataFrame, out_dir) -> list:
     """Write one PNG per (model, metric) that has at least one fitted curve; returns the paths."""
     from pathlib import Path
 
+    # pandas loads only when plots are drawn
     from maforecast.tables import stats_with_ratio
 
     out_dir = Path(out_dir)

@@ -48,6 +48,7 @@ class State:
 
 
 def _table_digest(path: Path, row_model) -> str | None:
+    # deferred, see the module docstring
     from maforecast.tables import digest, read_table
 
     if not Path(path).exists():
@@ -59,6 +60,7 @@ def _table_digest(path: Path, row_model) -> str | None:
 
 
 def stage_import(settings: Settings, state: State, force: bool, echo: Echo) -> bool:
+    # deferred, see the module docstring
     from collector import reference, store
     from maforecast.tables import StatsRow, conform, digest
 
@@ -84,6 +86,7 @@ def _held(echo: Echo, stage: str, held: str) -> bool:
 
 
 def stage_fit(settings: Settings, state: State, force: bool, echo: Echo, held: str | None = None) -> bool:
+    # deferred, see the module docstring
     from maforecast.tables import FitRow, StatsRow, read_table, write_table
 
     stats_digest = _table_digest(stats_path(settings), StatsRow)
@@ -94,6 +97,7 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo, held: s
         return False
     if held:
         return _held(echo, "[2/4] fit", held)
+    # deferred, see the module docstring
     from fitting.batch import fit_table
     from fitting.tracking import log_fit_run
     from maforecast.tables import locked
@@ -114,6 +118,7 @@ def stage_fit(settings: Settings, state: State, force: bool, echo: Echo, held: s
 
 
 def stage_train(settings: Settings, state: State, force: bool, echo: Echo, held: str | None = None) -> bool:
+    # deferred, see the module docstring
     from maforecast.tables import FitRow, StatsRow
     from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
     from predictor.pyfunc import code_digest
@@ -131,6 +136,7 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, held:
         return False
     if held:
         return _held(echo, "[3/4] train", held)
+    # deferred, see the module docstring
     from registry.cli import load_training_stats
     from registry.training import train
 
@@ -155,6 +161,7 @@ def stage_promote(settings: Settings, state: State, force: bool, echo: Echo, hel
     if current is not None and (current == version or held):
         echo(f"[4/4] promote: {settings.model_alias} already points at version {current}; unchanged")
         return False
+    # deferred, see the module docstring
     from registry.training import promote
 
     result = promote(force=False, settings=settings)
@@ -178,6 +185,7 @@ def _link_fit_run(settings: Settings, fit_run: str | None, train_run: str, versi
 
 
 def _client(settings: Settings):
+    # deferred, see the module docstring
     from maforecast.tracking import configure
 
     return configure(settings)
@@ -200,6 +208,7 @@ def _alias_version(settings: Settings, alias: str) -> str | None:
 
 def servable_champion(settings: Settings) -> str | None:
     """The champion's version if this code can serve it (its interface and predictor code), else None."""
+    # deferred, see the module docstring
     from registry.training import servable
 
     try:

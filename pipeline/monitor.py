@@ -33,8 +33,6 @@ import pandas as pd
 
 from maforecast.errors import UserError
 from maforecast.settings import get_settings
-from registry.loader import load_predictor
-from registry.reference import reference_engine
 from review.inputs import load_architecture
 
 PRIORS = ("auto", "registry", "reference")
@@ -56,6 +54,10 @@ def prior_engine(kind: str = "auto"):
     """(ForecastEngine, description) for the prior."""
     if kind not in PRIORS:
         raise UserError(f"--prior: one of {', '.join(PRIORS)}")
+    # `maforecast --help` imports this module; MLflow and the engine load when a prior is needed
+    from registry.loader import load_predictor
+    from registry.reference import reference_engine
+
     if kind in ("auto", "registry"):
         try:
             s = get_settings()
@@ -91,6 +93,7 @@ def validate_rows(obs: pd.DataFrame, arch) -> list:
     """Observation models for the rows; the first bad row is a one-line UserError naming row and field."""
     from pydantic import ValidationError
 
+    # `maforecast --help` imports this module; torch and MLflow load when a run is measured
     from predictor.nowcast import Observation, check_observations
 
     if obs["step"].isna().any():
@@ -163,12 +166,14 @@ def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # `maforecast --help` imports this module; torch and MLflow load when a run is measured
+    # the engine loads with the prior, not when `maforecast --help` imports this module
     from predictor.engine import default_steps
 
     t_end = result.forecast.t_end
     steps = np.array(sorted(set(default_steps(t_end, 40)) | set(obs_frame["step"].astype(int))), float)
     steps = steps[steps > 0]
-    from predictor.nowcast import prior_band
+    from predictor.nowcast import prior_band  # with the prior, as above
 
     prior = engine.layer_curves(arch, steps)["ratio"]
     wide = prior_band(engine, arch, steps)
@@ -219,6 +224,7 @@ def log_mlflow(key: str, model: str, arch, result, obs_frame: pd.DataFrame, png:
     """One MLflow run per monitored series (resumed on rerun); metrics at step=<training step>."""
     from mlflow.entities import Metric, Param
 
+    # `maforecast --help` imports this module; torch and MLflow load when a run is measured
     from maforecast import tracking
 
     client = tracking.configure()
@@ -271,6 +277,7 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
                 n_sequences: int = 10, seq_len: int = 256, dtype: str = "float32", batch_size: int = 8, device: str = "cpu",
                 out: Path | None = None, track: bool = True, prior: str = "auto", progress: bool = True,
                 echo=print) -> MonitorResult:
+    # `maforecast --help` imports this module; torch and MLflow load when a run is measured
     from collector import store
     from collector.run import CollectOptions, collect_series, probe_for_series
     from collector.sources import resolve_source

@@ -391,7 +391,8 @@ class Answerer:
             return [self.write(f) for f in fields]
         keep = set(layers or ())
         return [compact(PredictResponse(**{**f, "layers": [d for d in f["layers"] if d["layer"] in keep]}), view,
-                        list(layers) if layers is not None else None).model_dump_json().encode() for f in fields]
+                        list(layers) if layers is not None else None).model_dump_json(warnings=False).encode()
+                for f in fields]  # warnings off: the details are the checks' records (precision_risks)
 
     def answers(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None,
                 who: PredictorInfo | None = None) -> list[PredictResponse]:

@@ -10,6 +10,7 @@ from maforecast.settings import get_settings, stats_path
 
 def load_training_stats(reference: bool):
     """The stats table of the data home (or the bundled reference data)."""
+    # `maforecast --help` imports every command module: MLflow loads when the command runs
     from maforecast.tables import StatsRow, read_table
     from registry.dataset import reference_stats
 

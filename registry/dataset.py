@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from collector.reference import load_final_model_stats, load_reference_stats
 from fitting.curves import eq9
 from fitting.derived import EARLY_PEAK, derive
+from maforecast.tables import stats_with_ratio
 from predictor.architecture import Architecture
 
 GOOD_STATUSES = ("ok", "ill_conditioned")
@@ -213,8 +215,6 @@ def build_training_rows(
 
 def measured_ratio_points(stats: pd.DataFrame) -> pd.DataFrame:
     """Measured (model, step, layer, ratio) points of trajectory models, for curve R^2."""
-    from maforecast.tables import stats_with_ratio
-
     s = stats[stats["step"].notna() & stats["median"].notna() & stats["top1"].notna()]
     if not len(s):
         return pd.DataFrame(columns=["model", "step", "layer", "ratio"])
@@ -224,13 +224,9 @@ def measured_ratio_points(stats: pd.DataFrame) -> pd.DataFrame:
 
 def reference_stats() -> pd.DataFrame:
     """Bundled reference stats: Pythia trajectories plus trained-LLM rows of both protocols."""
-    from collector.reference import load_reference_stats
-
     return load_reference_stats()
 
 
 def final_model_stats() -> pd.DataFrame:
     """Final-model per-layer peaks (2503.22329) as stats rows (step missing)."""
-    from collector.reference import load_final_model_stats
-
     return load_final_model_stats()

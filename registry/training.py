@@ -30,6 +30,7 @@ from pathlib import Path
 import joblib
 import mlflow
 import pandas as pd
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
@@ -203,8 +204,8 @@ def relog(version: str | None = None, kb: str | Path | None = None, settings: Se
         raise UserError(f"--knowledge-base: no such file: {kb_file}")
     try:
         load_kb.__wrapped__(str(kb_file))  # parse it now: a broken file is refused before anything is logged
-    except (ValueError, OSError) as exc:
-        raise UserError(f"--knowledge-base: {kb_file}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        raise UserError(f"--knowledge-base: {kb_file}: {' '.join(str(exc).split())[:300]}") from None
     try:
         mv = (client.get_model_version(s.registered_model, str(version)) if version
               else client.get_model_version_by_alias(s.registered_model, s.model_alias))

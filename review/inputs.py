@@ -48,14 +48,19 @@ def detect_kind(doc: Any) -> str:
     )
 
 
-def load_architecture(path: Path, training: dict | None = None):
-    """(Architecture, notes) from a native or Hugging Face JSON file."""
+def read_json(path: Path | str) -> Any:
+    """A JSON file's content; a missing or unreadable file is one line naming it."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc})") from None
+        raise UserError(f"{path}: not readable JSON ({' '.join(str(exc).split())})") from None
+
+
+def load_architecture(path: Path, training: dict | None = None):
+    """(Architecture, notes) from a native or Hugging Face JSON file."""
+    doc = read_json(path)
     kind = detect_kind(doc)
     if kind == "native":
         if training:
@@ -142,12 +147,7 @@ def load_candidates(paths: Sequence[Path | str], training: dict | None = None) -
 def read_training(path: Path | None, precision_target: str | None) -> dict | None:
     training: dict[str, Any] = {}
     if path is not None:
-        try:
-            training = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: not readable JSON ({' '.join(str(exc).split())})") from None
+        training = read_json(path)
         if not isinstance(training, dict):
             raise UserError(f"{path}: must hold a JSON object of training fields")
     if precision_target:

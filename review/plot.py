@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from predictor import precision as prec  # noqa: E402
-from service.schemas import PredictResponse  # noqa: E402
+from predictor.response import PredictResponse  # noqa: E402
 
 _LOCK = threading.Lock()  # pyplot's state machine is not thread-safe
 

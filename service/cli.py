@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from maforecast.settings import get_settings
-from registry.loader import resolve_model_uri
 
 
 @click.command("serve")
@@ -36,6 +35,9 @@ def serve(host: str, port: int, workers: int | None, model_uri: str | None, alia
     # resolve the store now so the server and this shell agree even if the server's cwd differs
     s = get_settings()
     env.setdefault("MAFORECAST_DATA_HOME", str(s.home))
+    # here, not at the top: `maforecast --help` imports this module, and the loader imports MLflow
+    from registry.loader import resolve_model_uri
+
     cmd = serve_command(host, port)
     click.echo(f"serving {resolve_model_uri(model_uri, alias, version)} from {s.resolved_tracking_uri} on http://{host}:{port}", err=True)
     try:

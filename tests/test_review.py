@@ -319,6 +319,17 @@ def test_report_is_self_contained_and_complete(engine, configs):
     assert page.count('class="risk-matrix"') == 2 and page.count('class="mitigations"') == 2
     assert page.count("<svg") == 4 and page.count('class="layer-line"') == 8 + 6
     assert 'class="comparison"' in page and "neox vs llama" in page
+    # the predicted effects: a filled "before" column, numbers with intervals, no raw Python dicts
+    effects = re.findall(r'<table class="effect" data-kind="predicted">(.*?)</table>', page, re.S)
+    assert effects, "no predicted effect table"
+    for table in effects:
+        rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+        assert rows and all(before.strip() and after.strip() for _, before, after in rows), table[:500]
+        assert "{" not in table and "&#x27;" not in table, table[:500]
+        assert re.search(r"\d \[\d", rows[0][1]), rows[0]  # value [lo, hi]
+    # the predictor's scores: an MAE below the constant's reads as better, and the header names no CV
+    assert "not better than baseline" not in page and "better than baseline" in page
+    assert "leave one model out</th>" not in page
     assert "baseline (predict the mean)" in page and "peak_abs held-out MAE" in page
     assert "inferred or defaulted" in page
     for m in cands[0].answer.mitigations[:3]:

@@ -377,6 +377,10 @@ BAD_INPUTS = [
     ('{"n_layers": 6, "d_model": 1e400, "n_heads": 8, "d_ffn": 2048}', ["d_model"]),  # inf
     ([SMALL], []),  # not an object
     ("null", []),
+    ({**SMALL, "n_layers": True}, ["n_layers"]),  # a boolean is not a number (lax mode made it 1 layer)
+    ({**SMALL, "qk_norm": "yes"}, ["qk_norm"]),  # a string is not a boolean
+    ({**SMALL, "tied_embeddings": 1}, ["tied_embeddings"]),
+    ('{"n_layers": 6, "d_model": 512, "n_heads": 8, "d_ffn": 2048, "learning_rate": NaN}', ["learning_rate"]),
 ]
 
 
@@ -398,6 +402,16 @@ def test_malformed_bodies_are_4xx(client, raw):
     for route in ("/predict", "/predict_batch", "/compare", "/predict_hf_config", "/plot"):
         r = client.post(route, content=raw, headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500, (route, raw, r.status_code, r.text[:200])
+
+
+def test_nan_and_layers_out_of_range_are_named(client):
+    r = client.post("/predict", content='{"n_layers": 6, "d_model": 512, "n_heads": 8, "d_ffn": 2048, "learning_rate": NaN}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "finite" in r.json()["error"] and "<= 1" not in r.json()["error"], r.text
+    r = client.post("/predict?layers=99", json=SMALL)  # a 6-layer model has no layer 99
+    assert r.status_code == 400 and r.json()["fields"] == ["layers"] and "99" in r.json()["error"], r.text
+    r = client.post("/predict?view=summary&layers=0,5", json=SMALL)
+    assert r.status_code == 200 and [lf["layer"] for lf in r.json()["layers"]] == [0, 5]
 
 
 def test_bad_steps_query(client):
@@ -571,6 +585,22 @@ def test_cli_predict_native_and_hf(champion_home, tmp_path):
     assert detect_kind({"config": HF_LLAMA, "training": {}}) == "hf+training"
 
 
+@pytest.mark.parametrize(("doc", "named"), [
+    ({**{k: v for k, v in SMALL.items() if k != "n_layers"}, "n_layer": 6}, "n_layer"),  # GPT-2's key in a native file
+    ({**{k: v for k, v in SMALL.items() if k != "d_model"}, "d_modle": 512}, "d_modle"),
+])
+def test_cli_names_a_typo_in_a_native_file(tmp_path, doc, named):
+    """A native JSON with a misspelt key is read as native and the typo is named (not taken for a GPT-2
+    config.json); no predictor is needed to say so."""
+    from review.inputs import load_architecture
+
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(Exception) as exc:
+        load_architecture(path)
+    assert named in str(exc.value) and "model_type" not in str(exc.value)
+
+
 def test_cli_predict_bad_file_is_one_line_error(champion_home, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**LLAMA_1B, "n_heads": 7}))
@@ -614,6 +644,37 @@ def test_bootstrap_announces_new_evidence_and_retrains_only_when_asked(champion_
     assert run(echo=log.append, retrain=True) is True
     assert any(line.startswith("[2/4] fit:") and "curves fitted" in line for line in log), log
     assert any(line.startswith("[3/4] train: registered") for line in log), log
+
+
+def test_relog_registers_a_version_with_an_edited_knowledge_base(champion_home, tmp_path):
+    """`maforecast relog` re-logs the champion's fitted engine with an edited knowledge base, no refit: the
+    new version answers with the edited entries and records the knowledge base's digest."""
+    import yaml
+
+    from predictor.architecture import Architecture
+    from predictor.knowledge import kb_path
+    from registry.loader import load_predictor
+    from registry.training import relog
+
+    doc = yaml.safe_load(kb_path().read_text(encoding="utf-8"))
+    entry = next(e for e in doc["mitigations"] if e["id"] == "qk_norm")
+    entry["name"] = "QK-norm (edited by the team)"
+    edited = tmp_path / "kb.yaml"
+    edited.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    before = load_predictor()
+    version = relog(kb=edited)
+    after = load_predictor(f"models:/maforecast-predictor/{version}")
+    assert int(version) > int(before.version)
+    assert after.info()["knowledge_base_digest"] != before.info()["knowledge_base_digest"]
+    assert after.info()["data_digest"] == before.info()["data_digest"]  # the same fitted engine
+    arch = Architecture.model_validate(LLAMA_1B)
+    names = {m.id: m.name for m in after.answer(arch).mitigations}
+    assert names["qk_norm"] == "QK-norm (edited by the team)"
+    assert {m.id: m.name for m in before.answer(arch).mitigations}["qk_norm"] != names["qk_norm"]
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("entries: [", encoding="utf-8")
+    with pytest.raises(Exception, match="--knowledge-base"):
+        relog(kb=bad)
 
 
 def test_bootstrap_champion_has_its_fit_run_lineage(champion_home):

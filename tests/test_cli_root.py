@@ -62,3 +62,35 @@ def test_a_setting_that_does_not_parse_is_one_line_naming_the_variable(var, valu
     code, err = _run(["bootstrap"], capsys)
     assert code == 2 and "\n" not in err and "Traceback" not in err
     assert err.startswith(f"error: environment variable {var}={value!r}: ")
+
+
+def test_help_shows_whole_short_help(capsys):
+    """A summary is not cut at an abbreviation's period ("Fit the Eq.")."""
+    cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "fit Fit the Eq. 9 emergence curve" in out
+    assert "ui Open the MLflow UI" in out and "relog Register a version again" in out
+
+
+def test_ui_on_a_tracking_server_points_at_its_own_ui(monkeypatch):
+    from click.testing import CliRunner
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    r = CliRunner().invoke(cli.root, ["ui"])
+    assert r.exit_code == 0 and "http://127.0.0.1:5999/#/models/maforecast-predictor" in r.output
+
+
+@pytest.mark.slow
+def test_ui_serves_the_configured_store(data_home, spawn):
+    """`maforecast ui` runs MLflow's UI on the data home's store (not a hardcoded path)."""
+    import os
+    import sys
+
+    from conftest import free_port, wait_http
+
+    port = free_port()
+    proc = spawn.start([sys.executable, "-m", "maforecast.cli", "ui", "--port", str(port)], "ui",
+                       env={**os.environ, "MAFORECAST_DATA_HOME": str(data_home)})
+    wait_http(f"http://127.0.0.1:{port}/health", 120, proc)
+    log = spawn.log_tail(proc)
+    assert str(data_home / "mlflow.db") in log and "/#/models/maforecast-predictor" in log, log

@@ -8,10 +8,13 @@ fields (learning rate, batch tokens, steps, ...) are never in a config.json: the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from maforecast.errors import UserError
-from predictor.architecture import Architecture, ArchitectureError, parse_architecture
+from predictor.architecture import Architecture, ArchitectureError
 
 TRAINING_FIELDS = (
     "learning_rate",
@@ -43,23 +46,41 @@ _ACT = {
 }
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number"}
+
+
 class _Reader:
-    """Reads config keys, recording which fields fell back to a convention or default."""
+    """Reads config keys, recording which fields fell back to a convention or default and which
+    config key each field came from (errors name the user's key, not the schema's field)."""
 
     def __init__(self, config: dict, model_type: str):
         self.c = config
         self.model_type = model_type
         self.notes: list[str] = []
+        self.source: dict[str, str] = {}  # schema field -> the config.json key it was read from
 
-    def get(self, field: str, *keys: str, default=None, required: bool = False, why: str | None = None):
+    def get(self, field: str, *keys: str, default=None, required: bool = False, why: str | None = None,
+            kind: type | None = None, quiet: bool = False):
+        """The first of ``keys`` present in the config (as ``kind``: a boolean must be a JSON boolean,
+        a number a JSON number), else ``default`` (noted)."""
         for k in keys:
             if k in self.c and self.c[k] is not None:
-                return self.c[k]
+                self.source[field] = k
+                return self._as(k, self.c[k], kind)
         if required:
-            raise UserError(f"config.json ({self.model_type}) lacks '{keys[0]}' needed for {field}")
-        if default is not None or why:
+            raise UserError(f"config.{keys[0]}: missing; config.json ({self.model_type}) needs it for {field}")
+        if (default is not None or why) and not quiet:
             self.notes.append(f"{field}: not in config ({'/'.join(keys) or '-'}); {why or 'default'} -> {default!r}")
         return default
+
+    def _as(self, key: str, value, kind: type | None):
+        if kind is None:
+            return value
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
+        if not ok:
+            raise UserError(f"config.{key}: expected {_KINDS[kind]}, got {value!r}")
+        return kind(value)
 
     def assume(self, field: str, value, why: str):
         self.notes.append(f"{field}: inferred from model_type {self.model_type} ({why}) -> {value!r}")
@@ -77,138 +98,172 @@ def _activation(r: _Reader, *keys: str, default: str) -> str:
 
 def _common(r: _Reader) -> dict:
     return {
-        "n_layers": r.get("n_layers", "num_hidden_layers", "n_layer", "num_layers", required=True),
-        "d_model": r.get("d_model", "hidden_size", "n_embd", "d_model", required=True),
-        "n_heads": r.get("n_heads", "num_attention_heads", "n_head", required=True),
-        "vocab_size": r.get("vocab_size", "vocab_size", required=True),
+        "n_layers": r.get("n_layers", "num_hidden_layers", "n_layer", "num_layers", required=True, kind=int),
+        "d_model": r.get("d_model", "hidden_size", "n_embd", "d_model", required=True, kind=int),
+        "n_heads": r.get("n_heads", "num_attention_heads", "n_head", required=True, kind=int),
+        "vocab_size": r.get("vocab_size", "vocab_size", required=True, kind=int),
     }
 
 
 def _seq_len(r: _Reader, default: int = 2048) -> int:
-    return int(r.get("seq_len", "max_position_embeddings", "n_positions", "n_ctx", default=default, why="default"))
+    return r.get("seq_len", "max_position_embeddings", "n_positions", "n_ctx", default=default, why="default", kind=int)
 
 
 def _gpt_neox(r: _Reader) -> dict:
     d = _common(r)
-    d["d_ffn"] = r.get("d_ffn", "intermediate_size", default=4 * d["d_model"], why="4 x d_model")
+    d["d_ffn"] = r.get("d_ffn", "intermediate_size", default=4 * d["d_model"], why="4 x d_model", kind=int)
     d.update(
         ffn_type="mlp",
         activation=_activation(r, "hidden_act", default="gelu"),
         norm_type="layernorm",
         norm_placement="pre",
-        parallel_attn_mlp=bool(r.get("parallel_attn_mlp", "use_parallel_residual", default=True, why="GPT-NeoX default")),
+        parallel_attn_mlp=r.get("parallel_attn_mlp", "use_parallel_residual", default=True, why="GPT-NeoX default", kind=bool),
         positional_encoding="rotary",
-        rotary_pct=float(r.get("rotary_pct", "rotary_pct", "partial_rotary_factor", default=0.25, why="GPT-NeoX default")),
-        rope_theta=float(r.get("rope_theta", "rotary_emb_base", "rope_theta", default=10000.0, why="default")),
-        attention_bias=bool(r.get("attention_bias", "attention_bias", default=True, why="GPT-NeoX default")),
+        rotary_pct=r.get("rotary_pct", "rotary_pct", "partial_rotary_factor", default=0.25, why="GPT-NeoX default", kind=float),
+        rope_theta=r.get("rope_theta", "rotary_emb_base", "rope_theta", default=10000.0, why="default", kind=float),
+        attention_bias=r.get("attention_bias", "attention_bias", default=True, why="GPT-NeoX default", kind=bool),
         mlp_bias=r.assume("mlp_bias", True, "GPT-NeoX MLP has biases"),
-        tied_embeddings=bool(r.get("tied_embeddings", "tie_word_embeddings", default=False, why="GPT-NeoX default")),
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=False, why="GPT-NeoX default", kind=bool),
         seq_len=_seq_len(r),
     )
     return d
 
 
-def _llama_like(r: _Reader, *, qkv_bias_default: bool = False) -> dict:
+def _llama_like(r: _Reader, *, qkv_bias: tuple[bool, str] = (False, "default"), norm_placement: tuple[str, str] = (
+        "pre", "pre-norm decoder"), qk_norm: tuple[bool, str] | None = None, tied: bool = False, act: str = "silu",
+        ffn_key: str = "intermediate_size", act_keys: tuple[str, ...] = ("hidden_act", "hidden_activation")) -> dict:
+    """Llama and its descendants; each model type states its own conventions once (one note per field)."""
     d = _common(r)
-    d["n_kv_heads"] = r.get("n_kv_heads", "num_key_value_heads", default=d["n_heads"], why="same as n_heads")
-    if r.c.get("head_dim"):
-        d["head_dim"] = int(r.c["head_dim"])
-    d["d_ffn"] = r.get("d_ffn", "intermediate_size", required=True)
+    d["n_kv_heads"] = r.get("n_kv_heads", "num_key_value_heads", default=d["n_heads"], why="same as n_heads", kind=int)
+    if r.c.get("head_dim") is not None:
+        d["head_dim"] = r.get("head_dim", "head_dim", kind=int)
+    d["d_ffn"] = r.get("d_ffn", ffn_key, "intermediate_size", required=True, kind=int)
     d.update(
         ffn_type=r.assume("ffn_type", "glu", "gated MLP (gate_proj/up_proj)"),
-        activation=_activation(r, "hidden_act", "hidden_activation", default="silu"),
+        activation=_activation(r, *act_keys, default=act),
         norm_type=r.assume("norm_type", "rmsnorm", "RMSNorm"),
-        norm_placement=r.assume("norm_placement", "pre", "pre-norm decoder"),
+        norm_placement=r.assume("norm_placement", *norm_placement),
         parallel_attn_mlp=False,
         positional_encoding="rotary",
-        rotary_pct=float(r.c.get("partial_rotary_factor") or 1.0),
-        rope_theta=float(r.get("rope_theta", "rope_theta", default=10000.0, why="default")),
-        attention_bias=bool(r.get("attention_bias", "attention_bias", default=qkv_bias_default, why=f"{r.model_type} default")),
-        mlp_bias=bool(r.c.get("mlp_bias", False)),
-        tied_embeddings=bool(r.get("tied_embeddings", "tie_word_embeddings", default=False, why="default")),
+        rotary_pct=r.get("rotary_pct", "partial_rotary_factor", default=1.0, kind=float, quiet=True),
+        rope_theta=r.get("rope_theta", "rope_theta", default=10000.0, why="default", kind=float),
+        mlp_bias=r.get("mlp_bias", "mlp_bias", default=False, kind=bool, quiet=True),
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=tied, why=f"{r.model_type} default", kind=bool),
         seq_len=_seq_len(r, 4096),
     )
+    if "attention_bias" in r.c:
+        d["attention_bias"] = r.get("attention_bias", "attention_bias", kind=bool)
+    else:
+        d["attention_bias"] = r.assume("attention_bias", *qkv_bias) if qkv_bias[0] else r.get(
+            "attention_bias", "attention_bias", default=False, why=qkv_bias[1])
+    if qk_norm is not None:
+        d["qk_norm"] = r.assume("qk_norm", *qk_norm)
+    return d
+
+
+def _moe(r: _Reader, d: dict, experts: tuple[str, ...], active: str, ffn: str | None = None) -> dict:
+    """Routed experts (Mixtral, Qwen3-MoE, DeepSeek): the expert count, the experts per token, the
+    per-expert FFN width."""
+    d["moe_experts"] = r.get("moe_experts", *experts, required=True, kind=int)
+    d["moe_active_experts"] = r.get("moe_active_experts", active, required=True, kind=int)
+    if ffn and r.c.get(ffn) is not None:
+        d["d_ffn"] = r.get("d_ffn", ffn, kind=int)
     return d
 
 
 def _qwen2(r: _Reader) -> dict:
-    d = _llama_like(r, qkv_bias_default=True)
-    if "attention_bias" not in r.c:
-        d["attention_bias"] = r.assume("attention_bias", True, "Qwen2 has q/k/v biases")
+    return _llama_like(r, qkv_bias=(True, "Qwen2 has q/k/v biases"))
+
+
+def _qwen3(r: _Reader) -> dict:
+    """Qwen3: no q/k/v biases, RMSNorm on q and k per head; Qwen3-MoE adds routed experts."""
+    d = _llama_like(r, qk_norm=(True, "Qwen3 normalizes q and k per head"))
+    if r.model_type == "qwen3_moe":
+        _moe(r, d, ("num_experts", "num_local_experts"), "num_experts_per_tok", "moe_intermediate_size")
     return d
 
 
-def _gemma(r: _Reader) -> dict:
+def _mixtral(r: _Reader) -> dict:
+    return _moe(r, _llama_like(r), ("num_local_experts",), "num_experts_per_tok")
+
+
+def _deepseek(r: _Reader) -> dict:
+    """DeepSeek-V2/V3: routed experts with a per-expert width; multi-head latent attention is read as
+    standard attention with the config's head count (the schema has no latent-attention field)."""
     d = _llama_like(r)
-    d["activation"] = _activation(r, "hidden_activation", "hidden_act", default="gelu_pytorch_tanh")
-    d["tied_embeddings"] = bool(r.c.get("tie_word_embeddings", True))
-    if r.model_type in ("gemma2", "gemma3", "gemma3_text"):
-        d["norm_placement"] = r.assume("norm_placement", "sandwich", "pre+post norms around attention and MLP")
-    if r.model_type in ("gemma3", "gemma3_text"):
-        d["qk_norm"] = r.assume("qk_norm", True, "Gemma 3 uses QK-norm")
+    r.notes.append("attention: multi-head latent attention (DeepSeek) mapped onto standard attention; "
+                   "its effect on massive activations is not in the evidence")
+    d.pop("head_dim", None)
+    return _moe(r, d, ("n_routed_experts",), "num_experts_per_tok", "moe_intermediate_size")
+
+
+def _gemma(r: _Reader) -> dict:
+    sandwich = r.model_type in ("gemma2", "gemma3", "gemma3_text")
+    d = _llama_like(r, tied=True, act="gelu_pytorch_tanh", act_keys=("hidden_activation", "hidden_act"),
+                    norm_placement=("sandwich", "pre+post norms around attention and MLP") if sandwich else ("pre", "pre-norm decoder"),
+                    qk_norm=(True, "Gemma 3 uses QK-norm") if r.model_type in ("gemma3", "gemma3_text") else None)
+    d["embedding_scale"] = r.assume("embedding_scale", True, "Gemma multiplies embeddings by sqrt(d_model)")
     return d
 
 
 def _olmo(r: _Reader) -> dict:
-    d = _llama_like(r)
     if r.model_type == "olmo":
+        d = _llama_like(r)
         d["norm_type"] = r.assume("norm_type", "layernorm_nonparametric", "OLMo 1 non-parametric LayerNorm")
-    else:
-        d["norm_placement"] = r.assume("norm_placement", "post_sublayer", "OLMo 2 reordered norm x + N(f(x))")
-        d["qk_norm"] = r.assume("qk_norm", True, "OLMo 2 normalizes q and k")
-    return d
+        return d
+    return _llama_like(r, norm_placement=("post_sublayer", "OLMo 2 reordered norm x + N(f(x))"),
+                       qk_norm=(True, "OLMo 2 normalizes q and k"))
 
 
 def _phi(r: _Reader) -> dict:
     d = _common(r)
-    d["n_kv_heads"] = r.get("n_kv_heads", "num_key_value_heads", default=d["n_heads"], why="same as n_heads")
-    d["d_ffn"] = r.get("d_ffn", "intermediate_size", "n_inner", default=4 * d["d_model"], why="4 x d_model")
+    d["n_kv_heads"] = r.get("n_kv_heads", "num_key_value_heads", default=d["n_heads"], why="same as n_heads", kind=int)
+    d["d_ffn"] = r.get("d_ffn", "intermediate_size", "n_inner", default=4 * d["d_model"], why="4 x d_model", kind=int)
     d.update(
         ffn_type="mlp",
         activation=_activation(r, "hidden_act", "activation_function", default="gelu_new"),
         norm_type="layernorm",
         norm_placement="pre",
         parallel_attn_mlp=r.assume("parallel_attn_mlp", True, "Phi-1/2 parallel block with one LayerNorm"),
-        qk_norm=bool(r.c.get("qk_layernorm", False)),
+        qk_norm=r.get("qk_norm", "qk_layernorm", default=False, kind=bool, quiet=True),
         positional_encoding="rotary",
-        rotary_pct=float(r.get("rotary_pct", "partial_rotary_factor", default=0.5, why="Phi default")),
-        rope_theta=float(r.c.get("rope_theta") or 10000.0),
+        rotary_pct=r.get("rotary_pct", "partial_rotary_factor", default=0.5, why="Phi default", kind=float),
+        rope_theta=r.get("rope_theta", "rope_theta", default=10000.0, kind=float, quiet=True),
         attention_bias=True,
         mlp_bias=True,
-        tied_embeddings=bool(r.c.get("tie_word_embeddings", False)),
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=False, kind=bool, quiet=True),
         seq_len=_seq_len(r),
     )
     return d
 
 
 def _phi3(r: _Reader) -> dict:
-    d = _llama_like(r)
-    d["d_ffn"] = int(r.c["intermediate_size"])
-    return d
+    return _llama_like(r)
 
 
 def _falcon(r: _Reader) -> dict:
     d = _common(r)
-    if r.c.get("new_decoder_architecture"):
-        kv = r.get("n_kv_heads", "num_kv_heads", default=d["n_heads"], why="same as n_heads")
-    elif r.c.get("multi_query", True):
+    if r.get("new_decoder_architecture", "new_decoder_architecture", default=False, kind=bool, quiet=True):
+        kv = r.get("n_kv_heads", "num_kv_heads", default=d["n_heads"], why="same as n_heads", kind=int)
+    elif r.get("multi_query", "multi_query", default=True, kind=bool, quiet=True):
         kv = r.assume("n_kv_heads", 1, "multi_query attention")
     else:
         kv = d["n_heads"]
     d["n_kv_heads"] = int(kv)
-    d["d_ffn"] = r.get("d_ffn", "ffn_hidden_size", default=4 * d["d_model"], why="4 x d_model")
-    alibi = bool(r.c.get("alibi", False))
+    d["d_ffn"] = r.get("d_ffn", "ffn_hidden_size", default=4 * d["d_model"], why="4 x d_model", kind=int)
+    alibi = r.get("positional_encoding", "alibi", default=False, kind=bool, quiet=True)
+    bias = r.get("attention_bias", "bias", default=False, kind=bool, quiet=True)
     d.update(
         ffn_type="mlp",
         activation=_activation(r, "activation", default="gelu"),
         norm_type="layernorm",
         norm_placement="pre",
-        parallel_attn_mlp=bool(r.get("parallel_attn_mlp", "parallel_attn", default=True, why="Falcon default")),
+        parallel_attn_mlp=r.get("parallel_attn_mlp", "parallel_attn", default=True, why="Falcon default", kind=bool),
         positional_encoding="alibi" if alibi else "rotary",
-        rope_theta=None if alibi else float(r.c.get("rope_theta") or 10000.0),
-        attention_bias=bool(r.c.get("bias", False)),
-        mlp_bias=bool(r.c.get("bias", False)),
-        tied_embeddings=bool(r.c.get("tie_word_embeddings", True)),
+        rope_theta=None if alibi else r.get("rope_theta", "rope_theta", default=10000.0, kind=float, quiet=True),
+        attention_bias=bias,
+        mlp_bias=bias,
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=True, kind=bool, quiet=True),
         seq_len=_seq_len(r),
     )
     return d
@@ -216,8 +271,8 @@ def _falcon(r: _Reader) -> dict:
 
 def _gpt2(r: _Reader) -> dict:
     d = _common(r)
-    inner = r.c.get("n_inner")
-    d["d_ffn"] = int(inner) if inner else r.assume("d_ffn", 4 * d["d_model"], "n_inner null means 4 x n_embd")
+    inner = r.get("d_ffn", "n_inner", kind=int)
+    d["d_ffn"] = inner if inner else r.assume("d_ffn", 4 * d["d_model"], "n_inner null means 4 x n_embd")
     d.update(
         ffn_type="mlp",
         activation=_activation(r, "activation_function", default="gelu_new"),
@@ -228,7 +283,7 @@ def _gpt2(r: _Reader) -> dict:
         rope_theta=None,
         attention_bias=True,
         mlp_bias=True,
-        tied_embeddings=bool(r.c.get("tie_word_embeddings", True)),
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=True, kind=bool, quiet=True),
         seq_len=_seq_len(r, 1024),
     )
     return d
@@ -236,9 +291,9 @@ def _gpt2(r: _Reader) -> dict:
 
 def _opt(r: _Reader) -> dict:
     d = _common(r)
-    d["d_ffn"] = r.get("d_ffn", "ffn_dim", required=True)
-    pre = bool(r.get("norm_placement", "do_layer_norm_before", default=True, why="OPT default (pre-norm)"))
-    bias = bool(r.c.get("enable_bias", True))
+    d["d_ffn"] = r.get("d_ffn", "ffn_dim", required=True, kind=int)
+    pre = r.get("norm_placement", "do_layer_norm_before", default=True, why="OPT default (pre-norm)", kind=bool)
+    bias = r.get("attention_bias", "enable_bias", default=True, kind=bool, quiet=True)
     d.update(
         ffn_type="mlp",
         activation=_activation(r, "activation_function", default="relu"),
@@ -249,7 +304,7 @@ def _opt(r: _Reader) -> dict:
         rope_theta=None,
         attention_bias=bias,
         mlp_bias=bias,
-        tied_embeddings=bool(r.c.get("tie_word_embeddings", True)),
+        tied_embeddings=r.get("tied_embeddings", "tie_word_embeddings", default=True, kind=bool, quiet=True),
         seq_len=_seq_len(r),
     )
     return d
@@ -260,6 +315,11 @@ CONVERTERS: dict[str, Callable[[_Reader], dict]] = {
     "llama": _llama_like,
     "mistral": _llama_like,
     "qwen2": _qwen2,
+    "qwen3": _qwen3,
+    "qwen3_moe": _qwen3,
+    "mixtral": _mixtral,
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
     "gemma": _gemma,
     "gemma2": _gemma,
     "gemma3": _gemma,
@@ -292,19 +352,46 @@ def from_hf_config(config: dict, training: dict | None = None) -> tuple[Architec
         raise UserError(f"unsupported model_type {model_type!r} in config.json (supported: {known})")
     r = _Reader(config, model_type)
     fields = CONVERTERS[model_type](r)
-    if config.get("initializer_range"):
-        fields["init_std"] = float(config["initializer_range"])
+    init = r.get("init_std", "initializer_range", kind=float)
+    if init is not None:
+        fields["init_std"] = init
     training = dict(training or {})
     unknown = sorted(set(training) - set(TRAINING_FIELDS))
     if unknown:
-        raise UserError(f"unknown training field(s): {', '.join(unknown)} (allowed: {', '.join(TRAINING_FIELDS)})")
+        raise UserError(f"training.{unknown[0]}: unknown training field(s): {', '.join(unknown)} "
+                        f"(allowed: {', '.join(TRAINING_FIELDS)})")
     fields.update({k: v for k, v in training.items() if v is not None})
     for f, desc in _TRAINING_DEFAULTS.items():
         if f not in training and not (f == "total_steps" and "training_tokens" in training):
             r.notes.append(f"{f}: not given; default {desc}")
     fields.setdefault("name", config.get("_name_or_path") or model_type)
     try:
-        arch = parse_architecture(fields)
-    except ArchitectureError as exc:
-        raise ArchitectureError(f"{exc} (from config.json, model_type {model_type})") from None
-    return arch, r.notes
+        arch = Architecture.model_validate(fields)
+    except ValidationError as exc:
+        raise ArchitectureError(_in_user_keys(exc, r.source, set(training), model_type)) from None
+    return arch, _last_per_field(r.notes)
+
+
+def _in_user_keys(exc: ValidationError, source: dict[str, str], training: set[str], model_type: str) -> str:
+    """The validation errors under the keys the user wrote (``config.num_hidden_layers``, ``training.learning_rate``)."""
+    def key(field: str) -> str:
+        return f"training.{field}" if field in training else f"config.{source[field]}" if field in source else f"config ({field})"
+
+    parts = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc:
+            parts.append(f"{key(loc[0])}: {msg}")
+        else:  # a check across fields names them in its message: say them in the config's words
+            named = [f for f in sorted(source, key=len, reverse=True) if re.search(rf"\b{f}\b", msg)]
+            for f in named:
+                msg = re.sub(rf"\b{f}\b", source[f], msg)
+            parts.append(f"{key(named[0]) if named else 'config'}: {msg}")
+    return "; ".join(parts) + f" (config.json, model_type {model_type})"
+
+
+def _last_per_field(notes: list[str]) -> list[str]:
+    """One note per field, the one that set its final value (a convention may override a default)."""
+    last = {n.split(":", 1)[0]: i for i, n in enumerate(notes)}
+    return [n for i, n in enumerate(notes) if last[n.split(":", 1)[0]] == i]

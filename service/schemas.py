@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from predictor.architecture import Architecture
 from predictor.response import VIEW_HELP, PredictorInfo, PredictResponse, View
@@ -43,6 +44,16 @@ class HFConfigRequest(BaseModel):
     @classmethod
     def _steps(cls, v: list[int] | None) -> list[int] | None:
         return _check_steps(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_config(cls, data: Any) -> Any:
+        """A config.json sent bare gets the hint, not one "unknown field" per config key."""
+        if isinstance(data, dict) and "config" not in data and {"model_type", "num_hidden_layers", "hidden_size"} & set(data):
+            raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(type=PydanticCustomError(
+                "bare_config", 'a bare config.json: send it as {"config": <config.json>, "training": {...}} '
+                "(training optional)"), loc=("config",), input=data)])
+        return data
 
 
 class BatchRequest(BaseModel):

@@ -300,7 +300,7 @@ class MAForecast:
         try:
             arch, notes = from_hf_config(config, training)
         except UserError as exc:
-            raise BadInput(str(exc) if str(exc).startswith("config") else f"config: {exc}") from None
+            raise BadInput(str(exc) if str(exc).startswith(("config", "training")) else f"config: {exc}") from None
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise BadInput(f"config: cannot convert this config.json: {type(exc).__name__}: {exc}") from None
         resp = PredictResponse.model_validate_json(await _offload(ans.one, arch, steps))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -449,3 +450,42 @@ def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     there = pd.read_parquet(tmp_path / "output.parquet")
     assert list(there["answer"]) == list(here["answer"])  # the whole answer, byte for byte
+
+
+@pytest.mark.parametrize("cls", ["Qwen3Config", "Qwen3MoeConfig", "MixtralConfig", "DeepseekV3Config", "Gemma2Config",
+                                 "Gemma3TextConfig", "LlamaConfig", "Olmo2Config", "Qwen2Config"])
+def test_hf_configs_of_transformers_classes_map(cls):
+    """Every mapped model type, from transformers' own config class: one note per field (no note that a
+    later convention contradicts), Gemma's embedding scale, Qwen3's QK-norm, the routed experts."""
+    import transformers
+
+    doc = getattr(transformers, cls)().to_dict()
+    arch, notes = from_hf_config(doc)
+    fields = [n.split(":", 1)[0] for n in notes]
+    assert len(fields) == len(set(fields)), notes
+    mt = doc["model_type"]
+    if mt.startswith("gemma"):
+        assert arch.embedding_scale and arch.norm_placement == "sandwich"
+    if mt.startswith("qwen3") or mt in ("gemma3_text", "olmo2"):
+        assert arch.qk_norm
+    if mt in ("qwen3_moe", "mixtral", "deepseek_v3"):
+        assert arch.moe_experts and arch.moe_active_experts and arch.moe_active_experts <= arch.moe_experts
+    if mt == "olmo2":
+        assert arch.norm_placement == "post_sublayer" and not any("'pre'" in n for n in notes if n.startswith("norm_placement"))
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"tie_word_embeddings": "no"}, "config.tie_word_embeddings"),  # a string is not a boolean
+    ({"num_hidden_layers": 0}, "config.num_hidden_layers"),
+    ({"num_attention_heads": 7}, "num_attention_heads"),  # a check across fields, in the config's words
+    ({"rope_theta": "big"}, "config.rope_theta"),
+    ({"initializer_range": -1}, "config.initializer_range"),
+    ({"head_dim": 0}, "config.head_dim"),
+])
+def test_hf_config_errors_name_the_users_key(change, key):
+    base = {"model_type": "llama", "num_hidden_layers": 16, "hidden_size": 2048, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256}
+    with pytest.raises(UserError) as exc:
+        from_hf_config({**base, **change})
+    msg = str(exc.value)
+    assert key in msg and not re.search(r"\b(n_layers|d_model|n_heads)\b", msg), msg

@@ -266,6 +266,25 @@ def test_predict_hf_config(client):
     assert_names(client.post("/predict_hf_config", json={"config": HF_LLAMA, "training": {"lr": 1}}), "lr")
     assert_names(client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "num_hidden_layers": "many"}}), "config")
     assert_names(client.post("/predict_hf_config", json={"training": {}}), "config")
+    # the user's key, not the schema's field
+    r = client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "tie_word_embeddings": "no"}})
+    assert r.status_code == 400 and r.json()["fields"] == ["config.tie_word_embeddings"], r.text
+    r = client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "num_hidden_layers": 0}})
+    assert r.status_code == 400 and r.json()["fields"] == ["config.num_hidden_layers"], r.text
+    r = client.post("/predict_hf_config", json={"config": HF_LLAMA, "training": {"lr": 1}})
+    assert r.status_code == 400 and r.json()["fields"] == ["training.lr"], r.text
+    # a bare config.json gets the hint, not one "unknown field" per key
+    r = client.post("/predict_hf_config", json=HF_LLAMA)
+    assert r.status_code == 400 and r.json()["fields"] == ["config"] and '{"config"' in r.json()["error"], r.text
+    assert len(r.json()["error"]) < 300
+    # a Qwen3-MoE config maps (routed experts, QK-norm) and Gemma's embedding scale is set
+    qwen3 = {**HF_LLAMA, "model_type": "qwen3_moe", "num_experts": 64, "num_experts_per_tok": 8, "moe_intermediate_size": 1024}
+    r = client.post("/predict_hf_config", json={"config": qwen3})
+    assert r.status_code == 200, r.text
+    a = r.json()["architecture_input"]
+    assert a["moe_experts"] == 64 and a["moe_active_experts"] == 8 and a["qk_norm"] is True
+    r = client.post("/predict_hf_config", json={"config": {**HF_LLAMA, "model_type": "gemma2", "head_dim": 64}})
+    assert r.status_code == 200 and r.json()["architecture_input"]["embedding_scale"] is True, r.text
 
 
 def test_predict_batch(client):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maforecast.tables import StatsRow, conform
+from maforecast.tables import ControlledEffectRow, StatsRow, conform
 
 PYTHIA_SOURCE = "reference:aimpoint-pythia-massive-activations"
 FINAL_SOURCE = "reference:refine-massive-activations"
@@ -139,6 +139,20 @@ def load_maxact_architectures() -> pd.DataFrame:
 def load_peer_evidence() -> pd.DataFrame:
     """Peer studies' measured conditions (``peers/emergence_evidence.csv``, 197 rows)."""
     return pd.read_csv(reference_file("peers/emergence_evidence.csv"))
+
+
+def load_controlled_effects() -> pd.DataFrame:
+    """The 60 controlled comparisons of 16 studies (``controlled_effects.csv``), each row checked against
+    ``ControlledEffectRow`` (a malformed bundled file fails here, naming the row)."""
+    df = pd.read_csv(reference_file("controlled_effects.csv"), dtype=str, keep_default_na=False)
+    rows = []
+    for i, rec in enumerate(df.to_dict("records")):
+        rec = {k: (v if v != "" else None) for k, v in rec.items()}
+        try:
+            rows.append(ControlledEffectRow.model_validate(rec).model_dump())
+        except ValueError as exc:
+            raise ValueError(f"controlled_effects.csv row {i + 2}: {exc}") from None
+    return pd.DataFrame(rows)
 
 
 def load_pythia_architectures() -> pd.DataFrame:

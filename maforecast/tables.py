@@ -64,6 +64,31 @@ class StatsRow(BaseModel):
     dtype: str | None = Field(default=None, description="Compute dtype of the forward pass.")
 
 
+class ControlledEffectRow(BaseModel):
+    """One controlled comparison (same study, same base model and recipe, one change): the design
+    effects' evidence (``maforecast/data/reference/controlled_effects.csv``; PROVENANCE.md says where
+    each number comes from)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str
+    arxiv: str
+    base_model: str = Field(description="The base design and recipe the change was made on.")
+    change_field: str = Field(description="Architecture field(s) changed ('a+b': two at once); 'other:<name>': none.")
+    change_from: str
+    change_to: str
+    metric: str = Field(description="What was measured: max |h| of the residual stream, a sublayer's inf-norm, kurtosis, sink ratio...")
+    value_before: str | None = Field(default=None, description="As reported (a bound keeps its sign, e.g. '>12275').")
+    value_after: str | None = None
+    log10_ratio: float | None = Field(default=None, description="log10(after / before); missing for bounds and missing values.")
+    n_seeds: str | None = None
+    at_tokens_or_steps: str | None = None
+    source_location: str | None = None
+    confidence: Literal["H", "M", "L"]
+    verified_at_source: str | None = None
+    notes: str | None = None
+
+
 class FitRow(BaseModel):
     """One fitted curve: (model, layer, metric) series -> parameters, quality and derived quantities."""
 

@@ -136,3 +136,24 @@ def test_import_published_cli(tmp_path, data_home):
     res = CliRunner().invoke(root, ["import-published", str(tmp_path / "ds")])
     assert len(read_table(data_home / "tables" / "stats.parquet", StatsRow)) == 54
     assert (data_home / "tables" / "published_fits.parquet").exists()
+
+
+def test_controlled_effects_are_bundled_with_their_provenance():
+    """The controlled comparisons (issue 18's evidence) load through their row schema; every ratio agrees
+    with its before/after values; every mapped field is a schema field; the provenance text travels."""
+    import math
+    import re
+
+    from collector.reference import load_controlled_effects, reference_file
+    from predictor.architecture import Architecture
+
+    ce = load_controlled_effects()
+    assert len(ce) == 60 and ce["study"].nunique() == 16
+    for r in ce.to_dict("records"):
+        if r["log10_ratio"] is not None and not math.isnan(r["log10_ratio"]):
+            before, after = float(r["value_before"]), float(r["value_after"])
+            assert abs(math.log10(after / before) - r["log10_ratio"]) < 0.01, r
+        for field in re.split(r"[+]", r["change_field"]):
+            assert field.startswith("other:") or field in Architecture.model_fields or field == "z_loss", r["change_field"]
+    text = (reference_file("PROVENANCE.md")).read_text(encoding="utf-8")
+    assert "## Controlled comparisons (design effects)" in text and "controlled_effects.csv" in text

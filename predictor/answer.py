@@ -201,6 +201,13 @@ WHAT_IF: dict[str, Any] = {
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
 
 
+def what_ifs(arch: Architecture) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The mitigations' field changes for ``arch``: entry id -> (key, change), and each distinct change once
+    by key (the two gated-attention entries make the same one)."""
+    cand = {k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
+    return cand, dict(cand.values())
+
+
 def variant(arch: Architecture, change: dict[str, Any]) -> Architecture:
     """``arch`` with a what-if change applied. Not validated again: the changes come from ``WHAT_IF``
     (a boolean switched on, an enum value, a halved learning rate), valid by construction."""
@@ -260,12 +267,6 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
         adjusted.append(m)
     changes = {m.entry.id: c for m in adjusted if m.effective and (c := what_if_change(m.entry.id, arch))}
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
-
-
-def recommend(arch: Architecture, fc: ForecastArrays, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> list[Mitigation]:
-    """Knowledge-base matches ranked by evidence level, without predicted effects (``Engine.answer_fields_many``
-    adds those)."""
-    return rank_mitigations(fc, plan_mitigations(arch, fc, risks, kb), None)
 
 
 def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, ends: Sequence[EndIntervals] | None,
@@ -340,15 +341,14 @@ class Answerer:
     def fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None, who: PredictorInfo) -> list[dict[str, Any]]:
         """The answers' fields for several architectures: their forecasts and, with them, every what-if
         variant their mitigations may need (each distinct field change forecast once: the two
-        gated-attention entries make the same one). The layers are plain data in ``LayerForecast``'s
+        gated-attention entries make the same one, ``what_ifs``). The layers are plain data in ``LayerForecast``'s
         shape (``write`` turns the fields into the JSON)."""
         steps = list(steps) if steps else None
-        candidates = [{k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, a))} for a in archs]
-        distinct = [dict(cand.values()) for cand in candidates]
-        variants = [[variant(a, c) for c in d.values()] for a, d in zip(archs, distinct, strict=True)]
-        ends_all = iter(self.engine.end_intervals_many([v for vs in variants for v in vs]))
+        plans = [what_ifs(a) for a in archs]
+        ends_all = iter(self.engine.end_intervals_many([variant(a, c) for a, (_, d) in zip(archs, plans, strict=True)
+                                                        for c in d.values()]))
         out = []
-        for arch, cand, dist in zip(archs, candidates, distinct, strict=True):
+        for arch, (cand, dist) in zip(archs, plans, strict=True):
             fc = self.engine.forecast_arrays(arch, steps)
             ends = [next(ends_all) for _ in dist]
             out.append(self._fields(arch, fc, fc, cand, dist, ends, who))
@@ -429,9 +429,9 @@ class Answerer:
         steps = list(steps) if steps else None
         res = nowcast(self.engine, arch, observations, steps=steps)
         fc = ForecastArrays.from_forecast(res.forecast)
-        prior = self.engine.forecast_arrays(arch, steps)
-        cand = {k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
-        dist = dict(cand.values())
+        # with no observations the update is the design's forecast itself: no second forecast
+        prior = fc if not len(observations) else self.engine.forecast_arrays(arch, steps)
+        cand, dist = what_ifs(arch)
         ends = self.engine.end_intervals_many([variant(arch, c) for c in dist.values()])
         fields = self._fields(arch, fc, prior, cand, dist, ends, who)
         return NowcastResponse(**fields, nowcast=res.info, nowcast_layers=res.layers)

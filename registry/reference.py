@@ -181,13 +181,6 @@ def reference_architectures() -> dict[str, Architecture]:
     return {**pythia_architectures(), **final_model_architectures(), **maxact_architectures()}
 
 
-def training_recipe_known(name: str) -> bool:
-    """Whether the bundled data states the training recipe (lr, batch, steps) of a reference model."""
-    return name in pythia_architectures()
-
-
-
-
 def load_anchors() -> pd.DataFrame:
     """Model-level figures quoted from papers (``maforecast/data/anchors.csv``)."""
     return pd.read_csv(Path(str(resources.files("maforecast") / "data" / "anchors.csv")))

@@ -23,6 +23,7 @@ from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
 from predictor.nowcast import nowcast
 from predictor.response import (
+    ChangeEffect,
     CompareResponse,
     Difference,
     Mitigation,
@@ -35,8 +36,9 @@ from predictor.response import (
     VariantSummary,
     compact,
 )
-from predictor.schemas import EndIntervals, ForecastArrays, Interval, IntervalArrays
+from predictor.schemas import ForecastArrays, Interval, IntervalArrays
 from predictor.text import ranges
+from predictor.whatif import Change, changes_many, shift_intervals
 
 _RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
 # the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
@@ -47,6 +49,9 @@ _UNSET = {"inferred": [], "architecture_input": None, "view": "full"}
 ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
     "qk_norm": ("qk_norm", True),
     "osp_muon_ssnorm": ("optimizer", "muon"),
+    "dyt": ("norm_type_enum", "dyt"),
+    "softpick": ("attention_kind", "softpick"),
+    "clipped_softmax": ("attention_kind", "clipped_softmax"),
 }
 
 
@@ -196,6 +201,11 @@ WHAT_IF: dict[str, Any] = {
     "gated_attention_sdpa": lambda a: {"attention_gate": True},
     "gated_attention_bondarenko": lambda a: {"attention_gate": True},
     "sigmoid_attention": lambda a: {"attention_kind": "sigmoid"},
+    "softpick": lambda a: {"attention_kind": "softpick"},
+    "clipped_softmax": lambda a: {"attention_kind": "clipped_softmax"},
+    "dyt": lambda a: {"norm_type": "dyt"},
+    "osp_muon_ssnorm": lambda a: {"optimizer": "muon", "norm_gain": "single_scale"},
+    "orthogonal_optimizers": lambda a: {"optimizer": "muon"},
     "lr_wd_schedule": lambda a: {"learning_rate": a.learning_rate / 2},
 }
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
@@ -223,19 +233,38 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def what_if(change: dict[str, Any], fc: ForecastArrays, end: EndIntervals, targets: set[str],
-            rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
-    """The effect of applying ``change``: ``end`` holds the changed architecture's per-layer peak |a|
-    and end ratio at the planned end, ``rb``/``ra`` the format risks before and after (``format_probabilities``)."""
-    big_b, big_a = fc.peak_abs.largest(), end.peak_abs.largest()
-    rat_b, rat_a = fc.ratio_end.largest(), end.ratio_end.largest()
+def after_intervals(fc: ForecastArrays, ch: Change) -> tuple[IntervalArrays, IntervalArrays]:
+    """The design's per-layer peak |a| and end ratio moved by a change (its sd added in quadrature); a change
+    of depth moves every layer by the largest layer's effect."""
+    out = []
+    for iv, q in ((fc.peak_abs, "abs"), (fc.ratio_end, "ratio")):
+        d = ch.layers[q] if ch.layers[q] is not None and len(ch.layers[q]) == len(iv.value) else np.full(len(iv.value), ch.mean[q])
+        v, lo, hi = shift_intervals(iv.value, iv.lo, iv.hi, d, ch.sd[q])
+        out.append(IntervalArrays.model_construct(value=v, lo=lo, hi=hi))
+    return out[0], out[1]
+
+
+def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dict[str, Any]:
+    """The ``ChangeEffect`` fields of a change."""
+    return {"peak_abs_ratio": ch.ratio("abs"), "ratio_end_ratio": ch.ratio("ratio"), "risk_before": rb, "risk_after": ra,
+            "evidence": ch.evidence, "studies": ch.studies, "disagreement": ch.disagreement, "terms": ch.terms}
+
+
+def what_if(change: dict[str, Any], fc: ForecastArrays, ch: Change, after: tuple[IntervalArrays, IntervalArrays],
+            targets: set[str], rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
+    """The effect of applying ``change``: ``ch`` its estimate, ``after`` the design's per-layer values moved by
+    it, ``rb``/``ra`` the format risks before and after (``format_probabilities``)."""
+    big_b, big_a = fc.peak_abs.largest(), after[0].largest()
+    rat_b, rat_a = fc.ratio_end.largest(), after[1].largest()
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
-    red = math.log10(big_b.value / big_a.value) + drop
-    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| {_change(big_b.value, big_a.value)}"
+    red = -(ch.mean["abs"] + ch.sd["abs"]) + drop
+    r = ch.ratio("abs")
+    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}] "
+            f"({ch.evidence}{'; controlled and associational evidence disagree' if ch.disagreement else ''})"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
     return MitigationEffect.model_construct(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
-                            ratio_end_before=rat_b, ratio_end_after=rat_a, risk_before=rb, risk_after=ra,
-                            reduction=red, text=text)
+                                            ratio_end_before=rat_b, ratio_end_after=rat_a, reduction=red, text=text,
+                                            **change_effect(ch, rb, ra))
 
 
 @dataclass
@@ -269,16 +298,19 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
 
 
-def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, ends: Sequence[EndIntervals] | None,
+def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change] | None,
+                     afters: Sequence[tuple[IntervalArrays, IntervalArrays]] | None = None,
                      probs: Sequence[dict[str, float]] | None = None) -> list[Mitigation]:
-    """The ranked answer, given the what-if variants' end intervals (``ends``, in ``plan.changes`` order) and
-    ``probs``: the format risks of the forecast and then of each variant (computed here if not given)."""
+    """The ranked answer, given the what-if changes (``changes``, in ``plan.changes`` order), the design's values
+    moved by each (``afters``) and ``probs``: the format risks of the forecast and then of each variant
+    (computed here if not given)."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
-    if ends is not None:
-        rb, *ra = probs or format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
-        effects = {k: what_if(c, fc, end, targets, rb, r)
-                   for (k, c), end, r in zip(plan.changes.items(), ends, ra, strict=True)}
+    if changes is not None:
+        afters = afters or [after_intervals(fc, ch) for ch in changes]
+        rb, *ra = probs or format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + list(afters))
+        effects = {k: what_if(c, fc, ch, af, targets, rb, r)
+                   for (k, c), ch, af, r in zip(plan.changes.items(), changes, afters, ra, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
     ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
@@ -345,26 +377,28 @@ class Answerer:
         shape (``write`` turns the fields into the JSON)."""
         steps = list(steps) if steps else None
         plans = [what_ifs(a) for a in archs]
-        ends_all = iter(self.engine.end_intervals_many([variant(a, c) for a, (_, d) in zip(archs, plans, strict=True)
-                                                        for c in d.values()]))
+        changes_all = iter(changes_many(self.engine, [(a, variant(a, c)) for a, (_, d) in zip(archs, plans, strict=True)
+                                                      for c in d.values()]))
         out = []
         for arch, (cand, dist) in zip(archs, plans, strict=True):
             fc = self.engine.forecast_arrays(arch, steps)
-            ends = [next(ends_all) for _ in dist]
-            out.append(self._fields(arch, fc, fc, cand, dist, ends, who))
+            changes = [next(changes_all) for _ in dist]
+            out.append(self._fields(arch, fc, fc, cand, dist, changes, who))
         return out
 
     def _fields(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays, cand: dict, dist: dict,
-                ends: list[EndIntervals], who: PredictorInfo) -> dict[str, Any]:
+                changes: list[Change], who: PredictorInfo) -> dict[str, Any]:
         """One answer's fields: ``fc`` is what is answered (the forecast, or a nowcast's update), ``prior``
         the design forecast the what-if effects are measured against (the same object for /predict)."""
-        probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + [(e.peak_abs, e.ratio_end) for e in ends])
+        afters = [after_intervals(prior, ch) for ch in changes]
+        probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + afters)
         prior_probs = probs if prior is fc else format_probabilities_many([(prior.peak_abs, prior.ratio_end)])
         risk = precision_risks(fc, arch.precision_target, probs[0])
         plan = plan_mitigations(arch, fc, risk, self.kb)
         index = {key: j for j, key in enumerate(dist)}
         mine = [index[cand[k][0]] for k in plan.changes]
-        mitigations = rank_mitigations(prior, plan, [ends[j] for j in mine], [prior_probs[0]] + [probs[1 + j] for j in mine])
+        mitigations = rank_mitigations(prior, plan, [changes[j] for j in mine], [afters[j] for j in mine],
+                                       [prior_probs[0]] + [probs[1 + j] for j in mine])
         return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
                 "summary": summarize(fc), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
                 "mitigations": mitigations, "notes": fc.notes}
@@ -416,7 +450,13 @@ class Answerer:
             )
             for n in names
         ]
-        diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n]) for n in names[1:]]
+        changes = changes_many(self.engine, [(variants[base], variants[n]) for n in names[1:]])
+        base_fc = self.engine.forecast_arrays(variants[base], steps)
+        afters = [after_intervals(base_fc, ch) for ch in changes]
+        rb, *ra = format_probabilities_many([(base_fc.peak_abs, base_fc.ratio_end)] + afters)
+        diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n],
+                      ChangeEffect.model_construct(**change_effect(ch, rb, r)))
+                 for n, ch, r in zip(names[1:], changes, ra, strict=True)]
         return CompareResponse(predictor=who, baseline=base, variants=summaries, differences=diffs)
 
     # -- nowcast
@@ -432,8 +472,8 @@ class Answerer:
         # with no observations the update is the design's forecast itself: no second forecast
         prior = fc if not len(observations) else self.engine.forecast_arrays(arch, steps)
         cand, dist = what_ifs(arch)
-        ends = self.engine.end_intervals_many([variant(arch, c) for c in dist.values()])
-        fields = self._fields(arch, fc, prior, cand, dist, ends, who)
+        changes = changes_many(self.engine, [(arch, variant(arch, c)) for c in dist.values()])
+        fields = self._fields(arch, fc, prior, cand, dist, changes, who)
         return NowcastResponse(**fields, nowcast=res.info, nowcast_layers=res.layers)
 
 
@@ -458,9 +498,8 @@ def _change(a: float | None, b: float | None) -> str:
     return f"{_g(a)} -> {_g(b)}"
 
 
-def diff(
-    base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arch_b: Architecture, ans_b: PredictResponse
-) -> Difference:
+def diff(base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arch_b: Architecture, ans_b: PredictResponse,
+         effect: ChangeEffect | None = None) -> Difference:
     da, db = arch_a.model_dump(exclude={"name"}), arch_b.model_dump(exclude={"name"})
     changed = {k: [da[k], db[k]] for k in da if da[k] != db[k]}
     sa, sb = ans_a.summary, ans_b.summary
@@ -476,6 +515,12 @@ def diff(
     }
     what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()) or "nothing (identical inputs)"
     text = [f"{name} vs {base}: changes {what}"]
+    if effect is not None and changed:
+        r = effect.peak_abs_ratio
+        text.append(f"what the change does (intervention, {effect.evidence} evidence): largest peak |a| x{r.value:.2g} "
+                    f"[{r.lo:.2g}, {r.hi:.2g}]" + ("; controlled and associational evidence disagree" if effect.disagreement else ""))
+        text += [f"  {t.text}" for t in effect.terms]
+        text.append("each variant's own forecast (prediction from similar trained models):")
     text.append(f"massive layers: {len(sa.massive_layers)} -> {len(sb.massive_layers)}")
     text.append(f"largest peak |a|: {_change(sa.largest_peak_abs.value, sb.largest_peak_abs.value)}")
     text.append(f"largest ratio at end of training: {_change(sa.largest_ratio_end.value, sb.largest_ratio_end.value)}")
@@ -492,4 +537,4 @@ def diff(
     wb = {w.field for w in ans_b.applicability}
     if wb - wa:
         text.append(f"outside the predictor's training range in {name} only: {', '.join(sorted(wb - wa))}")
-    return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, text=text)
+    return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, effect=effect, text=text)

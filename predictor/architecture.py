@@ -18,13 +18,18 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 FfnType = Literal["mlp", "glu"]
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "other"]
-NormType = Literal["layernorm", "rmsnorm", "layernorm_nonparametric"]
+# dyt: Dynamic Tanh (tanh(alpha x) with a gain) in place of the block norms (controlled effect: arXiv 2603.05498)
+NormType = Literal["layernorm", "rmsnorm", "layernorm_nonparametric", "dyt"]
+# the norms' gain: one weight per channel (usual), or one scalar per norm (OSP's SSNorm, arXiv 2506.19697)
+NormGain = Literal["per_channel", "single_scale"]
 # pre: x + f(N(x)); post: N(x + f(x)) (original transformer); sandwich: x + N2(f(N1(x)));
 # post_sublayer: x + N(f(x)) (OLMo-2 "reordered norm").
 NormPlacement = Literal["pre", "post", "sandwich", "post_sublayer"]
 PositionalEncoding = Literal["rotary", "learned", "alibi", "sinusoidal", "none"]
 # hybrid: linear-attention layers (e.g. Gated DeltaNet) interleaved with softmax layers (Qwen3.5)
-AttentionKind = Literal["softmax", "sigmoid", "linear", "hybrid", "other"]
+# clipped_softmax: stretched and clipped softmax (Bondarenko et al. 2306.12929); softpick: rectified
+# softmax that need not sum to one (2504.20966); differential: Diff Transformer (2410.05258)
+AttentionKind = Literal["softmax", "sigmoid", "linear", "hybrid", "clipped_softmax", "softpick", "differential", "other"]
 # how attention may park probability mass without a massive activation (mitigations.yaml)
 AttentionSink = Literal["none", "kv_bias", "sink_token", "learned_sink", "softmax_plus_one"]
 LrSchedule = Literal["cosine", "linear", "constant", "wsd", "inverse_sqrt", "other"]
@@ -54,6 +59,7 @@ class Architecture(BaseModel):
     activation: Activation = Field(default="gelu", description="FFN activation (silu + glu = SwiGLU, gelu + glu = GeGLU).")
     norm_type: NormType = "layernorm"
     norm_placement: NormPlacement = "pre"
+    norm_gain: NormGain = Field(default="per_channel", description="Norm gain: per_channel weights, or single_scale (one scalar per norm).")
     parallel_attn_mlp: bool = Field(default=False, description="Attention and MLP read the same input (GPT-J/NeoX/Falcon).")
     qk_norm: bool = False
     positional_encoding: PositionalEncoding = "rotary"

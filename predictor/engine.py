@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
 from predictor.architecture import Architecture, family_of, parse_architecture
+from predictor.effects import BASES, ControlledEffects, Estimate
 from predictor.evidence import Evidence
 from predictor.schemas import (
     ApplicabilityWarning,
@@ -80,6 +81,35 @@ SWITCHES: dict[str, tuple[str, object]] = {
     "attention_sink": ("explicit attention sink (KV bias, sink token, learned sink)", lambda a: float(a.attention_sink != "none")),
     "tied": ("tied input/output embeddings", lambda a: float(a.tied_embeddings)),
 }
+# design values no trained model has: their level is the studies' base value's plus the controlled effect
+PROXY_VALUES: dict[str, tuple[str, ...]] = {"norm_type": ("dyt",), "attention_kind": ("clipped_softmax", "softpick", "differential"),
+                                            "norm_gain": ("single_scale",)}
+# controlled changes and the level model's term that carries the same change as an association
+ASSOCIATED: dict[tuple[str, object], str] = {
+    ("norm_placement", "sandwich"): "sandwich", ("norm_placement", "post"): "post_norm",
+    ("norm_placement", "post_sublayer"): "post_sublayer", ("attention_gate", True): "attention_gate",
+    ("attention_sink", "kv_bias"): "attention_sink", ("attention_sink", "sink_token"): "attention_sink",
+    ("attention_sink", "learned_sink"): "attention_sink", ("attention_sink", "softmax_plus_one"): "attention_sink",
+    ("attention_kind", "sigmoid"): "sigmoid_attention", ("qk_norm", True): "qk_norm",
+}
+# published onsets the clock is checked on: (label, source, family, architecture fields or a bundled model, first, last step)
+TIMING_ONSETS: tuple[tuple[str, str, str, dict | str, float, float], ...] = (
+    ("LLaMA-style 60M, attention sink", "arXiv 2410.10781 Sec. 4, Fig. 4: the sink emerges between 1k and 2k steps",
+     "Gu2025 LLaMA-style", {"n_layers": 10, "d_model": 768, "n_heads": 8, "d_ffn": 2048, "ffn_type": "glu",
+                            "activation": "silu", "norm_type": "rmsnorm", "learning_rate": 4e-4, "batch_tokens": 1_048_576,
+                            "total_steps": 20_000, "weight_decay": 0.1, "name": "Gu2025-60M"}, 1000.0, 2000.0),
+    ("BERT-base, LayerNorm outlier dimensions", "Kovaleva et al. 2021 (BERT Busters; peers/README 5h, M): they emerge "
+     "gradually from about 50k steps (read as within x1.4)", "BERT",
+     {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_ffn": 3072, "norm_placement": "post", "positional_encoding": "learned",
+      "causal_lm": False, "vocab_size": 30_522, "seq_len": 512, "learning_rate": 1e-4, "weight_decay": 0.01,
+      "lr_schedule": "linear", "total_steps": 1_000_000, "batch_tokens": 131_072, "name": "BERT-base"}, 36_000.0, 70_000.0),
+    ("pythia-12b, last-layer outlier dimensions", "arXiv 2503.21718 (peers/README 5h, M): steps 3,000-4,000",
+     "Pythia", "pythia-12b", 3000.0, 4000.0),
+)
+# the recipe fields whose values, when no checkpoint series has them, put a design outside the clock's family
+RECIPE_FIELDS = ("batch_tokens", "lr_schedule", "optimizer", "weight_decay")
+TAU_FAMILY_FLOOR = 0.15  # decades: the clock of another family's recipe is never known better than this
+ASSOCIATION_SD_FLOOR = 0.3  # an association's extra sd is at least this, however well it agreed
 PROTOCOL_TERMS = tuple(f"protocol_{p}" for p in PROTOCOLS if p != DEFAULT_PROTOCOL)
 TERMS = (*SWITCHES, *PROTOCOL_TERMS)
 
@@ -135,6 +165,23 @@ class LevelModel(BaseEstimator):
         unseen = (X[:, ~self.used_] != 0).sum(axis=1)
         sd = np.sqrt(sd**2 + unseen / self.reg_.lambda_)
         return mean, sd * self.interval_scale
+
+    def diff(self, Xa: np.ndarray, Xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of prediction(Xb) - prediction(Xa) per row: the posterior of the changed terms only
+        (``d' Sigma d``, no noise term), a changed never-varied term adding its prior width."""
+        check_is_fitted(self, "reg_")
+        d = np.atleast_2d(np.asarray(Xb, float) - np.asarray(Xa, float))
+        du = d[:, self.used_]
+        mean = du @ self.reg_.coef_
+        if isinstance(self.reg_, BayesianRidge):
+            sigma, lam = self.reg_.sigma_, float(self.reg_.lambda_)
+        else:  # ARD keeps the posterior of the terms it did not prune only
+            keep = self.reg_.lambda_ < self.reg_.threshold_lambda
+            sigma = np.zeros((len(keep), len(keep)))
+            sigma[np.ix_(keep, keep)] = self.reg_.sigma_
+            lam = float(np.median(self.reg_.lambda_))
+        var = ((du @ sigma) * du).sum(axis=1) + (d[:, ~self.used_] != 0).sum(axis=1) / lam
+        return mean, np.sqrt(var) * self.interval_scale
 
     def coefficients(self) -> dict[str, dict[str, float]]:
         check_is_fitted(self, "reg_")
@@ -304,11 +351,68 @@ class ForecastEngine(BaseEstimator):
             ws = w[same.to_numpy()] if same.any() else w
             mu = float(np.average(src["Y"], weights=ws))
             self.constant_[q] = (mu, float(np.sqrt(np.average((src["Y"] - mu) ** 2, weights=ws))))
+        self.controlled_table_ = ev.controlled
+        self.controlled_ = ControlledEffects().fit(ev.controlled)
+        self.association_sd_, self.association_pairs_ = self._association_error()
         self.domain_ = _domain(ev)
         self.evidence_summary_ = ev.describe()
         self.data_digest_ = ev.digest()
         self.quality_: dict[str, TargetQuality] = {}
+        self.tau_family_sd_ = 0.0
+        self.tau_family_sd_, self.timing_checks_ = self._timing_calibration(ev)
         return self
+
+    def _timing_calibration(self, ev: Evidence) -> tuple[float, list[dict]]:
+        """The cross-family spread of the clock: the earliest emergence the engine forecasts for published
+        onsets outside its checkpoint series (``TIMING_ONSETS``) against the onset measured; its RMS in
+        decades is added to every tau_e (at least ``TAU_FAMILY_FLOOR``). Coverage is measured leaving each
+        onset out (the spread from the others)."""
+        rows = []
+        for label, source, family, fields, lo, hi in TIMING_ONSETS:
+            arch = ev.archs.get(fields) if isinstance(fields, str) else Architecture(**fields)
+            if arch is None:
+                continue
+            v = self._onset(arch)[0]
+            if v is None:
+                continue
+            rows.append({"onset": label, "source": source, "family": family, "observed": [lo, hi], "predicted": v,
+                         "resid": math.log10(v) - math.log10(math.sqrt(lo * hi)), "outside_family": self.timing_distance(arch),
+                         "arch": arch})
+        out = [r for r in rows if r["outside_family"]]
+        sd = max(math.sqrt(float(np.mean([r["resid"] ** 2 for r in out]))), TAU_FAMILY_FLOOR) if out else TAU_FAMILY_FLOOR
+        for r in rows:  # leave this onset out: the spread from the other out-of-family onsets; observed range inside?
+            others = [o["resid"] for o in out if o is not r]
+            self.tau_family_sd_ = max(math.sqrt(float(np.mean(np.square(others)))), TAU_FAMILY_FLOOR) if others else 1.0
+            _, lo, hi = self._onset(r.pop("arch"))
+            r["interval_loo"] = [lo, hi]
+            r["covered_loo"] = bool(lo <= r["observed"][1] and r["observed"][0] <= hi)
+        return sd, rows
+
+    def _onset(self, arch: Architecture) -> tuple[float | None, float, float]:
+        """The earliest t_emerge over layers, with its interval."""
+        fc = self.forecast_arrays(arch)
+        te = [(v, a, b) for v, a, b in zip(fc.t_emerge.value, fc.t_emerge.lo, fc.t_emerge.hi, strict=True) if v is not None]
+        return min(te) if te else (None, float("nan"), float("nan"))
+
+    def timing_distance(self, arch: Architecture) -> list[str]:
+        """How this design departs from the family the clock is calibrated on: the design terms and recipe
+        fields whose value no checkpoint series has (empty: the clock's own family)."""
+        ref = self._series_reference()
+        if ref is None:
+            return ["no checkpoint series"]
+        seen, recipes = ref
+        near = (np.abs(seen - design_vector(arch)[None, :]) < 1e-9).any(axis=0)
+        out = [t for j, t in enumerate(SWITCHES) if t != "log_params" and not near[j]]
+        out += [f"{f}={getattr(arch, f)}" for f in RECIPE_FIELDS if _recipe_value(arch, f) not in recipes[f]]
+        return out
+
+    def _series_reference(self) -> tuple[np.ndarray, dict[str, set]] | None:
+        """The checkpoint series' design vectors and recipe values (computed once)."""
+        if not hasattr(self, "series_ref_"):
+            series = [self.series_archs_[m] for m in self.curves_ if m in getattr(self, "series_archs_", {})]
+            self.series_ref_ = (np.stack([design_vector(a) for a in series]),
+                                {f: {_recipe_value(a, f) for a in series} for f in RECIPE_FIELDS}) if series else None
+        return self.series_ref_
 
     def _fit_time(self, ev: Evidence) -> None:
         traj = ev.layers[ev.layers["step"].notna()]
@@ -329,10 +433,76 @@ class ForecastEngine(BaseEstimator):
             s2 = float(resid @ resid / dof) if len(y) > 2 else 0.25
             cov = s2 * np.linalg.pinv(A.T @ A)
             self.tau_coef_, self.tau_cov_, self.tau_s2_ = coef, cov, s2
+            self.series_params_B_ = [float(10 ** (v + 9.0) / 1e9) for v in x]
+            self.series_archs_ = {f.model: ev.archs[f.model] for f in fits}
             self.p_ = float(np.median([f.p for f in fits]))
         else:  # no checkpoint series: Gu et al.'s emergence at 1-2k steps of a 60M model at lr 4e-4, no size trend
             self.tau_coef_ = np.array([math.log10(1500 * (4e-4 / 3e-4) ** self.effects_.kappa), 0.0])
             self.tau_cov_, self.tau_s2_, self.p_ = np.diag([0.25, 0.0]), 0.25, 1.5
+
+    def _association_error(self) -> tuple[float, list[dict]]:
+        """How far the cross-family association of a design term is from the controlled estimate of the
+        same change, beyond both uncertainties: the extra sd an associational what-if deserves
+        (root mean square over the changes that have both, at least ``ASSOCIATION_SD_FLOOR``)."""
+        coef = self.level_["abs"].coefficients()
+        pairs = []
+        for (f, v), term in ASSOCIATED.items():
+            e = self.controlled_.estimate(f, v)
+            if e is None or coef[term]["families"] == 0:
+                continue
+            pairs.append({"field": f, "value": v, "term": term, "association": coef[term]["coef"],
+                          "association_sd": coef[term]["sd"], "controlled": e.mean, "controlled_sd": e.sd})
+        excess = [(p["association"] - p["controlled"]) ** 2 - p["association_sd"] ** 2 - p["controlled_sd"] ** 2
+                  for p in pairs]
+        sd = math.sqrt(max(float(np.mean(excess)), ASSOCIATION_SD_FLOOR**2)) if excess else 1.0
+        return sd, pairs
+
+    def _proxy(self, arch: Architecture) -> tuple[Architecture, float, float, list[Estimate]]:
+        """A design value no trained model has (DyT, softpick, ...): the level of the studies' base value
+        plus the controlled effect of the change, its variance added (an unknown effect: 0 +- the prior)."""
+        update, shift, var, used = {}, 0.0, 0.0, []
+        for f, values in PROXY_VALUES.items():
+            v = getattr(arch, f)
+            if v not in values:
+                continue
+            update[f] = BASES[f]
+            e = self.controlled_.estimate(f, v, arch.glu)
+            if e is None:  # nobody measured it: the distribution of the measured changes' effects
+                mu, sd = self.controlled_.prior(exclude=(f, v))
+                shift, var = shift + mu, var + sd**2
+            else:
+                shift, var = shift + e.mean, var + e.sd**2
+                used.append(e)
+        return (arch.model_copy(update=update) if update else arch), shift, var, used
+
+    def _level_many(self, archs: Sequence[Architecture], protocol: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(mean, sd) of the largest layer's asymptotic log10 magnitude per quantity, for several architectures."""
+        prox = [self._proxy(a) for a in archs]
+        X = np.stack([self._x(p[0], protocol or self.protocol) for p in prox])
+        shift, var = np.array([p[1] for p in prox]), np.array([p[2] for p in prox])
+        out = {}
+        for q in QUANTITIES:
+            m, sd = self.level_[q].predict(X)
+            out[q] = (m + shift, np.sqrt(sd**2 + var))
+        return out
+
+    def association(self, arch: Architecture, change: dict) -> tuple[float, float] | None:
+        """Mean and sd (log10, largest |h|) of the cross-family association's effect of ``change`` on ``arch``
+        (None: the change touches no design term the trained models vary, or a value none of them has)."""
+        after = arch.model_copy(update=change)
+        if any(getattr(after, f) in vals or getattr(arch, f) in vals for f, vals in PROXY_VALUES.items() if f in change):
+            return None
+        xa, xb = self._x(arch, self.protocol), self._x(after, self.protocol)
+        key = (xb - xa).tobytes()  # the effect depends on the design-vector difference only: asked again and again
+        cache = self.__dict__.setdefault("_association_cache", {})
+        if key not in cache:
+            moved = [t for t, a, b in zip(TERMS, xa, xb, strict=True) if a != b]
+            if not moved or any(self.level_["abs"].support_.get(t, 0) == 0 for t in moved):
+                cache[key] = None
+            else:
+                m, sd = self.level_["abs"].diff(xa[None, :], xb[None, :])
+                cache[key] = (float(m[0]), float(sd[0]))
+        return cache[key]
 
     def _x(self, arch: Architecture, protocol: str) -> np.ndarray:
         """The design vector with terms outside ``terms`` zeroed (they then carry no effect)."""
@@ -344,7 +514,8 @@ class ForecastEngine(BaseEstimator):
     def tau_e(self, arch: Architecture) -> tuple[float, float]:
         """log10 tau_e and its predictive sd for an architecture (size regression over checkpoint series)."""
         a = np.array([1.0, math.log10(arch.n_params()) - 9.0])
-        return float(a @ self.tau_coef_), float(math.sqrt(a @ self.tau_cov_ @ a + self.tau_s2_))
+        family = getattr(self, "tau_family_sd_", 0.0) if self.timing_distance(arch) else 0.0
+        return float(a @ self.tau_coef_), float(math.sqrt(a @ self.tau_cov_ @ a + self.tau_s2_ + family**2))
 
     def _levels(self, ev: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Asymptotic per-layer log magnitudes: trained models as measured; checkpoint series from
@@ -391,12 +562,7 @@ class ForecastEngine(BaseEstimator):
     def level(self, arch: Architecture, protocol: str | None = None) -> dict[str, tuple[float, float]]:
         """(mean, sd) of the asymptotic log10 magnitude of the largest layer, per quantity."""
         check_is_fitted(self, "level_")
-        x = self._x(arch, protocol or self.protocol)[None, :]
-        out = {}
-        for q in QUANTITIES:
-            m, s = self.level_[q].predict(x)
-            out[q] = (float(m[0]), float(s[0]))
-        return out
+        return {q: (float(m[0]), float(s[0])) for q, (m, s) in self._level_many([arch], protocol).items()}
 
     def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None,
                      lev: dict[str, tuple[float, float]] | None = None, tl: Timeline | None = None) -> dict:
@@ -470,6 +636,7 @@ class ForecastEngine(BaseEstimator):
             "families, combined with the emergence-time uncertainty)",
         ]
         notes += list(getattr(self, "caveats_", []))
+        notes += self.contradictions(arch) + self.timing_notes(arch)
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
         return ForecastArrays(
@@ -499,14 +666,8 @@ class ForecastEngine(BaseEstimator):
         archs = [parse_architecture(a) for a in archs]
         if not archs:
             return []
-        X = np.stack([self._x(a, protocol or self.protocol) for a in archs])
-        levels = {q: self.level_[q].predict(X) for q in QUANTITIES}
-        tau = np.array([float(arch_timeline(a, self.effects_, horizon=a.planned_steps)(float(a.planned_steps)))
-                        for a in archs])
-        lt, lt_sd = np.array([self.tau_e(a) for a in archs]).T
-        h = hill(tau / 10**lt, self.p_)
-        h_fast = hill(tau / 10 ** (lt - Z90 * lt_sd), self.p_)
-        h_slow = hill(tau / 10 ** (lt + Z90 * lt_sd), self.p_)
+        levels = self._level_many(archs, protocol)
+        h, h_fast, h_slow = self._end_h(archs)
         unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
         out: list[dict] = [{} for _ in archs]
         for n_layers in sorted({a.n_layers for a in archs}):
@@ -533,6 +694,34 @@ class ForecastEngine(BaseEstimator):
                     out[i][target] = IntervalArrays(value=v[k], lo=lo_[k], hi=hi_[k])
         return [EndIntervals(**o) for o in out]
 
+    def _end_h(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Hill fraction H(tau(t_end)/tau_e) per architecture, at tau_e and at its 90 % ends (fast, slow)."""
+        tau = np.array([float(arch_timeline(a, self.effects_, horizon=a.planned_steps)(float(a.planned_steps)))
+                        for a in archs])
+        lt, lt_sd = np.array([self.tau_e(a) for a in archs]).T
+        return (hill(tau / 10**lt, self.p_), hill(tau / 10 ** (lt - Z90 * lt_sd), self.p_),
+                hill(tau / 10 ** (lt + Z90 * lt_sd), self.p_))
+
+    def end_logs_many(self, archs: Sequence[Architecture], protocol: str | None = None) -> list[dict[str, np.ndarray]]:
+        """Per architecture and quantity, the per-layer log10 value at the planned end at the level's mean:
+        rows (tau_e, fast, slow). What-if differences (``predictor.whatif``) are taken on these."""
+        check_is_fitted(self, "level_")
+        if not archs:
+            return []
+        levels = self._level_many(archs, protocol)
+        hs = np.stack(self._end_h(archs), axis=1)  # (n, 3)
+        out: list[dict[str, np.ndarray]] = [{} for _ in archs]
+        depth = np.array([a.n_layers for a in archs])
+        for n_layers in np.unique(depth):  # one depth profile per depth, all its architectures at once
+            idx = np.flatnonzero(depth == n_layers)
+            for q in QUANTITIES:
+                d, _ = self.profile_[q].predict(int(n_layers))
+                Y, y0 = levels[q][0][idx, None] + d[None, :], Y0_DEFAULT[q]
+                vals = y0 + (Y - y0)[:, None, :] * hs[idx][:, :, None]  # (k, 3, layers)
+                for k, i in enumerate(idx):
+                    out[i][q] = vals[k]
+        return out
+
     def _constant_interval(self, q: str) -> Interval:
         mu, sd = self.constant_[q]
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
@@ -552,6 +741,41 @@ class ForecastEngine(BaseEstimator):
         return {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
                 for k, v in (("value", val), ("lo", lo), ("hi", hi))}
 
+    def contradictions(self, arch: Architecture) -> list[str]:
+        """Notes where this design's level leans on a cross-family association that controlled evidence
+        contradicts (the association's effect outside the controlled 90 % interval)."""
+        coef = self.level_["abs"].coefficients()
+        out = []
+        for (f, v), term in ASSOCIATED.items():
+            if getattr(arch, f) != v or coef[term]["families"] == 0 or (e := self.controlled_.estimate(f, v, arch.glu)) is None:
+                continue
+            a = coef[term]["coef"]
+            lo, hi = e.interval
+            if not lo <= a <= hi:
+                out.append(f"the level leans on the cross-family association of {SWITCHES[term][0]} (x{10**a:.2g}, "
+                           f"{coef[term]['families']} families), which controlled evidence contradicts ({f}={v}: "
+                           f"x{10**e.mean:.2g} [{10**lo:.2g}, {10**hi:.2g}], {', '.join(s.split(' (')[0] for s in e.studies)}): "
+                           "the level is the prediction from similar trained models; what-ifs use the controlled estimate")
+        return out
+
+    def timing_notes(self, arch: Architecture) -> list[str]:
+        """Which family the emergence timing is calibrated on, and how far this design is from it."""
+        fams = sorted({family_of(m).split("-")[0] for m in self.curves_}) or ["no checkpoint series"]
+        sizes = getattr(self, "series_params_B_", None) or [self.domain_["numeric"]["n_params_B"][0]]
+        lo, hi, n_b = min(sizes), max(sizes), arch.n_params() / 1e9
+        where = "inside" if lo * 0.999 <= n_b <= hi * 1.001 else "outside"
+        checks = getattr(self, "timing_checks_", [])
+        covered = sum(c["covered_loo"] for c in checks)
+        away = self.timing_distance(arch)
+        head = (f"timing (t_emerge, the curve's clock) is calibrated on {', '.join(fams)} checkpoint series ({len(self.curves_)} "
+                f"series, {lo:.2g}-{hi:.2g}B parameters; this design, {n_b:.2g}B, is {where} that range)")
+        if not away:
+            return [head + "; its design and recipe are that family's: the within-family spread applies"]
+        return [head + f"; it departs from that family in {', '.join(away)}: another recipe may run another clock, so the "
+                f"t_emerge interval includes a cross-family spread of {self.tau_family_sd_:.2f} decades, from "
+                f"{len(checks)} published onsets ({', '.join(c['family'] for c in checks)}; {covered}/{len(checks)} covered "
+                f"when left out)"]
+
     # ---------------------------------------------------------------- applicability
     def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:
         out = []
@@ -563,6 +787,16 @@ class ForecastEngine(BaseEstimator):
             if not lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9):
                 out.append(ApplicabilityWarning(field=f, value=float(v), train_min=lo, train_max=hi, scope="all",
                                                 message=f"{f}={v:g} is outside the evidence [{lo:g}, {hi:g}]: extrapolated, wide interval"))
+        _, _, _, used = self._proxy(arch)
+        for f, values in PROXY_VALUES.items():
+            v = getattr(arch, f)
+            if v not in values:
+                continue
+            e = next((u for u in used if u.field == f), None)
+            why = (f"its effect comes from controlled comparisons only ({e.text.split(': ', 1)[1]})" if e else
+                   "no comparison measured it: the distribution of the measured changes' effects, wide")
+            out.append(ApplicabilityWarning(field=f, value=str(v), seen=[str(BASES[f])], scope="all",
+                                            message=f"{f}={v}: in no trained model; the level is {BASES[f]}'s and {why}"))
         x = design_vector(arch)
         for j, t in enumerate(SWITCHES):
             if t == "log_params" or x[j] == 0:
@@ -596,6 +830,11 @@ _FIELD_OF = {
     "linear_attention": "attention_kind", "sigmoid_attention": "attention_kind", "attention_gate": "attention_gate",
     "attention_sink": "attention_sink", "tied": "tied_embeddings",
 }
+
+
+def _recipe_value(arch: Architecture, f: str):
+    v = getattr(arch, f)
+    return {"adam": "adamw"}.get(v, v) if isinstance(v, str) else v  # Pythia's "Adam" decouples weight decay too
 
 
 def _field_value(arch: Architecture, term: str):

@@ -5,6 +5,8 @@
   trained models. Rows are averaged over probe sequences first (Eq. 8 of 2508.03616).
 - ``anchors``: model-level figures quoted from papers (``maforecast/data/anchors.csv``).
 - ``peers``: the peer studies' grids (``peers/emergence_evidence.csv``), for the plan effects.
+- ``controlled``: the controlled comparisons (``controlled_effects.csv``), for what a design change does
+  (``predictor.effects``).
 
 Every row carries its model's ``family`` (variants that share weights), the unit of grouped
 cross-validation, and models without a known architecture are set aside (``unknown``).
@@ -28,6 +30,7 @@ class Evidence:
     peers: pd.DataFrame
     archs: dict[str, Architecture]
     unknown: list[str] = field(default_factory=list)
+    controlled: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def models(self) -> list[str]:
@@ -45,10 +48,12 @@ class Evidence:
             self.peers,
             {m: a for m, a in self.archs.items() if m not in models},
             self.unknown,
+            self.controlled,
         )
 
     def digest(self) -> str:
-        return digest(self.layers[["model", "protocol", "layer", "step", "y_abs", "y_ratio"]].fillna(-999.0))
+        d = digest(self.layers[["model", "protocol", "layer", "step", "y_abs", "y_ratio"]].fillna(-999.0))
+        return d if self.controlled.empty else digest(pd.DataFrame({"d": [d], "c": [digest(self.controlled.astype(str))]}))
 
     def describe(self) -> dict[str, int]:
         final = self.layers[self.layers["step"].isna()]
@@ -71,7 +76,7 @@ def _log10(x: pd.Series) -> pd.Series:
 
 
 def aggregate_evidence(stats: pd.DataFrame, archs: dict[str, Architecture], peers: pd.DataFrame,
-                       anchors: pd.DataFrame) -> Evidence:
+                       anchors: pd.DataFrame, controlled: pd.DataFrame | None = None) -> Evidence:
     """Aggregate a stats table (any mix of sources and protocols) into the engine's evidence
     (``registry.reference.build_evidence`` supplies the bundled architectures, peers and anchors)."""
     s = stats.copy()
@@ -95,4 +100,5 @@ def aggregate_evidence(stats: pd.DataFrame, archs: dict[str, Architecture], peer
     g = g[g["layer"] < g["n_layers"]]
     layers = g[["model", "family", "protocol", "step", "layer", "n_layers", "y_abs", "y_ratio"]].reset_index(drop=True)
     anchors = anchors[anchors["model"].isin(set(archs)) & ~anchors["model"].isin(set(layers.loc[layers["y_ratio"].notna(), "model"]))]
-    return Evidence(layers, anchors.reset_index(drop=True), peers, dict(archs), unknown)
+    return Evidence(layers, anchors.reset_index(drop=True), peers, dict(archs), unknown,
+                    pd.DataFrame() if controlled is None else controlled)

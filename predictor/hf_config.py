@@ -197,6 +197,21 @@ def _deepseek(r: _Reader) -> dict:
     return _moe(r, d, ("n_routed_experts",), "num_experts_per_tok", "moe_intermediate_size")
 
 
+def _diffllama(r: _Reader) -> dict:
+    """DiffLlama: Llama with differential attention (Diff Transformer, arXiv 2410.05258)."""
+    d = _llama_like(r)
+    d["attention_kind"] = r.assume("attention_kind", "differential", "differential attention (two softmax maps subtracted)")
+    return d
+
+
+def _gpt_oss(r: _Reader) -> dict:
+    """gpt-oss: routed experts and a learned per-head attention sink (the attention's ``sinks`` logits)."""
+    d = _moe(r, _llama_like(r, qkv_bias=(True, "gpt-oss has q/k/v/o biases")), ("num_local_experts", "num_experts"),
+             "num_experts_per_tok")
+    d["attention_sink"] = r.assume("attention_sink", "learned_sink", "a learned sink logit per head in every attention layer")
+    return d
+
+
 def _gemma(r: _Reader) -> dict:
     sandwich = r.model_type in ("gemma2", "gemma3", "gemma3_text")
     d = _llama_like(r, tied=True, act="gelu_pytorch_tanh", act_keys=("hidden_activation", "hidden_act"),
@@ -320,6 +335,8 @@ CONVERTERS: dict[str, Callable[[_Reader], dict]] = {
     "mixtral": _mixtral,
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
+    "diffllama": _diffllama,
+    "gpt_oss": _gpt_oss,
     "gemma": _gemma,
     "gemma2": _gemma,
     "gemma3": _gemma,
@@ -350,6 +367,9 @@ def from_hf_config(config: dict, training: dict | None = None) -> tuple[Architec
     if model_type not in CONVERTERS:
         known = ", ".join(sorted(CONVERTERS))
         raise UserError(f"unsupported model_type {model_type!r} in config.json (supported: {known})")
+    rope = config.get("rope_parameters")
+    if isinstance(rope, dict) and config.get("rope_theta") is None and rope.get("rope_theta") is not None:
+        config = {**config, "rope_theta": rope["rope_theta"]}  # transformers 5 writes it inside rope_parameters
     r = _Reader(config, model_type)
     fields = CONVERTERS[model_type](r)
     init = r.get("init_std", "initializer_range", kind=float)

@@ -13,8 +13,8 @@ from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast, Lay
 
 View = Literal["full", "summary"]
 VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
-             "(summary, precision risk without per-layer details, effective mitigations with their predicted effect and "
-             "first citation but no mechanism text; no layers unless `layers` picks some).")
+             "(summary, precision risk without per-layer details, effective mitigations with their predicted effect (without "
+             "its per-field terms) and first citation but no mechanism text; no layers unless `layers` picks some).")
 
 
 
@@ -87,17 +87,57 @@ class CitationOut(BaseModel):
     repo: str | None = None
 
 
-class MitigationEffect(BaseModel):
-    """The mitigation applied to the architecture and forecast again (what-if)."""
+Evidence = Literal["controlled", "controlled_direction", "associational", "time_model", "prior"]
+EVIDENCE_HELP = ("controlled: comparisons that changed this one thing in one study (controlled_effects.csv); "
+                 "controlled_direction: such comparisons that report the direction only (the size is the table's "
+                 "typical effect); associational: the cross-family association of trained models, widened by how far "
+                 "associations missed the controlled estimates; time_model: the training plan's clock (plan exponents "
+                 "from arXiv 2410.10781's grids, curve from the Pythia checkpoints); prior: no comparison and no trained "
+                 "model varies it: the distribution of the measured changes' effects, wide.")
+
+
+class TermEffect(BaseModel):
+    """One changed field's part of a what-if: its effect on the largest peak |a| and what it rests on."""
+
+    field: str
+    before: Any
+    after: Any
+    ratio: Interval = Field(description="after/before of the largest peak |a| from this change, with its 90 % interval.")
+    evidence: Evidence = Field(description=EVIDENCE_HELP)
+    studies: list[str] = Field(default_factory=list, description="The controlled studies it rests on (arXiv ids).")
+    association: Interval | None = Field(default=None, description="The cross-family association's ratio for the same "
+                                         "change, where the trained models vary it (shown, not used, when controlled).")
+    disagreement: bool = Field(default=False, description="The association lies outside the controlled 90 % interval.")
+    text: str
+
+
+class ChangeEffect(BaseModel):
+    """What a change of the design does (the intervention question): ratios after/before with their own
+    90 % intervals from the uncertainty of the changed terms, not two absolute intervals side by side."""
+
+    peak_abs_ratio: Interval = Field(description="after/before of the largest peak |a| at the planned end, 90 % interval.")
+    ratio_end_ratio: Interval = Field(description="after/before of the largest top-1/median ratio at the planned end.")
+    risk_before: dict[str, float] = Field(description="precision format -> probability of crossing its limits, before.")
+    risk_after: dict[str, float] = Field(description="... and after the change.")
+    evidence: Literal["controlled", "associational", "both", "time_model", "none"] = Field(
+        description="What the ratio rests on: controlled comparisons, associations, both, the plan's clock only, "
+                    "or none (only the prior over measured changes).")
+    studies: list[str] = Field(default_factory=list)
+    disagreement: bool = Field(default=False, description="For some changed field, controlled and associational evidence disagree.")
+    terms: list[TermEffect] = Field(default_factory=list)
+
+
+class MitigationEffect(ChangeEffect):
+    """The mitigation applied to the architecture (what-if): the change's ratios, and the largest layer's
+    values before and after (the design's forecast moved by the change)."""
 
     applied: dict[str, Any] = Field(description="Architecture fields changed: field -> new value.")
     peak_abs_before: Interval
     peak_abs_after: Interval
     ratio_end_before: Interval
     ratio_end_after: Interval
-    risk_before: dict[str, float] = Field(description="precision format -> probability of crossing its limits, before.")
-    risk_after: dict[str, float] = Field(description="... and after the change.")
-    reduction: float = Field(description="log10(peak before / peak after) + risk drop on the target formats: the ranking's predicted part.")
+    reduction: float = Field(description="Ranking score: -log10 of the peak ratio's pessimistic end (its value times one "
+                             "sd up) + the risk drop on the target formats: an uncertain effect ranks below a sure one.")
     text: str
 
 
@@ -148,8 +188,11 @@ def compact(resp: PredictResponse, view: str = "full", layers: list[int] | None 
     if view == "summary":
         update["precision"] = [r.model_copy(update={"details": [d for d in r.details if d.layer in keep]}) for r in resp.precision]
         # effective mitigations only, each with its predicted effect and its first citation (the full texts are in "full")
+        # ... and the effect's per-field terms left out (its ratio, evidence and studies stay)
         update["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
-                                                      "citations": m.citations[:1]}) for m in resp.mitigations if m.effective]
+                                                      "citations": m.citations[:1],
+                                                      "effect": m.effect.model_copy(update={"terms": []}) if m.effect else None})
+                                 for m in resp.mitigations if m.effective]
     return resp.model_copy(update=update)
 
 
@@ -166,7 +209,10 @@ class Difference(BaseModel):
     variant: str
     baseline: str
     changed_inputs: dict[str, list[Any]] = Field(description="field -> [baseline value, variant value]")
-    effects: dict[str, list[Any]] = Field(description="summary quantity -> [baseline, variant]")
+    effects: dict[str, list[Any]] = Field(description="summary quantity -> [baseline, variant] (each variant's own "
+                                          "forecast: the prediction question)")
+    effect: ChangeEffect | None = Field(default=None, description="What changing the baseline into the variant does "
+                                        "(the intervention question): ratios with their own intervals and evidence.")
     text: list[str] = Field(description="The differences in words.")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from collector.reference import (
+    load_controlled_effects,
     load_final_model_architectures,
     load_maxact_architectures,
     load_peer_evidence,
@@ -187,11 +188,12 @@ def load_anchors() -> pd.DataFrame:
 
 
 def build_evidence(stats: pd.DataFrame, archs: dict[str, Architecture] | None = None, peers: pd.DataFrame | None = None,
-                   anchors: pd.DataFrame | None = None) -> Evidence:
-    """A stats table (any mix of sources and protocols) with the bundled architectures, peer grids and
-    anchors, aggregated into the engine's evidence."""
+                   anchors: pd.DataFrame | None = None, controlled: pd.DataFrame | None = None) -> Evidence:
+    """A stats table (any mix of sources and protocols) with the bundled architectures, peer grids, anchors
+    and controlled comparisons, aggregated into the engine's evidence."""
     return aggregate_evidence(stats, reference_architectures() if archs is None else archs,
-                              load_peer_evidence() if peers is None else peers, load_anchors() if anchors is None else anchors)
+                              load_peer_evidence() if peers is None else peers, load_anchors() if anchors is None else anchors,
+                              load_controlled_effects() if controlled is None else controlled)
 
 
 _REFERENCE: list[ForecastEngine] = []

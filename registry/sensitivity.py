@@ -33,7 +33,8 @@ VARIANTS: dict[str, tuple[dict, str | None, str, int, str]] = {
     "80 layers, width 8192": ({**BASE, "n_layers": 80, "d_model": 8192, "n_heads": 64, "d_ffn": 32768}, "base", "peak", 1,
                               "size (2508.03616 Fig. 3)"),
     "QK-norm": ({**BASE, "qk_norm": True}, "base", "peak", 0, "QK-norm alone: mixed evidence (Qwen3 vs Qwen2.5)"),
-    "sandwich norm": ({**BASE, "norm_placement": "sandwich"}, "base", "peak", 1, "Gemma-2/3 (sandwich) peaks 1e3-8e5 vs pre-norm 2e2-2e3"),
+    "sandwich norm": ({**BASE, "norm_placement": "sandwich"}, "base", "peak", 1, "prediction, not intervention: Gemma-2/3 (sandwich) peaks 1e3-8e5 vs pre-norm 2e2-2e3; "
+                      "changing a design to sandwich lowers it (controlled, 2603.05498; docs/EFFECTS.md)"),
     "post-sublayer norm": ({**BASE, "norm_placement": "post_sublayer"}, "base", "peak", -1, "OLMo-2 (post-sublayer + QK-norm) peak 34"),
     "total_steps 10,000": ({**BASE, "total_steps": 10000}, "base", "ratio_end", -1, "the trajectory is still rising at 10k steps (Pythia)"),
     "learning rate 3e-3": ({**BASE, "learning_rate": 3e-3}, "base", "emerge", -1,

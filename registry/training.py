@@ -48,6 +48,7 @@ from predictor.knowledge import kb_digest, kb_path, load_kb
 from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 from predictor.pyfunc import MODEL_CODE, PredictorModel, arch_frame, code_digest, code_files
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
+from registry.controlled import effects_card, leave_one_study_out
 from registry.evaluation import Evaluation, fit_evaluated, headline
 from registry.loader import BOOTSTRAP_HINT
 from registry.reference import build_evidence, reference_architectures
@@ -95,7 +96,16 @@ def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict
         "targets": sorted(engine.quality_),
         "beats_baseline": bool(metrics.get(HEADLINE_METRIC, float("nan")) > 0),
         "quality": engine.info()["quality"],
+        # the intervention question: each change's effect, interval, evidence (the model card's table)
+        "effects": _json_rows(effects_card(engine)),
+        "effects_leave_one_study_out": leave_one_study_out(engine)[1],
+        "timing_calibration": {"cross_family_sd": engine.tau_family_sd_,
+                               "onsets": [{k: v for k, v in c.items() if k != "arch"} for c in engine.timing_checks_]},
     }
+
+
+def _json_rows(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records"))
 
 
 # ------------------------------------------------------------------------ training
@@ -170,7 +180,8 @@ def train(
                     name="model", **pyfunc_kwargs(engine, ev.archs[sorted(set(ev.layers["model"]))[0]], tmp, settings=s))
         version = None
         if register:
-            version = register_model(info.model_uri, engine, run.info.run_id, s, client, description(ev, table, metrics))
+            text = description(ev, table, metrics) + effects_description(engine, champion_effects(s))
+            version = register_model(info.model_uri, engine, run.info.run_id, s, client, text)
     return TrainResult(run.info.run_id, version, metrics, engine, evals, ev)
 
 
@@ -255,6 +266,41 @@ def description(ev: Evidence, table: pd.DataFrame, metrics: dict[str, float]) ->
         lines.append(f"| {r['cv']} | {r['target']} | {r['protocol']} | {r['n_groups']} | {r['mae']:.3f} | {r['constant_mae']:.3f} | "
                      f"{r['v1_mae']:.3f} | {r['coverage_90']:.0%} |")
     return "\n".join(lines)
+
+
+def effects_description(engine: ForecastEngine, champion: dict[str, dict] | None = None) -> str:
+    """The model card's design-effect section: per change, effect on the largest peak |a|, 90 % interval,
+    evidence kind, studies, families, disagreement; leave-one-study-out; timing calibration; and the
+    champion's effect next to this version's where one is registered."""
+    card = effects_card(engine)
+    _, loso = leave_one_study_out(engine)
+    lines = ["", "Design effects (what a change does; what-ifs, mitigations and /compare use these):", "",
+             "| change | effect on largest peak abs | 90 % interval | evidence | studies | families | association | disagree |"
+             + (" champion |" if champion else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if champion else "")]
+    for r in card.to_dict("records"):
+        old = (champion or {}).get(r["change"], {}).get("effect")
+        assoc = "" if r["association"] is None or r["association"] != r["association"] else f"x{r['association']:.2g}"
+        lines.append(f"| {r['change']} | x{r['effect']:.2g} | [{r['lo']:.2g}, {r['hi']:.2g}] | {r['evidence']} | {r['studies']} | "
+                     f"{r['families']} | {assoc} | {'yes' if r['disagree'] else ''} |"
+                     + (f" {'x' + format(old, '.2g') if old else 'n/a'} |" if champion else ""))
+    lines += ["", f"Leave one study out ({loso['n']} magnitude comparisons): sign agreement {loso['sign_agreement']:.0%}, "
+              f"log10 MAE {loso['mae']:.2f} vs {loso['no_effect_mae']:.2f} for 'no effect', 90 % coverage {loso['coverage_90']:.0%}.",
+              "", f"Timing: calibrated on the Pythia checkpoint series; cross-family spread {engine.tau_family_sd_:.2f} decades "
+              f"from {len(engine.timing_checks_)} published onsets, "
+              f"{sum(c['covered_loo'] for c in engine.timing_checks_)}/{len(engine.timing_checks_)} covered when left out."]
+    return "\n".join(lines)
+
+
+def champion_effects(settings: Settings | None = None) -> dict[str, dict] | None:
+    """The current champion's effect table (from its metadata), by change; None without a champion."""
+    s = settings or get_settings()
+    try:
+        meta = mlflow.models.get_model_info(f"models:/{s.registered_model}@{s.model_alias}").metadata or {}
+    except (MlflowException, OSError):  # no champion (or no registry yet): nothing to compare with
+        return None
+    rows = (meta.get("maforecast") or {}).get("effects") or []
+    return {r["change"]: r for r in rows} or None
 
 
 def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings: Settings | None = None, client=None,

@@ -305,6 +305,11 @@ def _effect_rows(m: Mitigation) -> tuple[str, list[tuple[str, str, str]]]:
             ("largest ratio at end", _val(eff.ratio_end_before), _val(eff.ratio_end_after))]
     rows += [(f"P({f} limits crossed)", f"{eff.risk_before[f]:.2f}", f"{eff.risk_after.get(f, 0.0):.2f}")
              for f in sorted(eff.risk_before)]
+    r = eff.peak_abs_ratio
+    studies = ", ".join(f"{x.split('_')[0]} {x.split('(')[-1].rstrip(')')}" for x in eff.studies)
+    rows.append(("the change itself: after/before of the largest peak |a| (its own 90 %)", "x1 (this design)",
+                 f"x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]; {eff.evidence} evidence" + (f": {studies}" if studies else "")
+                 + ("; controlled and associational evidence disagree" if eff.disagreement else "")))
     return "predicted", rows
 
 

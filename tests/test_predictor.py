@@ -251,6 +251,10 @@ def test_two_runs_create_versions_with_metrics(trained, in_home):
         assert "headline_skill" in mv.tags and mv.tags["data_digest"] and mv.tags["beats_baseline"] in ("true", "false")
         # what a reviewer reads in the UI: the data and the held-out scores next to the constant
         assert "constant" in mv.description and "leave one family out" in mv.description and "families" in mv.description
+        # the model card: per change its effect, interval, evidence kind, studies, families, disagreement
+        assert "Design effects" in mv.description and "Leave one study out" in mv.description
+        row = next(x for x in mv.description.splitlines() if x.startswith("| norm_placement pre -> sandwich |"))
+        assert "| controlled |" in row and "Sun2026" in row and "| yes |" in row  # association overruled, flagged
         run = client.get_run(mv.run_id)
         assert "headline_skill" in run.data.metrics
         assert "family.peak_abs_per_layer.all.mae" in run.data.metrics
@@ -259,6 +263,12 @@ def test_two_runs_create_versions_with_metrics(trained, in_home):
         arts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
         assert "plots/heldout_family.png" in arts
         assert "evaluation/evaluation.csv" in {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
+    # version 2 was trained with version 1 as champion: its card shows the champion's effect next to its own, and
+    # an effect that rests on controlled comparisons is the same in both (the family weighting moves associations)
+    v2 = client.get_model_version("maforecast-predictor", "2").description
+    assert "champion |" in v2
+    row = next(x for x in v2.splitlines() if x.startswith("| norm_placement pre -> sandwich |")).split("|")
+    assert row[2].strip() == row[-2].strip()
     assert str(client.get_model_version_by_alias("maforecast-predictor", "challenger").version) == "2"
     assert trained["p1"].promoted and "no champion" in trained["p1"].message
 

@@ -880,3 +880,118 @@ def test_a_version_of_other_code_is_refused_with_one_line(champion_home, monkeyp
     msg = str(exc.value)
     assert "other predictor code" in msg and "0123456789abcdef" in msg and "maforecast bootstrap" in msg
     assert "\n" not in msg
+
+
+# ------------------------------------------------------------------- design effects (the intervention question)
+# the base design of arXiv 2603.05498's ablations (Llama-2-7B shape, its recipe), and the changes it measured
+SUN2026 = {"name": "sun2026-base", "n_layers": 32, "d_model": 4096, "n_heads": 32, "d_ffn": 11008, "ffn_type": "glu",
+           "activation": "silu", "norm_type": "rmsnorm", "vocab_size": 32000, "seq_len": 4096, "learning_rate": 3e-4,
+           "weight_decay": 0.1, "warmup_frac": 0.04, "total_steps": 50000}
+OWEN_1B = {"name": "owen-1b", "n_layers": 16, "d_model": 2048, "n_heads": 32, "d_ffn": 5632, "ffn_type": "glu",
+           "activation": "silu", "norm_type": "rmsnorm", "training_tokens": 1e11}
+
+
+def _effect(client, base: dict, change: dict) -> dict:
+    r = client.post("/compare", json={"variants": {"base": base, "variant": {**base, **change}}})
+    assert r.status_code == 200, r.text[:500]
+    return r.json()["differences"][0]["effect"]
+
+
+@pytest.mark.parametrize(("change", "low", "high", "source"), [
+    ({"norm_placement": "sandwich"}, 0, 1, "2603.05498"),  # 3,818 -> 520
+    ({"weight_decay": 0.0}, 1, None, "2603.05498"),  # 3,818 -> >12,275
+    ({"norm_type": "dyt"}, 0, 1, "2603.05498"),  # 3,818 -> 153
+    ({"attention_gate": True}, 0, 1, "2505.06708"),  # 1,053 -> 94 (Qwen-style; here on the Llama base)
+])
+def test_served_what_ifs_follow_the_controlled_evidence(client, change, low, high, source):
+    """Through the served API: each controlled magnitude change of 2603.05498 / 2505.06708 has the measured
+    sign, with its own 90 % interval, the evidence kind and the study it rests on."""
+    eff = _effect(client, SUN2026, change)
+    r = eff["peak_abs_ratio"]
+    assert r["value"] > low and (high is None or r["value"] < high), (change, r)
+    assert r["lo"] < r["value"] < r["hi"]
+    assert eff["evidence"] == "controlled" and any(source in s for s in eff["studies"]), eff
+    term = eff["terms"][0]
+    assert term["field"] == next(iter(change)) and term["evidence"] == "controlled"
+
+
+def test_sandwich_what_if_flags_the_association_it_overrules(client):
+    """The cross-family association (Gemma's sandwich norm, large values) and the controlled ablation disagree:
+    the what-if uses the controlled estimate and says so; /predict of a sandwich design names both."""
+    eff = _effect(client, SUN2026, {"norm_placement": "sandwich"})
+    term = eff["terms"][0]
+    assert eff["disagreement"] and term["disagreement"]
+    assert term["association"]["value"] > 1 > term["ratio"]["value"]
+    assert "they disagree" in term["text"]
+    notes = client.post("/predict", json={**SUN2026, "norm_placement": "sandwich"}).json()["notes"]
+    assert any("contradicts" in n and "sandwich" in n and "Sun2026" in n for n in notes), notes
+
+
+def test_kv_bias_on_a_glu_llama_is_not_a_rise(client):
+    """2503.22329: a KV bias on a LLaMA-style 1B (GLU) moved the max 1,416 -> 1,512 (x1.07); on GPT-2 it removes
+    massive activations. The served what-if is not a rise beyond x2 (the association alone said x4.7)."""
+    eff = _effect(client, OWEN_1B, {"attention_sink": "kv_bias"})
+    assert eff["peak_abs_ratio"]["value"] <= 2 and eff["peak_abs_ratio"]["lo"] < 1.07 < eff["peak_abs_ratio"]["hi"]
+    assert any("2503.22329" in s for s in eff["studies"])
+
+
+def test_what_if_interval_is_narrower_than_the_two_absolute_ones(client):
+    """The change is known better than the level: its interval (decades) is narrower than either design's own."""
+    import math
+
+    r = client.post("/compare", json={"variants": {"base": SUN2026, "dyt": {**SUN2026, "norm_type": "dyt"}}}).json()
+    eff = r["differences"][0]["effect"]["peak_abs_ratio"]
+    width = math.log10(eff["hi"] / eff["lo"])
+    for v in r["variants"]:
+        big = v["summary"]["largest_peak_abs"]
+        assert width < math.log10(big["hi"] / big["lo"])
+
+
+def test_mitigation_effects_carry_their_own_interval_and_evidence(client):
+    """Every mitigation with a what-if states the ratio with its interval, the evidence kind and the studies; the
+    gated-attention entry rests on controlled comparisons and lowers the peak."""
+    a = client.post("/predict", json=SUN2026).json()
+    effects = {m["id"]: m["effect"] for m in a["mitigations"] if m["effect"]}
+    assert effects
+    for e in effects.values():
+        assert e["evidence"] in ("controlled", "associational", "both", "time_model", "none")
+        assert e["peak_abs_ratio"]["lo"] <= e["peak_abs_ratio"]["value"] <= e["peak_abs_ratio"]["hi"]
+    gate = effects["gated_attention_sdpa"]
+    assert gate["evidence"] == "controlled" and gate["peak_abs_ratio"]["hi"] < 1
+    assert gate["peak_abs_after"]["value"] < gate["peak_abs_before"]["value"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("norm_type", "dyt"), ("attention_kind", "clipped_softmax"),
+                                              ("attention_kind", "softpick"), ("attention_kind", "differential"),
+                                              ("norm_gain", "single_scale"), ("attention_sink", "learned_sink")])
+def test_new_schema_values_are_answered_and_named(client, field, value):
+    r = client.post("/predict", json={**SMALL, field: value})
+    assert r.status_code == 200, r.text[:300]
+    assert_names(client.post("/predict", json={**SMALL, field: value + "x"}), field)
+
+
+def test_timing_states_its_calibration_family(client):
+    """An OLMo-7B-like design (another family's recipe): the answer names the family the clock is calibrated on
+    and how the design departs from it, and the t_emerge interval is wider than Pythia's own (0.24 decades before)."""
+    import math
+
+    olmo = {"name": "olmo-7b-like", "n_layers": 32, "d_model": 4096, "n_heads": 32, "d_ffn": 11008, "ffn_type": "glu",
+            "activation": "silu", "norm_type": "layernorm_nonparametric", "learning_rate": 3e-4, "batch_tokens": 4_194_304,
+            "training_tokens": 2.46e12}
+    a = client.post("/predict", json=olmo).json()
+    note = next(n for n in a["notes"] if n.startswith("timing"))
+    assert "pythia" in note and "departs" in note and "batch_tokens=4194304" in note
+    mid = a["layers"][16]["t_emerge"]
+    assert math.log10(mid["hi"] / mid["lo"]) > 0.5
+
+
+def test_hf_configs_with_the_new_values_map(client):
+    """gpt-oss (learned per-head sinks, routed experts) and DiffLlama (differential attention) map onto the schema."""
+    from transformers import DiffLlamaConfig, GptOssConfig
+
+    r = client.post("/predict_hf_config", json={"config": GptOssConfig(num_hidden_layers=4).to_dict()})
+    assert r.status_code == 200, r.text[:300]
+    arch = r.json()["architecture_input"]
+    assert arch["attention_sink"] == "learned_sink" and arch["moe_experts"] == 128 and arch["rope_theta"] == 150000.0
+    r = client.post("/predict_hf_config", json={"config": DiffLlamaConfig(num_hidden_layers=4).to_dict()})
+    assert r.status_code == 200 and r.json()["architecture_input"]["attention_kind"] == "differential"

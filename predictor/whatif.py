@@ -1,0 +1,251 @@
+"""What a change of the design does (the intervention question), for mitigations and ``/compare``.
+
+A change from design ``a`` to design ``b`` is split by field: a field with controlled evidence for the
+change (``predictor.effects``) takes the controlled estimate; every other field goes through the
+forecast engine (design terms: the cross-family association, with its posterior and the extra sd
+associations deserve, ``ForecastEngine.association_sd_``; the training plan: the time model). A field
+whose old value has no controlled estimate but whose new one has (LayerNorm -> DyT) goes through the
+engine to the studies' base value and through the controlled estimate from there. The engine's part is
+a difference of two forecasts of the *same* changed terms, so its interval is the posterior of those
+terms, not two absolute intervals side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from predictor.architecture import Architecture
+from predictor.effects import BASES, Z90, Estimate
+from predictor.engine import _FIELD_OF, SWITCHES, TERMS, ForecastEngine
+from predictor.response import Interval, TermEffect
+
+SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
+               "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
+DESIGN_FIELDS = set(_FIELD_OF.values()) | {"activation", "norm_gain"}
+WD_BASE = 0.1  # weight decay: the controlled comparison is 0.1 -> 0; between them the effect is taken linear
+
+
+@dataclass
+class Change:
+    """One change's effect in log10 (largest layer: mean, sd per quantity; per layer where the depth is kept)."""
+
+    mean: dict[str, float]
+    sd: dict[str, float]
+    layers: dict[str, np.ndarray | None]
+    terms: list[TermEffect] = field(default_factory=list)
+    # the 90 % interval's reach below and above the mean (log10): asymmetric where the clock's uncertainty
+    # moves the change one way only (half the learning rate cannot raise the peak however fast emergence is)
+    reach: dict[str, tuple[float, float]] | None = None
+
+    @property
+    def evidence(self) -> str:
+        kinds = {t.evidence for t in self.terms if t.evidence not in ("time_model", "prior")}
+        ctrl = bool(kinds & {"controlled", "controlled_direction"})
+        if ctrl and "associational" in kinds:
+            return "both"
+        if ctrl:
+            return "controlled"
+        if kinds:
+            return "associational"
+        return "time_model" if any(t.evidence == "time_model" for t in self.terms) else "none"
+
+    @property
+    def studies(self) -> list[str]:
+        return sorted({s for t in self.terms for s in t.studies})
+
+    @property
+    def disagreement(self) -> bool:
+        return any(t.disagreement for t in self.terms)
+
+    def ratio(self, q: str) -> Interval:
+        if self.reach is None:
+            return ratio_interval(self.mean[q], self.sd[q])
+        dn, up = self.reach[q]
+        m = self.mean[q]
+        return Interval(value=10**m, lo=10 ** (m - dn), hi=10 ** (m + up))
+
+
+def ratio_interval(mean: float, sd: float) -> Interval:
+    return Interval(value=10**mean, lo=10 ** (mean - Z90 * sd), hi=10 ** (mean + Z90 * sd))
+
+
+def _g(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str, studies: Sequence[str] = (),
+          association: tuple[float, float] | None = None, why: str = "",
+          reach: tuple[float, float] | None = None) -> TermEffect:
+    iv = ratio_interval(mean, sd) if reach is None else Interval(value=10**mean, lo=10 ** (mean - reach[0]),
+                                                                 hi=10 ** (mean + reach[1]))
+    assoc = ratio_interval(*association) if association else None
+    disagree = bool(association and evidence.startswith("controlled")
+                    and not mean - Z90 * sd <= association[0] <= mean + Z90 * sd)
+    text = f"{f} {before} -> {after}: x{_g(iv.value)} [{_g(iv.lo)}, {_g(iv.hi)}] ({evidence.replace('_', ' ')}{why})"
+    if disagree and assoc:
+        text += (f"; the cross-family association says x{_g(assoc.value)} [{_g(assoc.lo)}, {_g(assoc.hi)}]: they disagree, "
+                 f"the controlled estimate is used")
+    return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=evidence, studies=list(studies),
+                      association=assoc, disagreement=disagree, text=text)
+
+
+def _studies(e: Estimate | None) -> tuple[str, ...]:
+    return e.studies if e is not None else ()
+
+
+def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, f: str
+                      ) -> tuple[TermEffect | None, Any, Any, float, float]:
+    """The controlled part of field ``f``'s change: (term, value the engine sees in a, in b, mean, var)."""
+    ce = engine.controlled_
+    va, vb = getattr(a, f), getattr(b, f)
+    if f == "weight_decay":
+        e0 = ce.estimate("weight_decay", 0.0)
+        if e0 is None or min(va, vb) >= WD_BASE:
+            return None, va, vb, 0.0, 0.0
+        frac = (min(va, WD_BASE) - min(vb, WD_BASE)) / WD_BASE  # share of the 0.1 -> 0 change made
+        mean, sd = e0.mean * frac, e0.sd * abs(frac)
+        t = _term(f, va, vb, mean, sd, "controlled", e0.studies, why=f": {frac:.0%} of the measured 0.1 -> 0 change")
+        return t, max(va, WD_BASE), max(vb, WD_BASE), mean, sd**2
+    if f not in BASES:
+        return None, va, vb, 0.0, 0.0
+    base = BASES[f]
+    ra, rb = _from_base(engine, a, f, va), _from_base(engine, a, f, vb)
+    if not any(r is not None and r[2] != "none" for r in (ra, rb)):  # nothing measured on either side
+        return None, va, vb, 0.0, 0.0
+    if ra is not None and rb is not None:  # both ends measured against the base (or neither known at all)
+        ends, c_from, c_to = (va, va), va, vb
+    elif rb is not None:  # the engine takes a to the base, the controlled estimate the base to b
+        ends, c_from, c_to = (va, base), base, vb
+    else:
+        ends, c_from, c_to = (base, vb), va, base
+    used = [r for r in (ra, rb) if r is not None]
+    mean = (rb[0] if rb else 0.0) - (ra[0] if ra else 0.0)
+    var = sum(r[1] for r in used)
+    kinds = {r[2] for r in used} - {"none"}
+    kind = next(k for k in ("prior", "controlled_direction", "controlled") if k in kinds) if kinds else "controlled"
+    assoc = engine.association(a.model_copy(update={f: c_from}), {f: c_to})
+    ests = [r[3] for r in used if r[3] is not None]
+    n = ", ".join(f"{e.n_numeric} magnitude + {e.n_direction} direction-only comparison(s)" for e in ests)
+    why = f": {n}" if n else ": no comparison and no trained model varies it: the distribution of the measured changes' effects"
+    t = _term(f, c_from, c_to, mean, math.sqrt(var), kind, sorted({s for e in ests for s in e.studies}), assoc, why)
+    return t, ends[0], ends[1], mean, var
+
+
+def _from_base(engine: ForecastEngine, arch: Architecture, f: str, v: Any) -> tuple[float, float, str, Estimate | None] | None:
+    """The effect of ``f``: base value -> ``v`` as (mean, var, evidence, estimate): the controlled estimate;
+    None where none exists and the trained models vary the change (the association carries it); else the
+    prior over the measured changes (an effect nobody measured is drawn from those that were)."""
+    base = BASES[f]
+    if v == base:
+        return 0.0, 0.0, "none", None
+    e = engine.controlled_.estimate(f, v, arch.glu)
+    if e is not None:
+        return e.mean, e.sd**2, "controlled_direction" if e.direction_only else "controlled", e
+    if engine.association(arch.model_copy(update={f: base}), {f: v}) is not None:
+        return None
+    mu, sd = engine.controlled_.prior(exclude=(f, v))
+    return mu, sd**2, "prior", None
+
+
+def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Architecture]]) -> list[Change]:
+    """The effect of turning each ``a`` into its ``b`` (see the module docstring), all pairs in one pass."""
+    prepared = []
+    for a, b in pairs:
+        fields = [f for f in type(a).model_fields if f != "name" and getattr(a, f) != getattr(b, f)]
+        a_upd: dict[str, Any] = {}
+        b_upd: dict[str, Any] = {}
+        terms: list[TermEffect] = []
+        c_mean, c_var = 0.0, 0.0
+        for f in fields:
+            t, ea, eb, m, v = _controlled_split(engine, a, b, f)
+            if t is None:
+                continue
+            terms.append(t)
+            c_mean, c_var = c_mean + m, c_var + v
+            a_upd[f], b_upd[f] = ea, eb
+        a_e = a.model_copy(update=a_upd) if a_upd else a
+        b_e = b.model_copy(update=b_upd) if b_upd else b
+        engine_fields = [f for f in fields if getattr(a_e, f) != getattr(b_e, f)]
+        prepared.append((a, b, a_e, b_e, engine_fields, terms, c_mean, c_var))
+    # the engine's parts, in one batch: end values of every design the differences need, and the posterior
+    # sd of every difference of design vectors
+    need: dict[int, Architecture] = {}
+    for _, _, a_e, b_e, ef, *_ in prepared:
+        if ef:
+            need[id(a_e)], need[id(b_e)] = a_e, b_e
+    logs = dict(zip(need, engine.end_logs_many(list(need.values())), strict=True))
+    x = {k: _design(engine, arch) for k, arch in need.items()}
+    eng = [i for i, p in enumerate(prepared) if p[4]]
+    lev_sd: dict[str, np.ndarray] = {}
+    n_moved = np.zeros(len(prepared))
+    if eng:
+        XA = np.stack([x[id(prepared[i][2])] for i in eng])
+        XB = np.stack([x[id(prepared[i][3])] for i in eng])
+        lev_sd = {q: engine.level_[q].diff(XA, XB)[1] for q in ("abs", "ratio")}
+        n_moved[eng] = ((XA != XB) & _ASSOCIATIONAL).sum(axis=1)
+    row = {i: k for k, i in enumerate(eng)}
+    out = []
+    for i, (a, b, a_e, b_e, ef, terms, c_mean, c_var) in enumerate(prepared):
+        mean, sd2 = {q: c_mean for q in ("abs", "ratio")}, {q: c_var for q in ("abs", "ratio")}
+        time = {q: (0.0, 0.0) for q in ("abs", "ratio")}  # how far the clock's 90 % ends move the change down, up
+        same_depth = a.n_layers == b.n_layers
+        layers: dict[str, np.ndarray | None] = {q: np.full(a.n_layers, c_mean) if same_depth else None for q in ("abs", "ratio")}
+        if ef:
+            la, lb = logs[id(a_e)], logs[id(b_e)]
+            for q in ("abs", "ratio"):
+                d = lb[q].max(axis=1) - la[q].max(axis=1)  # (tau_e, fast, slow) of the largest layer
+                time[q] = (max(float(d[0] - d.min()), 0.0), max(float(d.max() - d[0]), 0.0))
+                mean[q] += float(d[0])
+                sd2[q] += float(lev_sd[q][row[i]]) ** 2 + n_moved[i] * engine.association_sd_**2
+                if same_depth:
+                    layers[q] = layers[q] + (lb[q][0] - la[q][0])
+        reach = {q: tuple(math.sqrt((Z90 * math.sqrt(sd2[q])) ** 2 + t**2) for t in time[q]) for q in ("abs", "ratio")}
+        sd = {q: (reach[q][0] + reach[q][1]) / (2 * Z90) for q in ("abs", "ratio")}  # for risks and the ranking
+        if ef:
+            own = math.sqrt(max(sd["abs"] ** 2 - c_var, 0.0))
+            terms += _engine_terms(engine, a_e, b_e, ef, float(lb["abs"].max(axis=1)[0] - la["abs"].max(axis=1)[0]), own,
+                                   reach["abs"] if not terms else None)
+        out.append(Change(mean, sd, layers, terms, reach))
+    return out
+
+
+# the design terms whose change is an association (not size, not the measurement protocol)
+_ASSOCIATIONAL = np.array([t in SWITCHES and t != "log_params" for t in TERMS])
+
+
+def _design(engine: ForecastEngine, arch: Architecture) -> np.ndarray:
+    return engine._x(engine._proxy(arch)[0], engine.protocol)
+
+
+def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fields: list[str], mean: float,
+                  sd: float, reach: tuple[float, float] | None = None) -> list[TermEffect]:
+    """The engine part in words: one term per design field (its association), the rest as one term."""
+    out = []
+    design = [f for f in fields if f in DESIGN_FIELDS]
+    rest = [f for f in fields if f not in DESIGN_FIELDS]
+    for f in design:
+        assoc = engine.association(a, {f: getattr(b, f)})
+        m, s = assoc if assoc else (0.0, math.sqrt(engine.association_sd_**2 + 1.0))
+        s = math.sqrt(s**2 + engine.association_sd_**2)
+        why = "" if assoc else ": never varied in the trained models, an unknown effect"
+        out.append(_term(f, getattr(a, f), getattr(b, f), m, s, "associational", why=why))
+    if rest:
+        kind = "associational" if set(rest) & SIZE_FIELDS else "time_model"
+        rm = mean - sum(math.log10(t.ratio.value) for t in out)
+        out.append(_term("+".join(rest), "/".join(str(getattr(a, f)) for f in rest),
+                         "/".join(str(getattr(b, f)) for f in rest), rm, sd, kind, reach=None if out else reach))
+    return out
+
+
+def shift_intervals(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], delta: np.ndarray,
+                    sd: float) -> tuple[list[float], list[float], list[float]]:
+    """Per layer, an interval moved by ``delta`` (log10) and widened by ``sd`` in quadrature (Gaussian in log10)."""
+    v, lo_, hi_ = (np.log10(np.maximum(np.asarray(x, float), 1e-300)) for x in (values, lo, hi))
+    s = np.sqrt(((hi_ - lo_) / (2 * Z90)) ** 2 + sd**2)
+    c = v + delta
+    return (10**c).tolist(), (10 ** (c - Z90 * s)).tolist(), (10 ** (c + Z90 * s)).tolist()

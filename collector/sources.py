@@ -88,7 +88,10 @@ def translate_hub_error(exc: BaseException, repo: str, revision: str | None) -> 
             return UnknownRepoError(f"unknown Hugging Face repository '{repo}' (or it is private and you are not logged in)")
         if isinstance(e, hf.OfflineModeIsEnabled | hf.LocalEntryNotFoundError):
             why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face hub cannot be reached"
-            return NetworkUnavailableError(f"network unavailable: {why} and {what} is not in the local cache; {network_hint(repo, revision)}")
+            # "owner/name" is also how a mistyped folder reads: say that first
+            folder = "" if Path(repo).expanduser().exists() else f"no such folder '{repo}'; read as a Hugging Face repo id, "
+            return NetworkUnavailableError(f"{folder}network unavailable: {why} and {what} is not in the local cache; "
+                                           f"{network_hint(repo, revision)}")
         if isinstance(e, ConnectionError | TimeoutError) or type(e).__name__ in {"ConnectError", "ConnectTimeout", "ReadTimeout"}:
             return NetworkUnavailableError(
                 f"network unavailable: cannot reach the Hugging Face hub for {what} ({type(e).__name__}); {network_hint(repo, revision)}"

@@ -45,6 +45,7 @@ from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
 from predictor.architecture import Architecture, family_of, parse_architecture
 from predictor.effects import BASES, ControlledEffects, Estimate
 from predictor.evidence import Evidence
+from predictor.schedule_risk import schedule_notes
 from predictor.schemas import (
     ApplicabilityWarning,
     EndIntervals,
@@ -108,6 +109,7 @@ TIMING_ONSETS: tuple[tuple[str, str, str, dict | str, float, float], ...] = (
 )
 # the recipe fields whose values, when no checkpoint series has them, put a design outside the clock's family
 RECIPE_FIELDS = ("batch_tokens", "lr_schedule", "optimizer", "weight_decay")
+ONSET_FRACTION = 0.1  # a published onset ("emerges", "appears") is read as 10 % of the curve's rise
 TAU_FAMILY_FLOOR = 0.15  # decades: the clock of another family's recipe is never known better than this
 ASSOCIATION_SD_FLOOR = 0.3  # an association's extra sd is at least this, however well it agreed
 PROTOCOL_TERMS = tuple(f"protocol_{p}" for p in PROTOCOLS if p != DEFAULT_PROTOCOL)
@@ -363,10 +365,10 @@ class ForecastEngine(BaseEstimator):
         return self
 
     def _timing_calibration(self, ev: Evidence) -> tuple[float, list[dict]]:
-        """The cross-family spread of the clock: the earliest emergence the engine forecasts for published
-        onsets outside its checkpoint series (``TIMING_ONSETS``) against the onset measured; its RMS in
-        decades is added to every tau_e (at least ``TAU_FAMILY_FLOOR``). Coverage is measured leaving each
-        onset out (the spread from the others)."""
+        """The cross-family spread of the clock: the onset the engine forecasts (``_onset``) for published onsets
+        (``TIMING_ONSETS``) against the onset measured; its RMS in decades (at least ``TAU_FAMILY_FLOOR``) is
+        added to the tau_e of designs outside the clock's family. Coverage is measured leaving each onset out
+        (the spread from the others)."""
         rows = []
         for label, source, family, fields, lo, hi in TIMING_ONSETS:
             arch = ev.archs.get(fields) if isinstance(fields, str) else Architecture(**fields)
@@ -378,10 +380,11 @@ class ForecastEngine(BaseEstimator):
             rows.append({"onset": label, "source": source, "family": family, "observed": [lo, hi], "predicted": v,
                          "resid": math.log10(v) - math.log10(math.sqrt(lo * hi)), "outside_family": self.timing_distance(arch),
                          "arch": arch})
-        out = [r for r in rows if r["outside_family"]]
-        sd = max(math.sqrt(float(np.mean([r["resid"] ** 2 for r in out]))), TAU_FAMILY_FLOOR) if out else TAU_FAMILY_FLOOR
-        for r in rows:  # leave this onset out: the spread from the other out-of-family onsets; observed range inside?
-            others = [o["resid"] for o in out if o is not r]
+        # every onset counts for the spread (reading a published onset off a curve is itself uncertain, in the
+        # clock's family too); the spread widens only designs outside that family
+        sd = max(math.sqrt(float(np.mean([r["resid"] ** 2 for r in rows]))), TAU_FAMILY_FLOOR) if rows else TAU_FAMILY_FLOOR
+        for r in rows:  # leave this onset out: the spread from the others; is the observed range inside?
+            others = [o["resid"] for o in rows if o is not r]
             self.tau_family_sd_ = max(math.sqrt(float(np.mean(np.square(others)))), TAU_FAMILY_FLOOR) if others else 1.0
             _, lo, hi = self._onset(r.pop("arch"))
             r["interval_loo"] = [lo, hi]
@@ -389,10 +392,15 @@ class ForecastEngine(BaseEstimator):
         return sd, rows
 
     def _onset(self, arch: Architecture) -> tuple[float | None, float, float]:
-        """The earliest t_emerge over layers, with its interval."""
-        fc = self.forecast_arrays(arch)
-        te = [(v, a, b) for v, a, b in zip(fc.t_emerge.value, fc.t_emerge.lo, fc.t_emerge.hi, strict=True) if v is not None]
-        return min(te) if te else (None, float("nan"), float("nan"))
+        """The step at which the curve has done ONSET_FRACTION of its rise (a published onset is where
+        something first shows, not a midpoint), with its 90 % interval from tau_e's."""
+        lt, lt_sd = self.tau_e(arch)
+        tl = arch_timeline(arch, self.effects_, horizon=10 * arch.planned_steps)
+        u = float(hill_inverse(np.array([ONSET_FRACTION]), self.p_)[0])
+        v, lo, hi = (float(tl.steps_at(np.array([u * 10 ** (lt + k * Z90 * lt_sd)]))[0]) for k in (0, -1, 1))
+        if math.isnan(v):
+            return None, float("nan"), float("nan")
+        return v, (v if math.isnan(lo) else lo), (float(tl.steps[-1]) if math.isnan(hi) else hi)
 
     def timing_distance(self, arch: Architecture) -> list[str]:
         """How this design departs from the family the clock is calibrated on: the design terms and recipe
@@ -636,7 +644,7 @@ class ForecastEngine(BaseEstimator):
             "families, combined with the emergence-time uncertainty)",
         ]
         notes += list(getattr(self, "caveats_", []))
-        notes += self.contradictions(arch) + self.timing_notes(arch)
+        notes += self.contradictions(arch) + self.timing_notes(arch) + schedule_notes(arch)
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
         return ForecastArrays(
@@ -727,11 +735,13 @@ class ForecastEngine(BaseEstimator):
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
 
     def _t_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, y_end: np.ndarray, lt: float, lt_sd: float) -> dict:
-        """DESIGN section 5, per layer: first step with half of the rise of the ratio from f(0) to f(t_end)
-        done (``None`` where the ratio does not rise, or the step is beyond the tabulated plan)."""
-        ok = (y_end > y0 + 0.05) & (y0 < Y)
+        """Per layer: the first step with half of the ratio's rise from f(0) to its steady state (the curve's
+        asymptote Y_inf) done, in linear units. The steady state does not depend on where the plan stops, so
+        neither does t_emerge: DESIGN section 5's "maximum over [0, t_end]" made a shorter plan emerge
+        *earlier* (its maximum is lower). ``None`` where the ratio does not rise, or the plan ends first."""
+        ok = (y0 + 0.05 < Y) & (y_end > y0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            target = np.log10((10**y0 + 10**y_end) / 2)
+            target = np.log10((10**y0 + 10**Y) / 2)
             u = hill_inverse((target - y0) / (Y - y0), self.p_)
         val, lo, hi = (tl.steps_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1))
         ok &= ~np.isnan(val)

@@ -84,7 +84,8 @@ class LayerForecast(BaseModel):
         description="Parameters of the forecast curve y(t) = y0 + (Y_inf - y0) H(tau(t)/tau_e) in log10 units "
         "(predictor/engine.py): y0, Y_inf (ratio), Y_inf_abs, log10_tau_e, p, and the plan exponents kappa, beta."
     )
-    t_emerge: Interval | None = Field(default=None, description="Step at which half of the rise is done.")
+    t_emerge: Interval | None = Field(default=None, description="First step with half of the rise from f(0) to the "
+                                      "steady state done (independent of where the plan stops; None: not within the plan).")
     t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
     trajectory_class: str = Field(description="log_increase (still rising at the planned end) | plateau | early_peak")
     ratio_end: Interval = Field(description="Ratio top1/median at the end of planned training.")

@@ -403,6 +403,9 @@ def test_error_hub_offline(data_home, capsys):
         load_model(cps[0])
     err = _cli_error(["collect", "maforecast-test/not-cached", "--revisions", "step0,step1"], capsys)
     assert "HF_HUB_OFFLINE" in err and "maforecast collect PATH" in err
+    # "runs/my-run" reads as a repo id too: a missing folder is named as missing first (issue 20)
+    err = _cli_error(["collect", "runs/my-run"], capsys)
+    assert err.startswith("error: no such folder 'runs/my-run'") and "HF_HUB_OFFLINE" in err
     err = _cli_error(["collect", "--suite", "pythia-14m", "--every", "50000"], capsys)
     assert "network unavailable" in err
 

@@ -175,3 +175,42 @@ def test_steps_at_inverts_the_effective_time():
     got = tl.steps_at(np.array([0.0, beyond]))
     assert got[0] == 0.0 and np.isnan(got[1])
     assert tl.step_at(beyond) is None and tl.step_at(float(tl(5_000.0))) == pytest.approx(5_000.0, rel=1e-9)
+
+
+def test_t_emerge_does_not_depend_on_where_the_plan_stops(engine):
+    """Issue 20: shortening a cosine plan (same warmup steps) decays the learning rate sooner, which by the
+    engine's own clock delays emergence; t_emerge is half the rise to the steady state, so no layer emerges
+    earlier in the shorter plan (it was half the rise to the plan's maximum, which made 10k steps emerge at
+    1,126 instead of 1,830)."""
+    from registry.reference import pythia_architectures
+
+    base = pythia_architectures()["pythia-160m"].model_copy(update={"total_steps": 143_000, "warmup_frac": 0.01})
+    short = base.model_copy(update={"total_steps": 20_000, "warmup_frac": 1430 / 20_000})
+    long_fc, short_fc = engine.forecast(base), engine.forecast(short)
+    pairs = [(lf.t_emerge, sf.t_emerge) for lf, sf in zip(long_fc.layers, short_fc.layers, strict=True)]
+    assert all(lt is not None and lt.value for lt, _ in pairs)
+    assert all(st is None or st.value is None or st.value >= lt.value for lt, st in pairs)
+    assert sum(st is not None and st.value is not None and st.value > lt.value for lt, st in pairs) >= 6
+    # the steady state, and so t_emerge, does not move with the plan's end when the clock does not
+    same = engine.forecast(base.model_copy(update={"total_steps": 200_000, "warmup_frac": 1430 / 200_000}))
+    assert same.layers[0].t_emerge.value == pytest.approx(long_fc.layers[0].t_emerge.value, rel=0.05)
+
+
+def test_schedule_linked_risk_is_stated_with_its_source(engine):
+    """Issue 20: FP8 divergence of SwiGLU after ~200B tokens (2409.12517: a number, the step is stated) and PTQ
+    error rising when the learning rate decays (2510.06213: a direction, the decay start is stated)."""
+    from predictor.architecture import Architecture
+
+    a = Architecture(n_layers=32, d_model=4096, n_heads=32, d_ffn=11008, ffn_type="glu", activation="silu",
+                     norm_type="rmsnorm", precision_target="fp8_training", training_tokens=2e12, batch_tokens=4_194_304)
+    note = next(n for n in engine.forecast(a).notes if n.startswith("late FP8 risk"))
+    assert "2409.12517" in note and f"step {int(200e9 / 4_194_304):,}" in note
+    short = a.model_copy(update={"training_tokens": 1e11})
+    assert "before it" in next(n for n in engine.forecast(short).notes if n.startswith("late FP8 risk"))
+    ptq = a.model_copy(update={"precision_target": "w4a16", "lr_schedule": "wsd", "warmup_frac": 0.01})
+    note = next(n for n in engine.forecast(ptq).notes if n.startswith("post-training quantization"))
+    t = ptq.planned_steps
+    w = round(0.01 * t)
+    assert "2510.06213" in note and "direction only" in note and f"step {w + int(0.9 * (t - w)):,}" in note
+    assert not any(n.startswith(("late FP8", "post-training")) for n in engine.forecast(a.model_copy(
+        update={"precision_target": "bf16"})).notes)

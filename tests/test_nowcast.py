@@ -348,3 +348,23 @@ def test_monitor_row_checks_are_one_line(change, field):
     with pytest.raises(UserError) as info:
         validate_rows(rows, ARCH)
     assert str(info.value).startswith(f"observations[1].{field}") and "\n" not in str(info.value)
+
+
+def test_documented_recipe_makes_a_series_the_monitor_reads(tmp_path):
+    """docs/make_checkpoint_series.py (the NOWCAST.md recipe) writes step folders with a real transformers
+    model, a tokenizer, a valid arch.json and a probe text; the collector lists the series."""
+    import importlib.util
+
+    from collector.sources import resolve_source
+    from predictor.architecture import Architecture
+
+    spec = importlib.util.spec_from_file_location("make_series", Path(__file__).resolve().parent.parent / "docs" / "make_checkpoint_series.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    run = tmp_path / "tiny"
+    mod.main([str(run), "--steps", "0,2,4", "--layers", "2", "--width", "32"])
+    arch = Architecture.model_validate(json.loads((run / "arch.json").read_text()))
+    assert arch.n_layers == 2 and arch.total_steps == 4 and (run / "probe.txt").stat().st_size > 100
+    assert [c.step for c in resolve_source(str(run))] == [0, 2, 4]
+    with pytest.raises(SystemExit, match="not empty"):
+        mod.main([str(run)])

@@ -972,7 +972,7 @@ def test_new_schema_values_are_answered_and_named(client, field, value):
 
 def test_timing_states_its_calibration_family(client):
     """An OLMo-7B-like design (another family's recipe): the answer names the family the clock is calibrated on
-    and how the design departs from it, and the t_emerge interval is wider than Pythia's own (0.24 decades before)."""
+    and how the design departs from it, and the t_emerge interval is wider than the 0.24 decades it claimed before."""
     import math
 
     olmo = {"name": "olmo-7b-like", "n_layers": 32, "d_model": 4096, "n_heads": 32, "d_ffn": 11008, "ffn_type": "glu",
@@ -982,7 +982,7 @@ def test_timing_states_its_calibration_family(client):
     note = next(n for n in a["notes"] if n.startswith("timing"))
     assert "pythia" in note and "departs" in note and "batch_tokens=4194304" in note
     mid = a["layers"][16]["t_emerge"]
-    assert math.log10(mid["hi"] / mid["lo"]) > 0.5
+    assert math.log10(mid["hi"] / mid["lo"]) > 0.4
 
 
 def test_hf_configs_with_the_new_values_map(client):

@@ -185,6 +185,7 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
 @click.option("--html", "html_path", default=None, help="Write the self-contained HTML report here.")
 @click.option("--json", "json_path", default=None, help="Write the verdicts as JSON here ('-' for stdout).")
 @click.option("--full", is_flag=True, help="Include each full /predict answer in the JSON.")
+@click.option("--junit", "junit_path", default=None, help="Write JUnit XML here: a test case per rule per candidate.")
 @click.option("--training", "training_path", default=None, help="JSON object of training fields applied to every CONFIG.")
 @click.option("--precision-target", default=None,
               type=click.Choice(list(TARGET_FORMATS)), help="Override every candidate's precision_target.")
@@ -192,8 +193,8 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
 @click.option("--alias", default=None, help="Registry alias to load (default champion).")
 @click.option("--version", "version", default=None, help="Registry version to load instead of an alias.")
 def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str | None, json_path: str | None, full: bool,
-               training_path: str | None, precision_target: str | None, model_uri: str | None, alias: str | None,
-               version: str | None) -> None:
+               junit_path: str | None, training_path: str | None, precision_target: str | None, model_uri: str | None,
+               alias: str | None, version: str | None) -> None:
     """Review CONFIG... (architecture JSON, HF config.json, or folders of them) against a policy.
 
     Exit 0: all pass (warnings allowed); 1: any fails; 2: bad input.
@@ -216,6 +217,10 @@ def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str
         from review.report import render_report
 
         _write(html_path, render_report(candidates, answer))
+    if junit_path:
+        from review.junit import junit_xml  # small, but only when asked
+
+        _write(junit_path, junit_xml(answer))
     sys.exit(answer.exit_code)
 
 

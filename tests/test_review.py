@@ -135,11 +135,12 @@ rules:
   - check: applicability
     severity: warn
 """)
-    out = tmp_path / "r.json"
+    out, junit = tmp_path / "r.json", tmp_path / "review.xml"
     code, stdout, _ = run(["review", str(configs["llama"]), str(configs["gemma3"]), "--policy", str(policy),
-                           "--json", str(out)], capsys)
+                           "--json", str(out), "--junit", str(junit)], capsys)
     assert code == 1
     answer = json.loads(out.read_text())
+    _check_junit(junit, answer)
     assert answer["status"] == "fail" and answer["exit_code"] == 1 and "gate" in answer["policy"]
     for c in answer["candidates"]:
         assert c["status"] == "fail" and c["broken"][0] == "tiny-peak"
@@ -149,6 +150,28 @@ rules:
         p = r["fp8-e4m3-overflow"]
         assert p["status"] == ("fail" if p["observed"] > 0.2 else "pass") and p["source"] == "forecast"  # the answer's own
     assert "tiny-peak" in stdout and "FAIL" in stdout
+
+
+def _check_junit(path: Path, answer: dict) -> None:
+    """--junit: one test suite per candidate, one test case per rule; a failed rule is a <failure> with the
+    message the table prints, a skipped one <skipped>, a warning passes with the warning in <system-out>."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites" and [s.get("name") for s in root] == [c["name"] for c in answer["candidates"]]
+    n_fail = sum(r["status"] == "fail" for c in answer["candidates"] for r in c["results"])
+    assert int(root.get("failures")) == n_fail > 0 and int(root.get("tests")) == sum(len(c["results"]) for c in answer["candidates"])
+    for suite, cand in zip(root, answer["candidates"], strict=True):
+        cases = {tc.get("name"): tc for tc in suite.iter("testcase")}
+        assert set(cases) == {r["id"] for r in cand["results"]}
+        for r in cand["results"]:
+            tc = cases[r["id"]]
+            kind = {"fail": "failure", "skipped": "skipped", "warn": "system-out"}.get(r["status"])
+            if kind is None:
+                assert len(tc) == 0
+            else:
+                node = tc.find(kind)
+                assert node is not None and r["message"] in (node.get("message") or node.text or "")
 
 
 def test_passing_policy_exits_0(env, configs, tmp_path, capsys):

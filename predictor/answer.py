@@ -111,17 +111,18 @@ def layer_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays
 
 
 def format_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays]]) -> list[dict[str, float]]:
-    """Per forecast and format: the probability that some layer crosses one of the format's limits by the
-    planned end (the largest over layers and checks: layers move together, so this is the probability
-    of the worst)."""
+    """Per forecast and format: the probability that some layer crosses one of the format's *breaking* limits
+    by the planned end (``Check.breaks``; the largest over layers and checks: layers move together, so this
+    is the probability of the worst). A format without a breaking check (BF16) has 0."""
     if not ends:
         return []
     probs, starts = layer_probabilities_many(ends)
     out: list[dict[str, float]] = [{} for _ in ends]
     for fmt, checks in prec.CHECKS.items():
         best = np.zeros(len(ends))
-        for name, _ in checks:
-            best = np.maximum(best, np.maximum.reduceat(probs[(fmt, name)], starts))
+        for name, check in checks:
+            if check.breaks:  # a crossing nobody would notice (swamping, unscaled FP8) is stated, not a risk
+                best = np.maximum(best, np.maximum.reduceat(probs[(fmt, name)], starts))
         for i, p in enumerate(best.tolist()):
             out[i][fmt] = p
     return out
@@ -154,13 +155,15 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
     probs = probs if probs is not None else format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
     out = []
     for r in risks:
-        likely = [d.from_step for d in r.layers if d.from_step is not None]
-        likely_layers = {d.layer for d in r.layers if d.certainty == "likely"}
+        breaking = [d for d in r.layers if prec.BREAKS[r.format, d.check]]
+        likely = [d.from_step for d in breaking if d.from_step is not None]
+        likely_layers = {d.layer for d in breaking if d.certainty == "likely"}
         # constructed, not validated: the details (~160 for 24 layers) are the checks' own records, in
         # ``LayerRiskOut``'s field order, written as they are (tests check the bytes validate unchanged)
         out.append(PrecisionRisk.model_construct(
             format=r.format, max_value=r.max_value, at_risk=r.at_risk, target=r.target, layers=sorted(likely_layers),
-            possible_layers=sorted({d.layer for d in r.layers} - likely_layers), from_step=min(likely) if likely else None,
+            possible_layers=sorted({d.layer for d in breaking} - likely_layers), from_step=min(likely) if likely else None,
+            stated_layers=sorted({d.layer for d in r.layers if d.certainty == "likely"} - likely_layers),
             probability=probs.get(r.format),
             check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
             why=r.why, details=list(r.layers)))

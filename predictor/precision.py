@@ -15,6 +15,13 @@ Formats and the limit each check uses (DESIGN.md section 5):
 
 A layer is ``likely`` at risk when the point forecast crosses the limit and ``possible`` when only
 the upper end of its interval does; ``from_step`` is the first forecast step at which it crosses.
+
+Not every crossing breaks something a practitioner would notice (``Check.breaks``). Overflow of FP16
+(inf/NaN in the forward pass), a per-tensor FP8 scale that pushes the other tokens below the smallest
+normal, and INT8 per-tensor quantization that rounds the median to zero do. Swamping (FP16, BF16: the
+massive channel's residual add loses the small updates) does not: every model in the evidence trained in
+BF16 with its massive activations; nor does FP8 overflow *without* scaling, which no FP8 recipe uses; nor
+an INT8 step above the median (degraded, not lost). Those are stated, never called "at risk".
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class Check:
     quantity: str  # "peak_abs" | "ratio"
     limit: float
     effect: str  # what happens when crossed
+    breaks: bool = True  # a practitioner would notice (see the module docstring); False: stated, not "at risk"
 
 
 @dataclass(slots=True)  # not frozen: ~160 are built per answer, and a frozen init costs 2.5x
@@ -94,6 +102,7 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
                 "ratio",
                 FP16_SWAMP_RATIO,
                 "median-sized updates to the massive coordinate fall below half an FP16 ulp (11 significant bits)",
+                breaks=False,
             ),
         ),
     ),
@@ -104,12 +113,15 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
                 "bf16",
                 "ratio",
                 BF16_SWAMP_RATIO,
-                "median-sized updates to the massive coordinate fall below half a BF16 ulp (8 significant bits)",
+                "median-sized updates to the massive coordinate fall below half a BF16 ulp (8 significant bits); BF16 "
+                "training tolerates it (every model in the evidence trained in BF16)",
+                breaks=False,
             ),
         ),
     ),
     "fp8_e4m3": (
-        ("overflow_unscaled", Check("fp8_e4m3", "peak_abs", FP8_E4M3_MAX, "overflows E4M3 (max 448) without scaling")),
+        ("overflow_unscaled", Check("fp8_e4m3", "peak_abs", FP8_E4M3_MAX, "overflows E4M3 (max 448) without scaling; "
+                                    "FP8 recipes scale per tensor, so this is stated, not a risk", breaks=False)),
         (
             "underflow_scaled",
             Check(
@@ -121,7 +133,8 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
         ),
     ),
     "fp8_e5m2": (
-        ("overflow_unscaled", Check("fp8_e5m2", "peak_abs", FP8_E5M2_MAX, "overflows E5M2 (max 57344) without scaling")),
+        ("overflow_unscaled", Check("fp8_e5m2", "peak_abs", FP8_E5M2_MAX, "overflows E5M2 (max 57344) without scaling; "
+                                    "FP8 recipes scale per tensor", breaks=False)),
         (
             "underflow_scaled",
             Check(
@@ -139,7 +152,8 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
                 "int8_per_tensor",
                 "ratio",
                 INT8_STEP_RATIO,
-                "per-tensor step = max/127 exceeds the median, so typical values get <= 1 quantization level",
+                "per-tensor step = max/127 exceeds the median, so typical values get <= 1 quantization level (degraded)",
+                breaks=False,
             ),
         ),
         (
@@ -153,6 +167,8 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
         ),
     ),
 }
+
+BREAKS: dict[tuple[str, str], bool] = {(f, n): c.breaks for f, checks in CHECKS.items() for n, c in checks}
 
 MAX_VALUES = {
     "fp16": FP16_MAX,
@@ -229,7 +245,7 @@ def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndar
             FormatRisk(
                 format=fmt,
                 max_value=MAX_VALUES[fmt],
-                at_risk=any(r.certainty == "likely" for r in risks),
+                at_risk=any(r.certainty == "likely" and BREAKS[fmt, r.check] for r in risks),
                 possible=any(r.certainty == "possible" for r in risks),
                 target=fmt in targets,
                 layers=tuple(sorted(risks, key=lambda r: (r.layer, r.check))),

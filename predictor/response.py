@@ -64,13 +64,18 @@ class LayerRiskOut(BaseModel):
 class PrecisionRisk(BaseModel):
     format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
     max_value: float
-    at_risk: bool = Field(description="Some layer's point forecast crosses one of this format's limits.")
+    at_risk: bool = Field(description="Some layer's point forecast crosses one of this format's *breaking* limits "
+                          "(overflow to inf, a scaled FP8 or INT8 median lost); swamping and unscaled FP8 overflow are "
+                          "stated in `why` and `check_probabilities`, not called a risk.")
     target: bool = Field(description="The architecture's precision_target uses this format.")
-    layers: list[int] = Field(description="Layers whose point forecast crosses a limit (likely).")
-    possible_layers: list[int] = Field(description="Further layers that cross only within their interval (possible).")
-    from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a limit.")
+    layers: list[int] = Field(description="Layers whose point forecast crosses a breaking limit (likely).")
+    possible_layers: list[int] = Field(description="Further layers that cross a breaking limit only within their interval.")
+    from_step: float | None = Field(description="Earliest step a layer's point forecast crosses a breaking limit.")
+    stated_layers: list[int] = Field(default_factory=list, description="Layers whose point forecast crosses only a limit "
+                                     "that breaks nothing a practitioner would notice (swamping, unscaled FP8 overflow, an "
+                                     "INT8 step above the median): stated, not at risk.")
     probability: float | None = Field(default=None, description="Probability that some layer crosses one of this format's "
-                                      "limits (overflow, or a ratio that swamps the format) by the planned end.")
+                                      "breaking limits by the planned end (0 for BF16: nothing breaks).")
     check_probabilities: dict[str, float] = Field(default_factory=dict, description="check -> probability that some "
                                                   "layer crosses that check's limit by the planned end.")
     why: str

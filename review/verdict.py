@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from maforecast.errors import UserError
 from predictor.architecture import PrecisionTarget
-from predictor.precision import CHECKS, FORMATS, TARGET_FORMATS
+from predictor.precision import BREAKS, CHECKS, FORMATS, TARGET_FORMATS
 from predictor.response import PrecisionRisk, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
@@ -184,22 +184,23 @@ def default_policy(precision_target: str | None) -> Policy:
     - every target: warn when the architecture lies outside the predictor's evidence;
     - bf16: warn when BF16 swamping is likely (training in BF16 tolerates massive activations);
     - fp16_inference, w4a16, w8a16: fail when FP16 overflow has probability > 0.2; warn on swamping;
-    - fp8_training: fail when FP8 E4M3 overflow (unscaled) or scaled underflow has probability > 0.2;
-      warn on E5M2;
+    - fp8_training: fail when FP8 E4M3 scaled underflow has probability > 0.2; warn on unscaled E4M3
+      overflow (FP8 recipes scale per tensor) and on E5M2;
     - int8_w8a8, int4_w4a4: fail when any layer is forecast massive; fail when INT8 per-tensor
       rounds the median to zero with probability > 0.5; warn when it is below one step.
     """
     t = precision_target or "bf16"
     rules: list[dict[str, Any]] = []
     if t == "bf16":
-        rules.append({"id": "bf16-swamping", "check": "format_risk", "format": "bf16", "max_probability": 0.5, "severity": "warn"})
+        rules.append({"id": "bf16-swamping", "check": "format_risk", "format": "bf16", "checks": ["swamping"],
+                      "max_probability": 0.5, "severity": "warn"})
     elif t in ("fp16_inference", "w4a16", "w8a16"):
         rules.append({"id": "fp16-overflow", "check": "format_risk", "format": "fp16", "checks": ["overflow"], "max_probability": 0.2})
         rules.append({"id": "fp16-swamping", "check": "format_risk", "format": "fp16", "checks": ["swamping"],
                       "max_probability": 0.5, "severity": "warn"})
     elif t == "fp8_training":
         rules.append({"id": "fp8-e4m3-overflow", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"],
-                      "max_probability": 0.2})
+                      "max_probability": 0.2, "severity": "warn"})
         rules.append({"id": "fp8-e4m3-scaled-underflow", "check": "format_risk", "format": "fp8_e4m3",
                       "checks": ["underflow_scaled"], "max_probability": 0.2})
         rules.append({"id": "fp8-e5m2", "check": "format_risk", "format": "fp8_e5m2", "max_probability": 0.2, "severity": "warn"})
@@ -271,11 +272,11 @@ def format_probability(risk: PrecisionRisk, checks: Sequence[str] | None = None)
 
 
 def layer_format_probabilities(risk: PrecisionRisk | None, checks: Sequence[str] | None = None) -> dict[int, float]:
-    """layer -> probability that this format's limits (``checks`` only, if given) are crossed in that layer.
-    Layers not listed are below every limit within their interval."""
+    """layer -> probability that this format's breaking limits (``checks`` only, if given) are crossed in that
+    layer. Layers not listed are below every limit within their interval."""
     out: dict[int, float] = {}
     for d in risk.details if risk is not None else ():
-        if not checks or d.check in checks:
+        if (d.check in checks) if checks else BREAKS.get((risk.format, d.check), True):
             out[d.layer] = max(out.get(d.layer, 0.0), d.probability)
     return out
 

@@ -211,9 +211,11 @@ def test_precision_limits_and_first_step():
 
 
 def test_bf16_swamping_threshold():
+    """BF16 swamping (ratio > 256) is found and dated, but it is not "at risk": BF16 training tolerates it
+    (issue 19: a model that trains fine in BF16 is not at risk in BF16 without a mechanism that would bite)."""
     risks = {r.format: r for r in assess([series([100, 200, 300], 10, hi_factor=1.0)], "bf16")}
-    assert risks["bf16"].at_risk and risks["bf16"].target
-    assert risks["bf16"].layers[0].from_step == pytest.approx(1000.0)
+    assert not risks["bf16"].at_risk and risks["bf16"].target and "tolerates" in risks["bf16"].why
+    assert risks["bf16"].layers[0].from_step == pytest.approx(1000.0) and risks["bf16"].layers[0].check == "swamping"
     assert not risks["fp16"].at_risk  # ratio 300 < 2048 and |a| 10 < 65504
 
 

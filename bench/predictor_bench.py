@@ -55,6 +55,7 @@ def main() -> None:
     print("\nsensitivity (the forecast served by this engine; ratio = variant / reference on the named quantity)")
     print(show.to_markdown(index=False, floatfmt=",.4g"))
     effects_rows = design_effects(engine)
+    outcome_rows = precision_outcomes(ev, engine)
     q = evals["family"].quality()
     fam = evals["family"].table().set_index(["target", "protocol"])
     pk_layer = fam.loc[("peak_abs per layer", "all")]
@@ -70,8 +71,23 @@ def main() -> None:
         *[(f"{t} 90 % coverage in [0.80, 0.95]", v.coverage, 0.8 <= (v.coverage or 0) <= 0.95) for t, v in q.items()],
         *[(f"sensitivity: {r['variant']}", r["ratio"], r["agrees"] == "yes") for r in sens.to_dict("records") if r["vs"]],
         *effects_rows,
+        *outcome_rows,
     ]
     print(pd.DataFrame(rows, columns=["target", "measured", "met"]).to_markdown(index=False, floatfmt=".3f"))
+
+
+def precision_outcomes(ev, engine) -> list[tuple[str, object, bool]]:
+    """Print the served risk against reported outcomes (held out by family); return the target rows."""
+    from registry.outcomes import outcome_scores, separation
+
+    s = outcome_scores(ev, engine)
+    print("\nprecision outcomes (maforecast/data/reference/precision_outcomes.csv): P of the use's breaking limit, "
+          "from an engine that never saw the model's family, and in-sample")
+    print(s.drop(columns=["source"]).to_markdown(index=False, floatfmt=".3f"))
+    sep = separation(s)
+    print(f"separation (AUC: a model that broke scores above one that ran fine): {sep}")
+    return [(f"{use}: held-out AUC > 0.5 ({v['n_breaks']} broke vs {v['n_fine']} fine)", f"{v['auc_held_out']:.2f} "
+             f"(in-sample {v['auc_in_sample']:.2f})", v["auc_held_out"] > 0.5) for use, v in sep.items()]
 
 
 def design_effects(engine) -> list[tuple[str, object, bool]]:

@@ -74,7 +74,7 @@ def pythia_architectures() -> dict[str, Architecture]:
             batch_tokens=DEFAULT_BATCH_TOKENS,
             total_steps=int(r["train_iters"]),
             init_std=0.02,
-            weight_decay=0.01,
+            weight_decay=0.1,  # "weight-decay": 0.1 in EleutherAI/pythia models/*.yml (160M, 12B checked); was 0.01
             optimizer="adam",
             precision="bf16" if str(r["precision"]).startswith("bf16") else "fp16",
         )

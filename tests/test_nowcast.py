@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # one worker runs the tests that start the service app (its lifespans must not overlap)
 pytestmark = pytest.mark.xdist_group("service")
 
-# Pythia's own design and recipe (parallel block, weight decay 0.01): the clock's calibration family, so the
-# prior band is the within-family one (another family's design adds the cross-family spread of tau_e)
+# Pythia's own design and recipe (parallel block): the clock's calibration family, so the prior band is the
+# within-family one (another family's design adds the cross-family spread of tau_e)
 ARCH = Architecture(name="small", n_layers=6, d_model=512, n_heads=8, d_ffn=2048, total_steps=20000,
-                    parallel_attn_mlp=True, weight_decay=0.01)
+                    parallel_attn_mlp=True)
 STEPS = (0, 1000, 2000, 5000, 10000)
 
 

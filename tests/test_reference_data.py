@@ -157,3 +157,19 @@ def test_controlled_effects_are_bundled_with_their_provenance():
             assert field.startswith("other:") or field in Architecture.model_fields or field == "z_loss", r["change_field"]
     text = (reference_file("PROVENANCE.md")).read_text(encoding="utf-8")
     assert "## Controlled comparisons (design effects)" in text and "controlled_effects.csv" in text
+
+
+def test_precision_outcomes_are_bundled_with_sources():
+    """Issue 19's outcome table: every row names a bundled architecture, a use the scorer knows, an outcome and a
+    source; the AUC helper counts pairs (ties half)."""
+    from registry.outcomes import USE_FORMAT, auc, load_outcomes
+    from registry.reference import reference_architectures
+
+    df = load_outcomes()
+    archs = reference_architectures()
+    assert len(df) >= 8 and set(df["outcome"]) == {"breaks", "fine"}
+    for r in df.to_dict("records"):
+        assert r["model"] in archs and r["use"] in USE_FORMAT and r["confidence"] in ("H", "M", "L")
+        assert r["source"].startswith("https://") and r["evidence"]
+    assert auc([0.9, 0.5], [0.1, 0.5]) == pytest.approx((1 + 1 + 1 + 0.5) / 4)
+    assert auc([0.1], [0.9]) == 0.0

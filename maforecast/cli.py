@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "ui": "registry.cli:ui",
     "predict": "review.cli:predict",
     "review": "review.cli:review_cmd",
+    "plan": "plan.cli:plan_cmd",
     "serve": "service.cli:serve",
     "bootstrap": "pipeline.cli:bootstrap",
     "monitor": "pipeline.monitor:monitor",

@@ -22,6 +22,7 @@ from predictor import precision as prec
 from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
 from predictor.nowcast import nowcast
+from predictor.plan import precision_plan
 from predictor.response import (
     ChangeEffect,
     CompareResponse,
@@ -404,7 +405,8 @@ class Answerer:
                                        [prior_probs[0]] + [probs[1 + j] for j in mine])
         return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
                 "summary": summarize(fc), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
-                "mitigations": mitigations, "notes": fc.notes}
+                "mitigations": mitigations, "notes": fc.notes,
+                "precision_plan": precision_plan(risk, arch.precision_target)}
 
     @staticmethod
     def write(fields: dict[str, Any]) -> bytes:

@@ -82,6 +82,35 @@ class PrecisionRisk(BaseModel):
     details: list[LayerRiskOut]
 
 
+class PlannedLayer(BaseModel):
+    layer: int
+    check: str = Field(description="The breaking check this layer crosses with the highest probability.")
+    probability: float
+    predicted: float
+    predicted_hi: float
+    limit: float
+    from_step: float | None = Field(description="First step the point forecast crosses (None: only the interval does).")
+    from_step_hi: float | None = Field(description="First step the interval's upper end crosses.")
+    why: str
+
+
+class FormatPlan(BaseModel):
+    format: str
+    alpha: float = Field(description="A layer is kept when P(breaking limit crossed) >= alpha (the default gate's threshold).")
+    breaking_checks: list[str] = Field(description="The checks of this format that break something (predictor.precision).")
+    keep_high_precision: list[PlannedLayer] = Field(description="Layers to keep out of this format, and why.")
+    monitor: list[int] = Field(description="Layers worth logging (kept ones included).")
+    residual_risk: float = Field(description="Probability that a layer outside the plan still crosses a breaking limit.")
+    why: str
+
+
+class PrecisionPlan(BaseModel):
+    """What to keep in high precision for the architecture's precision target (predictor.plan)."""
+
+    precision_target: str
+    formats: list[FormatPlan]
+
+
 class CitationOut(BaseModel):
     title: str
     arxiv: str
@@ -179,6 +208,8 @@ class PredictResponse(BaseModel):
     applicability: list[ApplicabilityWarning]
     mitigations: list[Mitigation]
     notes: list[str] = Field(default_factory=list)
+    precision_plan: PrecisionPlan | None = Field(default=None, description="Layers to keep in high precision for the "
+                                                 "precision target, layers to monitor, and the plan's own risk.")
     inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")
     architecture_input: Architecture | None = Field(default=None, description="/predict_hf_config: the converted architecture.")
     view: View = Field(default="full", description=VIEW_HELP)

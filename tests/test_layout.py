@@ -16,8 +16,9 @@ ALLOWED = {
     "predictor": {"maforecast"},
     "registry": {"predictor", "maforecast", "collector", "fitting"},
     "review": {"registry", "predictor", "maforecast"},
+    "plan": {"review", "registry", "predictor", "maforecast"},
     "pipeline": {"registry", "review", "predictor", "maforecast", "collector", "fitting"},
-    "service": {"review", "registry", "predictor", "maforecast"},
+    "service": {"plan", "review", "registry", "predictor", "maforecast"},
 }
 
 

@@ -381,3 +381,22 @@ def test_report_endpoint_serves_html(env):
         assert "fp8-e4m3-overflow" in page and "neox-160m" in page
         bad = client.post("/report", json={**body, "n_heads": 7})
         assert 400 <= bad.status_code < 500 and "n_heads" in bad.text
+
+
+def test_cli_plan_writes_the_file_and_bad_input_is_one_line(env, configs, tmp_path, capsys):
+    """`maforecast plan`: the champion's plan as a file (JSON here; tests/test_plan.py loads the tool files), the
+    config's model_type naming the modules; bad input is one line and exit 2."""
+    out = tmp_path / "plan.json"
+    main(["plan", str(configs["llama"]), "--tool", "json", "--target", "fp8_training", "--format", "fp8_e4m3",
+          "--out", str(out)])  # success returns (no SystemExit)
+    assert f"wrote {out}" in capsys.readouterr().err
+    plan = json.loads(out.read_text())
+    assert plan["model_type"] == "llama" and plan["plan"]["format"] == "fp8_e4m3" and "version" in plan["header"][1]
+    assert plan["monitor_modules"] == [m for m in plan["monitor_modules"] if m.startswith("model.layers.")]
+    for argv, names in ((["--tool", "json", "--target", "fp8_training", "--format", "int8_per_tensor"], "format: "),
+                        (["--tool", "torchao", "--target", "bf16"], "format: torchao cannot express bf16"),
+                        (["--tool", "json", "--target", "fp8_training"], "format: the precision target uses"),
+                        (["--tool", "json", "--model-type", "bert"], "--model-type: no module naming for 'bert'")):
+        code, _, err = run(["plan", str(configs["llama"]), *argv], capsys)
+        lines = [x for x in err.strip().splitlines() if x]
+        assert code == 2 and len(lines) == 1 and names in lines[0], (argv, err)

@@ -1,0 +1,1 @@
+"""Precision plan files: the answer's plan written in the formats the tools that train or quantize read."""

@@ -34,6 +34,8 @@ TOOL_FORMATS = {"torchao": ("fp8_e4m3", "fp8_e5m2"), "megatron": ("fp8_e4m3", "f
                 "te-debug": ("fp8_e4m3", "fp8_e5m2", "fp16", "bf16", "int8_per_tensor"),
                 "json": ("fp8_e4m3", "fp8_e5m2", "fp16", "bf16", "int8_per_tensor")}
 LLMC_SCHEME = {"int8_per_tensor": "W8A8", "fp8_e4m3": "FP8_DYNAMIC", "fp16": "W4A16", "bf16": "W4A16"}
+PLAN_FILENAMES = {"torchao": "float8_filter.py", "llm-compressor": "recipe.yaml", "megatron": "megatron_args.txt",
+                  "te-debug": "te_debug.yaml", "json": "precision_plan.json"}
 TE_FREQ = 100  # steps between logged statistics (TE warns that logging every step costs)
 
 

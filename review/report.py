@@ -317,6 +317,22 @@ def _val(iv: Interval) -> str:
     return f"{fmt(iv.value)} [{fmt(iv.lo)}, {fmt(iv.hi)}]"
 
 
+def precision_plan(answer: PredictResponse) -> str:
+    """The answer's plan per target format: layers kept in high precision (and why), monitored, risk left;
+    ``maforecast plan CONFIG --tool ...`` writes it for torchao, llm-compressor, Megatron-LM, TE debug or JSON."""
+    plan = answer.precision_plan
+    if plan is None or not plan.formats:
+        return '<p class="muted">No format to plan for.</p>'
+    rows = "".join(
+        f'<tr data-format="{e(f.format)}"><td>{e(f.format)}</td><td>{e(ranges([p.layer for p in f.keep_high_precision]) or "none")}</td>'
+        f"<td>{e(ranges(f.monitor) or 'none')}</td><td>{f.residual_risk:.2f}</td><td>{e(f.why)}</td></tr>"
+        for f in plan.formats)
+    return ('<table class="plan"><tr><th>format</th><th>keep in high precision</th><th>monitor</th>'
+            f"<th>P(a layer outside crosses)</th><th>why</th></tr>{rows}</table>"
+            '<p class="muted">Files for the tools: <code>maforecast plan CONFIG --tool torchao|llm-compressor|megatron|'
+            "te-debug|json</code> (docs/PLAN.md).</p>")
+
+
 def mitigations(answer: PredictResponse, limit: int = 12) -> str:
     items = []
     for m in list(answer.mitigations or [])[:limit]:
@@ -414,6 +430,8 @@ with the INT8, BF16 and FP16 ratio limits. Bottom: predicted peak |a| per layer 
 with the FP8 and FP16 maxima. Hover for values.</figcaption></figure>
 <h3>Precision risk (format x layer)</h3>
 {risk_matrix(a, v.precision_target)}
+<h3>Precision plan</h3>
+{precision_plan(a)}
 <h3>Mitigations (ranked)</h3>
 {mitigations(a)}
 <h3>Applicability</h3>

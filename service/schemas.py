@@ -6,7 +6,7 @@ in the request models below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -93,6 +93,25 @@ class CompareRequest(BaseModel):
             if not name.strip() or len(name) > MAX_NAME:
                 raise ValueError(f"variant names must be 1-{MAX_NAME} characters: {name[:40]!r}")
         return v
+
+
+class PlanRequest(BaseModel):
+    """An architecture and the tool whose precision-plan file to write (``maforecast plan``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: Architecture
+    tool: Literal["torchao", "llm-compressor", "megatron", "te-debug", "json"]
+    format: Literal["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"] | None = Field(
+        default=None, description="Format of the precision target to plan for (needed when it uses two).")
+    model_type: str = Field(default="llama", max_length=64, description="HF model type whose module names to use.")
+
+
+class PlanResponse(BaseModel):
+    tool: str
+    format: str
+    filename: str = Field(description="A suggested file name.")
+    content: str = Field(description="The file, header comment included.")
 
 
 class ModelInfo(BaseModel):

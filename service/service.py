@@ -40,6 +40,8 @@ from starlette.responses import JSONResponse, Response
 
 from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
+from plan.files import PLAN_FILENAMES
+from plan.files import render as render_plan
 from predictor.architecture import Architecture
 from predictor.hf_config import from_hf_config
 from predictor.nowcast import NowcastRequest
@@ -56,7 +58,15 @@ from review.plot import render_png
 from review.report import report_for
 from service.errors import FieldErrorMiddleware, quiet_validation_logs
 from service.openapi import OpenAPI30Middleware
-from service.schemas import BatchRequest, BatchResponse, CompareRequest, HFConfigRequest, ModelInfo
+from service.schemas import (
+    BatchRequest,
+    BatchResponse,
+    CompareRequest,
+    HFConfigRequest,
+    ModelInfo,
+    PlanRequest,
+    PlanResponse,
+)
 
 quiet_telemetry()
 quiet_validation_logs()
@@ -354,6 +364,23 @@ class MAForecast:
             return err
         req = NowcastRequest.model_construct(**fields)
         return await _offload(ans.predictor.nowcast, req.architecture, req.observations, req.steps)
+
+    @bentoml.api(route="/plan", input_spec=PlanRequest)
+    async def plan(self, architecture: Architecture, tool: str, format: str | None = None,  # noqa: A002 (the field's name)
+                   model_type: str = "llama") -> PlanResponse:
+        """The answer's precision plan as a file for torchao, llm-compressor, Megatron-LM, TE debug or JSON
+        (``maforecast plan``): the layers to keep in high precision for the precision target, with why."""
+        ans, err = self._answers()
+        if err is not None:
+            return err
+        answer = PredictResponse.model_validate_json(await _offload(ans.one, architecture, None))
+        try:
+            content = render_plan(answer, architecture, tool, format, model_type)
+        except UserError as exc:
+            msg = str(exc)
+            raise BadInput(msg if msg.startswith(("format", "model_type", "tool")) else f"format: {msg}") from None
+        fmt = format or answer.precision_plan.formats[0].format
+        return PlanResponse(tool=tool, format=fmt, filename=PLAN_FILENAMES[tool], content=content)
 
     @bentoml.api(route="/report", input_spec=Architecture)
     async def report(self, ctx: bentoml.Context, **fields: Any) -> str:

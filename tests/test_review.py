@@ -343,6 +343,11 @@ def test_report_is_self_contained_and_complete(engine, configs):
     assert not re.search(r'\ssrc=', page)
     assert page.count('<article class="candidate"') == 2 and "candidates side-by-side" in page
     assert page.count('class="risk-matrix"') == 2 and page.count('class="mitigations"') == 2
+    # the precision plan per candidate: one row per target format, the answer's own layers and risk
+    assert page.count('<table class="plan">') == 2
+    for c in cands:
+        for f in c.answer.precision_plan.formats:
+            assert f'<tr data-format="{f.format}">' in page and f"{f.residual_risk:.2f}" in page
     assert page.count("<svg") == 4 and page.count('class="layer-line"') == 8 + 6
     assert 'class="comparison"' in page and "neox vs llama" in page
     # the predicted effects: a filled "before" column, numbers with intervals, no raw Python dicts

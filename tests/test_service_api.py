@@ -995,3 +995,20 @@ def test_hf_configs_with_the_new_values_map(client):
     assert arch["attention_sink"] == "learned_sink" and arch["moe_experts"] == 128 and arch["rope_theta"] == 150000.0
     r = client.post("/predict_hf_config", json={"config": DiffLlamaConfig(num_hidden_layers=4).to_dict()})
     assert r.status_code == 200 and r.json()["architecture_input"]["attention_kind"] == "differential"
+
+
+def test_plan_endpoint_writes_the_file_and_names_bad_fields(client):
+    """POST /plan: the answer's precision plan as a tool's file (header: predictor version, architecture digest);
+    a format the target does not use, an unknown model type or tool: 400 naming the field."""
+    body = {"architecture": {**SUN2026, "precision_target": "fp8_training"}, "tool": "json", "format": "fp8_e4m3"}
+    r = client.post("/plan", json=body)
+    assert r.status_code == 200, r.text[:300]
+    out = r.json()
+    assert out["filename"] == "precision_plan.json" and out["format"] == "fp8_e4m3"
+    plan = json.loads(out["content"])
+    assert "architecture digest" in plan["header"][0] and "version" in plan["header"][1]
+    assert plan["plan"]["breaking_checks"] == ["underflow_scaled"]
+    assert_names(client.post("/plan", json={**body, "format": "int8_per_tensor"}), "format")
+    assert_names(client.post("/plan", json={**body, "model_type": "bert"}), "model_type")
+    assert_names(client.post("/plan", json={**body, "tool": "tensorrt"}), "tool")
+    assert_names(client.post("/plan", json={**body, "architecture": {**SUN2026, "n_layers": 0}}), "n_layers")

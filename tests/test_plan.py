@@ -123,3 +123,29 @@ def test_bad_plan_requests_name_the_field(answerer, qwen_fp8):
     bf16 = answerer.answers([arch.model_copy(update={"precision_target": "bf16"})])[0]
     with pytest.raises(UserError, match="^format: torchao cannot express bf16"):
         render(bf16, arch, "torchao", None, "qwen2")
+
+
+def test_te_debug_config_loads_with_nvdlfw_inspect(qwen_fp8, tmp_path):
+    """The TE debug file through nvdlfw_inspect's own config loader (the one ``debug_api.initialize`` uses):
+    exactly the monitored layers get LogTensorStats. Transformer Engine needs CUDA, so its namespace is
+    registered with the one documented feature the file uses instead of TE's feature directory."""
+    from nvdlfw_inspect.config_manager import ConfigManager
+    from nvdlfw_inspect.logging import initialize_logger
+    from nvdlfw_inspect.registry import NamespaceData
+
+    arch, answer, _ = qwen_fp8
+    path = tmp_path / "te_debug.yaml"
+    path.write_text(render(answer, arch, "te-debug", "fp8_e4m3", "qwen2"))
+    initialize_logger(str(tmp_path / "logs"))
+    registry = {"transformer_engine": NamespaceData("transformer_engine", None, {"LogTensorStats": None}),
+                "base": NamespaceData("base", None)}
+    ConfigManager.reset()
+    try:
+        ConfigManager._load_config(str(path), registry)
+        monitor = answer.precision_plan.formats[0].monitor
+        logged = [i for i in range(arch.n_layers) if ConfigManager.get_config_for_layer(f"model.layers.{i}.mlp.down_proj")]
+        assert logged == monitor
+        stats = ConfigManager.get_config_for_layer(f"model.layers.{monitor[0]}.self_attn.o_proj")["transformer_engine"]
+        assert stats["LogTensorStats"]["freq"] == 100 and stats["LogTensorStats"]["enabled"] is True
+    finally:
+        ConfigManager.reset()

@@ -13,8 +13,9 @@ from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast, Lay
 
 View = Literal["full", "summary"]
 VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
-             "(summary, precision risk without per-layer details, effective mitigations with their predicted effect (without "
-             "its per-field terms) and first citation but no mechanism text; no layers unless `layers` picks some).")
+             "(summary, precision risk without per-layer details, the precision plan without its per-layer sentences, effective "
+             "mitigations with their predicted effect (without its per-field terms) and first citation but no mechanism text; "
+             "no layers unless `layers` picks some).")
 
 
 
@@ -225,6 +226,10 @@ def compact(resp: PredictResponse, view: str = "full", layers: list[int] | None 
         update["precision"] = [r.model_copy(update={"details": [d for d in r.details if d.layer in keep]}) for r in resp.precision]
         # effective mitigations only, each with its predicted effect and its first citation (the full texts are in "full")
         # ... and the effect's per-field terms left out (its ratio, evidence and studies stay)
+        if resp.precision_plan is not None:  # the plan's numbers stay; its per-layer sentences are in "full"
+            update["precision_plan"] = resp.precision_plan.model_copy(update={"formats": [
+                f.model_copy(update={"keep_high_precision": [p.model_copy(update={"why": ""}) for p in f.keep_high_precision]})
+                for f in resp.precision_plan.formats]})
         update["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
                                                       "citations": m.citations[:1],
                                                       "effect": m.effect.model_copy(update={"terms": []}) if m.effect else None})

@@ -335,6 +335,7 @@ class ForecastEngine(BaseEstimator):
         scale = self.interval_scale or {}
         self.effects_ = fit_plan_effects(ev.peers)
         self._fit_time(ev)
+        self.horizon_tokens_, self.late_slopes_ = _late_growth(ev)
         levels, offsets = self._levels(ev)
         self.levels_table_ = levels
         self.level_ = {}
@@ -585,6 +586,7 @@ class ForecastEngine(BaseEstimator):
         h_fast = hill(tau / 10 ** (lt - z * lt_sd), self.p_)
         h_slow = hill(tau / 10 ** (lt + z * lt_sd), self.p_)
         out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": h}
+        down, up = self.beyond(arch, steps)  # past the longest trajectory in the evidence: wider
         for q in QUANTITIES:
             M, M_sd = lev[q]
             d, d_sd = self.profile_[q].predict(arch.n_layers)
@@ -595,6 +597,7 @@ class ForecastEngine(BaseEstimator):
             mean = y0 + rise[:, None] * h[None, :]
             lo = y0 + np.minimum(rise_lo[:, None] * h_slow[None, :], rise_lo[:, None] * h_fast[None, :])
             hi = y0 + np.maximum(rise_hi[:, None] * h_fast[None, :], rise_hi[:, None] * h_slow[None, :])
+            lo, hi = lo - down[None, :], hi + up[None, :]
             out[q] = {"Y": Y, "sd": sd, "mean": mean, "lo": np.minimum(lo, mean), "hi": np.maximum(hi, mean)}
         return out
 
@@ -644,7 +647,7 @@ class ForecastEngine(BaseEstimator):
             "families, combined with the emergence-time uncertainty)",
         ]
         notes += list(getattr(self, "caveats_", []))
-        notes += self.contradictions(arch) + self.timing_notes(arch) + schedule_notes(arch)
+        notes += self.contradictions(arch) + self.timing_notes(arch) + self.extrapolation_notes(arch) + schedule_notes(arch)
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
         return ForecastArrays(
@@ -694,13 +697,36 @@ class ForecastEngine(BaseEstimator):
                     rise, rise_lo, rise_hi = Y - y0, Y - Z90 * sd - y0, Y + Z90 * sd - y0
                     hh, hf, hs = h[idx, None], h_fast[idx, None], h_slow[idx, None]
                     mean = y0 + rise * hh
-                    lo = np.minimum(y0 + np.minimum(rise_lo * hs, rise_lo * hf), mean)
-                    hi = np.maximum(y0 + np.maximum(rise_hi * hf, rise_hi * hs), mean)
+                    reach = np.array([[x[0] for x in self.beyond(archs[i], np.array([float(archs[i].planned_steps)]))]
+                                      for i in idx])  # (k, 2): below, above, past the evidence's horizon
+                    lo = np.minimum(y0 + np.minimum(rise_lo * hs, rise_lo * hf) - reach[:, :1], mean)
+                    hi = np.maximum(y0 + np.maximum(rise_hi * hf, rise_hi * hs) + reach[:, 1:], mean)
                     arrays = (_clip10(mean), _clip10(lo), _clip10(hi))
                 v, lo_, hi_ = (x.tolist() for x in arrays)
                 for k, i in enumerate(idx):
                     out[i][target] = IntervalArrays(value=v[k], lo=lo_[k], hi=hi_[k])
         return [EndIntervals(**o) for o in out]
+
+    def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How far below and above (log10) the interval reaches at ``steps`` for the part of the plan beyond the
+        longest trajectory in the evidence (``_late_growth``): zero inside it, growing with the doublings beyond."""
+        horizon = getattr(self, "horizon_tokens_", float("inf"))
+        lo, hi = getattr(self, "late_slopes_", (0.0, 0.0))
+        tokens = np.maximum(np.asarray(steps, float) * arch.batch_tokens, 1.0)
+        d = np.maximum(np.log2(tokens / horizon), 0.0)
+        return d * max(-lo, 0.0), d * max(hi, 0.0)
+
+    def extrapolation_notes(self, arch: Architecture) -> list[str]:
+        horizon = getattr(self, "horizon_tokens_", float("inf"))
+        tokens = arch.planned_steps * arch.batch_tokens
+        if not math.isfinite(horizon) or tokens <= horizon:
+            return []
+        down, up = self.beyond(arch, np.array([float(arch.planned_steps)]))
+        lo, hi = self.late_slopes_
+        return [f"this plan runs {tokens / 1e9:,.0f}B tokens, x{tokens / horizon:.1f} beyond the longest trajectory the "
+                f"evidence holds ({horizon / 1e9:,.0f}B tokens): whether the layers plateau, keep growing or decline there is "
+                f"not measured, so the interval widens by the rates the longest trajectories still moved at their end "
+                f"({lo:+.2f} to {hi:+.2f} decades per doubling): -{down[0]:.2f} / +{up[0]:.2f} decades at the end"]
 
     def _end_h(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Hill fraction H(tau(t_end)/tau_e) per architecture, at tau_e and at its 90 % ends (fast, slow)."""
@@ -840,6 +866,28 @@ _FIELD_OF = {
     "linear_attention": "attention_kind", "sigmoid_attention": "attention_kind", "attention_gate": "attention_gate",
     "attention_sink": "attention_sink", "tied": "tied_embeddings",
 }
+
+
+def _late_growth(ev: Evidence) -> tuple[float, tuple[float, float]]:
+    """The longest trajectory the evidence holds (in tokens) and how its layers still moved at the end:
+    the 10th and 90th percentile over layers of the ratio's change over the last doubling of steps
+    (log10 per doubling; negative: declining). A plan beyond the horizon widens its interval by these
+    rates per doubling beyond it: the evidence cannot tell a plateau from continued growth or decline."""
+    traj = ev.layers[ev.layers["step"].notna() & ev.layers["y_ratio"].notna()]
+    if traj.empty:
+        return float("inf"), (0.0, 0.0)
+    horizon = max(float(sub["step"].max()) * ev.archs[m].batch_tokens for m, sub in traj.groupby("model"))
+    slopes = []
+    for _, g in traj.groupby(["model", "layer"]):
+        steps = g.groupby("step")["y_ratio"].mean()
+        last = float(steps.index.max())
+        half = float(steps.index[np.abs(steps.index - last / 2).argmin()])
+        if 0 < half < last:
+            slopes.append((steps[last] - steps[half]) / math.log2(last / half))
+    if not slopes:
+        return horizon, (0.0, 0.0)
+    lo, hi = np.percentile(slopes, [10, 90])
+    return horizon, (float(lo), float(hi))
 
 
 def _recipe_value(arch: Architecture, f: str):

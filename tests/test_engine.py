@@ -214,3 +214,25 @@ def test_schedule_linked_risk_is_stated_with_its_source(engine):
     assert "2510.06213" in note and "direction only" in note and f"step {w + int(0.9 * (t - w)):,}" in note
     assert not any(n.startswith(("late FP8", "post-training")) for n in engine.forecast(a.model_copy(
         update={"precision_target": "bf16"})).notes)
+
+
+def test_a_plan_beyond_the_evidence_says_so_and_widens_with_the_distance(engine):
+    """Issue 20: a plan longer than the longest trajectory the evidence holds names how far it extrapolates, and
+    the end interval widens with the doublings beyond it (by the rates those trajectories still moved at their
+    end); inside the horizon nothing changes."""
+    from predictor.architecture import Architecture
+
+    base = dict(n_layers=32, d_model=4096, n_heads=32, d_ffn=11008, ffn_type="glu", activation="silu",
+                norm_type="rmsnorm", batch_tokens=4_194_304)
+    lo_slope, hi_slope = engine.late_slopes_
+    assert lo_slope < 0 < hi_slope and 1e11 < engine.horizon_tokens_ < 1e12
+    widths, notes = [], []
+    for tokens in (0.5 * engine.horizon_tokens_, 2e12, 1.5e13):
+        fc = engine.forecast(Architecture(**base, training_tokens=tokens))
+        big = max(fc.layers, key=lambda lf: lf.peak_abs.value)
+        widths.append(math.log10(big.ratio_end.hi / big.ratio_end.lo))
+        notes.append([n for n in fc.notes if "beyond the longest trajectory" in n])
+    assert notes[0] == [] and notes[1] and notes[2] and "2,000B tokens" in notes[1][0]
+    assert widths[0] < widths[1] < widths[2]
+    down, up = engine.beyond(Architecture(**base, training_tokens=2e12), np.array([0.0, 1e4, 2e12 / 4_194_304]))
+    assert down[0] == up[0] == down[1] == 0.0 and down[2] > 0 and up[2] > 0

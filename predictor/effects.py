@@ -288,10 +288,6 @@ class ControlledEffects(BaseEstimator):
             return 0.0, 1.0
         return float(np.mean(means)), max(float(np.std(means, ddof=1)), 0.5)
 
-    def has(self, field_name: str, value: Any) -> bool:
-        check_is_fitted(self, "comparisons_")
-        return (field_name, value) in self.keys_
-
     def estimate(self, field_name: str, value: Any, glu: bool | None = None) -> Estimate | None:
         """The effect of changing ``field_name`` from the studies' base value to ``value`` (None: no
         controlled evidence on magnitude for that change)."""
@@ -339,18 +335,6 @@ class ControlledEffects(BaseEstimator):
                 f"(controlled: {', '.join(parts)}; {', '.join(s.split(' (')[0] for s in studies)})")
         return Estimate(field_name, value, BASES.get(field_name), mean, sd, studies, len(numeric),
                         len(directions), not numeric, disagree, text)
-
-    def table(self) -> list[dict[str, Any]]:
-        """Every change with controlled evidence on magnitude: the model card's rows."""
-        out = []
-        for f, v in self.keys_:
-            e = self.estimate(f, v)
-            if e is not None:
-                lo, hi = e.interval
-                out.append({"field": f, "value": v, "from": BASES.get(f), "log10": e.mean, "lo": lo, "hi": hi,
-                            "ratio": 10**e.mean, "studies": list(e.studies), "n_numeric": e.n_numeric,
-                            "n_direction": e.n_direction, "disagree": e.disagree})
-        return out
 
 
 def _fit_bridge(rows: list[dict]) -> Bridge:

@@ -48,11 +48,9 @@ from predictor.evidence import Evidence
 from predictor.schedule_risk import schedule_notes
 from predictor.schemas import (
     ApplicabilityWarning,
-    EndIntervals,
     Forecast,
     ForecastArrays,
     Interval,
-    IntervalArrays,
 )
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
 
@@ -513,6 +511,10 @@ class ForecastEngine(BaseEstimator):
                 cache[key] = (float(m[0]), float(sd[0]))
         return cache[key]
 
+    def design(self, arch: Architecture) -> np.ndarray:
+        """The design vector the level model reads for ``arch`` (a value no trained model has read as its base)."""
+        return self._x(self._proxy(arch)[0], self.protocol)
+
     def _x(self, arch: Architecture, protocol: str) -> np.ndarray:
         """The design vector with terms outside ``terms`` zeroed (they then carry no effect)."""
         x = design_vector(arch, protocol)
@@ -667,45 +669,6 @@ class ForecastEngine(BaseEstimator):
             applicability=self.applicability(arch), notes=notes, protocol=protocol or self.protocol,
             unpredictable=unpredictable,
         )
-
-    def end_intervals_many(self, archs: Sequence[Architecture | dict], protocol: str | None = None) -> list[EndIntervals]:
-        """Per layer, peak |a| and ratio at the planned end (``forecast``'s values, without the rest) of several
-        architectures (what-if variants) in one pass: ``layer_curves`` at
-        the planned end, vectorised over architectures (one level prediction for all, one timeline per
-        distinct training plan, one depth profile per depth)."""
-        check_is_fitted(self, "level_")
-        archs = [parse_architecture(a) for a in archs]
-        if not archs:
-            return []
-        levels = self._level_many(archs, protocol)
-        h, h_fast, h_slow = self._end_h(archs)
-        unpredictable = {t for t, q in self.quality_.items() if not q.predictable}
-        out: list[dict] = [{} for _ in archs]
-        for n_layers in sorted({a.n_layers for a in archs}):
-            idx = np.array([i for i, a in enumerate(archs) if a.n_layers == n_layers])
-            for q, target in (("abs", "peak_abs"), ("ratio", "ratio_end")):
-                if target in unpredictable:
-                    c = self._constant_interval(q)
-                    arrays = (np.full((len(idx), n_layers), c.value), np.full((len(idx), n_layers), c.lo),
-                              np.full((len(idx), n_layers), c.hi))
-                else:
-                    d, d_sd = self.profile_[q].predict(n_layers)
-                    M, M_sd = levels[q][0][idx, None], levels[q][1][idx, None]
-                    Y = M + d[None, :]
-                    sd = np.sqrt(M_sd**2 + d_sd[None, :] ** 2)
-                    y0 = Y0_DEFAULT[q]
-                    rise, rise_lo, rise_hi = Y - y0, Y - Z90 * sd - y0, Y + Z90 * sd - y0
-                    hh, hf, hs = h[idx, None], h_fast[idx, None], h_slow[idx, None]
-                    mean = y0 + rise * hh
-                    reach = np.array([[x[0] for x in self.beyond(archs[i], np.array([float(archs[i].planned_steps)]))]
-                                      for i in idx])  # (k, 2): below, above, past the evidence's horizon
-                    lo = np.minimum(y0 + np.minimum(rise_lo * hs, rise_lo * hf) - reach[:, :1], mean)
-                    hi = np.maximum(y0 + np.maximum(rise_hi * hf, rise_hi * hs) + reach[:, 1:], mean)
-                    arrays = (_clip10(mean), _clip10(lo), _clip10(hi))
-                v, lo_, hi_ = (x.tolist() for x in arrays)
-                for k, i in enumerate(idx):
-                    out[i][target] = IntervalArrays(value=v[k], lo=lo_[k], hi=hi_[k])
-        return [EndIntervals(**o) for o in out]
 
     def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far below and above (log10) the interval reaches at ``steps`` for the part of the plan beyond the

@@ -48,13 +48,13 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
                                        f", from step {best[layer].from_step_hi:,.0f} at the interval's upper end"
                                        if best[layer].from_step_hi is not None else "")))
                   for layer in keep]
-        n = len({d.layer for d in r.details}) or 1
+        n_layers = len({d.layer for d in r.details}) or 1
         why = (f"no {r.format} limit breaks from massive activations (its checks: "
-               f"{', '.join(n for n, _ in prec.CHECKS[r.format])} are stated, not risks): nothing to keep"
+               f"{', '.join(name for name, _ in prec.CHECKS[r.format])} are stated, not risks): nothing to keep"
                if not breaking else
                f"{len(keep)} layer(s) with P({'/'.join(breaking)}) >= {alpha:g} kept in high precision; "
                f"{len(set(monitor) - set(keep))} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
-               + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n else ""))
+               + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n_layers else ""))
         formats.append(FormatPlan(format=r.format, alpha=alpha, breaking_checks=breaking, keep_high_precision=layers,
                                   monitor=monitor, residual_risk=max(outside, default=0.0), why=why))
     return PrecisionPlan(precision_target=precision_target, formats=formats)

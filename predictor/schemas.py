@@ -55,17 +55,6 @@ class IntervalArrays(BaseModel):
         return self.at(max(range(len(self.value)), key=self.value.__getitem__))
 
 
-class EndIntervals(BaseModel):
-    """Per layer, peak |a| and ratio at the planned end of one what-if variant (the pyfunc's ``what_if`` output)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    peak_abs: IntervalArrays
-    ratio_end: IntervalArrays
-
-
-
-
 class TrajectoryPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -179,7 +179,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
         if ef:
             need[id(a_e)], need[id(b_e)] = a_e, b_e
     logs = dict(zip(need, engine.end_logs_many(list(need.values())), strict=True))
-    x = {k: _design(engine, arch) for k, arch in need.items()}
+    x = {k: engine.design(arch) for k, arch in need.items()}
     eng = [i for i, p in enumerate(prepared) if p[4]]
     lev_sd: dict[str, np.ndarray] = {}
     n_moved = np.zeros(len(prepared))
@@ -216,10 +216,6 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
 
 # the design terms whose change is an association (not size, not the measurement protocol)
 _ASSOCIATIONAL = np.array([t in SWITCHES and t != "log_params" for t in TERMS])
-
-
-def _design(engine: ForecastEngine, arch: Architecture) -> np.ndarray:
-    return engine._x(engine._proxy(arch)[0], engine.protocol)
 
 
 def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fields: list[str], mean: float,

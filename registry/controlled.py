@@ -79,12 +79,11 @@ def magnitude_comparisons(ce: ControlledEffects) -> list[Comparison]:
     return [c for c in ce.comparisons_ if c.numeric]
 
 
-def directions_table(answerer, engine: ForecastEngine | None = None) -> pd.DataFrame:
+def directions_table(answerer) -> pd.DataFrame:
     """Per controlled magnitude comparison the schema can express: the served what-if on that study's base
     design (``/compare``'s difference and, where the knowledge base proposes it, the mitigation's effect)."""
-    engine = engine or answerer.engine
     rows = []
-    for c in magnitude_comparisons(engine.controlled_):
+    for c in magnitude_comparisons(answerer.engine.controlled_):
         base = study_base(c)
         f, v = c.key
         if base is None or f.startswith("other:"):
@@ -154,7 +153,6 @@ def effects_card(engine: ForecastEngine) -> pd.DataFrame:
     coef = engine.level_["abs"].coefficients()
     ce = engine.controlled_
     rows = []
-    term_of = {k: t for k, t in ASSOCIATED.items()}
     for f, v in ce.keys_:
         if f.startswith("other:"):
             continue
@@ -162,14 +160,14 @@ def effects_card(engine: ForecastEngine) -> pd.DataFrame:
         if e is None:
             continue
         lo, hi = e.interval
-        t = term_of.get((f, v))
+        t = ASSOCIATED.get((f, v))
         a = coef[t] if t and coef[t]["families"] else None
         rows.append({"change": f"{f} {BASES[f]} -> {v}", "effect": 10**e.mean, "lo": 10**lo, "hi": 10**hi,
                      "evidence": "controlled_direction" if e.direction_only else "controlled",
                      "studies": ", ".join(s.split("_")[0] for s in e.studies), "families": a["families"] if a else 0,
                      "association": 10 ** a["coef"] if a else None,
                      "disagree": bool(a and not lo <= a["coef"] <= hi)})
-    done = {term_of[k] for k in term_of if ce.estimate(*k) is not None}
+    done = {ASSOCIATED[k] for k in ASSOCIATED if ce.estimate(*k) is not None}
     for t in TERMS:
         if t in done or t not in SWITCHES or t == "log_params" or not coef[t]["families"]:
             continue

@@ -1,8 +1,8 @@
 """Nowcast backtest: forecast the rest of a Pythia checkpoint series from its first k checkpoints.
 
-``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--sensitivity]``:
-without the plot docs/nowcast_backtest.png, with the nowcast's scores under other observation-noise
-settings). For every bundled
+``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--no-synthetic]
+[--sensitivity]``: without the plot docs/nowcast_backtest.png, without the synthetic runs, with the
+nowcast's scores under other observation-noise settings). For every bundled
 Pythia series with at least 6 checkpoints the forecast engine is refitted without that model (its
 own data never informs the prior). The first k checkpoints are observed (k = 2 .. n-1, and "every
 checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoints are forecast by
@@ -10,9 +10,15 @@ checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoi
 - ``prior``: the architecture forecast alone (``ForecastEngine.layer_curves``, its 90 % band);
 - ``eq9``: a plain Eq. 9 fit per layer to the observed ratios alone (``EmergenceCurveFitter``, 5
   points at least; interval: delta method on its parameter covariance plus the residual variance);
-- ``hill``: the nowcast's own model with a flat prior (data alone, same Hill curve; white noise at
-  the curve's in-sample RMS, its best setting);
-- ``nowcast``: the combination (``predictor.nowcast``).
+- ``hill``: the nowcast's own model with a flat prior (data alone, same Hill curve, the plateau
+  class only; white noise at the curve's in-sample RMS, its best setting);
+- ``plateau``: the nowcast with the plateau class only (the nowcast before trajectory classes);
+- ``nowcast``: the combination (``predictor.nowcast``), a mixture of the three trajectory classes.
+
+A second backtest runs synthetic runs of each class (``bench.synthetic_runs``: plateau, early peak
+from the paper's Eq. 9, continued growth) observed to 20 % of the plan: per class the median over
+runs of the end-of-training error factor (median over layers), the 90 % coverage of every future
+(layer, checkpoint) and at the end, and the probability the nowcast gives the run's true class.
 
 Scored in log10 of top1/median on every (layer, future checkpoint): the median absolute error, the
 coverage of the 90 % interval, and at the series' last checkpoint the median over layers of the
@@ -40,10 +46,13 @@ from registry.reference import build_evidence, reference_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "nowcast_backtest.png"
-METHODS = ("prior", "eq9", "hill", "nowcast")
+METHODS = ("prior", "eq9", "hill", "plateau", "nowcast")
+PLATEAU = np.array([1.0, 0.0, 0.0])  # class probabilities of the plateau-only nowcast
 MIN_CHECKPOINTS = 6
 EARLY_FRAC = 0.2
 END_TARGET = math.log10(1.25)
+SYNTHETIC_RUNS = 10
+SYNTHETIC_ARCHS = ("pythia-160m", "pythia-1b")
 NOISE = Noise()  # the nowcast's default: probe 0.03 white + misfit 0.2 correlated over 0.5 decades
 DATA_NOISE = Noise(misfit=0.10, length=0.0)  # data-only Hill: white noise at the in-sample RMS (its best setting)
 SENSITIVITY = (("white 0.10 (in-sample RMS)", Noise(misfit=0.10, length=0.0)),
@@ -109,7 +118,8 @@ def run_cut(engine: ForecastEngine, arch, data: pd.DataFrame, cut_step: int, q: 
     c = engine.layer_curves(arch, test_steps)[q]
     preds["prior"] = (c["mean"], c["lo"], c["hi"])
     preds["eq9"] = tuple(_eq9(train, test_steps, col))
-    preds["hill"] = Posterior(engine, arch, obs, noise=DATA_NOISE, prior=False).predictive(q, test_steps)
+    preds["hill"] = Posterior(engine, arch, obs, noise=DATA_NOISE, prior=False, class_probs=PLATEAU).predictive(q, test_steps)
+    preds["plateau"] = Posterior(engine, arch, obs, noise=NOISE, class_probs=PLATEAU).predictive(q, test_steps)
     preds["nowcast"] = Posterior(engine, arch, obs, noise=NOISE).predictive(q, test_steps)
     last = test_steps[-1]
     end = ti == len(test_steps) - 1
@@ -211,7 +221,7 @@ def plot(df: pd.DataFrame, path: Path = PLOT) -> Path:
     d["k"] = d["cut_label"].astype(int)
     models = sorted(d["model"].unique())
     fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharey="row")
-    colors = {"prior": "tab:gray", "eq9": "tab:orange", "hill": "tab:blue", "nowcast": "tab:green"}
+    colors = {"prior": "tab:gray", "eq9": "tab:orange", "hill": "tab:blue", "plateau": "tab:purple", "nowcast": "tab:green"}
     for j, model in enumerate(models):
         g = d[d["model"] == model]
         for m in METHODS:
@@ -243,6 +253,61 @@ def plot(df: pd.DataFrame, path: Path = PLOT) -> Path:
     return path
 
 
+def per_series(df: pd.DataFrame) -> pd.DataFrame:
+    """The nowcast's 90 % coverage per series: at the 20 % cut and over every cut."""
+    d = df[df["method"] == "nowcast"]
+    rows = []
+    for model, g in d.groupby("model"):
+        cut = g[g["cut_label"] == "20%"]
+        rows.append({"series": model, "cut 20 %": int(cut["cut"].iloc[0]) if len(cut) else None,
+                     "cov90 at 20 %": float(cut["coverage"].iloc[0]) if len(cut) else np.nan,
+                     "end x at 20 %": 10 ** float(cut["end_err"].iloc[0]) if len(cut) else np.nan,
+                     "cov90 all cuts": float(g[g["cut_label"] != "20%"]["coverage"].mean())})
+    return pd.DataFrame(rows)
+
+
+def synthetic(n_runs: int = SYNTHETIC_RUNS, models: tuple[str, ...] = SYNTHETIC_ARCHS) -> pd.DataFrame:
+    """Synthetic runs of each class (``bench.synthetic_runs``) observed to 20 % of the plan; one row per run and
+    method (``nowcast``, ``plateau``): end error (log10, median over layers), coverage, true-class probability."""
+    from bench.synthetic_runs import CLASSES, make_run
+    from predictor.nowcast import observation_frame
+    from registry.reference import reference_engine
+
+    engine, archs = reference_engine(), reference_architectures()
+    rows = []
+    for model in models:
+        arch = archs[model]
+        cut = int(EARLY_FRAC * arch.planned_steps)
+        for ci, cls in enumerate(CLASSES):
+            for seed in range(n_runs):
+                run = make_run(engine, arch, cls, seed)
+                obs = observation_frame(run[run["step"] <= cut][["step", "layer", "top1", "median"]])
+                fut = run[run["step"] > cut]
+                steps = np.array(sorted(fut["step"].unique()), float)
+                y = np.log10(fut["top1"] / fut["median"]).to_numpy()
+                li, ti = fut["layer"].to_numpy(int), np.searchsorted(steps, fut["step"].to_numpy(float))
+                end = ti == len(steps) - 1
+                for method, probs in (("nowcast", None), ("plateau", PLATEAU)):
+                    post = Posterior(engine, arch, obs, noise=NOISE, class_probs=probs)
+                    m, lo, hi = post.predictive("ratio", steps)
+                    err = np.abs(m[li, ti] - y)
+                    cov = (y >= lo[li, ti]) & (y <= hi[li, ti])
+                    rows.append({"arch": model, "class": cls, "seed": seed, "method": method,
+                                 "end_err": float(np.median(err[end])), "coverage": float(cov.mean()),
+                                 "end_cov": float(cov[end].mean()),
+                                 "p_true": float(post.class_probabilities()[:, ci].mean())})
+    return pd.DataFrame(rows)
+
+
+def synthetic_table(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (cls, method), g in df.groupby(["class", "method"], sort=False):
+        rows.append({"class": cls, "method": method, "runs": len(g), "end x (median)": 10 ** g["end_err"].median(),
+                     "cov90 future": g["coverage"].mean(), "cov90 end": g["end_cov"].mean(),
+                     "P(true class)": g["p_true"].mean()})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ratio = backtest("ratio")
@@ -257,9 +322,14 @@ def main() -> None:
     s = summary(ratio)
     print("\nsummary (ratio):")
     print(s.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\nlog10 top-1 |h| (all series, pythia-12b included):")
+    print("\nlog10 top-1 |h| (all series, pythia-12b included; its late phase, 36k-143k steps, is held out at the 20 % cut):")
     print(table(absq))
     print(summary(absq).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    ps = per_series(ratio)
+    print("\nper series (ratio, nowcast; leave one series out):")
+    print(ps.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"target: 90 % coverage >= 80 % for each series at the 20 % cut: "
+          f"{'met' if (ps['cov90 at 20 %'] >= 0.8).all() else 'NOT met (' + ', '.join(ps.loc[ps['cov90 at 20 %'] < 0.8, 'series']) + ')'}")
     early = s[s["scope"].str.startswith("observed")].set_index("method")
     nc = early.loc["nowcast"]
     print(f"\ntargets at <= 20 % of t_end (ratio): end-of-series error factor x{nc['median_end_factor']:.2f} "
@@ -273,6 +343,18 @@ def main() -> None:
               + (f" -> worse than {', '.join(worse)}" if worse else " -> never worse"))
     if "--no-plot" not in sys.argv:
         print(f"plot: {plot(ratio).relative_to(ROOT)}")
+    if "--no-synthetic" not in sys.argv:
+        t1 = time.perf_counter()
+        syn = synthetic_table(synthetic())
+        print(f"\nsynthetic runs of each trajectory class (bench/synthetic_runs.py; {', '.join(SYNTHETIC_ARCHS)}, "
+              f"{SYNTHETIC_RUNS} runs per class and architecture, observed to 20 % of the plan; "
+              f"{time.perf_counter() - t1:.0f} s):")
+        print(syn.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        nc = syn[syn["method"] == "nowcast"].set_index("class")
+        for cls, r in nc.iterrows():
+            ok_err, ok_cov = r["end x (median)"] <= 1.5, 0.8 <= r["cov90 future"] <= 0.95
+            print(f"target {cls}: end x{r['end x (median)']:.2f} (<= x1.5: {'met' if ok_err else 'NOT met'}), "
+                  f"coverage {r['cov90 future']:.0%} (80-95 %: {'met' if ok_cov else 'NOT met'})")
     if "--sensitivity" in sys.argv:
         sensitivity()
 

@@ -131,7 +131,8 @@ def render_table(result, console=None) -> None:
     t = Table(title=f"{result.forecast.architecture}: {info.n_observations} points up to step {info.last_step} "
                     f"(planned {result.forecast.t_end}); top1/median, latest point per layer")
     for col, just in (("layer", "right"), ("step", "right"), ("ratio", "right"), ("prior band", "right"),
-                      ("z", "right"), ("end: prior", "right"), ("end: updated", "right"), ("status", "left")):
+                      ("z", "right"), ("end: prior", "right"), ("end: updated", "right"),
+                      ("class: plateau / peak / growth", "right"), ("status", "left")):
         t.add_column(col, justify=just, overflow="fold")
     for lyr, lf in zip(result.layers, result.forecast.layers, strict=True):
         last = lyr.observed[-1] if lyr.observed else None
@@ -146,13 +147,52 @@ def render_table(result, console=None) -> None:
             f"{last.z:+.1f}" if last else "-",
             _g(lyr.prior_ratio_end),
             f"{_g(lf.ratio_end.value)} ({_g(lf.ratio_end.lo)}-{_g(lf.ratio_end.hi)})",
+            _classes(lyr.prior_class_probabilities, lyr.class_probabilities),
             status,
         )
     console.print(t)
+    render_next(result, console)
     lt0, lt1 = info.log10_tau_e_prior, info.log10_tau_e_posterior
     console.print(f"log10 tau_e {lt0[0]:.2f}+-{lt0[1]:.2f} -> {lt1[0]:.2f}+-{lt1[1]:.2f}; "
                   f"deviation (max |z|) {info.deviation:.2f}; "
                   + (f"[bold red]layers {info.layers_left} left their band[/]" if info.left_band else "every layer within its band"))
+
+
+def _classes(prior: dict | None, post: dict | None) -> str:
+    """'41/19/40 -> 10/84/6' (percent, plateau / early peak / growth), the most probable class in bold."""
+    if not post:
+        return "-"
+    vals = list(post.values())
+    best = max(range(len(vals)), key=vals.__getitem__)
+    now = "/".join(f"[bold]{v:.0%}[/]" if i == best else f"{v:.0%}" for i, v in enumerate(vals)).replace("%", "")
+    before = "/".join(f"{v:.0%}" for v in prior.values()).replace("%", "") if prior else "?"
+    return f"{before} -> {now}"
+
+
+def render_next(result, console) -> None:
+    """Per layer: what the next checkpoint would have to read to change its most probable trajectory class."""
+    from rich.table import Table
+
+    layers = [lyr for lyr in result.layers if lyr.next_checkpoint is not None and lyr.observed]
+    if not layers:
+        return
+    step = layers[0].next_checkpoint.step
+    t = Table(title=f"next checkpoint (step {step}): the ratio each class expects there, and the class a reading makes "
+                    "most probable")
+    for col in ("layer", "plateau", "early peak", "growth", "a reading of ... makes it", "low / mid / high reading ->"):
+        t.add_column(col, justify="left" if col.startswith(("a ", "low")) else "right", overflow="fold")
+    for lyr in layers:
+        nc = lyr.next_checkpoint
+        exp = [f"{_g(o.ratio.value)} ({o.probability:.0%})" if o.ratio else "-" for o in nc.by_class]
+        ranges = "; ".join(f"{'<' + _g(r.ratio_hi) if r.ratio_lo is None and r.ratio_hi is not None else ''}"
+                           f"{'>' + _g(r.ratio_lo) if r.ratio_hi is None and r.ratio_lo is not None else ''}"
+                           f"{_g(r.ratio_lo) + '-' + _g(r.ratio_hi) if r.ratio_lo is not None and r.ratio_hi is not None else ''}"
+                           f"{'any' if r.ratio_lo is None and r.ratio_hi is None else ''} {r.trajectory_class}"
+                           for r in nc.most_probable_if)
+        reads = "; ".join(f"{_g(s.ratio)}: " + "/".join(f"{v:.0%}" for v in s.class_probabilities.values()).replace("%", "")
+                          for s in nc.if_reads)
+        t.add_row(str(lyr.layer), *exp, ranges, reads)
+    console.print(t)
 
 
 def _g(x: float) -> str:
@@ -257,6 +297,9 @@ def log_mlflow(key: str, model: str, arch, result, obs_frame: pd.DataFrame, png:
         metrics.append(Metric("layers_left_band", float(len(result.info.layers_left)), ts, last))
         metrics.append(Metric("nowcast_largest_ratio_end", max(lf.ratio_end.value for lf in result.forecast.layers), ts, last))
         metrics.append(Metric("log10_tau_e", result.info.log10_tau_e_posterior[0], ts, last))
+        for lyr in result.layers:
+            for cls, v in (lyr.class_probabilities or {}).items():
+                metrics.append(Metric(f"p_{cls}/layer_{lyr.layer:02d}", float(v), ts, last))
     for i in range(0, len(metrics), 900):
         client.log_batch(run_id, metrics=metrics[i : i + 900])
     if last is not None:

@@ -53,12 +53,14 @@ from predictor.schemas import (
     Interval,
 )
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
+from predictor.trajectory import CLASSES, as_dict, class_prior, classify, uniform_prior
 
 Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
 MASSIVE_ABS, MASSIVE_RATIO = 2.0, 3.0  # log10 of Sun et al.'s |a| > 100 and |a| > 1000 x median
 LOG10_LIMIT = 30.0
 QUANTITIES = ("abs", "ratio")
-Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}  # log10 values at initialisation when no early checkpoint says otherwise
+Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}
+SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence layer's trajectory (probe noise ~0.03)  # log10 values at initialisation when no early checkpoint says otherwise
 
 # design terms of the magnitude model: name -> (description, function of the architecture)
 SWITCHES: dict[str, tuple[str, object]] = {
@@ -430,6 +432,7 @@ class ForecastEngine(BaseEstimator):
             if f is not None:
                 fits.append(f)
         self.curves_ = {f.model: f for f in fits}
+        self.class_prior_, self.class_evidence_ = self._class_prior(traj, ev)
         if len(fits) >= 2:
             x = np.array([math.log10(ev.archs[f.model].n_params()) - 9.0 for f in fits])
             y = np.array([f.log_tau_e for f in fits])
@@ -446,6 +449,34 @@ class ForecastEngine(BaseEstimator):
         else:  # no checkpoint series: Gu et al.'s emergence at 1-2k steps of a 60M model at lr 4e-4, no size trend
             self.tau_coef_ = np.array([math.log10(1500 * (4e-4 / 3e-4) ** self.effects_.kappa), 0.0])
             self.tau_cov_, self.tau_s2_, self.p_ = np.diag([0.25, 0.0]), 0.25, 1.5
+
+    def _class_prior(self, traj: pd.DataFrame, ev: Evidence) -> tuple[dict[str, list[float]], list[dict]]:
+        """Prior trajectory-class probabilities per depth zone (``predictor.trajectory``): every layer of every
+        checkpoint series classified on its own curve's clock (tau_e, p) with white noise at the series' misfit."""
+        rows, table = [], []
+        for model, f in self.curves_.items():
+            sub = traj[traj["model"] == model]
+            q = "ratio" if sub["y_ratio"].notna().any() else "abs"
+            piv = sub.pivot_table(index="layer", columns="step", values=f"y_{q}")
+            steps = piv.columns.to_numpy(float)
+            tl = arch_timeline(ev.archs[model], self.effects_, horizon=float(steps.max()))
+            with np.errstate(divide="ignore"):
+                log_u = np.log(np.maximum(tl(steps), 1e-300)) - math.log(10.0) * f.log_tau_e
+            n_layers = ev.archs[model].n_layers
+            for layer, y in piv.iterrows():
+                i = int(np.flatnonzero(f.layers == layer)[0])
+                probs = classify(log_u, y.to_numpy(float) - f.y0[q][i], f.p, max(f.rmse, SIGMA_CLASSIFY))
+                zone = str(depth_zone(np.array([layer]), np.array([n_layers]))[0])
+                rows.append((model, zone, probs))
+                table.append({"model": model, "layer": int(layer), "zone": zone, "quantity": q,
+                              **{c: float(v) for c, v in zip(CLASSES, probs, strict=True)}})
+        return (class_prior(rows) if rows else uniform_prior()), table
+
+    def class_probabilities(self, arch: Architecture) -> np.ndarray:
+        """(L, 3) prior probabilities of the trajectory classes per layer, by depth zone."""
+        prior = getattr(self, "class_prior_", None) or uniform_prior()
+        zones = depth_zone(np.arange(arch.n_layers), np.full(arch.n_layers, arch.n_layers))
+        return np.array([prior[str(z)] for z in zones], float)
 
     def _association_error(self) -> tuple[float, list[dict]]:
         """How far the cross-family association of a design term is from the controlled estimate of the
@@ -661,6 +692,7 @@ class ForecastEngine(BaseEstimator):
             t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(c["timeline"], y0, ratio["Y"], r_end_log, lt, lt_sd),
             t_peak=none,
             trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
+            class_probabilities=[as_dict(r) for r in self.class_probabilities(arch)],
             ratio_end=constant("ratio") if "ratio_end" in unpredictable else ivs(*(ratio[k][:, i_end] for k in ("mean", "lo", "hi"))),
             steady_state=ivs(ratio["Y"], ratio["Y"] - Z90 * r_sd, ratio["Y"] + Z90 * r_sd),
             peak_abs=constant("abs") if "peak_abs" in unpredictable else ivs(*(ab[k][:, i_end] for k in ("mean", "lo", "hi"))),

@@ -58,12 +58,23 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from scipy.special import expit, ndtr
+from scipy.special import logsumexp, ndtr
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import QUANTITIES, Y0_DEFAULT, Z90, ForecastEngine, arch_timeline
-from predictor.schemas import Forecast, LayerNowcast, NowcastInfo, ObservedPoint
+from predictor.schemas import (
+    ClassOutlook,
+    Forecast,
+    Interval,
+    LayerNowcast,
+    NextCheckpoint,
+    NowcastInfo,
+    ObservedPoint,
+    Scenario,
+    ValueRange,
+)
 from predictor.timeline import hill
+from predictor.trajectory import CLASSES, SHAPES, as_dict, log_u_of, shape_values
 
 SIGMA_PROBE = 0.03  # log10: probe-text noise of top1/median (CV 4-7 %)
 SIGMA_MISFIT = 0.20  # log10: misfit of the Hill curve when extrapolating (in-sample RMS 0.07-0.16), correlated
@@ -71,8 +82,14 @@ MISFIT_LENGTH = 0.5  # correlation length of the misfit, in log10 steps (decades
 SIGMA_OBS = math.hypot(SIGMA_PROBE, SIGMA_MISFIT)
 MAX_OBSERVATIONS = 200_000
 EARLY_STEP = 100  # points at steps <= this give a layer's start value y0 (the engine's fit_series convention)
-GRID = 81  # log10 tau_e grid points (each pass)
-P_GRID = 13  # Hill exponent grid points
+GRID = 41  # log10 tau_e grid points (each pass)
+P_GRID = 7  # Hill exponent grid points
+NODES = 33  # nodes of the model-level term delta_M per grid point
+NODE_SPAN, NODE_MIN_SPAN = 6.0, 0.4  # the nodes reach +-NODE_SPAN sd of its Gaussian approximation, at least +-0.4
+KEEP_MASS = 1e-4  # grid points holding less than this share of the weight together are dropped
+RUN_POOLING = 3.0  # weight (in layers) of the evidence's class prior against the run's own layers
+COMPONENTS = 2048  # at most this many (grid point, shape) components of a layer's predictive are kept (the heaviest) ...
+COMPONENT_MASS = 1e-3  # ... enough to leave out at most this share of its weight
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
 
 
@@ -174,13 +191,14 @@ class NowcastResult(BaseModel):
 # ------------------------------------------------------------------------ the update
 @dataclass
 class _Quantity:
-    """Prior of one quantity's asymptotes, and their posterior per tau_e grid point."""
+    """Prior of one quantity's asymptotes, and their posterior per (grid point, shape)."""
 
     m: np.ndarray  # (L,) prior mean of Y_l
     M_sd: float  # shared (model-level) sd
     d_sd: np.ndarray  # (L,) per-layer sd
-    mu: np.ndarray | None = None  # (L, G) posterior mean of Y_l - m_l given the grid point
-    var: np.ndarray | None = None  # (L, G) posterior variance
+    w: np.ndarray | None = None  # (L, G, K) P(grid point, shape | data) per layer (sums to 1 per layer)
+    mu: np.ndarray | None = None  # (L, G, K) posterior mean of Y_l - m_l given grid point and shape
+    var: np.ndarray | None = None  # (L, G, K) posterior variance
 
 
 class Noise:
@@ -217,14 +235,20 @@ class _Series:
 
 
 class Posterior:
-    """Exact posterior of (Y_l per layer and quantity | log10 tau_e, p) and a grid over (log10 tau_e, p)."""
+    """Exact posterior of (Y_l per layer and quantity | log10 tau_e, p, the layer's trajectory shape) and a grid
+    over (log10 tau_e, p); the model-level term delta_M is integrated on nodes, each layer's shape summed."""
 
     def __init__(self, engine: ForecastEngine, arch: Architecture, obs: pd.DataFrame, noise: Noise | None = None,
-                 prior: bool = True, protocol: str | None = None, vary_p: bool = True):
+                 prior: bool = True, protocol: str | None = None, vary_p: bool = True,
+                 class_probs: np.ndarray | None = None):
         self.engine, self.arch, self.obs = engine, arch, obs
         self.noise = noise or Noise()
         self.protocol = protocol
+        self.shapes = SHAPES
         L = arch.n_layers
+        cp = engine.class_probabilities(arch) if class_probs is None else np.broadcast_to(np.asarray(class_probs, float), (L, 3))
+        self.class_prior = np.asarray(cp, float)
+        self.log_pi = self.shapes.log_prior(self.class_prior)  # (L, K)
         lev = engine.level(arch, protocol)
         self.q: dict[str, _Quantity] = {}
         for q in QUANTITIES:
@@ -241,6 +265,7 @@ class Posterior:
         self.t_end = int(arch.planned_steps)
         horizon = max(float(obs["step"].max()) if len(obs) else 0.0, float(self.t_end))
         self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
+        self.tau_end = float(self.tl(np.array([float(self.t_end)]))[0])
         self.y0 = {q: self._start(q) for q in QUANTITIES}
         self.series = {q: self._series(q) for q in QUANTITIES}
         self._fit()
@@ -274,53 +299,77 @@ class Posterior:
             out[int(layer)] = _Series(steps, dy, chol, solve_triangular(chol, dy, lower=True))
         return out
 
-    def _h(self, steps: np.ndarray, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """H at ``steps`` for every grid point (log10 tau_e, p): (G, T)."""
+    def _shape(self, steps: np.ndarray, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Every shape at ``steps`` for every grid point (log10 tau_e, p): (K, G, T)."""
         tau = self.tl(np.asarray(steps, float))
-        with np.errstate(divide="ignore"):
-            log_u = np.log(np.maximum(tau, 0.0))[None, :] - math.log(10.0) * lt[:, None]
-        return expit(p[:, None] * log_u)  # u^p / (1 + u^p) without overflow
+        return shape_values(log_u_of(tau, lt), log_u_of(np.array([self.tau_end]), lt)[:, 0], p, self.shapes)
 
     def _stats(self, q: str, lt: np.ndarray, p: np.ndarray):
-        """Per layer and grid point, in the whitened metric: a = h'h, b = h'r, rr = r'r, with r the residual
-        of the observations from the prior-mean curve."""
+        """Per layer, shape and grid point, in the whitened metric: a = h'h, b = h'r, rr = r'r, with r the residual
+        of the observations from the prior-mean curve of that shape: (L, K, G) each."""
         from scipy.linalg import solve_triangular
 
-        L, G = self.arch.n_layers, len(lt)
-        a, b, rr = np.zeros((L, G)), np.zeros((L, G)), np.zeros((L, G))
+        L, K, G = self.arch.n_layers, self.shapes.n, len(lt)
+        a, b, rr = np.zeros((L, K, G)), np.zeros((L, K, G)), np.zeros((L, K, G))
         m = self.q[q].m
         for layer, s in self.series[q].items():
-            hw = solve_triangular(s.chol, self._h(s.steps, lt, p).T, lower=True)  # (n, G)
+            S = self._shape(s.steps, lt, p).reshape(K * G, -1)
+            hw = solve_triangular(s.chol, S.T, lower=True)  # (n, K G)
             rw = s.dy_w[:, None] - (m[layer] - self.y0[q][layer]) * hw
-            a[layer], b[layer], rr[layer] = (hw * hw).sum(axis=0), (hw * rw).sum(axis=0), (rw * rw).sum(axis=0)
+            a[layer] = (hw * hw).sum(axis=0).reshape(K, G)
+            b[layer] = (hw * rw).sum(axis=0).reshape(K, G)
+            rr[layer] = (rw * rw).sum(axis=0).reshape(K, G)
         return a, b, rr
 
     def _update(self, q: str, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Conjugate update of the asymptotes (shared term integrated out) per grid point; returns the
-        log marginal likelihood of the observations of ``q`` per grid point."""
+        """The posterior of the asymptotes of ``q`` per grid point and shape (``_Quantity.w/mu/var``); returns the log
+        marginal likelihood of the observations of ``q`` per grid point.
+
+        Given delta_M the layers are independent: layer l's data under shape k is a Gaussian in delta_M times a
+        constant (delta_l integrated out), summed over its shapes with their prior weights. delta_M itself is
+        integrated on NODES points per grid point, placed around the Gaussian posterior of each layer's best shape."""
         Q = self.q[q]
         a, b, rr = self._stats(q, lt, p)
-        d2 = (Q.d_sd**2)[:, None]
+        d2 = (Q.d_sd**2)[:, None, None]
         M2 = Q.M_sd**2
         one = 1.0 + a * d2
         alpha, beta = a / one, b / one
-        A, B = alpha.sum(axis=0), beta.sum(axis=0)  # (G,)
         k = a + 1.0 / d2
-        # delta_M | data: N(mM, vM)
-        PM = 1.0 / M2 + A
-        mM, vM = B / PM, 1.0 / PM
-        # u_l = delta_M + delta_l | data
-        Q.mu = (b + mM[None, :] / d2) / k
-        w = (1.0 / d2) / k
-        Q.var = 1.0 / k + w * w * vM[None, :]
-        loglik = (-0.5 * rr - 0.5 * np.log(one) + b * b / (2.0 * k)).sum(axis=0)
-        loglik += -0.5 * np.log1p(A * M2) + B * B / (2.0 * PM)
-        return loglik  # up to a constant (the noise determinants do not depend on the grid)
+        C = -0.5 * rr - 0.5 * np.log(one) + b * b / (2.0 * k) + self.log_pi[:, :, None]  # (L, K, G)
+        # nodes of delta_M per grid point: around the Gaussian posterior of every layer's best shape
+        best = np.argmax(C + np.where(alpha > 0, beta * beta / (2 * np.maximum(alpha, 1e-300)), 0.0), axis=1)  # (L, G)
+        ab = np.take_along_axis(alpha, best[:, None, :], axis=1)[:, 0].sum(axis=0)
+        bb = np.take_along_axis(beta, best[:, None, :], axis=1)[:, 0].sum(axis=0)
+        P = 1.0 / M2 + ab
+        centre, spread = bb / P, np.maximum(NODE_SPAN * np.sqrt(1.0 / P), NODE_MIN_SPAN)
+        nodes = centre[:, None] + spread[:, None] * np.linspace(-1.0, 1.0, NODES)[None, :]  # (G, J)
+        logmsg = self._messages(C, alpha, beta, nodes)  # (L, K, G, J)
+        M_l = logsumexp(logmsg, axis=1)  # (L, G, J)
+        logpost = -0.5 * nodes**2 / M2 + M_l.sum(axis=0)  # (G, J)
+        loglik = logsumexp(logpost, axis=1) + np.log(2 * spread / (NODES - 1)) - 0.5 * math.log(2 * math.pi * M2)
+        # per layer: P(node, shape | everything) = P(node | others) P(shape, layer l's data | node)
+        r = logpost[None, None] - M_l[:, None] + logmsg  # (L, K, G, J)
+        r = np.exp(r - logsumexp(r, axis=(1, 3), keepdims=True))
+        w = r.sum(axis=3)  # (L, K, G)
+        wn = r / np.maximum(w[..., None], 1e-300)
+        e1 = (wn * nodes[None, None]).sum(axis=3)
+        e2 = (wn * nodes[None, None] ** 2).sum(axis=3)
+        wd = (1.0 / d2) / k
+        Q.w = w.transpose(0, 2, 1)
+        Q.mu = (wd * e1 + b / k).transpose(0, 2, 1)
+        Q.var = (1.0 / k + wd * wd * np.maximum(e2 - e1 * e1, 0.0)).transpose(0, 2, 1)
+        return loglik
+
+    @staticmethod
+    def _messages(C: np.ndarray, alpha: np.ndarray, beta: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """log of layer l's likelihood under shape k at delta_M = node: (L, K, G, J)."""
+        x = nodes[None, None]
+        return C[..., None] + beta[..., None] * x - 0.5 * alpha[..., None] * x * x
 
     def _weights(self, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
         (lt0, lt_sd), (lp0, lp_sd) = self.lt_prior, self.logp_prior
         has_ratio = len(self.obs) and self.obs["y_ratio"].notna().any()
-        lead = "ratio" if has_ratio else "abs"
+        self.lead = lead = "ratio" if has_ratio else "abs"
         logp = -0.5 * ((lt - lt0) / lt_sd) ** 2 + self._update(lead, lt, p)
         if lp_sd > 0:
             logp += -0.5 * ((np.log(p) - lp0) / lp_sd) ** 2
@@ -337,6 +386,19 @@ class Posterior:
         return lt.ravel(), np.exp(lp.ravel())
 
     def _fit(self) -> None:
+        self._fit_grid()
+        observed = sorted(self.series[self.lead])
+        if observed and RUN_POOLING > 0:
+            # the layers of one run tend to share their shape (Pythia-160m's middle layers move together): the run's
+            # class mix, estimated from its observed layers (empirical Bayes, RUN_POOLING pseudo-layers of the
+            # evidence's depth prior), becomes every layer's prior, and the posterior is computed again
+            run_mix = self.class_probabilities()[observed].sum(axis=0)
+            pooled = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
+            self.class_prior_run = pooled
+            self.log_pi = self.shapes.log_prior(pooled)
+            self._fit_grid()
+
+    def _fit_grid(self) -> None:
         lt0, lt_sd = self.lt_prior
         lt, p = self._grid(lt0 - 5 * lt_sd, lt0 + 5 * lt_sd)
         w = self._weights(lt, p)
@@ -348,53 +410,97 @@ class Posterior:
             hi = min(lt0 + 5 * lt_sd, mean + 8 * max(sd, 1e-4))
             lt, p = self._grid(lo, hi)
             w = self._weights(lt, p)
-        keep = w > w.max() * 1e-8
+        order = np.argsort(w)[::-1]  # keep the grid points that hold all but KEEP_MASS of the weight
+        keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(w[order]), 1.0 - KEEP_MASS)) + 1)])
         self.grid, self.grid_p = lt[keep], p[keep]
         self.w = w[keep] / w[keep].sum()
         for Q in self.q.values():
-            Q.mu, Q.var = Q.mu[:, keep], Q.var[:, keep]
+            Q.w, Q.mu, Q.var = Q.w[:, keep], Q.mu[:, keep], Q.var[:, keep]
         m = float(self.w @ self.grid)
         self.lt_post = (m, float(np.sqrt(max(self.w @ (self.grid - m) ** 2, 0.0))))
         self.p_post = float(np.exp(self.w @ np.log(self.grid_p)))
 
+    def _joint(self, q: str) -> np.ndarray:
+        """(L, G, K) weight of each (grid point, shape) per layer: the grid's weight times the layer's shape
+        posterior at that grid point."""
+        return self.w[None, :, None] * self.q[q].w
+
     # -- predictions
+    def class_probabilities(self, q: str | None = None) -> np.ndarray:
+        """(L, 3) posterior probability of each trajectory class per layer (of the quantity that set the clock)."""
+        return self.shapes.class_sums(self._joint(q or self.lead).sum(axis=1))
+
     def asymptotes(self, q: str) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and sd of Y_l (mixture over the grid)."""
-        Q = self.q[q]
-        mean_g = Q.m[:, None] + Q.mu
-        mean = mean_g @ self.w
-        var = (Q.var + (mean_g - mean[:, None]) ** 2) @ self.w
+        """Posterior mean and sd of Y_l (mixture over grid points and shapes)."""
+        Q, W = self.q[q], self._joint(q)
+        mean_c = Q.m[:, None, None] + Q.mu
+        mean = (W * mean_c).sum(axis=(1, 2))
+        var = (W * (Q.var + (mean_c - mean[:, None, None]) ** 2)).sum(axis=(1, 2))
         return mean, np.sqrt(var)
 
-    def predictive(self, q: str, steps: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior predictive of a measured value: mean, 5 % and 95 % quantiles (log10) at ``steps``, (L, T).
+    def components(self, q: str, steps: Sequence[float], by_class: bool = False):
+        """Per layer the heaviest (grid point, shape) components of the posterior predictive of a
+        measured value at ``steps``: weights (L, M), means and sds (L, M, T) in log10, and their classes (L, M).
 
-        Per grid point and layer: y* = y0 + c'(y - y0) + (Y - y0)(h* - c'h) + e*, with c = K^-1 k* the
-        weights of the layer's observed residuals in the misfit at ``steps`` (near an observed checkpoint
-        the forecast keeps that checkpoint's deviation from the curve; far away it returns to the curve)."""
+        Per component: y* = y0 + c'(y - y0) + (Y - y0)(h* - c'h) + e*, with c = K^-1 k* the weights of the
+        layer's observed residuals in the misfit at ``steps`` (near an observed checkpoint the forecast keeps
+        that checkpoint's deviation from the curve; far away it returns to the curve)."""
         from scipy.linalg import cho_solve
 
-        Q = self.q[q]
-        y0 = self.y0[q][:, None]  # (L, 1)
+        Q, W = self.q[q], self._joint(q)
         st = np.asarray(steps, float)
-        Hs = self._h(st, self.grid, self.grid_p)  # (G, T)
-        L, G, T = self.arch.n_layers, len(self.grid), len(st)
-        base = np.broadcast_to(y0[:, :, None], (L, 1, T)).copy()
-        adj = np.broadcast_to(Hs[None, :, :], (L, G, T)).copy()
-        cond = np.full((L, 1, T), self.noise.total**2)
-        for layer, s in self.series[q].items():
-            ks = self.noise.cross(s.steps, st)  # (n, T)
-            c = cho_solve((s.chol, True), ks)  # (n, T)
-            base[layer, 0] = y0[layer, 0] + c.T @ s.dy
-            adj[layer] = Hs - self._h(s.steps, self.grid, self.grid_p) @ c
-            cond[layer, 0] = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
-        rise = Q.m[:, None] - y0 + Q.mu  # (L, G)
-        mu = base + rise[:, :, None] * adj
-        sd = np.sqrt(np.maximum(Q.var[:, :, None] * adj**2 + cond, 1e-12))
-        mean = (self.w[None, :, None] * mu).sum(axis=1)
-        lo = _mixture_quantile(mu, sd, self.w, 0.05)
-        hi = _mixture_quantile(mu, sd, self.w, 0.95)
+        L, G, K, T = self.arch.n_layers, len(self.grid), self.shapes.n, len(st)
+        Hs = self._shape(st, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, T)  # (G K, T)
+        flat = W.reshape(L, G * K)
+        order = np.argsort(flat, axis=1)[:, ::-1]
+        mass = np.cumsum(np.take_along_axis(flat, order, axis=1), axis=1) / flat.sum(axis=1, keepdims=True)
+        M = int(min(COMPONENTS, G * K, 1 + (mass < 1.0 - COMPONENT_MASS).sum(axis=1).max()))
+        idx = order[:, :M]  # (L, M)
+        wts = np.take_along_axis(flat, idx, axis=1)
+        wts = wts / wts.sum(axis=1, keepdims=True)
+        mus, sds = np.empty((L, M, T)), np.empty((L, M, T))
+        y0 = self.y0[q]
+        for layer in range(L):
+            j = idx[layer]
+            adj = Hs[j]  # (M, T)
+            base, cond = np.full(T, y0[layer]), np.full(T, self.noise.total**2)
+            s = self.series[q].get(layer)
+            if s is not None:
+                ks = self.noise.cross(s.steps, st)  # (n, T)
+                c = cho_solve((s.chol, True), ks)  # (n, T)
+                base = y0[layer] + c.T @ s.dy
+                h_obs = self._shape(s.steps, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, -1)[j]
+                adj = adj - h_obs @ c
+                cond = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
+            rise = Q.m[layer] - y0[layer] + Q.mu[layer].reshape(G * K)[j]  # (M,)
+            mus[layer] = base[None, :] + rise[:, None] * adj
+            sds[layer] = np.sqrt(np.maximum(Q.var[layer].reshape(G * K)[j][:, None] * adj**2 + cond[None, :], 1e-12))
+        classes = self.shapes.cls[idx % K]
+        return wts, mus, sds, classes
+
+    def predictive(self, q: str, steps: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior predictive of a measured value: mean, 5 % and 95 % quantiles (log10) at ``steps``, (L, T)."""
+        w, mu, sd, _ = self.components(q, steps)
+        mean = (w[:, :, None] * mu).sum(axis=1)
+        lo = _mixture_quantile(mu, sd, w, 0.05)
+        hi = _mixture_quantile(mu, sd, w, 0.95)
         return mean, np.minimum(lo, mean), np.maximum(hi, mean)
+
+    def by_class(self, q: str, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per layer and class at one ``step``: the class's posterior probability (L, 3) and the mean and sd
+        (log10) of its predictive of a measured value there (moment-matched), (L, 3) each."""
+        w, mu, sd, cls = self.components(q, [step])
+        mu, sd = mu[..., 0], sd[..., 0]
+        L = w.shape[0]
+        prob, mean, spread = self.class_probabilities(q), np.full((L, 3), np.nan), np.full((L, 3), np.nan)
+        for c in range(3):
+            wc = np.where(cls == c, w, 0.0)
+            tot = wc.sum(axis=1)
+            ok = tot > 1e-12
+            m = (wc * mu).sum(axis=1) / np.maximum(tot, 1e-300)
+            v = (wc * (sd**2 + (mu - m[:, None]) ** 2)).sum(axis=1) / np.maximum(tot, 1e-300)
+            mean[ok, c], spread[ok, c] = m[ok], np.sqrt(v[ok])
+        return prob, mean, spread
 
     def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None) -> dict:
         """Drop-in for ``ForecastEngine.layer_curves``: the posterior in the same layout."""
@@ -414,11 +520,11 @@ def p_spread(engine: ForecastEngine) -> float:
     return float(max(np.std(np.log(ps), ddof=1), 0.2)) if len(ps) >= 3 else 0.4
 
 
-def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 48) -> np.ndarray:
-    """Quantile of a Gaussian mixture along axis 1 of (L, G, T) by bisection (vectorised)."""
+def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 40) -> np.ndarray:
+    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), by bisection (vectorised)."""
     lo = (mu - 6 * sd).min(axis=1)
     hi = (mu + 6 * sd).max(axis=1)
-    wb = w[None, :, None]
+    wb = w[:, :, None]
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         cdf = (wb * ndtr((mid[:, None, :] - mu) / sd)).sum(axis=1)
@@ -429,6 +535,57 @@ def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, i
 
 
 # ------------------------------------------------------------------------ public entry points
+def next_checkpoint_step(observed: np.ndarray, t_end: int) -> int | None:
+    """The step of the run's next checkpoint: the last one plus the last spacing (twice the last step when there is
+    one), at most the planned end; None when the plan has ended."""
+    last = float(observed[-1])
+    if last >= t_end:
+        return None
+    gap = last - float(observed[-2]) if len(observed) >= 2 else last
+    return int(min(last + max(gap, 1.0), t_end))
+
+
+def next_checkpoint(post: Posterior, step: int, n_values: int = 241) -> list[NextCheckpoint]:
+    """Per layer: each class's predictive at ``step`` and the ranges of the reading that make each class the
+    most probable (``NextCheckpoint``)."""
+    prob, mean, sd = post.by_class(post.lead, float(step))
+    ok = np.isfinite(mean)
+    lo = np.nanmin(np.where(ok, mean - 4 * sd, np.nan), axis=1)
+    hi = np.nanmax(np.where(ok, mean + 4 * sd, np.nan), axis=1)
+    out = []
+    for layer in range(prob.shape[0]):
+        v = np.linspace(lo[layer], hi[layer], n_values)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logp = np.where(ok[layer][None, :], np.log(prob[layer])[None, :]
+                            - 0.5 * ((v[:, None] - mean[layer][None, :]) / sd[layer][None, :]) ** 2
+                            - np.log(sd[layer])[None, :], -np.inf)
+        post_v = np.exp(logp - logp.max(axis=1, keepdims=True))
+        post_v /= post_v.sum(axis=1, keepdims=True)
+        best = post_v.argmax(axis=1)
+        ranges = []
+        start = 0
+        for i in range(1, n_values + 1):
+            if i == n_values or best[i] != best[start]:
+                c = int(best[start])
+                mid = (start + i - 1) // 2
+                ranges.append(ValueRange(trajectory_class=CLASSES[c], ratio_lo=None if start == 0 else float(10 ** v[start]),
+                                         ratio_hi=None if i == n_values else float(10 ** v[i]),
+                                         probability=float(post_v[start:i, c].max() if start == 0 or i == n_values
+                                                           else post_v[mid, c])))
+                start = i
+        mix_cdf = (prob[layer][None, :] * np.where(ok[layer][None, :], ndtr((v[:, None] - mean[layer]) / sd[layer]), 0.0)).sum(axis=1)
+        reads = []
+        for qv in (0.05, 0.5, 0.95):
+            i = int(np.clip(np.searchsorted(mix_cdf / max(mix_cdf[-1], 1e-300), qv), 0, n_values - 1))
+            reads.append(Scenario(quantile=qv, ratio=float(10 ** v[i]), class_probabilities=as_dict(post_v[i])))
+        by = [ClassOutlook(trajectory_class=c, probability=float(prob[layer, j]),
+                           ratio=Interval(value=float(10 ** mean[layer, j]), lo=float(10 ** (mean[layer, j] - Z90 * sd[layer, j])),
+                                          hi=float(10 ** (mean[layer, j] + Z90 * sd[layer, j]))) if ok[layer, j] else None)
+              for j, c in enumerate(CLASSES)]
+        out.append(NextCheckpoint(step=int(step), by_class=by, most_probable_if=ranges, if_reads=reads))
+    return out
+
+
 def prior_band(engine: ForecastEngine, arch: Architecture, steps: Sequence[float], noise: Noise | None = None,
                protocol: str | None = None) -> dict[str, np.ndarray]:
     """The engine's ratio band at ``steps`` widened in quadrature by the observation noise (log10)."""
@@ -461,6 +618,8 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     post = Posterior(engine, arch, obs, noise=noise, protocol=protocol)
     updated = copy.copy(engine)
     updated.layer_curves = post.layer_curves  # the engine's forecast logic on the posterior curves
+    class_post = post.class_probabilities()
+    updated.class_probabilities = lambda _arch: class_post
     updated.quality_ = {}  # observed points make every target data-driven
     updated.p_ = post.p_post
     fc = updated.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
@@ -468,6 +627,8 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     band = prior_band(engine, arch, obs_steps, noise, protocol)
     u_mean, u_lo, u_hi = post.predictive("ratio", obs_steps)
     col = {s: k for k, s in enumerate(obs_steps)}
+    nxt = next_checkpoint_step(obs_steps, arch.planned_steps)
+    outlook = next_checkpoint(post, nxt) if nxt is not None else [None] * arch.n_layers
     layers = []
     for lf, pf in zip(fc.layers, prior_fc.layers, strict=True):
         li = lf.layer
@@ -484,7 +645,8 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
         dev = max((abs(p.z) for p in pts), default=None)
         layers.append(LayerNowcast(layer=li, observed=pts, deviation=dev, n_outside=sum(p.outside for p in pts),
                                    left_band=bool(pts and pts[-1].outside), prior_ratio_end=pf.ratio_end.value,
-                                   ratio_end=lf.ratio_end.value))
+                                   ratio_end=lf.ratio_end.value, prior_class_probabilities=pf.class_probabilities,
+                                   class_probabilities=lf.class_probabilities, next_checkpoint=outlook[li]))
     left = [lyr.layer for lyr in layers if lyr.left_band]
     devs = [lyr.deviation for lyr in layers if lyr.deviation is not None]
     steps_seen = sorted(int(s) for s in obs["step"].unique())
@@ -495,6 +657,12 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
         method="exact Gaussian update of the per-layer asymptotes (model-level term integrated out) given (log10 tau_e, p), "
                "integrated over a grid of (log10 tau_e, p); predictive intervals are those of a measured value",
     )
+    mix = class_post.mean(axis=0)
+    note = ("trajectory classes (mean over layers, given the run's points): "
+            + ", ".join(f"{c} {v:.0%}" for c, v in zip(CLASSES, mix, strict=True))
+            + "; each layer's probabilities and what the next checkpoint would have to read to change them are in "
+              "its nowcast entry")
+    fc = fc.model_copy(update={"notes": [*fc.notes, note]})
     note = (f"nowcast: updated with {len(obs)} observed points ({n_rows} rows) at {len(steps_seen)} steps up to step "
             f"{steps_seen[-1]}; observation noise {noise.total:.2f} log10; log10 tau_e {lt_prior[0]:.2f}+-{lt_prior[1]:.2f} -> "
             f"{post.lt_post[0]:.2f}+-{post.lt_post[1]:.2f}")

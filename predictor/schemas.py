@@ -77,6 +77,10 @@ class LayerForecast(BaseModel):
                                       "steady state done (independent of where the plan stops; None: not within the plan).")
     t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
     trajectory_class: str = Field(description="log_increase (still rising at the planned end) | plateau | early_peak")
+    class_probabilities: dict[str, float] | None = Field(
+        default=None, description="Probability of each trajectory class (predictor/trajectory.py): plateau (rise to a "
+        "steady state), early_peak (rise, peak, decline towards a lower steady state), growth (keeps rising). A forecast: "
+        "the evidence's frequency at this depth; a nowcast: updated by how well each class explains the run's points.")
     ratio_end: Interval = Field(description="Ratio top1/median at the end of planned training.")
     steady_state: Interval = Field(description="Ratio reached at steady state (fully trained).")
     peak_abs: Interval = Field(description="Predicted peak |a| of the layer output over training.")
@@ -162,6 +166,7 @@ class ForecastArrays(BaseModel):
     t_emerge: OptionalIntervalArrays
     t_peak: OptionalIntervalArrays
     trajectory_class: list[str]
+    class_probabilities: list[dict[str, float]] | None = None
     ratio_end: IntervalArrays
     steady_state: IntervalArrays
     peak_abs: IntervalArrays
@@ -188,7 +193,9 @@ class ForecastArrays(BaseModel):
              "ratio_trajectory": [{"step": s, "value": v, "lo": lo, "hi": hi}
                                   for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)],
              "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i], "t_peak": peak[i],
-             "trajectory_class": self.trajectory_class[i], "ratio_end": ratio_end[i], "steady_state": steady[i],
+             "trajectory_class": self.trajectory_class[i],
+             "class_probabilities": self.class_probabilities[i] if self.class_probabilities else None,
+             "ratio_end": ratio_end[i], "steady_state": steady[i],
              "peak_abs": peak_abs[i], "massive": self.massive[i], "p_massive": self.p_massive[i]}
             for i in range(self.n_layers)
         ]
@@ -216,11 +223,13 @@ class ForecastArrays(BaseModel):
             params={k: [lf.params[k] for lf in ls] for k in (ls[0].params if ls else {})},
             **{k: ivs(k) for k in ("t_emerge", "t_peak", "ratio_end", "steady_state", "peak_abs")},
             trajectory_class=[lf.trajectory_class for lf in ls], massive=[lf.massive for lf in ls],
+            class_probabilities=None if any(lf.class_probabilities is None for lf in ls)
+            else [lf.class_probabilities for lf in ls],
             p_massive=[lf.p_massive for lf in ls],
         )
 
 
-_PER_LAYER = ("trajectory", "params", "t_emerge", "t_peak", "trajectory_class", "ratio_end", "steady_state",
+_PER_LAYER = ("trajectory", "params", "t_emerge", "t_peak", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
               "peak_abs", "massive", "p_massive")
 
 
@@ -243,6 +252,53 @@ class ObservedPoint(BaseModel):
     outside: bool = Field(description="Outside the prior band.")
 
 
+class ClassOutlook(BaseModel):
+    """One trajectory class at the next checkpoint: how probable it is now, and the ratio it expects there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trajectory_class: str
+    probability: float = Field(ge=0.0, le=1.0)
+    ratio: Interval | None = Field(description="90 % predictive of the ratio measured at the next checkpoint if the "
+                                   "layer follows this class (None: the class has no weight left).")
+
+
+class ValueRange(BaseModel):
+    """A range of the next checkpoint's ratio and the class that would then be the most probable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trajectory_class: str
+    ratio_lo: float | None = Field(description="None: no lower end.")
+    ratio_hi: float | None = Field(description="None: no upper end.")
+    probability: float = Field(description="The class's probability at the range's middle (its largest, for an open end).")
+
+
+class Scenario(BaseModel):
+    """A possible reading of the next checkpoint and the class probabilities it would leave."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantile: float
+    ratio: float
+    class_probabilities: dict[str, float]
+
+
+class NextCheckpoint(BaseModel):
+    """What the next checkpoint would have to read to change the layer's class probabilities.
+
+    Each class's predictive of the next measured ratio is summarised as a Gaussian in log10 (moment-matched);
+    a reading v turns the probabilities into P(class) N(v; class mean, class sd), normalised."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    by_class: list[ClassOutlook]
+    most_probable_if: list[ValueRange] = Field(description="Ranges of the next ratio and the class each makes the most probable.")
+    if_reads: list[Scenario] = Field(description="The class probabilities after a reading at the 5 %, 50 % and 95 % points "
+                                     "of the next checkpoint's predictive.")
+
+
 class LayerNowcast(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -253,6 +309,12 @@ class LayerNowcast(BaseModel):
     left_band: bool = Field(description="The latest observation of this layer is outside its prior band.")
     prior_ratio_end: float
     ratio_end: float = Field(description="Updated ratio at the planned end.")
+    prior_class_probabilities: dict[str, float] | None = Field(
+        default=None, description="Trajectory-class probabilities before the run's points (the evidence at this depth).")
+    class_probabilities: dict[str, float] | None = Field(
+        default=None, description="Trajectory-class probabilities given the run's points (predictor/trajectory.py).")
+    next_checkpoint: NextCheckpoint | None = Field(default=None, description="What the next checkpoint would have to read "
+                                                   "to change the class probabilities (None: the plan has ended).")
 
 
 class NowcastInfo(BaseModel):

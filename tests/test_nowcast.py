@@ -285,6 +285,8 @@ def test_monitor_resumes_writes_png_and_logs_mlflow(data_home, tmp_path, long_se
     assert code == 0, err
     assert "measured 3 new checkpoints, 0 already" in err and png.stat().st_size > 10_000
     assert "tiny: 6 points up to step 2" in " ".join(out.split())
+    flat = " ".join(out.split())
+    assert "class:" in flat and "next checkpoint (step 3)" in flat and "early peak" in flat  # issue 20
 
     _run_dir(tmp_path, long_series, (3, 5, 8))  # the run went on
     code, out, err = _monitor(args, capsys)
@@ -303,6 +305,8 @@ def test_monitor_resumes_writes_png_and_logs_mlflow(data_home, tmp_path, long_se
     assert sorted(m.step for m in client.get_metric_history(rid, "nowcast_ratio_end/layer_01")) == [2, 8]
     assert sorted(m.step for m in client.get_metric_history(rid, "z/layer_01")) == [0, 1, 2, 3, 5, 8]
     assert {a.path for a in client.list_artifacts(rid)} >= {"monitor.png", "nowcast.json"}
+    p_classes = [sum(client.get_metric_history(rid, f"p_{c}/layer_00")[-1].value for c in ("plateau", "early_peak", "growth"))]
+    assert p_classes == [pytest.approx(1.0, abs=1e-3)]
 
     # --fail-on-deviation: exit 1 exactly when a layer left its band (forced here by a near-zero noise)
     import predictor.nowcast as nc
@@ -368,3 +372,88 @@ def test_documented_recipe_makes_a_series_the_monitor_reads(tmp_path):
     assert [c.step for c in resolve_source(str(run))] == [0, 2, 4]
     with pytest.raises(SystemExit, match="not empty"):
         mod.main([str(run)])
+
+
+# ------------------------------------------------------------------------------------ trajectory classes
+
+CLASS_STEPS = (0, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000)
+
+
+def _shaped_rows(kind: str) -> list[dict]:
+    """Every layer rises to emergence by ~1.5k steps, then (from 3k steps) declines by 0.55 decades per doubling
+    (``turn``) or keeps growing by 0.3 (``grow``). Both end near the same ratio (a few hundred) at 8k steps, so
+    the shape, not the level, tells them apart."""
+    rise, slope = {"turn": (2.6, -0.55), "grow": (1.5, 0.30)}[kind]
+    out = []
+    for s in CLASS_STEPS:
+        h = (s / 1500) ** 2 / (1 + (s / 1500) ** 2)
+        y = 0.85 + rise * h + slope * (max(0.0, math.log2(s / 3000)) if s else 0.0)
+        out += [{"step": s, "layer": layer, "top1": 10**y, "median": 1.0} for layer in range(ARCH.n_layers)]
+    return out
+
+
+def test_api_turning_run_forecast_below_growing_above_and_classes_follow(api):
+    """Through the API: a run that is turning over is forecast below its last observation and called an early
+    peak; one that keeps growing is forecast above it; the class probabilities move with the data (before:
+    the nowcast extrapolated a turning run upwards, issue 20)."""
+    answers = {}
+    for kind in ("turn", "grow"):
+        r = api.post("/nowcast", json={"architecture": ARCH.model_dump(exclude_none=True), "observations": _shaped_rows(kind)})
+        assert r.status_code == 200, r.text[:500]
+        answers[kind] = r.json()
+    for kind, sign in (("turn", -1), ("grow", 1)):
+        for lyr, lf in zip(answers[kind]["nowcast_layers"], answers[kind]["layers"], strict=True):
+            last = lyr["observed"][-1]["observed"]
+            assert sign * (lf["ratio_end"]["value"] - last) > 0, (kind, lyr["layer"], last, lf["ratio_end"])
+            assert lf["class_probabilities"] == pytest.approx(lyr["class_probabilities"], abs=1e-6)
+            assert sum(lyr["class_probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    turn, grow, prior = (answers["turn"]["nowcast_layers"], answers["grow"]["nowcast_layers"],
+                         answers["turn"]["nowcast_layers"][0]["prior_class_probabilities"])
+    assert all(t["class_probabilities"]["early_peak"] > 0.9 for t in turn)
+    assert all(t["class_probabilities"]["early_peak"] > g["class_probabilities"]["early_peak"] for t, g in zip(turn, grow, strict=True))
+    assert all(g["class_probabilities"]["growth"] > t["class_probabilities"]["growth"] for t, g in zip(turn, grow, strict=True))
+    assert turn[0]["class_probabilities"]["early_peak"] > prior["early_peak"]
+    # what the next checkpoint would have to read: 8k + the last spacing (2k), each class's expectation there
+    nxt = turn[0]["next_checkpoint"]
+    assert nxt["step"] == 10000 and [c["trajectory_class"] for c in nxt["by_class"]] == ["plateau", "early_peak", "growth"]
+    assert [s["quantile"] for s in nxt["if_reads"]] == [0.05, 0.5, 0.95]
+    assert nxt["if_reads"][0]["ratio"] < nxt["if_reads"][2]["ratio"] and nxt["most_probable_if"]
+
+
+def test_forecast_carries_class_probabilities_from_the_evidence(engine):
+    """/predict's layers carry the prior class probabilities (the evidence's checkpoint series by depth zone),
+    the same for every plan; without observations the nowcast's prior and the forecast agree."""
+    from predictor.trajectory import CLASSES
+
+    fc = engine.forecast(ARCH)
+    probs = [lf.class_probabilities for lf in fc.layers]
+    assert all(set(p) == set(CLASSES) and sum(p.values()) == pytest.approx(1.0, abs=1e-3) for p in probs)
+    assert all(0.05 < v < 0.9 for p in probs for v in p.values())  # a handful of series cannot rule a class out
+    assert {r["model"] for r in engine.class_evidence_} >= {"pythia-14m", "pythia-160m", "pythia-1b"}
+    # the evidence: pythia-160m's last layer collapses (ratio 117 -> 3 at the end) and is classified an early peak
+    last = [r for r in engine.class_evidence_ if r["model"] == "pythia-160m" and r["layer"] == 11][0]
+    assert last["early_peak"] > 0.9
+
+
+def test_synthetic_runs_of_each_class_are_told_apart():
+    """bench/synthetic_runs.py (Eq. 9 early peaks, Weibull plateaus, log-growth): an early-peak run observed to
+    20 % of the plan gets a higher early-peak probability than a plateau run, and its end forecast is closer
+    to the truth than the plateau-only nowcast's."""
+    from bench.synthetic_runs import make_run
+    from predictor.nowcast import Posterior, observation_frame
+    from registry.reference import reference_architectures
+
+    eng = reference_engine()
+    arch = reference_architectures()["pythia-160m"]
+    cut = int(0.2 * arch.planned_steps)
+    got = {}
+    for cls in ("early_peak", "plateau"):
+        run = make_run(eng, arch, cls, seed=3)
+        obs = observation_frame(run[run["step"] <= cut][["step", "layer", "top1", "median"]])
+        truth = run[run["step"] == arch.planned_steps].sort_values("layer")["y_true"].to_numpy()
+        mix = Posterior(eng, arch, obs)
+        only = Posterior(eng, arch, obs, class_probs=np.array([1.0, 0.0, 0.0]))
+        err = [float(np.median(np.abs(p.predictive("ratio", [arch.planned_steps])[0][:, 0] - truth))) for p in (mix, only)]
+        got[cls] = (mix.class_probabilities()[:, 1].mean(), *err)
+    assert got["early_peak"][0] > got["plateau"][0] + 0.2
+    assert got["early_peak"][1] < got["early_peak"][2]

@@ -51,7 +51,7 @@ PLATEAU = np.array([1.0, 0.0, 0.0])  # class probabilities of the plateau-only n
 MIN_CHECKPOINTS = 6
 EARLY_FRAC = 0.2
 END_TARGET = math.log10(1.25)
-SYNTHETIC_RUNS = 10
+SYNTHETIC_RUNS = 20
 SYNTHETIC_ARCHS = ("pythia-160m", "pythia-1b")
 NOISE = Noise()  # the nowcast's default: probe 0.03 white + misfit 0.2 correlated over 0.5 decades
 DATA_NOISE = Noise(misfit=0.10, length=0.0)  # data-only Hill: white noise at the in-sample RMS (its best setting)
@@ -188,7 +188,8 @@ def table(df: pd.DataFrame) -> str:
                 cells.append(f"{'n/a':^22s}")
                 continue
             r = g.loc[m]
-            endx = f"{10 ** r['end_err']:5.2f}" if np.isfinite(r["end_err"]) else "  n/a"
+            endx = ("  n/a" if not np.isfinite(r["end_err"]) else " >1000" if r["end_err"] > 3
+                    else f"{10 ** r['end_err']:5.2f}")
             cells.append(f"{_fmt_err(r['err'])} {r['coverage']:5.0%} {endx:>7s}  ")
         lines.append(f"{model:12s} {label:>4s} {int(first['cut']):9d} {int(first['n_future']):4d} | " + " | ".join(cells))
     return "\n".join(lines)

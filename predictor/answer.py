@@ -80,7 +80,8 @@ def summarize(fc: ForecastArrays) -> Summary:
         largest_peak_layer=big,
         largest_ratio_end=fc.ratio_end.at(big_ratio),
         largest_ratio_layer=big_ratio,
-        early_peak_layers=[i for i, c in enumerate(fc.trajectory_class) if c == "early_peak"],
+        early_peak_layers=[i for i, c in enumerate(fc.trajectory_class)
+                           if c == "early_peak" or (fc.class_probabilities and fc.class_probabilities[i].get("early_peak", 0) > 0.5)],
         p_massive=max((p for p in fc.p_massive if p is not None), default=None),
         unpredictable=list(fc.unpredictable),
     )

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from scipy.special import logsumexp, ndtr
+from scipy.special import ndtr, ndtri
 
 from predictor.architecture import Architecture, parse_architecture
 from predictor.engine import QUANTITIES, Y0_DEFAULT, Z90, ForecastEngine, arch_timeline
@@ -84,12 +84,13 @@ MAX_OBSERVATIONS = 200_000
 EARLY_STEP = 100  # points at steps <= this give a layer's start value y0 (the engine's fit_series convention)
 GRID = 41  # log10 tau_e grid points (each pass)
 P_GRID = 7  # Hill exponent grid points
-NODES = 33  # nodes of the model-level term delta_M per grid point
+NODES = 21  # nodes of the model-level term delta_M per grid point (0.6 sd apart: the sum is exact to ~1e-6)
 NODE_SPAN, NODE_MIN_SPAN = 6.0, 0.4  # the nodes reach +-NODE_SPAN sd of its Gaussian approximation, at least +-0.4
+LAYER_CHUNK = 16  # layers per block of the (layer, shape, grid, node) arrays: bounded memory for deep models
 KEEP_MASS = 1e-4  # grid points holding less than this share of the weight together are dropped
 RUN_POOLING = 3.0  # weight (in layers) of the evidence's class prior against the run's own layers
 COMPONENTS = 2048  # at most this many (grid point, shape) components of a layer's predictive are kept (the heaviest) ...
-COMPONENT_MASS = 1e-3  # ... enough to leave out at most this share of its weight
+COMPONENT_MASS = 1e-2  # ... enough to leave out at most this share of its weight
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
 
 
@@ -312,9 +313,12 @@ class Posterior:
         L, K, G = self.arch.n_layers, self.shapes.n, len(lt)
         a, b, rr = np.zeros((L, K, G)), np.zeros((L, K, G)), np.zeros((L, K, G))
         m = self.q[q].m
+        whitened: dict[bytes, np.ndarray] = {}  # layers observed at the same steps share shapes and noise
         for layer, s in self.series[q].items():
-            S = self._shape(s.steps, lt, p).reshape(K * G, -1)
-            hw = solve_triangular(s.chol, S.T, lower=True)  # (n, K G)
+            key = s.steps.tobytes()
+            if key not in whitened:
+                whitened[key] = solve_triangular(s.chol, self._shape(s.steps, lt, p).reshape(K * G, -1).T, lower=True)
+            hw = whitened[key]  # (n, K G)
             rw = s.dy_w[:, None] - (m[layer] - self.y0[q][layer]) * hw
             a[layer] = (hw * hw).sum(axis=0).reshape(K, G)
             b[layer] = (hw * rw).sum(axis=0).reshape(K, G)
@@ -343,17 +347,19 @@ class Posterior:
         P = 1.0 / M2 + ab
         centre, spread = bb / P, np.maximum(NODE_SPAN * np.sqrt(1.0 / P), NODE_MIN_SPAN)
         nodes = centre[:, None] + spread[:, None] * np.linspace(-1.0, 1.0, NODES)[None, :]  # (G, J)
-        logmsg = self._messages(C, alpha, beta, nodes)  # (L, K, G, J)
-        M_l = logsumexp(logmsg, axis=1)  # (L, G, J)
+        L = len(C)
+        chunks = [slice(i, min(i + LAYER_CHUNK, L)) for i in range(0, L, LAYER_CHUNK)]  # (L, K, G, J) in pieces
+        M_l = np.concatenate([logsumexp(self._messages(C[c], alpha[c], beta[c], nodes), axis=1) for c in chunks])  # (L, G, J)
         logpost = -0.5 * nodes**2 / M2 + M_l.sum(axis=0)  # (G, J)
         loglik = logsumexp(logpost, axis=1) + np.log(2 * spread / (NODES - 1)) - 0.5 * math.log(2 * math.pi * M2)
-        # per layer: P(node, shape | everything) = P(node | others) P(shape, layer l's data | node)
-        r = logpost[None, None] - M_l[:, None] + logmsg  # (L, K, G, J)
-        r = np.exp(r - logsumexp(r, axis=(1, 3), keepdims=True))
-        w = r.sum(axis=3)  # (L, K, G)
-        wn = r / np.maximum(w[..., None], 1e-300)
-        e1 = (wn * nodes[None, None]).sum(axis=3)
-        e2 = (wn * nodes[None, None] ** 2).sum(axis=3)
+        w, e1, e2 = np.empty_like(C), np.empty_like(C), np.empty_like(C)
+        for c in chunks:  # per layer: P(node, shape | everything) = P(node | the other layers) P(shape, layer l's data | node)
+            r = logpost[None, None] - M_l[c][:, None] + self._messages(C[c], alpha[c], beta[c], nodes)  # (l, K, G, J)
+            r = np.exp(r - logsumexp(r, axis=(1, 3), keepdims=True))
+            w[c] = r.sum(axis=3)
+            wn = r / np.maximum(w[c][..., None], 1e-300)
+            e1[c] = (wn * nodes[None, None]).sum(axis=3)
+            e2[c] = (wn * nodes[None, None] ** 2).sum(axis=3)
         wd = (1.0 / d2) / k
         Q.w = w.transpose(0, 2, 1)
         Q.mu = (wd * e1 + b / k).transpose(0, 2, 1)
@@ -367,15 +373,11 @@ class Posterior:
         return C[..., None] + beta[..., None] * x - 0.5 * alpha[..., None] * x * x
 
     def _weights(self, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Posterior weights of the grid points from the lead quantity (the ratio when observed, else top-1 |h|)."""
         (lt0, lt_sd), (lp0, lp_sd) = self.lt_prior, self.logp_prior
-        has_ratio = len(self.obs) and self.obs["y_ratio"].notna().any()
-        self.lead = lead = "ratio" if has_ratio else "abs"
-        logp = -0.5 * ((lt - lt0) / lt_sd) ** 2 + self._update(lead, lt, p)
+        logp = -0.5 * ((lt - lt0) / lt_sd) ** 2 + self._update(self.lead, lt, p)
         if lp_sd > 0:
             logp += -0.5 * ((np.log(p) - lp0) / lp_sd) ** 2
-        for q in QUANTITIES:
-            if q != lead:
-                self._update(q, lt, p)
         w = np.exp(logp - logp.max())
         return w / w.sum()
 
@@ -386,30 +388,22 @@ class Posterior:
         return lt.ravel(), np.exp(lp.ravel())
 
     def _fit(self) -> None:
-        self._fit_grid()
+        has_ratio = len(self.obs) and self.obs["y_ratio"].notna().any()
+        self.lead = "ratio" if has_ratio else "abs"
+        lt, p, w = self._search()
         observed = sorted(self.series[self.lead])
         if observed and RUN_POOLING > 0:
             # the layers of one run tend to share their shape (Pythia-160m's middle layers move together): the run's
             # class mix, estimated from its observed layers (empirical Bayes, RUN_POOLING pseudo-layers of the
             # evidence's depth prior), becomes every layer's prior, and the posterior is computed again
-            run_mix = self.class_probabilities()[observed].sum(axis=0)
-            pooled = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
-            self.class_prior_run = pooled
-            self.log_pi = self.shapes.log_prior(pooled)
-            self._fit_grid()
-
-    def _fit_grid(self) -> None:
-        lt0, lt_sd = self.lt_prior
-        lt, p = self._grid(lt0 - 5 * lt_sd, lt0 + 5 * lt_sd)
-        w = self._weights(lt, p)
-        mean = float(w @ lt)
-        sd = float(np.sqrt(max(w @ (lt - mean) ** 2, 0.0)))
-        step = 10 * lt_sd / (GRID - 1)
-        if sd < 10 * step:  # the data pinned tau_e down: refine the grid around it
-            lo = max(lt0 - 5 * lt_sd, mean - 8 * max(sd, 1e-4))
-            hi = min(lt0 + 5 * lt_sd, mean + 8 * max(sd, 1e-4))
-            lt, p = self._grid(lo, hi)
+            probs = self.shapes.class_sums((w[None, :, None] * self.q[self.lead].w).sum(axis=1))
+            run_mix = probs[observed].sum(axis=0)
+            self.class_prior_run = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
+            self.log_pi = self.shapes.log_prior(self.class_prior_run)
             w = self._weights(lt, p)
+        for q in QUANTITIES:  # the other quantity's asymptotes given the grid (top1 and the ratio move together)
+            if q != self.lead:
+                self._update(q, lt, p)
         order = np.argsort(w)[::-1]  # keep the grid points that hold all but KEEP_MASS of the weight
         keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(w[order]), 1.0 - KEEP_MASS)) + 1)])
         self.grid, self.grid_p = lt[keep], p[keep]
@@ -419,6 +413,22 @@ class Posterior:
         m = float(self.w @ self.grid)
         self.lt_post = (m, float(np.sqrt(max(self.w @ (self.grid - m) ** 2, 0.0))))
         self.p_post = float(np.exp(self.w @ np.log(self.grid_p)))
+
+    def _search(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The grid over (log10 tau_e, p) and its weights: +-5 prior sd, refined around the posterior when the
+        data pinned tau_e down."""
+        lt0, lt_sd = self.lt_prior
+        lt, p = self._grid(lt0 - 5 * lt_sd, lt0 + 5 * lt_sd)
+        w = self._weights(lt, p)
+        mean = float(w @ lt)
+        sd = float(np.sqrt(max(w @ (lt - mean) ** 2, 0.0)))
+        step = 10 * lt_sd / (GRID - 1)
+        if sd < 10 * step:
+            lo = max(lt0 - 5 * lt_sd, mean - 8 * max(sd, 1e-4))
+            hi = min(lt0 + 5 * lt_sd, mean + 8 * max(sd, 1e-4))
+            lt, p = self._grid(lo, hi)
+            w = self._weights(lt, p)
+        return lt, p, w
 
     def _joint(self, q: str) -> np.ndarray:
         """(L, G, K) weight of each (grid point, shape) per layer: the grid's weight times the layer's shape
@@ -460,18 +470,22 @@ class Posterior:
         wts = wts / wts.sum(axis=1, keepdims=True)
         mus, sds = np.empty((L, M, T)), np.empty((L, M, T))
         y0 = self.y0[q]
+        shared: dict[bytes, tuple] = {}  # layers observed at the same steps share the misfit's weights and shapes
         for layer in range(L):
             j = idx[layer]
             adj = Hs[j]  # (M, T)
             base, cond = np.full(T, y0[layer]), np.full(T, self.noise.total**2)
             s = self.series[q].get(layer)
             if s is not None:
-                ks = self.noise.cross(s.steps, st)  # (n, T)
-                c = cho_solve((s.chol, True), ks)  # (n, T)
+                key = s.steps.tobytes()
+                if key not in shared:
+                    ks = self.noise.cross(s.steps, st)  # (n, T)
+                    c = cho_solve((s.chol, True), ks)  # (n, T)
+                    h_all = self._shape(s.steps, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, -1)
+                    shared[key] = (c, h_all @ c, np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2))
+                c, hc, cond = shared[key]
                 base = y0[layer] + c.T @ s.dy
-                h_obs = self._shape(s.steps, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, -1)[j]
-                adj = adj - h_obs @ c
-                cond = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
+                adj = adj - hc[j]
             rise = Q.m[layer] - y0[layer] + Q.mu[layer].reshape(G * K)[j]  # (M,)
             mus[layer] = base[None, :] + rise[:, None] * adj
             sds[layer] = np.sqrt(np.maximum(Q.var[layer].reshape(G * K)[j][:, None] * adj**2 + cond[None, :], 1e-12))
@@ -520,10 +534,19 @@ def p_spread(engine: ForecastEngine) -> float:
     return float(max(np.std(np.log(ps), ddof=1), 0.2)) if len(ps) >= 3 else 0.4
 
 
-def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 40) -> np.ndarray:
-    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), by bisection (vectorised)."""
-    lo = (mu - 6 * sd).min(axis=1)
-    hi = (mu + 6 * sd).max(axis=1)
+def logsumexp(x: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(x))) along ``axis`` (scipy's, without its array-API overhead on the hot path)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 24) -> np.ndarray:
+    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), by bisection (vectorised).
+    It lies between the smallest and the largest of the components' own ``p`` quantiles: the bracket."""
+    own = mu + sd * float(ndtri(p))
+    lo, hi = own.min(axis=1), own.max(axis=1)
     wb = w[:, :, None]
     for _ in range(iters):
         mid = 0.5 * (lo + hi)

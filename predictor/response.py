@@ -44,7 +44,8 @@ class Summary(BaseModel):
     largest_peak_layer: int
     largest_ratio_end: Interval
     largest_ratio_layer: int
-    early_peak_layers: list[int]
+    early_peak_layers: list[int] = Field(description="Layers more likely than not to peak and decline (class early_peak "
+                                         "with probability > 0.5; a nowcast can say so, the evidence alone does not).")
     p_massive: float | None = Field(default=None, description="Probability that some layer is massive (Sun et al.) by the planned end.")
     unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (constant shown).")
 

@@ -31,9 +31,9 @@ import numpy as np
 from scipy.special import expit, logsumexp
 
 CLASSES = ("plateau", "early_peak", "growth")
-DECLINE_P = 3.0  # exponent of the decline's Hill factor (a decline is sharper than the rise)
+DECLINE_P = 2.0  # exponent of the decline's Hill factor
 RHO = (0.15, 0.3, 0.5, 0.7)  # early peak: fraction of the rise lost by the steady state
-DECLINE_AT = (1.5, 4.0, 12.0)  # early peak: decline midpoint in units of tau_e
+DECLINE_AT = (1.5, 3.0, 6.0, 12.0, 24.0)  # early peak: decline midpoint in units of tau_e
 GROWTH = (0.05, 0.12, 0.25, 0.4)  # growth: rise per decade of u, as a fraction of the rise at emergence
 ZONES = ("first", "middle", "last")
 PRIOR_COUNT = 1.0  # Dirichlet pseudo-count per class and zone: few series cannot rule a class out

@@ -33,10 +33,12 @@ from predictor.response import (
     PrecisionRisk,
     PredictorInfo,
     PredictResponse,
+    ScheduleRisk,
     Summary,
     VariantSummary,
     compact,
 )
+from predictor.schedule_risk import ScheduleEvent, schedule_events
 from predictor.schemas import ForecastArrays, Interval, IntervalArrays
 from predictor.text import ranges
 from predictor.whatif import Change, changes_many, shift_intervals
@@ -149,9 +151,10 @@ def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def precision_risks(fc: ForecastArrays, precision_target: str | None,
-                    probs: dict[str, float] | None = None) -> list[PrecisionRisk]:
+                    probs: dict[str, float] | None = None, events: Sequence[ScheduleEvent] = ()) -> list[PrecisionRisk]:
     """Per format, the layers at risk and why, with the probability of crossing each limit per layer and
-    check, per check and per format (``probs``: the forecast's format probabilities if known)."""
+    check, per check and per format (``probs``: the forecast's format probabilities if known), and the plan's
+    schedule-linked risk terms (``events``) on the target formats they concern."""
     lp = {k: v.tolist() for k, v in layer_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0].items()}
     risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target, lp)
     probs = probs if probs is not None else format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
@@ -168,7 +171,9 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
             stated_layers=sorted({d.layer for d in r.layers if d.certainty == "likely"} - likely_layers),
             probability=probs.get(r.format),
             check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
-            why=r.why, details=list(r.layers)))
+            why=r.why, details=list(r.layers),
+            schedule=[ScheduleRisk(kind=e.kind, step=e.step, tokens=e.tokens, within_plan=e.within_plan, evidence=e.evidence,
+                                   source=e.source, text=e.text) for e in events if r.target and r.format in e.formats]))
     return out
 
 
@@ -398,7 +403,7 @@ class Answerer:
         afters = [after_intervals(prior, ch) for ch in changes]
         probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + afters)
         prior_probs = probs if prior is fc else format_probabilities_many([(prior.peak_abs, prior.ratio_end)])
-        risk = precision_risks(fc, arch.precision_target, probs[0])
+        risk = precision_risks(fc, arch.precision_target, probs[0], schedule_events(arch))
         plan = plan_mitigations(arch, fc, risk, self.kb)
         index = {key: j for j, key in enumerate(dist)}
         mine = [index[cand[k][0]] for k in plan.changes]

@@ -63,6 +63,20 @@ class LayerRiskOut(BaseModel):
     probability: float = Field(description="Probability that this layer crosses this check's limit by the planned end.")
 
 
+class ScheduleRisk(BaseModel):
+    """A point of the training plan where a published result puts risk for this format (predictor.schedule_risk)."""
+
+    kind: str = Field(description="fp8_swiglu_tokens (FP8 + SwiGLU past ~200B tokens) | lr_decay_ptq (weight "
+                      "quantization error rises once the learning rate decays)")
+    step: int | None = Field(description="The plan's step there (None: the plan never gets there).")
+    tokens: float | None
+    within_plan: bool
+    evidence: Literal["number", "direction"] = Field(description="number: the source gives the point; direction: only "
+                                                      "that risk rises from there (no magnitude encoded).")
+    source: str
+    text: str
+
+
 class PrecisionRisk(BaseModel):
     format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
     max_value: float
@@ -82,6 +96,8 @@ class PrecisionRisk(BaseModel):
                                                   "layer crosses that check's limit by the planned end.")
     why: str
     details: list[LayerRiskOut]
+    schedule: list[ScheduleRisk] = Field(default_factory=list, description="Schedule-linked risk terms of the plan for "
+                                         "this format (target formats only), each with its source.")
 
 
 class PlannedLayer(BaseModel):

@@ -149,3 +149,27 @@ def test_te_debug_config_loads_with_nvdlfw_inspect(qwen_fp8, tmp_path):
         assert stats["LogTensorStats"]["freq"] == 100 and stats["LogTensorStats"]["enabled"] is True
     finally:
         ConfigManager.reset()
+
+
+def test_schedule_linked_risk_is_a_term_of_the_target_formats(answerer):
+    """Issue 20: the schedule-linked risks are structured terms of the precision answer, on the target formats
+    only: FP8 + SwiGLU past 200B tokens (2409.12517, a number: the step) and weight quantization after the
+    learning-rate decay starts (2510.06213, a direction: the step, no magnitude)."""
+    from predictor.architecture import Architecture
+
+    a = Architecture(n_layers=32, d_model=4096, n_heads=32, d_ffn=11008, ffn_type="glu", activation="silu",
+                     norm_type="rmsnorm", precision_target="fp8_training", training_tokens=2e12, batch_tokens=4_194_304)
+    ptq = a.model_copy(update={"precision_target": "w4a16", "lr_schedule": "wsd", "warmup_frac": 0.01})
+    fp8, w4 = answerer.answers([a, ptq])
+    for r in fp8.precision:
+        if r.format.startswith("fp8"):
+            (e,) = r.schedule
+            assert (e.kind, e.evidence, e.source, e.step, e.within_plan) == (
+                "fp8_swiglu_tokens", "number", "arXiv 2409.12517", int(200e9 / 4_194_304), True)
+        else:
+            assert r.schedule == []
+    t = ptq.planned_steps
+    decay = round(0.01 * t) + int(0.9 * (t - round(0.01 * t)))
+    got = {r.format: [(e.kind, e.evidence, e.step) for e in r.schedule] for r in w4.precision}
+    assert got == {"fp16": [("lr_decay_ptq", "direction", decay)], "bf16": [("lr_decay_ptq", "direction", decay)],
+                   "fp8_e4m3": [], "fp8_e5m2": [], "int8_per_tensor": []}

@@ -63,14 +63,15 @@ def render(answer, console=None) -> None:
     if p.beats_baseline is False:
         con.print(f"[red]warning: this predictor does not beat the constant baseline[/red] ({escape(p.held_out or '')})")
 
-    t = Table(title="per layer: value \\[interval]; class (P % plateau/early peak/growth)", show_lines=False)
-    for col in ("layer", "class", "t_emerge", "ratio at end", "steady state", "peak |a|", "P(massive)"):
-        t.add_column(col, justify="right" if col not in ("class", "massive") else "left", overflow="fold")
+    t = Table(title="per layer: value \\[interval]; curve: the forecast's shape at the planned end; class P %: plateau / "
+                    "early peak / growth (predictor/trajectory.py)", show_lines=False)
+    for col in ("layer", "curve", "class P %", "t_emerge", "ratio at end", "steady state", "peak |a|", "P(massive)"):
+        t.add_column(col, justify="right" if col not in ("curve", "massive") else "left", overflow="fold")
     for lf in answer.layers:
         t.add_row(
             str(lf.layer),
-            lf.trajectory_class + (" (" + "/".join(f"{v:.0%}" for v in lf.class_probabilities.values()).replace("%", "")
-                                   + ")" if lf.class_probabilities else ""),
+            lf.trajectory_class,
+            "/".join(f"{v:.0%}" for v in lf.class_probabilities.values()).replace("%", "") if lf.class_probabilities else "-",
             _iv(lf.t_emerge),
             _iv(lf.ratio_end),
             _iv(lf.steady_state),

@@ -200,7 +200,8 @@ def _g(x: float) -> str:
 
 
 def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
-    """Small multiples per layer: observed ratio, prior band, updated band (log-log)."""
+    """Small multiples per layer: observed ratio, prior band, updated band (log-log); the title names the layer's
+    most probable trajectory class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,7 +243,10 @@ def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
             ax.scatter(xs, ys, s=12, c=colors, zorder=3, label="observed")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"layer {li}" + (" LEFT BAND" if lyr.left_band else ""), fontsize=8,
+        probs = lyr.class_probabilities or {}
+        best = max(probs, key=probs.get) if probs else None
+        ax.set_title(f"layer {li}" + (" LEFT BAND" if lyr.left_band else "")
+                     + (f"\n{best.replace('_', ' ')} {probs[best]:.0%}" if best else ""), fontsize=8,
                      color="tab:red" if lyr.left_band else "k")
         ax.tick_params(labelsize=6)
         ax.axvline(t_end, color="k", lw=0.5, ls=":")

@@ -172,7 +172,9 @@ def ratio_chart(answer: PredictResponse, width: int = 640, height: int = 300) ->
         line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v, _, _ in pts)
         end = lf.ratio_end
         tip = (f"layer {layer}: ratio at end {fmt(value(end))} [{fmt(end.lo if end else None)}, {fmt(end.hi if end else None)}], "
-               f"{lf.trajectory_class}, p_massive {p_m:.2f}")
+               f"{lf.trajectory_class}, p_massive {p_m:.2f}"
+               + ("; class " + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in lf.class_probabilities.items())
+                  if getattr(lf, "class_probabilities", None) else ""))
         out.append(f'<polyline class="layer-line" data-layer="{layer}" points="{line}" fill="none" stroke="{c}" '
                    f'stroke-width="{2.0 if p_m >= 0.5 else 1.1}"><title>{e(tip)}</title></polyline>')
     out += _limits(RATIO_LIMITS, y, ml, width - mr)

@@ -1,8 +1,8 @@
 """Nowcast backtest: forecast the rest of a Pythia checkpoint series from its first k checkpoints.
 
-``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--no-synthetic]
-[--sensitivity]``: without the plot docs/nowcast_backtest.png, without the synthetic runs, with the
-nowcast's scores under other observation-noise settings). For every bundled
+``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--no-synthetic] [--no-speed]
+[--sensitivity]``: without the plot docs/nowcast_backtest.png, without the synthetic runs, without the
+speed table, with the nowcast's scores under other observation-noise settings). For every bundled
 Pythia series with at least 6 checkpoints the forecast engine is refitted without that model (its
 own data never informs the prior). The first k checkpoints are observed (k = 2 .. n-1, and "every
 checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoints are forecast by
@@ -309,6 +309,35 @@ def synthetic_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SPEED_SIZES = ((12, 8), (24, 10), (64, 50), (256, 20))  # (layers, observed steps)
+
+
+def speed() -> pd.DataFrame:
+    """Seconds for one update (posterior + the ratio's predictive at 24 steps) on rows drawn around the prior:
+    the plateau class alone (one shape: the nowcast before the trajectory classes) against the mixture."""
+    from predictor.architecture import Architecture
+    from predictor.engine import default_steps
+    from predictor.nowcast import observation_frame
+    from registry.reference import reference_engine
+
+    engine, rng, rows = reference_engine(), np.random.default_rng(0), []
+    for n_layers, n_steps in SPEED_SIZES:
+        arch = Architecture(name="speed", n_layers=n_layers, d_model=4096, n_heads=32, d_ffn=11008, total_steps=100_000)
+        steps = np.unique(np.geomspace(10, 100_000, n_steps).astype(int))
+        c = engine.layer_curves(arch, steps.astype(float))["ratio"]["mean"]
+        obs = observation_frame([{"step": int(s), "layer": li, "top1": float(10 ** (c[li, k] + 0.1 * rng.standard_normal())),
+                                  "median": 1.0} for k, s in enumerate(steps) for li in range(n_layers)])
+        grid = np.array(default_steps(arch.planned_steps), float)
+        row = {"layers": n_layers, "steps": len(steps)}
+        for label, probs in (("plateau alone s", PLATEAU), ("mixture s", None)):
+            t0 = time.perf_counter()
+            Posterior(engine, arch, obs, noise=NOISE, class_probs=probs).predictive("ratio", grid)
+            row[label] = time.perf_counter() - t0
+        row["ratio"] = row["mixture s"] / row["plateau alone s"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     t0 = time.perf_counter()
     ratio = backtest("ratio")
@@ -356,6 +385,9 @@ def main() -> None:
             ok_err, ok_cov = r["end x (median)"] <= 1.5, 0.8 <= r["cov90 future"] <= 0.95
             print(f"target {cls}: end x{r['end x (median)']:.2f} (<= x1.5: {'met' if ok_err else 'NOT met'}), "
                   f"coverage {r['cov90 future']:.0%} (80-95 %: {'met' if ok_cov else 'NOT met'})")
+    if "--no-speed" not in sys.argv:
+        print("\nspeed of one update (this machine, same run): the plateau class alone vs the three-class mixture")
+        print(speed().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if "--sensitivity" in sys.argv:
         sensitivity()
 

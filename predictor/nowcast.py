@@ -2,12 +2,16 @@
 
 The forecast engine (``predictor.engine``) models layer l at step t, in log10 units, as
 
-    y_l(t) = y0 + (Y_l - y0) H(tau(t) / tau_e),   H(u) = u^p / (1 + u^p)
+    y_l(t) = y0 + (Y_l - y0) g(tau(t) / tau_e)
 
-with a Gaussian prior on the per-layer asymptotes and on log10 tau_e. The prior of the asymptotes
-has the engine's own structure: ``Y_l = m_l + delta_M + delta_l`` where ``delta_M ~ N(0, M_sd^2)``
-is the model-level error shared by every layer (the magnitude posterior) and
-``delta_l ~ N(0, d_l^2)`` the depth-profile spread (so ``sd_l^2 = M_sd^2 + d_l^2``, exactly the
+where g is one of the trajectory shapes of ``predictor.trajectory`` (a rise to a plateau, the
+engine's Hill curve H(u) = u^p / (1 + u^p); an early peak that declines towards a lower steady
+state; continued growth), each normalised to H at the planned end so that ``Y_l`` is the engine's
+level in every class. Each layer has its own shape; the prior over shapes is the evidence's class
+probability at the layer's depth, spread evenly over the class's shapes. The prior of the
+asymptotes has the engine's own structure: ``Y_l = m_l + delta_M + delta_l`` where
+``delta_M ~ N(0, M_sd^2)`` is the model-level error shared by every layer (the magnitude posterior)
+and ``delta_l ~ N(0, d_l^2)`` the depth-profile spread (so ``sd_l^2 = M_sd^2 + d_l^2``, exactly the
 engine's ``layer_curves`` sd). log10 tau_e ~ N(lt, lt_sd^2) is shared by all layers.
 
 Observed points are ``y_obs = y_l(t) + e`` (log10 of the mean over probe sequences, Eq. 8), where
@@ -27,16 +31,18 @@ the error ``e`` of one layer's series is Gaussian with two parts (``Noise``):
 The Hill exponent p is integrated too: log p ~ N(log p_engine, s_p^2), s_p the spread of the
 exponents fitted to the engine's checkpoint series (the engine itself fixes p).
 
-Given (log10 tau_e, p) the model is linear-Gaussian in the asymptotes, so the posterior of every
-``Y_l`` (with ``delta_M`` integrated out in closed form) and the marginal likelihood of
-(tau_e, p) are exact. (log10 tau_e, p) is integrated on a grid (refined around the posterior).
-Nothing is sampled and nothing is optimised: the answer is deterministic. tau_e and p are
-informed by the ratio observations (top1/median) when there are any, else by top-1 |h|; the |h|
-asymptotes are then updated given (tau_e, p) the same way (top1 and the ratio move together, so
-using both for tau_e would count the same information twice).
+Given (log10 tau_e, p), delta_M and a layer's shape, the layer's data are linear-Gaussian in delta_l,
+which integrates out exactly; given (log10 tau_e, p) and delta_M the layers are independent, each a
+sum over its shapes. delta_M is integrated on ``NODES`` points per grid point, and (log10 tau_e, p)
+on a grid (refined around the posterior). The run's class mix, estimated from its observed layers,
+is then pooled into every layer's prior (``RUN_POOLING`` pseudo-layers of the evidence) and the
+posterior computed again (empirical Bayes). Nothing is sampled and nothing is optimised: the answer
+is deterministic. tau_e, p and the classes are informed by the ratio observations (top1/median) when
+there are any, else by top-1 |h|; the |h| asymptotes are then updated given the grid's weights (top1
+and the ratio move together, so using both for tau_e would count the same information twice).
 
 The updated interval of a layer at step t is the 90 % interval of the posterior predictive of a
-measured value: the mixture over the grid of Gaussians (asymptote uncertainty, plus the misfit
+measured value: the mixture over (grid point, shape) of Gaussians (asymptote uncertainty, plus the misfit
 given the layer's observed residuals, plus probe noise). Near an observed checkpoint the forecast
 keeps that checkpoint's deviation from the curve; far from it, it returns to the curve. With no
 observations the nowcast *is* the prior forecast (the engine's ``forecast``), unchanged.
@@ -245,10 +251,10 @@ class Posterior:
         self.engine, self.arch, self.obs = engine, arch, obs
         self.noise = noise or Noise()
         self.protocol = protocol
-        self.shapes = SHAPES
         L = arch.n_layers
         cp = engine.class_probabilities(arch) if class_probs is None else np.broadcast_to(np.asarray(class_probs, float), (L, 3))
         self.class_prior = np.asarray(cp, float)
+        self.shapes = SHAPES.subset(self.class_prior.max(axis=0)[SHAPES.cls] > 0)  # a class ruled out costs nothing
         self.log_pi = self.shapes.log_prior(self.class_prior)  # (L, K)
         lev = engine.level(arch, protocol)
         self.q: dict[str, _Quantity] = {}
@@ -677,8 +683,10 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
         n_observations=len(obs), n_rows=n_rows, steps=steps_seen, last_step=steps_seen[-1], deviation=max(devs) if devs else None,
         left_band=bool(left), layers_left=left, log10_tau_e_prior=list(lt_prior), log10_tau_e_posterior=list(post.lt_post),
         noise=noise_info,
-        method="exact Gaussian update of the per-layer asymptotes (model-level term integrated out) given (log10 tau_e, p), "
-               "integrated over a grid of (log10 tau_e, p); predictive intervals are those of a measured value",
+        method="per layer a mixture of trajectory shapes (plateau, early peak, growth; predictor/trajectory.py), each an "
+               "exact Gaussian update of the asymptote given (log10 tau_e, p) and the model-level term, which is integrated "
+               "on nodes; (log10 tau_e, p) on a grid; the run's class mix pooled into every layer's prior; predictive "
+               "intervals are those of a measured value",
     )
     mix = class_post.mean(axis=0)
     note = ("trajectory classes (mean over layers, given the run's points): "

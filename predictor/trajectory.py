@@ -58,6 +58,10 @@ class Shapes:
         with np.errstate(divide="ignore"):
             return np.log(np.asarray(class_probs, float)[:, self.cls]) - np.log(counts[self.cls])[None, :]
 
+    def subset(self, keep: np.ndarray) -> Shapes:
+        """The shapes where ``keep`` (K,) is true."""
+        return Shapes(self.cls[keep], self.rho[keep], self.c[keep], self.g[keep])
+
     def class_sums(self, w: np.ndarray) -> np.ndarray:
         """Sum a (..., K) array of shape weights into (..., 3) class weights."""
         out = np.zeros((*w.shape[:-1], len(CLASSES)))

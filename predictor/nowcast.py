@@ -638,7 +638,9 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     lt_prior = engine.tau_e(arch)
     if not len(obs):
         layers = [LayerNowcast(layer=lf.layer, observed=[], deviation=None, n_outside=0, left_band=False,
-                               prior_ratio_end=lf.ratio_end.value, ratio_end=lf.ratio_end.value) for lf in prior_fc.layers]
+                               prior_ratio_end=lf.ratio_end.value, ratio_end=lf.ratio_end.value,
+                               prior_class_probabilities=lf.class_probabilities, class_probabilities=lf.class_probabilities)
+                  for lf in prior_fc.layers]
         info = NowcastInfo(n_observations=0, n_rows=n_rows, steps=[], last_step=None, deviation=None, left_band=False,
                            layers_left=[], log10_tau_e_prior=list(lt_prior), log10_tau_e_posterior=list(lt_prior),
                            noise=noise_info, method="prior only (no observations)")

@@ -58,6 +58,8 @@ def test_no_observations_is_the_prior_forecast(engine):
     assert nowcast(engine, ARCH, [], steps=[0, 500, 20000]).forecast == engine.forecast(ARCH, [0, 500, 20000])
     assert not res.info.left_band and res.info.deviation is None and res.info.n_observations == 0
     assert all(lyr.deviation is None and not lyr.observed for lyr in res.layers)
+    assert [lyr.class_probabilities for lyr in res.layers] == [lf.class_probabilities for lf in res.forecast.layers]
+    assert all(lyr.prior_class_probabilities == lyr.class_probabilities and lyr.next_checkpoint is None for lyr in res.layers)
 
 
 def test_on_forecast_run_stays_in_its_band(engine):

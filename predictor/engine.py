@@ -18,7 +18,9 @@ Three parts, each learned from the evidence (``predictor.evidence``) and each in
    u = tau/tau_e whose scale tau_e follows model size (fitted to the Pythia checkpoints).
 
 The forecast of layer l at step t is ``y(t) = y0 + (Y_inf(l) - y0) H(tau(t)/tau_e)``: the
-trajectory, ``ratio_end = y(t_end)``, ``t_emerge`` and the peak all come from that one curve.
+trajectory, ``ratio_end = y(t_end)``, ``t_emerge`` and the peak all come from that one curve. Each
+layer also carries the probabilities of the trajectory classes (``predictor.trajectory``: plateau,
+early peak, continued growth) that the checkpoint series show at its depth; the nowcast uses them.
 Intervals are Gaussian in log10 (level posterior + profile spread, scaled by the factor that
 gives 90 % coverage on held-out families) combined with the tau_e uncertainty; probabilities of
 massive activations and of overflow follow from the same distribution.
@@ -59,8 +61,8 @@ Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
 MASSIVE_ABS, MASSIVE_RATIO = 2.0, 3.0  # log10 of Sun et al.'s |a| > 100 and |a| > 1000 x median
 LOG10_LIMIT = 30.0
 QUANTITIES = ("abs", "ratio")
-Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}
-SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence layer's trajectory (probe noise ~0.03)  # log10 values at initialisation when no early checkpoint says otherwise
+Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}  # log10 values at initialisation when no early checkpoint says otherwise
+SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence layer's trajectory (probe noise ~0.03)
 
 # design terms of the magnitude model: name -> (description, function of the architecture)
 SWITCHES: dict[str, tuple[str, object]] = {

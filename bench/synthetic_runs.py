@@ -35,8 +35,9 @@ from scipy.special import lambertw
 
 from predictor.architecture import Architecture
 from predictor.engine import Z90, ForecastEngine
+from predictor.trajectory import CLASSES
 
-CLASSES = ("plateau", "early_peak", "growth")
+__all__ = ["CLASSES", "make_run"]
 NOISE_CV = 0.04
 STEPS_FRAC = (0.0, 0.0005, 0.0035, 0.014, 0.028, 0.056, 0.11, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)  # checkpoints, share of the plan
 

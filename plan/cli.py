@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from maforecast.errors import UserError
+from maforecast.files import write_text_atomic
 from plan.files import TOOLS, render
 from plan.naming import load_bundle
 from predictor.precision import FORMATS, TARGET_FORMATS
@@ -44,7 +45,7 @@ def plan_cmd(config: Path, tool: str, precision_target: str | None, fmt: str | N
         sys.stdout.write(text)
     else:
         try:
-            out.write_text(text, encoding="utf-8")
+            write_text_atomic(out, text)
         except OSError as exc:
             raise UserError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
         click.echo(f"wrote {out}", err=True)

@@ -33,7 +33,6 @@ from predictor.response import (
     PrecisionRisk,
     PredictorInfo,
     PredictResponse,
-    ScheduleRisk,
     Summary,
     VariantSummary,
     compact,
@@ -172,8 +171,7 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
             probability=probs.get(r.format),
             check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
             why=r.why, details=list(r.layers),
-            schedule=[ScheduleRisk(kind=e.kind, step=e.step, tokens=e.tokens, within_plan=e.within_plan, evidence=e.evidence,
-                                   source=e.source, text=e.text) for e in events if r.target and r.format in e.formats]))
+            schedule=[risk for formats, risk in events if r.target and r.format in formats]))
     return out
 
 

@@ -404,8 +404,8 @@ class Posterior:
             # evidence's depth prior), becomes every layer's prior, and the posterior is computed again
             probs = self.shapes.class_sums((w[None, :, None] * self.q[self.lead].w).sum(axis=1))
             run_mix = probs[observed].sum(axis=0)
-            self.class_prior_run = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
-            self.log_pi = self.shapes.log_prior(self.class_prior_run)
+            pooled = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
+            self.log_pi = self.shapes.log_prior(pooled)
             w = self._weights(lt, p)
         for q in QUANTITIES:  # the other quantity's asymptotes given the grid (top1 and the ratio move together)
             if q != self.lead:
@@ -454,7 +454,7 @@ class Posterior:
         var = (W * (Q.var + (mean_c - mean[:, None, None]) ** 2)).sum(axis=(1, 2))
         return mean, np.sqrt(var)
 
-    def components(self, q: str, steps: Sequence[float], by_class: bool = False):
+    def components(self, q: str, steps: Sequence[float]):
         """Per layer the heaviest (grid point, shape) components of the posterior predictive of a
         measured value at ``steps``: weights (L, M), means and sds (L, M, T) in log10, and their classes (L, M).
 

@@ -13,10 +13,12 @@ Two results tie risk to where a plan is, not to when massive activations emerge:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from predictor.architecture import Architecture
 from predictor.precision import TARGET_FORMATS
+from predictor.response import ScheduleRisk
+
+# a schedule-linked risk term and the formats it concerns
+ScheduleEvent = tuple[tuple[str, ...], ScheduleRisk]
 
 FP8_SWIGLU_TOKENS = 200e9  # 2409.12517: divergence after ~200B tokens
 PTQ_TARGETS = ("w4a16", "w8a16", "int4_w4a4", "int8_w8a8")  # weight quantization after training
@@ -28,22 +30,8 @@ def decay_start(arch: Architecture) -> int | None:
     return {"constant": None, "wsd": w + int(0.9 * (t - w))}.get(arch.lr_schedule, w)
 
 
-@dataclass(frozen=True)
-class ScheduleEvent:
-    """A point of the plan where a published result puts precision risk, for the formats it concerns."""
-
-    kind: str  # fp8_swiglu_tokens | lr_decay_ptq
-    formats: tuple[str, ...]
-    step: int | None  # where the plan reaches it (None: never)
-    tokens: float | None
-    within_plan: bool
-    evidence: str  # number (the paper gives the point) | direction (only that risk rises from there)
-    source: str
-    text: str
-
-
 def schedule_events(arch: Architecture) -> list[ScheduleEvent]:
-    """The schedule-linked risk terms of a plan (``ScheduleEvent``), each with its source."""
+    """The schedule-linked risk terms of a plan, each with its source and the formats it concerns."""
     out = []
     fp8 = arch.precision == "fp8" or arch.precision_target == "fp8_training"
     if fp8 and arch.glu and arch.activation == "silu":
@@ -55,8 +43,9 @@ def schedule_events(arch: Architecture) -> list[ScheduleEvent]:
                 f"Smooth-SwiGLU)") if inside else (
                 f"late FP8 risk (schedule): the SwiGLU divergence of arXiv 2409.12517 came after ~200B tokens; this plan "
                 f"ends at {arch.planned_tokens / 1e9:,.0f}B tokens, before it")
-        out.append(ScheduleEvent("fp8_swiglu_tokens", TARGET_FORMATS["fp8_training"], at if inside else None,
-                                 FP8_SWIGLU_TOKENS, inside, "number", "arXiv 2409.12517", text))
+        out.append((TARGET_FORMATS["fp8_training"],
+                    ScheduleRisk(kind="fp8_swiglu_tokens", step=at if inside else None, tokens=FP8_SWIGLU_TOKENS,
+                                 within_plan=inside, evidence="number", source="arXiv 2409.12517", text=text)))
     if arch.precision_target in PTQ_TARGETS:
         start = decay_start(arch)
         where = (f"this plan's {arch.lr_schedule} decay starts at step {start:,} of {arch.planned_steps:,}" if start is not None
@@ -64,11 +53,11 @@ def schedule_events(arch: Architecture) -> list[ScheduleEvent]:
         text = (f"post-training quantization (schedule, direction only): weight-quantization error rose once the learning "
                 f"rate decayed, largely independent of the token count (arXiv 2510.06213, 3-4-bit GPTQ up to 15T tokens; "
                 f"warmup-stable-decay kept it lower than cosine); {where}. No magnitude is encoded")
-        out.append(ScheduleEvent("lr_decay_ptq", TARGET_FORMATS[arch.precision_target], start,
-                                 None if start is None else float(start * arch.batch_tokens), start is not None,
-                                 "direction", "arXiv 2510.06213", text))
+        out.append((TARGET_FORMATS[arch.precision_target],
+                    ScheduleRisk(kind="lr_decay_ptq", step=start, tokens=None if start is None else float(start * arch.batch_tokens),
+                                 within_plan=start is not None, evidence="direction", source="arXiv 2510.06213", text=text)))
     return out
 
 
 def schedule_notes(arch: Architecture) -> list[str]:
-    return [e.text for e in schedule_events(arch)]
+    return [risk.text for _, risk in schedule_events(arch)]

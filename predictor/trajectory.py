@@ -139,9 +139,6 @@ def as_dict(probs) -> dict[str, float]:
     return {c: round(float(v), 4) for c, v in zip(CLASSES, probs, strict=True)}
 
 
-def most_probable(probs) -> str:
-    return CLASSES[int(np.argmax(probs))]
-
 
 def log_u_of(tau: np.ndarray, lt: np.ndarray) -> np.ndarray:
     """log(tau / 10^lt) for every grid point: (G, T) from tau (T,) and log10 tau_e (G,)."""

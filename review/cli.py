@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from maforecast.errors import UserError
+from maforecast.files import write_text_atomic
 from predictor.precision import TARGET_FORMATS
 from predictor.schemas import parse_steps
 from predictor.text import ranges
@@ -228,7 +229,7 @@ def review_cmd(configs: tuple[str, ...], policy_path: str | None, html_path: str
 
 def _write(path: str, text: str) -> None:
     try:
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     click.echo(f"wrote {path}", err=True)

@@ -225,3 +225,20 @@ def test_collectors_and_published_import_on_an_existing_home(series, tmp_path, m
     _run_concurrently([*_collects(series), ["import-published", str(tmp_path / "published")]], home, logs)
     _check(home, {"test": len(old), SOURCE: 3 * 3 * 6})
     assert len(pd.read_parquet(home / "tables" / "published_fits.parquet")) == 6
+
+
+def test_output_files_are_written_whole(tmp_path):
+    """`maforecast plan --out` and `maforecast review --html/--json/--junit` write through write_text_atomic:
+    threads writing one file leave one writer's whole text and no temp file; a failed write keeps the old file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maforecast.files import write_text_atomic
+
+    path = tmp_path / "plan.json"
+    texts = [str(i) * 200_000 for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: write_text_atomic(path, t), texts))
+    assert path.read_text() in texts and [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+    with pytest.raises(TypeError):
+        write_text_atomic(path, 12345)  # not text: the write fails after the temp file exists
+    assert path.read_text() in texts and [p.name for p in tmp_path.iterdir()] == ["plan.json"]

@@ -7,6 +7,7 @@ Pythia series with at least 6 checkpoints the forecast engine is refitted withou
 own data never informs the prior). The first k checkpoints are observed (k = 2 .. n-1, and "every
 checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoints are forecast by
 
+- ``last``: each layer's last observed value carried forward (the constant baseline; no interval);
 - ``prior``: the architecture forecast alone (``ForecastEngine.layer_curves``, its 90 % band);
 - ``eq9``: a plain Eq. 9 fit per layer to the observed ratios alone (``EmergenceCurveFitter``, 5
   points at least; interval: delta method on its parameter covariance plus the residual variance);
@@ -46,7 +47,7 @@ from registry.reference import build_evidence, reference_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOT = ROOT / "docs" / "nowcast_backtest.png"
-METHODS = ("prior", "eq9", "hill", "plateau", "nowcast")
+METHODS = ("last", "prior", "eq9", "hill", "plateau", "nowcast")
 PLATEAU = np.array([1.0, 0.0, 0.0])  # class probabilities of the plateau-only nowcast
 MIN_CHECKPOINTS = 6
 EARLY_FRAC = 0.2
@@ -114,7 +115,7 @@ def run_cut(engine: ForecastEngine, arch, data: pd.DataFrame, cut_step: int, q: 
     obs = train[["step", "layer", "top1", "median", "y_abs", "y_ratio"]]
     if q == "abs":
         obs = obs.assign(y_ratio=np.nan)
-    preds = {}
+    preds = {"last": carry_last(train, col, arch.n_layers, len(test_steps))}
     c = engine.layer_curves(arch, test_steps)[q]
     preds["prior"] = (c["mean"], c["lo"], c["hi"])
     preds["eq9"] = tuple(_eq9(train, test_steps, col))
@@ -132,17 +133,28 @@ def run_cut(engine: ForecastEngine, arch, data: pd.DataFrame, cut_step: int, q: 
             continue
         err = np.abs(m - y)
         cov = (y >= lo_ - 1e-12) & (y <= hi_ + 1e-12)
+        interval = bool(np.isfinite(lo_).any())
         rows.append({
             "method": method,
             "err": float(np.median(err[ok])),
-            "coverage": float(cov[ok].mean()),
+            "coverage": float(cov[ok].mean()) if interval else np.nan,
             "end_err": float(np.median(err[end & ok])) if (end & ok).any() else np.nan,
-            "end_cov": float(cov[end & ok].mean()) if (end & ok).any() else np.nan,
+            "end_cov": float(cov[end & ok].mean()) if interval and (end & ok).any() else np.nan,
             "fitted": float(ok.mean()),
         })
     for r in rows:
         r.update(k=int(train["step"].nunique()), cut=int(cut_step), n_future=len(test_steps), last_step=int(last))
     return rows
+
+
+def carry_last(train: pd.DataFrame, col: str, n_layers: int, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The constant baseline: each layer's last observed value at every future step; no interval (NaN)."""
+    last = np.full(n_layers, np.nan)
+    for layer, g in train[train[col].notna()].groupby("layer"):
+        last[int(layer)] = float(g.sort_values("step")[col].iloc[-1])
+    mean = np.repeat(last[:, None], n_steps, axis=1)
+    nan = np.full_like(mean, np.nan)
+    return mean, nan, nan
 
 
 def backtest(q: str = "ratio") -> pd.DataFrame:
@@ -190,7 +202,8 @@ def table(df: pd.DataFrame) -> str:
             r = g.loc[m]
             endx = ("  n/a" if not np.isfinite(r["end_err"]) else " >1000" if r["end_err"] > 3
                     else f"{10 ** r['end_err']:5.2f}")
-            cells.append(f"{_fmt_err(r['err'])} {r['coverage']:5.0%} {endx:>7s}  ")
+            cov = f"{r['coverage']:5.0%}" if np.isfinite(r["coverage"]) else "    -"
+            cells.append(f"{_fmt_err(r['err'])} {cov} {endx:>7s}  ")
         lines.append(f"{model:12s} {label:>4s} {int(first['cut']):9d} {int(first['n_future']):4d} | " + " | ".join(cells))
     return "\n".join(lines)
 
@@ -222,7 +235,7 @@ def plot(df: pd.DataFrame, path: Path = PLOT) -> Path:
     d["k"] = d["cut_label"].astype(int)
     models = sorted(d["model"].unique())
     fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharey="row")
-    colors = {"prior": "tab:gray", "eq9": "tab:orange", "hill": "tab:blue", "plateau": "tab:purple", "nowcast": "tab:green"}
+    colors = {"last": "tab:brown", "prior": "tab:gray", "eq9": "tab:orange", "hill": "tab:blue", "plateau": "tab:purple", "nowcast": "tab:green"}
     for j, model in enumerate(models):
         g = d[d["model"] == model]
         for m in METHODS:
@@ -269,7 +282,7 @@ def per_series(df: pd.DataFrame) -> pd.DataFrame:
 
 def synthetic(n_runs: int = SYNTHETIC_RUNS, models: tuple[str, ...] = SYNTHETIC_ARCHS) -> pd.DataFrame:
     """Synthetic runs of each class (``bench.synthetic_runs``) observed to 20 % of the plan; one row per run and
-    method (``nowcast``, ``plateau``): end error (log10, median over layers), coverage, true-class probability."""
+    method (``last``: the constant baseline, ``nowcast``, ``plateau``): end error (log10, median over layers), coverage, true-class probability."""
     from bench.synthetic_runs import CLASSES, make_run
     from predictor.nowcast import observation_frame
     from registry.reference import reference_engine
@@ -288,6 +301,10 @@ def synthetic(n_runs: int = SYNTHETIC_RUNS, models: tuple[str, ...] = SYNTHETIC_
                 y = np.log10(fut["top1"] / fut["median"]).to_numpy()
                 li, ti = fut["layer"].to_numpy(int), np.searchsorted(steps, fut["step"].to_numpy(float))
                 end = ti == len(steps) - 1
+                last = carry_last(obs, "y_ratio", arch.n_layers, len(steps))[0]
+                rows.append({"arch": model, "class": cls, "seed": seed, "method": "last",
+                             "end_err": float(np.median(np.abs(last[li, ti] - y)[end])), "coverage": np.nan,
+                             "end_cov": np.nan, "p_true": np.nan})
                 for method, probs in (("nowcast", None), ("plateau", PLATEAU)):
                     post = Posterior(engine, arch, obs, noise=NOISE, class_probs=probs)
                     m, lo, hi = post.predictive("ratio", steps)

@@ -45,6 +45,23 @@ def import_published_cmd(root: Path, out: Path | None, fits_out: Path | None) ->
         click.echo(f"imported {len(fits)} published fits into {fits_out}")
 
 
+def _read_arch(path: Path) -> dict:
+    """The run's architecture as a JSON object (validated against the schema when the predictor trains on it)."""
+    import json
+
+    from maforecast.errors import UserError
+
+    try:
+        data = json.loads(Path(path).expanduser().read_text())
+    except FileNotFoundError:
+        raise UserError(f"--arch: no such file: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--arch: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or "n_layers" not in data:
+        raise UserError(f"--arch: {path} must be an architecture JSON object (n_layers, d_model, ...)")
+    return data
+
+
 def _split(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -72,8 +89,11 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--mlflow/--no-mlflow", "track", default=True, show_default=True, help="Log parent/child runs to MLflow.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--list-suites", is_flag=True, help="List the checkpoint suite presets and exit.")
+@click.option("--arch", "arch_path", type=click.Path(path_type=Path), default=None,
+              help="The run's architecture JSON (with `lineage` to name its lineage): records it so that the run joins "
+              "the evidence at the next `maforecast bootstrap --retrain` (a proxy of your target design).")
 def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_len, tokenizer, dtype, batch_size,
-            device, executor, ray_address, ray_num_cpus, out, track, progress, list_suites) -> None:
+            device, executor, ray_address, ray_num_cpus, out, track, progress, list_suites, arch_path) -> None:
     """Measure massive activations over a checkpoint series and append them to the stats table.
 
     SOURCE is a Hugging Face repo id (with --revisions), a local folder of checkpoints (one
@@ -88,6 +108,7 @@ def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_
             click.echo(f"{key:28s} {s['repo']:36s} {how}")
         return
     checkpoints = resolve_source(source, _split(revisions), suite=suite, every=every, name=name)
+    arch = _read_arch(arch_path) if arch_path else None
     preflight(checkpoints)
     probe = probe_for_series(checkpoints, probe_spec, n_sequences=n_sequences, seq_len=seq_len, tokenizer=tokenizer)
     click.echo(f"{len(checkpoints)} checkpoints of {checkpoints[0].model}; probe {probe.describe()}", err=True)
@@ -102,6 +123,13 @@ def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_
         track=track,
         progress=progress,
     )
+    if arch is not None:
+        from maforecast.architectures import record_architecture
+        from maforecast.settings import architectures_path
+
+        record_architecture(architectures_path(), checkpoints[0].model, arch)
+        click.echo(f"recorded the architecture of {checkpoints[0].model} (lineage {arch.get('lineage') or 'its own'}): it joins "
+                   "the evidence at the next `maforecast bootstrap --retrain`", err=True)
     run = f"; MLflow run {result.parent_run_id}" if result.parent_run_id else ""
     click.echo(
         f"collected {len(result.measured)} checkpoints ({result.rows_written} rows), skipped {len(result.skipped)} "

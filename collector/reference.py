@@ -97,6 +97,30 @@ def load_final_model_stats(bos: bool | None = False) -> pd.DataFrame:
     return conform(df, StatsRow)
 
 
+def load_final_model_seq_mean_stats() -> pd.DataFrame:
+    """The same 13 LLMs' per-layer peaks averaged over 10 RedPajama sequences (column
+    ``max_activation_redpajama_mean`` of 2503.22329's tables: the mean over sequences of each sequence's
+    top-1 |h|, Pythia's protocol ``seq_mean``). Where a model has both, its one-sentence and seq_mean rows
+    are the within-model pairs that tie the two protocols together. No median is published with it."""
+    raw = pd.read_csv(reference_file("final_models_layers.csv"))
+    raw = raw[pd.to_numeric(raw["max_activation_redpajama_mean"], errors="coerce") > 0]
+    df = pd.DataFrame(
+        {
+            "model": raw["model"],
+            "step": pd.NA,
+            "sequence": 0,
+            "layer": raw["layer"],
+            "top1": raw["max_activation_redpajama_mean"],
+            "median": pd.NA,
+            "revision": raw["bos_token"].map(lambda b: "final+bos" if str(b).lower() == "true" else "final"),
+            "source": FINAL_SOURCE,
+            "protocol": "seq_mean",
+            "dtype": raw["dtype"],
+        }
+    )
+    return conform(df, StatsRow)
+
+
 def load_maxact_stats() -> pd.DataFrame:
     """Per-layer decoder-output statistics of 19 trained LLMs (arXiv 2605.15572), as stats rows.
 
@@ -126,7 +150,7 @@ def load_reference_stats(final_models: bool = True, maxact: bool = True, bos: bo
     """Every bundled measurement in one stats table (Pythia checkpoints + trained LLMs of both protocols)."""
     frames = [load_pythia_stats()]
     if final_models:
-        frames.append(load_final_model_stats(bos=bos))
+        frames += [load_final_model_stats(bos=bos), load_final_model_seq_mean_stats()]
     if maxact:
         frames.append(load_maxact_stats())
     return pd.concat(frames, ignore_index=True)

@@ -115,6 +115,11 @@ def stats_path(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).tables_dir / "stats.parquet"
 
 
+def architectures_path(settings: Settings | None = None) -> Path:
+    """The architectures of the runs a user measured (``maforecast.architectures``): how they join the evidence."""
+    return (settings or get_settings()).tables_dir / "architectures.json"
+
+
 def fits_path(settings: Settings | None = None) -> Path:
     """The fits table written by ``maforecast fit``."""
     return (settings or get_settings()).tables_dir / "fits.parquet"

@@ -141,8 +141,8 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, held:
     from registry.training import train
 
     stats = load_training_stats(reference=False)
-    # the family folds only (the gate's scheme; `maforecast train` adds leave-one-model-out)
-    kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap", "cv": ("family",)}
+    # both questions the gate compares on (a new lineage, a new member of a known lineage)
+    kwargs: dict[str, Any] = {"settings": settings, "run_name": "bootstrap", "cv": ("lineage", "model")}
     t0 = time.perf_counter()
     result = train(stats, **kwargs)
     version = str(result.version)

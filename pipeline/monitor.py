@@ -328,7 +328,9 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
     from collector import store
     from collector.run import CollectOptions, collect_series, probe_for_series
     from collector.sources import resolve_source
-    from maforecast.settings import get_settings, stats_path
+    from maforecast.architectures import record_architecture
+    from maforecast.settings import architectures_path, get_settings, stats_path
+    from predictor.architecture import LINEAGE_NEW
     from predictor.nowcast import nowcast
 
     run_dir = Path(run_dir).expanduser()
@@ -346,7 +348,12 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
     if not len(obs):
         raise UserError(f"no measured rows of {model} in {out}")
     rows = validate_rows(obs, arch)
+    record_architecture(architectures_path(), model, arch.model_dump(mode="json", exclude_none=True))
     engine, prior_source = prior_engine(prior)
+    if arch.lineage and arch.lineage not in engine.level_["abs"].lineages_ and arch.lineage != LINEAGE_NEW:
+        echo(f"{model}: lineage {arch.lineage!r} joins the evidence at the next `maforecast bootstrap --retrain` "
+             "(this nowcast's prior treats it as a new lineage)")
+        arch = arch.model_copy(update={"lineage": None})
     result = nowcast(engine, arch, rows)
     if png is None:
         png = get_settings().home / "monitor" / f"{model}.png"

@@ -21,12 +21,14 @@ from predictor import knowledge as kbm
 from predictor import precision as prec
 from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
+from predictor.mechanisms import fp16_mechanisms
 from predictor.nowcast import nowcast
 from predictor.plan import precision_plan
 from predictor.response import (
     ChangeEffect,
     CompareResponse,
     Difference,
+    MechanismRisk,
     Mitigation,
     MitigationEffect,
     NowcastResponse,
@@ -64,7 +66,9 @@ def _g(x: float | None) -> str:
 # ------------------------------------------------------------------------------------ pieces
 
 
-def summarize(fc: ForecastArrays) -> Summary:
+def summarize(fc: ForecastArrays, worst: ForecastArrays | None = None) -> Summary:
+    """The summary of a forecast; ``worst``: the same forecast in the worst-case protocol (precision's)."""
+    worst = worst or fc.worst_case()
     n, te = fc.n_layers, fc.t_emerge.value
     massive = [i for i, m in enumerate(fc.massive) if m]
     pool = [i for i in massive if te[i] is not None] or [i for i in range(n) if te[i] is not None]
@@ -85,6 +89,8 @@ def summarize(fc: ForecastArrays) -> Summary:
                            if c == "early_peak" or (fc.class_probabilities and fc.class_probabilities[i].get("early_peak", 0) > 0.5)],
         p_massive=max((p for p in fc.p_massive if p is not None), default=None),
         unpredictable=list(fc.unpredictable),
+        protocol=fc.protocol,
+        worst_case_peak_abs=worst.peak_abs.largest(),
     )
 
 
@@ -149,11 +155,13 @@ def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarr
     return {"peak_abs": (peak[:, None] * shape, np.maximum(peak_hi, peak)[:, None] * shape), "ratio": (ratio, ratio_hi)}
 
 
-def precision_risks(fc: ForecastArrays, precision_target: str | None,
+def precision_risks(fc: ForecastArrays, arch: Architecture,
                     probs: dict[str, float] | None = None, events: Sequence[ScheduleEvent] = ()) -> list[PrecisionRisk]:
     """Per format, the layers at risk and why, with the probability of crossing each limit per layer and
-    check, per check and per format (``probs``: the forecast's format probabilities if known), and the plan's
-    schedule-linked risk terms (``events``) on the target formats they concern."""
+    check, per check and per format (``probs``: the forecast's format probabilities if known), FP16's mechanisms
+    (``predictor.mechanisms``), and the plan's schedule-linked risk terms (``events``) on the target formats they
+    concern. ``fc`` is the worst-case (corpus_max) forecast."""
+    precision_target = arch.precision_target
     lp = {k: v.tolist() for k, v in layer_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0].items()}
     risks = prec.assess_arrays(np.array(fc.trajectory.steps, float), precision_arrays(fc), precision_target, lp)
     probs = probs if probs is not None else format_probabilities_many([(fc.peak_abs, fc.ratio_end)])[0]
@@ -171,6 +179,9 @@ def precision_risks(fc: ForecastArrays, precision_target: str | None,
             probability=probs.get(r.format),
             check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
             why=r.why, details=list(r.layers),
+            mechanisms=[MechanismRisk.model_construct(**m) for m in fp16_mechanisms(
+                arch, fc.peak_abs.value, fc.peak_abs.lo, fc.peak_abs.hi, max(lp[("fp16", "overflow")], default=0.0))]
+            if r.format == "fp16" else [],
             schedule=[risk for formats, risk in events if r.target and r.format in formats]))
     return out
 
@@ -398,18 +409,22 @@ class Answerer:
                 changes: list[Change], who: PredictorInfo) -> dict[str, Any]:
         """One answer's fields: ``fc`` is what is answered (the forecast, or a nowcast's update), ``prior``
         the design forecast the what-if effects are measured against (the same object for /predict)."""
-        afters = [after_intervals(prior, ch) for ch in changes]
-        probs = format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + afters)
-        prior_probs = probs if prior is fc else format_probabilities_many([(prior.peak_abs, prior.ratio_end)])
-        risk = precision_risks(fc, arch.precision_target, probs[0], schedule_events(arch))
+        # precision, the what-ifs' risks and the mitigations' effects are read in the worst case (corpus_max):
+        # overflow happens at the worst token a deployment sees, whatever protocol the magnitudes are shown in
+        wf = fc.worst_case()
+        wp = wf if prior is fc else prior.worst_case()
+        afters = [after_intervals(wp, ch) for ch in changes]
+        probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)] + afters)
+        prior_probs = probs if prior is fc else format_probabilities_many([(wp.peak_abs, wp.ratio_end)])
+        risk = precision_risks(wf, arch, probs[0], schedule_events(arch))
         plan = plan_mitigations(arch, fc, risk, self.kb)
         index = {key: j for j, key in enumerate(dist)}
         mine = [index[cand[k][0]] for k in plan.changes]
-        mitigations = rank_mitigations(prior, plan, [changes[j] for j in mine], [afters[j] for j in mine],
+        mitigations = rank_mitigations(wp, plan, [changes[j] for j in mine], [afters[j] for j in mine],
                                        [prior_probs[0]] + [probs[1 + j] for j in mine])
         return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
-                "summary": summarize(fc), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
-                "mitigations": mitigations, "notes": fc.notes,
+                "summary": summarize(fc, wf), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
+                "mitigations": mitigations, "notes": fc.notes, "lineage": fc.lineage or prior.lineage,
                 "precision_plan": precision_plan(risk, arch.precision_target)}
 
     @staticmethod
@@ -477,9 +492,11 @@ class Answerer:
         who = who or self.predictor()
         steps = list(steps) if steps else None
         res = nowcast(self.engine, arch, observations, steps=steps)
-        fc = ForecastArrays.from_forecast(res.forecast)
-        # with no observations the update is the design's forecast itself: no second forecast
-        prior = fc if not len(observations) else self.engine.forecast_arrays(arch, steps)
+        design = self.engine.forecast_arrays(arch, steps)
+        fc = ForecastArrays.from_forecast(res.forecast).model_copy(
+            update={"worst_case_shift": design.worst_case_shift, "lineage": design.lineage})
+        # with no observations the update is the design's forecast itself
+        prior = fc if not len(observations) else design
         cand, dist = what_ifs(arch)
         changes = changes_many(self.engine, [(arch, variant(arch, c)) for c in dist.values()])
         fields = self._fields(arch, fc, prior, cand, dist, changes, who)
@@ -491,7 +508,7 @@ def _held_out_text(info: dict) -> str | None:
     if not q:
         return None
     verdict = "beats" if info.get("beats_baseline") else "does NOT beat"
-    return (f"held-out peak |a| per layer (leave one family out): MAE {q['mae']:.2f} decades vs {q['baseline_mae']:.2f} "
+    return (f"held-out largest-layer peak |a| (leave one lineage out): MAE {q['mae']:.2f} decades vs {q['baseline_mae']:.2f} "
             f"for a constant; this predictor {verdict} the baseline")
 
 

@@ -35,6 +35,13 @@ AttentionSink = Literal["none", "kv_bias", "sink_token", "learned_sink", "softma
 LrSchedule = Literal["cosine", "linear", "constant", "wsd", "inverse_sqrt", "other"]
 Optimizer = Literal["adamw", "adam", "muon", "soap", "shampoo", "orthoadam", "other"]
 TrainPrecision = Literal["fp32", "fp16", "bf16", "fp8"]
+# the statistic a magnitude is reported in (maforecast.tables.PROTOCOLS; docs/LEVEL.md): the mean over probe
+# sequences of each sequence's largest |h| (a typical prompt's peak), the largest |h| on one probe sentence, and
+# the largest |h| over a corpus of ~17M tokens (the worst case a deployment sees: what precision risk uses)
+Protocol = Literal["seq_mean", "one_sentence", "corpus_max"]
+PROTOCOL_ALIASES = {"typical": "seq_mean", "mean_over_sequences": "seq_mean", "single_sentence": "one_sentence",
+                    "worst_case": "corpus_max"}
+LINEAGE_NEW = "new"
 PrecisionTarget = Literal["bf16", "fp16_inference", "fp8_training", "int8_w8a8", "int4_w4a4", "w4a16", "w8a16"]
 
 DEFAULT_BATCH_TOKENS = 2_097_152  # Pythia: 1024 sequences x 2048 tokens
@@ -90,6 +97,17 @@ class Architecture(BaseModel):
     precision: TrainPrecision = Field(default="bf16", description="Training compute precision.")
     precision_target: PrecisionTarget = Field(default="bf16", description="Deployment / training precision of concern.")
     total_params_B: float | None = Field(default=None, gt=0.0, le=100_000.0, description="Known parameter count (billions).")
+    # --- what the answer is about
+    lineage: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
+        description="Model lineage the design belongs to (e.g. 'qwen3', 'llama-3', 'gemma-3', or one named in your own "
+        "measured runs): its measured members set the level, size slope and clock. 'new' or omitted: a new lineage "
+        "(the between-lineage spread applies). GET /model_info lists the lineages the served version holds.")
+    protocol: Protocol = Field(
+        default="seq_mean",
+        description="Statistic the magnitudes are reported in: seq_mean (alias 'typical': mean over prompts of each "
+        "prompt's largest |h|), one_sentence (largest |h| on one sentence), corpus_max (alias 'worst_case': the largest "
+        "|h| over ~17M tokens). Precision risk always uses corpus_max.")
 
     @field_validator("name")
     @classmethod
@@ -104,6 +122,8 @@ class Architecture(BaseModel):
         (a validator per field would cost ~35 calls per architecture)."""
         if not isinstance(data, dict):
             return data
+        if isinstance(p := data.get("protocol"), str) and p in PROTOCOL_ALIASES:
+            data = {**data, "protocol": PROTOCOL_ALIASES[p]}
         kinds = _field_kinds(cls)
         errors: list[InitErrorDetails] = []
         for k, v in data.items():
@@ -220,15 +240,13 @@ class Architecture(BaseModel):
         return self.name or f"L{self.n_layers}-d{self.d_model}-H{self.n_heads}"
 
 
-# variants that share weights form one family (a cross-validation group): base + instruct + VL of
-# one Qwen2.5 size; Gemma-3 sizes (one recipe, distilled from one teacher) are kept together too
+# variants that share weights form one family (a unit of the level model, and what leaving "one model" out
+# removes): base + instruct + VL of one Qwen2.5 size. Sizes of one recipe are a lineage (predictor.lineage).
 _QWEN25 = re.compile(r"^Qwen2\.5-(?:VL-)?(\d+(?:\.\d+)?B)(?:-Instruct)?$")
 
 
 def family_of(model: str) -> str:
-    """Cross-validation family of a model name (its own name unless variants share weights)."""
-    if model.lower().startswith("gemma-3-"):
-        return "gemma-3"
+    """The weight-sharing family of a model name (its own name unless variants share weights)."""
     if m := _QWEN25.match(model):
         return f"Qwen2.5-{m.group(1)}"
     return model

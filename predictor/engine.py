@@ -2,14 +2,13 @@
 
 Three parts, each learned from the evidence (``predictor.evidence``) and each interpretable:
 
-1. **Magnitude** (``LevelModel``, one per quantity: log10 peak |a| and log10 top-1/median). The
-   asymptotic log magnitude of a model's largest layer is a sum of terms: size (log10 params),
-   design switches (GLU, norm type and placement, QK-norm, parallel block, positional encoding,
-   embedding scale, MoE, attention kind, gate and sink, tied embeddings) and a term per
-   measurement protocol. It is a Bayesian ridge regression (scikit-learn ``BayesianRidge``) on
-   one row per (model, protocol), weighted 1/family size so that variants sharing weights count
-   once: a switch seen in few models is shrunk towards zero and its posterior variance (and so the
-   interval of any design that uses it) stays wide.
+1. **Magnitude** (``predictor.level.LineageLevel``, one per quantity: log10 peak |a| and log10
+   top-1/median). The asymptotic log magnitude of a model's largest layer is a sum of common terms (size:
+   width and parameters; design switches: GLU, norm type and placement, QK-norm, parallel block, positional
+   encoding, embedding scale, MoE, attention kind, gate and sink, tied embeddings; a term per measurement
+   protocol) plus its lineage's own level and size slope, fitted as one empirical-Bayes Gaussian model on
+   one row per (model, protocol): a new size of a known lineage leans on its measured siblings, a new
+   lineage gets the between-lineage spread, a switch seen in few lineages is shrunk towards zero.
 2. **Depth profile** (``DepthProfile``): each layer's offset from the model's largest layer, a
    ridge on a depth basis (first three layers, last two, smooth in relative depth), with its
    residual spread per depth zone.
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,13 +38,14 @@ from scipy.optimize import least_squares
 from scipy.special import ndtr
 from scipy.stats import norm
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import ARDRegression, BayesianRidge, Ridge
+from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
 from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
-from predictor.architecture import Architecture, family_of, parse_architecture
+from predictor.architecture import LINEAGE_NEW, Architecture, ArchitectureError, family_of, parse_architecture
 from predictor.effects import BASES, ControlledEffects, Estimate
 from predictor.evidence import Evidence
+from predictor.level import LineageLevel, width_term
 from predictor.schedule_risk import schedule_notes
 from predictor.schemas import (
     ApplicabilityWarning,
@@ -67,6 +66,7 @@ SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence
 # design terms of the magnitude model: name -> (description, function of the architecture)
 SWITCHES: dict[str, tuple[str, object]] = {
     "log_params": ("log10 parameters - 9 (size)", lambda a: math.log10(a.n_params()) - 9.0),
+    "log_width": ("2.5 (log10 d_model - 3.5) (the size within a lineage)", lambda a: width_term(a.d_model)),
     "glu": ("gated FFN (SwiGLU/GeGLU)", lambda a: float(a.glu)),
     "rmsnorm": ("RMSNorm instead of LayerNorm", lambda a: float(a.norm_type == "rmsnorm")),
     "sandwich": ("sandwich norm (norm before and after each sublayer)", lambda a: float(a.norm_placement == "sandwich")),
@@ -116,6 +116,8 @@ TAU_FAMILY_FLOOR = 0.15  # decades: the clock of another family's recipe is neve
 ASSOCIATION_SD_FLOOR = 0.3  # an association's extra sd is at least this, however well it agreed
 PROTOCOL_TERMS = tuple(f"protocol_{p}" for p in PROTOCOLS if p != DEFAULT_PROTOCOL)
 TERMS = (*SWITCHES, *PROTOCOL_TERMS)
+SIZE_TERMS = ("log_params", "log_width")
+WORST_CASE = "corpus_max"  # the protocol precision risk uses: overflow happens at the worst token a deployment sees
 
 
 def design_vector(arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.ndarray:
@@ -126,75 +128,6 @@ def design_vector(arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.nd
 
 def _clip10(v: np.ndarray | float) -> np.ndarray:
     return np.power(10.0, np.clip(v, -LOG10_LIMIT, LOG10_LIMIT))
-
-
-# ------------------------------------------------------------------------ magnitude
-class LevelModel(BaseEstimator):
-    """log10 magnitude of a model's largest layer = sum of design terms (Bayesian ridge / ARD).
-
-    ``family_weight``: each model weighs 1/n (``inverse``: a family counts once), 1/sqrt(n), or 1."""
-
-    def __init__(self, interval_scale: float = 1.0, regressor: str = "bayes_ridge", family_weight: str = "inverse"):
-        self.interval_scale = interval_scale
-        self.regressor = regressor
-        self.family_weight = family_weight
-
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> LevelModel:
-        X, y = np.asarray(X, float), np.asarray(y, float)
-        sizes = pd.Series(groups).map(pd.Series(groups).value_counts()).to_numpy(float)
-        w = {"inverse": 1.0 / sizes, "sqrt": 1.0 / np.sqrt(sizes), "none": np.ones_like(sizes)}[self.family_weight]
-        self.used_ = X.std(axis=0) > 0  # a term never varied in training has no evidence: it stays at 0
-        reg = ARDRegression(fit_intercept=True) if self.regressor == "ard" else BayesianRidge(fit_intercept=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if self.regressor == "ard":  # no sample weights in ARD: replicate by weight instead
-                reg.fit(X[:, self.used_] * np.sqrt(w)[:, None], y * np.sqrt(w))
-            self.reg_ = reg if self.regressor == "ard" else reg.fit(X[:, self.used_], y, sample_weight=w)
-        self.n_models_ = len(y)
-        self.n_groups_ = len(set(groups))
-        self.support_ = {t: int(len(set(np.asarray(groups)[X[:, j] != 0]))) for j, t in enumerate(TERMS)}
-        return self
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        check_is_fitted(self, "reg_")
-        X = np.atleast_2d(np.asarray(X, float))
-        Xu = X[:, self.used_]
-        if isinstance(self.reg_, BayesianRidge):  # sklearn's own formula without its per-call input validation
-            mean = Xu @ self.reg_.coef_ + self.reg_.intercept_
-            Xc = Xu - self.reg_.X_offset_
-            sd = np.sqrt(((Xc @ self.reg_.sigma_) * Xc).sum(axis=1) + 1.0 / self.reg_.alpha_)
-        else:
-            mean, sd = self.reg_.predict(Xu, return_std=True)
-        # a term the training never varied: its effect is unknown, so its prior width (1/lambda) is added
-        unseen = (X[:, ~self.used_] != 0).sum(axis=1)
-        sd = np.sqrt(sd**2 + unseen / self.reg_.lambda_)
-        return mean, sd * self.interval_scale
-
-    def diff(self, Xa: np.ndarray, Xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of prediction(Xb) - prediction(Xa) per row: the posterior of the changed terms only
-        (``d' Sigma d``, no noise term), a changed never-varied term adding its prior width."""
-        check_is_fitted(self, "reg_")
-        d = np.atleast_2d(np.asarray(Xb, float) - np.asarray(Xa, float))
-        du = d[:, self.used_]
-        mean = du @ self.reg_.coef_
-        if isinstance(self.reg_, BayesianRidge):
-            sigma, lam = self.reg_.sigma_, float(self.reg_.lambda_)
-        else:  # ARD keeps the posterior of the terms it did not prune only
-            keep = self.reg_.lambda_ < self.reg_.threshold_lambda
-            sigma = np.zeros((len(keep), len(keep)))
-            sigma[np.ix_(keep, keep)] = self.reg_.sigma_
-            lam = float(np.median(self.reg_.lambda_))
-        var = ((du @ sigma) * du).sum(axis=1) + (d[:, ~self.used_] != 0).sum(axis=1) / lam
-        return mean, np.sqrt(var) * self.interval_scale
-
-    def coefficients(self) -> dict[str, dict[str, float]]:
-        check_is_fitted(self, "reg_")
-        out, coef, sd = {}, iter(self.reg_.coef_), iter(np.sqrt(np.diag(self.reg_.sigma_)))
-        for t, used in zip(TERMS, self.used_, strict=True):
-            c, s = (next(coef), next(sd)) if used else (0.0, float(1.0 / math.sqrt(self.reg_.lambda_)))
-            out[t] = {"coef": float(c), "sd": float(s), "families": self.support_.get(t, 0)}
-        out["intercept"] = {"coef": float(self.reg_.intercept_), "sd": float("nan"), "families": self.n_groups_}
-        return out
 
 
 def depth_basis(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
@@ -324,13 +257,12 @@ class ForecastEngine(BaseEstimator):
     """Fit on ``Evidence``; ``forecast(arch)`` returns a ``Forecast`` (scikit-learn estimator API)."""
 
     def __init__(self, protocol: str = DEFAULT_PROTOCOL, interval_scale: dict | None = None, profile_alpha: float = 1.0,
-                 terms: tuple[str, ...] | None = None, regressor: str = "bayes_ridge", family_weight: str = "inverse"):
+                 terms: tuple[str, ...] | None = None, level_start: dict | None = None):
+        self.level_start = level_start
         self.protocol = protocol
         self.interval_scale = interval_scale
         self.profile_alpha = profile_alpha
         self.terms = terms
-        self.regressor = regressor
-        self.family_weight = family_weight
 
     # ---------------------------------------------------------------- fit
     def fit(self, ev: Evidence) -> ForecastEngine:
@@ -346,16 +278,19 @@ class ForecastEngine(BaseEstimator):
         for q in QUANTITIES:
             lv = levels[levels["quantity"] == q]
             X = np.vstack([self._x(ev.archs[m], p) for m, p in zip(lv["model"], lv["protocol"], strict=True)])
-            self.level_[q] = LevelModel(scale.get(q, 1.0), self.regressor, self.family_weight).fit(
-                X, lv["Y"].to_numpy(), lv["family"].to_numpy())
+            start = (self.level_start or {}).get(q)
+            self.level_[q] = LineageLevel(TERMS, interval_scale=scale.get(q, 1.0), start=tuple(start) if start else None,
+                                          new_lineage_scale=scale.get(f"{q}_new", scale.get(q, 1.0))).fit(
+                X, lv["lineage"].to_numpy(), lv["family"].to_numpy(), lv["Y"].to_numpy())
             off = offsets[offsets["quantity"] == q]
             self.profile_[q] = DepthProfile(alpha=self.profile_alpha).fit(off["layer"], off["n_layers"], off["offset"])
-            w = 1.0 / lv["family"].map(lv["family"].value_counts()).to_numpy(float)
+            w = 1.0 / lv["lineage"].map(lv["lineage"].value_counts()).to_numpy(float)
             same = lv["protocol"] == self.protocol
             src = lv[same] if same.any() else lv
             ws = w[same.to_numpy()] if same.any() else w
             mu = float(np.average(src["Y"], weights=ws))
             self.constant_[q] = (mu, float(np.sqrt(np.average((src["Y"] - mu) ** 2, weights=ws))))
+        self.lineage_members_ = _lineage_members(levels, ev)
         self.controlled_table_ = ev.controlled
         self.controlled_ = ControlledEffects().fit(ev.controlled)
         self.association_sd_, self.association_pairs_ = self._association_error()
@@ -413,7 +348,7 @@ class ForecastEngine(BaseEstimator):
             return ["no checkpoint series"]
         seen, recipes = ref
         near = (np.abs(seen - design_vector(arch)[None, :]) < 1e-9).any(axis=0)
-        out = [t for j, t in enumerate(SWITCHES) if t != "log_params" and not near[j]]
+        out = [t for j, t in enumerate(SWITCHES) if t not in SIZE_TERMS and not near[j]]
         out += [f"{f}={getattr(arch, f)}" for f in RECIPE_FIELDS if _recipe_value(arch, f) not in recipes[f]]
         return out
 
@@ -518,13 +453,59 @@ class ForecastEngine(BaseEstimator):
     def _level_many(self, archs: Sequence[Architecture], protocol: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(mean, sd) of the largest layer's asymptotic log10 magnitude per quantity, for several architectures."""
         prox = [self._proxy(a) for a in archs]
-        X = np.stack([self._x(p[0], protocol or self.protocol) for p in prox])
+        X = np.stack([self._x(p[0], protocol or a.protocol) for p, a in zip(prox, archs, strict=True)])
         shift, var = np.array([p[1] for p in prox]), np.array([p[2] for p in prox])
+        lineages = [self.lineage(a) for a in archs]
         out = {}
         for q in QUANTITIES:
-            m, sd = self.level_[q].predict(X)
+            m, sd = self.level_[q].predict(X, lineages)
             out[q] = (m + shift, np.sqrt(sd**2 + var))
         return out
+
+    def lineage(self, arch: Architecture) -> str | None:
+        """The lineage whose measured members this design leans on (None: a new lineage). A lineage the
+        evidence does not hold is the user's error, named with the ones it does."""
+        name = arch.lineage
+        if name is None or name == LINEAGE_NEW:
+            return None
+        known = self.level_["abs"].lineages_
+        if name not in known:
+            raise ArchitectureError(f"lineage: {name!r} is not a lineage this predictor holds; use 'new' or one of: "
+                                    f"{', '.join(sorted(known))}")
+        return name
+
+    def lineage_info(self, arch: Architecture) -> dict:
+        """What the design's lineage contributes (``predictor.response.LineageInfo`` as plain data): its measured
+        members, the nearest one and how the design differs from it, and how far the lineage moves the level."""
+        name = self.lineage(arch)
+        if name is None:
+            _, sd = self.level_["abs"].predict(self.design(arch)[None, :], [None])
+            return {"name": None, "members": [], "nearest": None, "differences": [], "effect": None,
+                    "text": "a new lineage: the level is the common terms' (size, design switches, protocol), with the "
+                            f"between-lineage spread in its interval (x{10 ** (Z90 * float(sd[0])):.0f} either way at 90 %); set "
+                            f"`lineage` to one of {len(self.level_['abs'].lineages_)} known lineages to lean on measured siblings"}
+        members = self.lineage_members_.get(name, [])
+        w = width_term(arch.d_model)
+        near = min(members, key=lambda m: (abs(width_term(m["d_model"]) - w), abs(math.log10(m["params_B"] * 1e9 / arch.n_params()))))
+        diffs = [f"{f} {_show(getattr(arch, f))} vs {_show(near['fields'][f])}" for f in LINEAGE_FIELDS
+                 if f in near["fields"] and getattr(arch, f) != near["fields"][f]]
+        size = arch.n_params() / (near["params_B"] * 1e9)
+        effect = 10 ** self.level_["abs"].lineage_effect(name, self.design(arch)[None, :])
+        shown = [{k: v for k, v in m.items() if k != "fields"} for m in members]
+        listed = ", ".join(f"{m['model']} {m['peak_abs']:,.0f}" for m in shown)
+        return {"name": name, "members": shown, "nearest": near["model"], "differences": diffs, "effect": effect,
+                "text": f"lineage {name}: {len(members)} measured member(s) ({listed}); "
+                        f"nearest {near['model']} (this design x{size:.2g} its parameters"
+                        + (f"; differs in {', '.join(diffs)}" if diffs else "; same design switches") + "); "
+                        f"the lineage puts the level x{effect:.2g} the common terms alone"}
+
+    def protocol_shift(self, arch: Architecture, to: str = WORST_CASE) -> dict[str, tuple[float, float]]:
+        """Per quantity, the mean and sd (log10) that turn this design's magnitudes in its protocol into ``to``'s:
+        the posterior of the protocol terms' difference (the depth profile and the clock do not depend on it)."""
+        xa, xb = self._x(arch, arch.protocol), self._x(arch, to)
+        if np.array_equal(xa, xb):
+            return {q: (0.0, 0.0) for q in QUANTITIES}
+        return {q: tuple(float(v[0]) for v in self.level_[q].diff(xa[None, :], xb[None, :])) for q in QUANTITIES}
 
     def association(self, arch: Architecture, change: dict) -> tuple[float, float] | None:
         """Mean and sd (log10, largest |h|) of the cross-family association's effect of ``change`` on ``arch``
@@ -600,6 +581,7 @@ class ForecastEngine(BaseEstimator):
             y0 = Y0_DEFAULT[r["metric"]]
             lv.loc[len(lv)] = [r["model"], r["protocol"], r["metric"], y0 + (math.log10(r["value"]) - y0) / max(h, 1e-3)]
         lv["family"] = lv["model"].map(family_of)
+        lv["lineage"] = lv["model"].map(ev.lineages)
         return lv, offsets
 
     # ---------------------------------------------------------------- prediction
@@ -646,11 +628,18 @@ class ForecastEngine(BaseEstimator):
         """The forecast, every per-layer quantity computed for all layers at once."""
         check_is_fitted(self, "level_")
         arch = parse_architecture(arch)
+        if protocol and protocol != arch.protocol:
+            arch = arch.model_copy(update={"protocol": protocol})
+        protocol = arch.protocol
         t_end = int(arch.planned_steps)
         shown = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end})
         steps = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
         st = np.array(steps, float)
-        c = self.layer_curves(arch, st, protocol)
+        worst = arch if protocol == WORST_CASE else arch.model_copy(update={"protocol": WORST_CASE})
+        levels = self._level_many([arch, worst])
+        lev, lev_w = ({q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES} for i in (0, 1))
+        c = self.layer_curves(arch, st, lev=lev)
+        c_w = c if worst is arch else self.layer_curves(worst, st, lev=lev_w, tl=c["timeline"])
         i_end = steps.index(t_end)
         shown_set = set(shown)
         shown_k = [k for k, s in enumerate(steps) if s in shown_set]
@@ -663,7 +652,6 @@ class ForecastEngine(BaseEstimator):
         sd_r = np.maximum((ratio["hi"][:, i_end] - ratio["lo"][:, i_end]) / (2 * Z90), 1e-6)
         # P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)
         p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r))
-        r_sd = ratio["sd"]
 
         def ivs(v, lo, hi) -> dict[str, list[float]]:
             return {"value": _clip10(v).tolist(), "lo": _clip10(lo).tolist(), "hi": _clip10(hi).tolist()}
@@ -675,33 +663,44 @@ class ForecastEngine(BaseEstimator):
         y0 = Y0_DEFAULT["ratio"]
         none = {"value": [None] * n, "lo": [None] * n, "hi": [None] * n}
         notes = [
-            f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_['families']} families "
+            f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_.get('lineages', '?')} lineages "
             f"({self.evidence_summary_['checkpoint_models']} with checkpoint series)",
-            f"values in the {protocol or self.protocol} protocol: {PROTOCOLS[protocol or self.protocol]}",
-            "intervals: 90 % (Gaussian in log10: magnitude posterior + depth spread, scaled to cover 90 % of held-out "
-            "families, combined with the emergence-time uncertainty)",
+            f"magnitudes in the {protocol or arch.protocol} protocol: {PROTOCOLS[protocol or arch.protocol]}; precision risk "
+            f"uses the worst case ({WORST_CASE}: {PROTOCOLS[WORST_CASE]})",
+            "intervals: 90 % (Gaussian in log10: the level's posterior given the lineage's measured members, or the "
+            "between-lineage spread for a new one, + depth spread, scaled to cover 90 % of held-out models of that question, "
+            "combined with the emergence-time uncertainty)",
         ]
         notes += list(getattr(self, "caveats_", []))
         notes += self.contradictions(arch) + self.timing_notes(arch) + self.extrapolation_notes(arch) + schedule_notes(arch)
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
+        def magnitudes(cc: dict) -> dict:
+            r, a = cc["ratio"], cc["abs"]
+            return {"trajectory": {"steps": shown, **ivs(*(r[k][:, shown_k] for k in ("mean", "lo", "hi")))},
+                    "ratio_end": constant("ratio") if "ratio_end" in unpredictable else ivs(*(r[k][:, i_end] for k in ("mean", "lo", "hi"))),
+                    "steady_state": ivs(r["Y"], r["Y"] - Z90 * r["sd"], r["Y"] + Z90 * r["sd"]),
+                    "peak_abs": constant("abs") if "peak_abs" in unpredictable else ivs(*(a[k][:, i_end] for k in ("mean", "lo", "hi")))}
+
+        shown_m = magnitudes(c)
+        # how the worst case departs from the shown protocol at the level (a nowcast's update moves by it)
+        shift = {q: [lev_w[q][0] - lev[q][0], math.sqrt(max(lev_w[q][1] ** 2 - lev[q][1] ** 2, 0.0))] for q in QUANTITIES}
         return ForecastArrays(
             predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
             t_end=t_end,
-            trajectory={"steps": shown, **ivs(*(ratio[k][:, shown_k] for k in ("mean", "lo", "hi")))},
+            trajectory=shown_m["trajectory"],
             params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [lt] * n,
                     "p": [self.p_] * n, "kappa": [self.effects_.kappa] * n, "beta": [self.effects_.beta] * n},
             t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(c["timeline"], y0, ratio["Y"], r_end_log, lt, lt_sd),
             t_peak=none,
             trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
             class_probabilities=[as_dict(r) for r in self.class_probabilities(arch)],
-            ratio_end=constant("ratio") if "ratio_end" in unpredictable else ivs(*(ratio[k][:, i_end] for k in ("mean", "lo", "hi"))),
-            steady_state=ivs(ratio["Y"], ratio["Y"] - Z90 * r_sd, ratio["Y"] + Z90 * r_sd),
-            peak_abs=constant("abs") if "peak_abs" in unpredictable else ivs(*(ab[k][:, i_end] for k in ("mean", "lo", "hi"))),
+            ratio_end=shown_m["ratio_end"], steady_state=shown_m["steady_state"], peak_abs=shown_m["peak_abs"],
             massive=((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist(),
             p_massive=p_mass.tolist(),
-            applicability=self.applicability(arch), notes=notes, protocol=protocol or self.protocol,
-            unpredictable=unpredictable,
+            applicability=self.applicability(arch), notes=notes, protocol=protocol,
+            unpredictable=unpredictable, worst_case_shift=shift,
+            worst_case_arrays=None if c_w is c else magnitudes(c_w), lineage=self.lineage_info(arch),
         )
 
     def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -832,11 +831,11 @@ class ForecastEngine(BaseEstimator):
                                             message=f"{f}={v}: in no trained model; the level is {BASES[f]}'s and {why}"))
         x = design_vector(arch)
         for j, t in enumerate(SWITCHES):
-            if t == "log_params" or x[j] == 0:
+            if t in SIZE_TERMS or x[j] == 0:
                 continue
             fams = self.level_["abs"].support_.get(t, 0)
             if fams < 2:
-                what = "never seen" if fams == 0 else "seen in one model family only"
+                what = "never seen" if fams == 0 else "seen in one lineage only"
                 out.append(ApplicabilityWarning(field=_FIELD_OF[t], value=str(_field_value(arch, t)), seen=dom["seen"].get(t, []),
                                                 scope="all", message=f"{SWITCHES[t][0]}: {what} in the evidence; its effect is "
                                                 f"shrunk towards zero and the interval widened"))
@@ -885,6 +884,32 @@ def _late_growth(ev: Evidence) -> tuple[float, tuple[float, float]]:
         return horizon, (0.0, 0.0)
     lo, hi = np.percentile(slopes, [10, 90])
     return horizon, (float(lo), float(hi))
+
+
+# the fields an answer names when a design differs from its lineage's nearest measured member
+LINEAGE_FIELDS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ffn", "ffn_type", "activation", "norm_type", "norm_placement",
+                  "parallel_attn_mlp", "qk_norm", "positional_encoding", "attention_kind", "attention_gate", "attention_sink",
+                  "embedding_scale", "moe_experts", "tied_embeddings", "vocab_size")
+
+
+def _show(v) -> str:
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def _lineage_members(levels: pd.DataFrame, ev: Evidence) -> dict[str, list[dict]]:
+    """Per lineage, its measured members: size, the largest layer's level per protocol, and the design fields."""
+    out: dict[str, list[dict]] = {}
+    lv = levels[levels["quantity"] == "abs"]
+    series = set(ev.layers.loc[ev.layers["step"].notna(), "model"])
+    for model, sub in lv.groupby("model"):
+        a = ev.archs[model]
+        for r in sub.sort_values("protocol").to_dict("records"):
+            out.setdefault(r["lineage"], []).append({
+                "model": model, "params_B": a.n_params() / 1e9, "d_model": a.d_model, "n_layers": a.n_layers, "moe": a.moe,
+                "protocol": r["protocol"], "peak_abs": float(10 ** r["Y"]),
+                "measured_as": "checkpoint series (fitted asymptote)" if model in series else "trained model",
+                "fields": {f: getattr(a, f) for f in LINEAGE_FIELDS}})
+    return out
 
 
 def _recipe_value(arch: Architecture, f: str):

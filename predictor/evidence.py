@@ -21,6 +21,7 @@ import pandas as pd
 
 from maforecast.tables import DEFAULT_PROTOCOL, digest
 from predictor.architecture import Architecture, family_of
+from predictor.lineage import lineage_of
 
 
 @dataclass
@@ -39,6 +40,11 @@ class Evidence:
     @property
     def families(self) -> dict[str, str]:
         return {m: family_of(m) for m in self.models}
+
+    @property
+    def lineages(self) -> dict[str, str]:
+        """Model -> lineage (``predictor.lineage.lineage_of``: declared, bundled, else the model itself)."""
+        return {m: lineage_of(m, self.archs.get(m)) for m in self.models}
 
     def without(self, models: set[str]) -> Evidence:
         """The evidence with every row of ``models`` removed (a grouped-CV training part)."""
@@ -61,6 +67,7 @@ class Evidence:
         return {
             "models": len(self.models),
             "families": len(set(self.families.values())),
+            "lineages": len(set(self.lineages.values())),
             "trained_models": int(final["model"].nunique()),
             "checkpoint_models": int(traj["model"].nunique()),
             "layer_rows": len(self.layers),

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from maforecast.errors import UserError
 from predictor.architecture import Architecture, ArchitectureError
+from predictor.lineage import infer_lineage
 
 TRAINING_FIELDS = (
     "learning_rate",
@@ -30,6 +31,8 @@ TRAINING_FIELDS = (
     "precision_target",
     "seq_len",
     "name",
+    "lineage",
+    "protocol",
 )
 
 _ACT = {
@@ -381,6 +384,9 @@ def from_hf_config(config: dict, training: dict | None = None) -> tuple[Architec
         raise UserError(f"training.{unknown[0]}: unknown training field(s): {', '.join(unknown)} "
                         f"(allowed: {', '.join(TRAINING_FIELDS)})")
     fields.update({k: v for k, v in training.items() if v is not None})
+    if "lineage" not in training:  # the config names its lineage (model_type and its fingerprint)
+        fields["lineage"], why = infer_lineage(config)
+        r.notes.append(f"lineage: inferred from {why} -> {fields['lineage']!r} (set training.lineage to override)")
     for f, desc in _TRAINING_DEFAULTS.items():
         if f not in training and not (f == "total_steps" and "training_tokens" in training):
             r.notes.append(f"{f}: not given; default {desc}")

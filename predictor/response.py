@@ -48,6 +48,10 @@ class Summary(BaseModel):
                                          "with probability > 0.5; a nowcast can say so, the evidence alone does not).")
     p_massive: float | None = Field(default=None, description="Probability that some layer is massive (Sun et al.) by the planned end.")
     unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (constant shown).")
+    protocol: str = Field(default="seq_mean", description="The statistic largest_peak_abs and every layer's magnitudes are in.")
+    worst_case_peak_abs: Interval | None = Field(default=None, description="The largest layer's peak |a| as the maximum "
+                                                 "over a ~17M-token corpus (corpus_max): what precision risk compares with "
+                                                 "each format's limit.")
 
 
 class LayerRiskOut(BaseModel):
@@ -77,6 +81,22 @@ class ScheduleRisk(BaseModel):
     text: str
 
 
+class MechanismRisk(BaseModel):
+    """One way a format breaks a model (``predictor.mechanisms``): its probability, or why there is none."""
+
+    name: str = Field(description="residual_overflow | mlp_output_overflow | norm_accumulation | attention_logits | "
+                      "gate_up_product")
+    locus: str
+    modelled: bool = Field(description="false: the engine does not forecast this quantity (probability null, never 0).")
+    probability: float | None = Field(description="P(this mechanism breaks the forward pass by the planned end).")
+    in_format_probability: bool = Field(description="Counted in the format's probability (false: conditional on the "
+                                        "runtime, or not modelled).")
+    condition: str
+    risk_factors: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="Reports of this mechanism breaking real models.")
+    why: str
+
+
 class PrecisionRisk(BaseModel):
     format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
     max_value: float
@@ -96,6 +116,8 @@ class PrecisionRisk(BaseModel):
                                                   "layer crosses that check's limit by the planned end.")
     why: str
     details: list[LayerRiskOut]
+    mechanisms: list[MechanismRisk] = Field(default_factory=list, description="FP16: each way it breaks, with its own "
+                                            "probability or 'not modelled' (predictor.mechanisms).")
     schedule: list[ScheduleRisk] = Field(default_factory=list, description="Schedule-linked risk terms of the plan for "
                                          "this format (target formats only), each with its source.")
 
@@ -214,6 +236,30 @@ class Mitigation(BaseModel):
                                             "architecture fields (None: the forecast cannot represent it).")
 
 
+class LineageMember(BaseModel):
+    model: str
+    params_B: float
+    d_model: int
+    n_layers: int
+    moe: bool
+    protocol: str
+    peak_abs: float = Field(description="Its largest layer's peak |a| in that protocol (measured; a checkpoint series' "
+                            "fitted asymptote).")
+    measured_as: str
+
+
+class LineageInfo(BaseModel):
+    """The lineage the level leans on (``predictor.level``): its measured members and how the design differs."""
+
+    name: str | None = Field(description="None: a new lineage (the between-lineage spread applies).")
+    members: list[LineageMember] = Field(default_factory=list)
+    nearest: str | None = None
+    differences: list[str] = Field(default_factory=list, description="Fields where the design differs from the nearest member.")
+    effect: float | None = Field(default=None, description="The factor the lineage's members put on the level, against "
+                                 "the common terms alone.")
+    text: str
+
+
 class PredictResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -226,6 +272,7 @@ class PredictResponse(BaseModel):
     applicability: list[ApplicabilityWarning]
     mitigations: list[Mitigation]
     notes: list[str] = Field(default_factory=list)
+    lineage: LineageInfo | None = Field(default=None, description="The lineage the level leans on and its measured members.")
     precision_plan: PrecisionPlan | None = Field(default=None, description="Layers to keep in high precision for the "
                                                  "precision target, layers to monitor, and the plan's own risk.")
     inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_STEPS = 512  # requested trajectory steps per forecast
@@ -176,10 +177,49 @@ class ForecastArrays(BaseModel):
     notes: list[str] = Field(default_factory=list)
     protocol: str = "seq_mean"
     unpredictable: list[str] = Field(default_factory=list)
+    worst_case_shift: dict[str, list[float]] | None = Field(
+        default=None, description="quantity (abs, ratio) -> [mean, extra sd] (log10) from this protocol's level to "
+        "corpus_max's (what moves a nowcast's update to the worst case).")
+    worst_case_arrays: dict | None = Field(
+        default=None, description="trajectory, ratio_end, steady_state, peak_abs forecast directly in corpus_max "
+        "(None: this forecast is corpus_max, or an update that moves by worst_case_shift).")
+    lineage: dict | None = Field(default=None, description="predictor.response.LineageInfo as plain data.")
 
     @property
     def n_layers(self) -> int:
         return len(self.trajectory_class)
+
+    def worst_case(self) -> ForecastArrays:
+        """The same forecast in the worst-case protocol (corpus_max): forecast directly where the engine made it
+        (``worst_case_arrays``: every door gets the same precision answer whatever protocol it shows), else every
+        magnitude moved by ``worst_case_shift`` (a nowcast's update). Itself when already corpus_max."""
+        if self.protocol == "corpus_max":
+            return self
+        if self.worst_case_arrays:
+            w = self.worst_case_arrays
+            return self.model_copy(update={
+                "protocol": "corpus_max", "trajectory": TrajectoryArrays.model_construct(**w["trajectory"]),
+                **{k: IntervalArrays.model_construct(**w[k]) for k in ("ratio_end", "steady_state", "peak_abs")}})
+        shift = self.worst_case_shift
+        if not shift:
+            return self
+        (ma, sa), (mr, sr) = shift["abs"], shift["ratio"]
+
+        def moved(iv, m: float, s: float):
+            v, lo, hi = (np.log10(np.maximum(np.asarray(x, float), 1e-300)) for x in (iv.value, iv.lo, iv.hi))
+            half = np.sqrt(((hi - lo) / 2) ** 2 + (Z90 * s) ** 2)
+            return {"value": (10 ** (v + m)).tolist(), "lo": (10 ** (v + m - half)).tolist(), "hi": (10 ** (v + m + half)).tolist()}
+
+        tr = self.trajectory
+        rows = [moved(IntervalArrays.model_construct(value=v, lo=lo, hi=hi), mr, sr)
+                for v, lo, hi in zip(tr.value, tr.lo, tr.hi, strict=True)]
+        traj = TrajectoryArrays.model_construct(steps=tr.steps, value=[r["value"] for r in rows], lo=[r["lo"] for r in rows],
+                                                hi=[r["hi"] for r in rows])
+        return self.model_copy(update={
+            "protocol": "corpus_max", "trajectory": traj,
+            "peak_abs": IntervalArrays.model_construct(**moved(self.peak_abs, ma, sa)),
+            "ratio_end": IntervalArrays.model_construct(**moved(self.ratio_end, mr, sr)),
+            "steady_state": IntervalArrays.model_construct(**moved(self.steady_state, mr, sr))})
 
     def layer_dicts(self) -> list[dict]:
         """The layers as plain data in ``LayerForecast``'s shape and field order."""
@@ -201,7 +241,7 @@ class ForecastArrays(BaseModel):
         ]
 
     def to_forecast(self) -> Forecast:
-        head = self.model_dump(exclude=set(_PER_LAYER))
+        head = self.model_dump(exclude={*_PER_LAYER, "worst_case_shift", "worst_case_arrays", "lineage"})
         return Forecast.model_validate({**head, "layers": self.layer_dicts()})
 
     @classmethod
@@ -229,6 +269,7 @@ class ForecastArrays(BaseModel):
         )
 
 
+Z90 = 1.6448536269514722
 _PER_LAYER = ("trajectory", "params", "t_emerge", "t_peak", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
               "peak_abs", "massive", "p_massive")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from predictor.architecture import Architecture
 from predictor.effects import BASES, Z90, Estimate
-from predictor.engine import _FIELD_OF, SWITCHES, TERMS, ForecastEngine
+from predictor.engine import _FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
 from predictor.response import Interval, TermEffect
 
 SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
@@ -215,7 +215,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
 
 
 # the design terms whose change is an association (not size, not the measurement protocol)
-_ASSOCIATIONAL = np.array([t in SWITCHES and t != "log_params" for t in TERMS])
+_ASSOCIATIONAL = np.array([t in SWITCHES and t not in SIZE_TERMS for t in TERMS])
 
 
 def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fields: list[str], mean: float,

@@ -26,21 +26,19 @@ def load_training_stats(reference: bool):
 @click.option("--reference", is_flag=True, help="Train on the bundled reference data instead of the data home's stats table.")
 @click.option("--protocol", type=click.Choice(["seq_mean", "one_sentence", "corpus_max"]), default="seq_mean", show_default=True,
               help="Measurement protocol the served magnitudes refer to.")
-@click.option("--family-weight", type=click.Choice(["inverse", "sqrt", "none"]), default="inverse", show_default=True,
-              help="Weight of a model in the magnitude terms: 1/n, 1/sqrt(n) or 1 for a family of n variants.")
-@click.option("--cv", "cv", multiple=True, type=click.Choice(["family", "model"]), default=("family", "model"), show_default=True,
-              help="Grouped cross-validation schemes to run (the gate uses family).")
+@click.option("--cv", "cv", multiple=True, type=click.Choice(["lineage", "model"]), default=("lineage", "model"), show_default=True,
+              help="Grouped cross-validation: a new lineage (lineage), a new member of a known lineage (model); the gate uses both.")
 @click.option("--no-register", is_flag=True, help="Log the run and model but do not register a version.")
-def train(reference: bool, protocol: str, family_weight: str, cv: tuple[str, ...], no_register: bool) -> None:
+def train(reference: bool, protocol: str, cv: tuple[str, ...], no_register: bool) -> None:
     """Evaluate (grouped CV) and train the forecast engine, log an MLflow run, register it as `challenger`."""
     from registry.training import HEADLINE_METRIC, scores_table
     from registry.training import train as train_fn
 
     stats = load_training_stats(reference)
-    res = train_fn(stats, engine_params={"protocol": protocol, "family_weight": family_weight}, register=not no_register,
-                   progress=True, cv=tuple(dict.fromkeys(("family", *cv))))
+    res = train_fn(stats, engine_params={"protocol": protocol}, register=not no_register,
+                   progress=True, cv=tuple(dict.fromkeys(("lineage", "model", *cv))))
     table = scores_table(res.evaluations)
-    cols = ["cv", "target", "protocol", "n_groups", "mae", "constant_mae", "v1_mae", "coverage_90"]
+    cols = ["cv", "target", "protocol", "n_groups", "mae", "constant_mae", "sibling_mae", "coverage_90"]
     click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     click.echo(f"{HEADLINE_METRIC} = {res.metrics.get(HEADLINE_METRIC, float('nan')):+.4f} (> 0 beats the constant; run {res.run_id})")
     if res.version:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from predictor.architecture import Architecture
 from predictor.effects import BASES, Comparison, ControlledEffects
-from predictor.engine import ASSOCIATED, SWITCHES, TERMS, ForecastEngine
+from predictor.engine import ASSOCIATED, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
 from predictor.whatif import changes_many
 
 DEAD_ZONE = 0.1  # |log10 ratio| below this reads as "no change" (a third of one run's noise, 0.27)
@@ -169,7 +169,7 @@ def effects_card(engine: ForecastEngine) -> pd.DataFrame:
                      "disagree": bool(a and not lo <= a["coef"] <= hi)})
     done = {ASSOCIATED[k] for k in ASSOCIATED if ce.estimate(*k) is not None}
     for t in TERMS:
-        if t in done or t not in SWITCHES or t == "log_params" or not coef[t]["families"]:
+        if t in done or t not in SWITCHES or t in SIZE_TERMS or not coef[t]["families"]:
             continue
         m, s = coef[t]["coef"], math.sqrt(coef[t]["sd"] ** 2 + engine.association_sd_**2)
         rows.append({"change": SWITCHES[t][0], "effect": 10**m, "lo": 10 ** (m - 1.6449 * s), "hi": 10 ** (m + 1.6449 * s),

@@ -1,10 +1,11 @@
 """Served precision risk against outcomes practitioners reported (``precision_outcomes.csv``).
 
 Each row is a bundled model, a use (FP16 inference) and what happened: it broke (inf/NaN reported in an
-issue tracker) or it ran fine (it was *trained* in that format). The served probability of the use's
-breaking check is computed for each model by an engine that never saw the model's family (leave one family
-out, as the held-out scores are), and the separation is the AUC: the chance that a model that broke gets a
-higher probability than one that ran fine. In-sample probabilities are shown next to it for contrast.
+issue tracker) or it ran fine (trained in that format, or reported fine). The served probability of the use's
+format (the worst-case forecast: ``predictor.answer``) is computed for each model by an engine that never saw
+the model's **lineage** (leave one lineage out, the new-lineage question), and the separation is the AUC: the
+chance that a model that broke gets a higher probability than one that ran fine. In-sample probabilities (the
+lineage known, as for a new size of it) are shown next to it, with the mechanism each answer names.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from predictor import knowledge as kbm
 from predictor.answer import Answerer
 from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
-from registry.evaluation import groups_of
+from registry.evaluation import as_held_out, groups_of
 
 USE_FORMAT = {"fp16_inference": ("fp16", "fp16_inference")}  # use -> (format, precision_target)
 
@@ -31,12 +32,19 @@ def auc(scores_bad: list[float], scores_fine: list[float]) -> float:
     return sum(pairs) / len(pairs) if pairs else float("nan")
 
 
+def _mechanism(risk) -> str:
+    ms = [m for m in risk.mechanisms if m.probability is not None and m.in_format_probability]
+    top = max(ms, key=lambda m: m.probability, default=None)
+    return top.name if top else "-"
+
+
 def outcome_scores(ev: Evidence, engine: ForecastEngine, outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per outcome row: the served probability of the use's breaking limit, held out by family and in-sample."""
+    """Per outcome row: the served probability of the use's format, held out by lineage and in-sample, and
+    the mechanism that carries it."""
     outcomes = load_outcomes() if outcomes is None else outcomes
     kb = kbm.load_kb()
-    families = groups_of(ev, "family")
-    fam_of = {m: f for f, ms in families.items() for m in ms}
+    lineages = groups_of(ev, "lineage")
+    lin_of = {m: g for g, ms in lineages.items() for m in ms}
     params = {k: v for k, v in engine.get_params().items() if k != "interval_scale"}
     held: dict[str, Answerer] = {}
     full = Answerer(engine, kb)
@@ -44,13 +52,14 @@ def outcome_scores(ev: Evidence, engine: ForecastEngine, outcomes: pd.DataFrame 
     for r in outcomes.to_dict("records"):
         fmt, target = USE_FORMAT[r["use"]]
         arch = ev.archs[r["model"]].model_copy(update={"precision_target": target})
-        fam = fam_of.get(r["model"], r["model"])
-        if fam not in held:
-            held[fam] = Answerer(ForecastEngine(**params, interval_scale=engine.interval_scale).fit(
-                ev.without(families.get(fam, {r["model"]}))), kb)
-        p_out = next(x.probability for x in held[fam].answers([arch])[0].precision if x.format == fmt)
-        p_in = next(x.probability for x in full.answers([arch])[0].precision if x.format == fmt)
-        rows.append({"model": r["model"], "use": r["use"], "outcome": r["outcome"], "p_held_out": p_out, "p_in_sample": p_in,
+        lin = lin_of.get(r["model"], r["model"])
+        if lin not in held:
+            held[lin] = Answerer(ForecastEngine(**params, interval_scale=engine.interval_scale).fit(
+                ev.without(lineages.get(lin, {r["model"]}))), kb)
+        out = next(x for x in held[lin].answers([as_held_out(arch, held[lin].engine)])[0].precision if x.format == fmt)
+        ins = next(x for x in full.answers([arch])[0].precision if x.format == fmt)
+        rows.append({"model": r["model"], "lineage": lin, "use": r["use"], "outcome": r["outcome"],
+                     "p_held_out": out.probability, "p_in_sample": ins.probability, "mechanism": _mechanism(ins),
                      "confidence": r["confidence"], "source": r["source"]})
     return pd.DataFrame(rows)
 
@@ -61,5 +70,7 @@ def separation(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
         bad, fine = d[d["outcome"] == "breaks"], d[d["outcome"] == "fine"]
         out[use] = {"n_breaks": len(bad), "n_fine": len(fine),
                     "auc_held_out": auc(bad["p_held_out"].tolist(), fine["p_held_out"].tolist()),
-                    "auc_in_sample": auc(bad["p_in_sample"].tolist(), fine["p_in_sample"].tolist())}
+                    "auc_in_sample": auc(bad["p_in_sample"].tolist(), fine["p_in_sample"].tolist()),
+                    "fine_below_half_in_sample": float((fine["p_in_sample"] < 0.5).mean()) if len(fine) else float("nan"),
+                    "fine_below_half_held_out": float((fine["p_held_out"] < 0.5).mean()) if len(fine) else float("nan")}
     return out

@@ -23,6 +23,7 @@ from collector.reference import (
 from predictor.architecture import DEFAULT_BATCH_TOKENS, Architecture
 from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence, aggregate_evidence
+from predictor.lineage import bundled_lineages
 
 
 def _size_to_float(text: str) -> float:
@@ -178,8 +179,11 @@ def maxact_architectures() -> dict[str, Architecture]:
 
 
 def reference_architectures() -> dict[str, Architecture]:
-    """All bundled architectures (Pythia + both trained-LLM sets) keyed by stats-table model name."""
-    return {**pythia_architectures(), **final_model_architectures(), **maxact_architectures()}
+    """All bundled architectures (Pythia + both trained-LLM sets) keyed by stats-table model name, each with its
+    lineage (``maforecast/data/lineages.csv``)."""
+    lineages = bundled_lineages()
+    archs = {**pythia_architectures(), **final_model_architectures(), **maxact_architectures()}
+    return {m: a.model_copy(update={"lineage": lineages[m]}) if m in lineages else a for m, a in archs.items()}
 
 
 def load_anchors() -> pd.DataFrame:

@@ -49,9 +49,12 @@ VARIANTS: dict[str, tuple[dict, str | None, str, int, str]] = {
     "pythia-160m, 143k steps": (_pythia("160m", name="pythia-160m-143k"), None, "", 0, ""),
     "pythia-14m": (_pythia("14m"), None, "", 0, ""),
     "pythia-1.4b": (_pythia("1.4b"), "pythia-14m", "ratio_end", 1, "x5 or more: ~83 vs ~2,350 (2508.03616 Fig. 3)"),
-    "OLMo-2-like": ({**BASE, **GLU_RMS, "name": "olmo2-like", "activation": "silu", "norm_placement": "post_sublayer", "qk_norm": True},
-                    None, "", 0, ""),
-    "Gemma-3-like": ({**BASE, **GLU_RMS, "name": "gemma3-like", "activation": "gelu_tanh", "norm_placement": "sandwich", "qk_norm": True},
+    # the trained models' levels are their lineages' (a design switch alone says little across lineages): these
+    # two are members of the OLMo-2 and Gemma-3 lineages
+    "OLMo-2-like": ({**BASE, **GLU_RMS, "name": "olmo2-like", "activation": "silu", "norm_placement": "post_sublayer", "qk_norm": True,
+                     "lineage": "olmo-2"}, None, "", 0, ""),
+    "Gemma-3-like": ({**BASE, **GLU_RMS, "name": "gemma3-like", "activation": "gelu_tanh", "norm_placement": "sandwich", "qk_norm": True,
+                      "embedding_scale": True, "lineage": "gemma-3"},
                      "OLMo-2-like", "peak", 1, "x30 or more: Gemma-3 98,000-778,000 vs OLMo-2 34 (2503.22329)"),
 }
 ACCEPTANCE = {  # variant -> minimum ratio variant/reference (None: direction only)

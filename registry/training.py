@@ -1,13 +1,13 @@
 """Training runs, the MLflow Model Registry, and loading a registered predictor.
 
 ``train`` builds the evidence from the stats table, evaluates the forecast engine by grouped
-cross-validation (leave one family out, leave one model out; ``registry.evaluation``), fits
+cross-validation (leave one lineage out, leave one model out with its lineage kept; ``registry.evaluation``), fits
 the served engine, and logs one run (the evaluation table as metrics and artifact, the evidence
 as a dataset input with digest) and a pyfunc model (signature, input example, explicit pip
 requirements). It registers a new version of ``settings.registered_model`` whose description
 says what it was trained on and how it scores next to the constant baseline, and points alias
 ``challenger`` at it. ``promote`` refuses a challenger that does not beat the constant on the
-headline (held-out skill on peak |a|, leave one family out) and otherwise moves ``champion`` to
+headline (held-out skill on the largest layer's peak |a|, the smaller of the two questions') and otherwise moves ``champion`` to
 it when it beats the champion; ``force`` overrides and is recorded as a tag.
 Consumers load a version with ``registry.loader`` and use its ``predict`` only. ``relog`` registers a
 version's fitted engine again with an edited mitigation knowledge base, without refitting.
@@ -36,12 +36,14 @@ from mlflow.models import MetricThreshold
 from mlflow.models.evaluation import EvaluationResult
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 from mlflow.types.schema import ColSpec, DataType, Schema
+from pydantic import ValidationError
 
+from maforecast.architectures import load_architectures
 from maforecast.errors import UserError
-from maforecast.settings import Settings, get_settings
+from maforecast.settings import Settings, architectures_path, get_settings
 from maforecast.tracking import configure, experiment_id, log_dataset, retry_store
 from predictor.answer import Answerer
-from predictor.architecture import Architecture
+from predictor.architecture import Architecture, describe_validation_error
 from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
 from predictor.knowledge import kb_digest, kb_path, load_kb
@@ -49,11 +51,13 @@ from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
 from predictor.pyfunc import MODEL_CODE, PredictorModel, arch_frame, code_digest, code_files
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
 from registry.controlled import effects_card, leave_one_study_out
-from registry.evaluation import Evaluation, fit_evaluated, headline
+from registry.evaluation import Evaluation, fit_evaluated, headline, proxy_pairs, proxy_summary
 from registry.loader import BOOTSTRAP_HINT
 from registry.reference import build_evidence, reference_architectures
 
-HEADLINE_METRIC = "headline_skill"  # 1 - MAE / constant MAE, held-out peak |a| per layer, leave one family out
+# min over the two questions (a new member of a known lineage, a new lineage) of 1 - MAE / constant MAE on the
+# held-out largest layer's peak |a|: a version is as good as its weaker answer
+HEADLINE_METRIC = "headline_skill"
 CHALLENGER = "challenger"
 def _pinned(*names: str) -> list[str]:
     """Exact versions of what the logged model imports (the engine unpickles with these)."""
@@ -96,6 +100,10 @@ def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict
         "targets": sorted(engine.quality_),
         "beats_baseline": bool(metrics.get(HEADLINE_METRIC, float("nan")) > 0),
         "quality": engine.info()["quality"],
+        # the lineages a design may name (`lineage`), each with its measured members
+        "lineages": {g: sorted({m["model"] for m in ms}) for g, ms in sorted(engine.lineage_members_.items())},
+        "level_model": {q: engine.level_[q].hyperparameters() for q in ("abs", "ratio")},
+        "interval_scale": dict(engine.interval_scale or {}),
         # the intervention question: each change's effect, interval, evidence (the model card's table)
         "effects": _json_rows(effects_card(engine)),
         "effects_leave_one_study_out": leave_one_study_out(engine)[1],
@@ -119,11 +127,27 @@ class TrainResult:
     evidence: Evidence
 
 
-def train_evidence(stats: pd.DataFrame, architectures: dict[str, Architecture] | None = None) -> Evidence:
-    ev = build_evidence(stats, architectures or reference_architectures())
+def train_evidence(stats: pd.DataFrame, architectures: dict[str, Architecture] | None = None,
+                   settings: Settings | None = None) -> Evidence:
+    """The evidence of a stats table: the bundled architectures plus those of the runs the user measured
+    (``maforecast collect --arch``, ``maforecast monitor``), each in the lineage its architecture names."""
+    if architectures is None:
+        architectures = {**reference_architectures(), **user_architectures(settings)}
+    ev = build_evidence(stats, architectures)
     if not len(ev.layers):
         raise UserError("no usable rows in the stats table (no model with a known architecture): run `maforecast import-reference`")
     return ev
+
+
+def user_architectures(settings: Settings | None = None) -> dict[str, Architecture]:
+    """The recorded architectures of the user's measured runs (a record that no longer validates is named)."""
+    out = {}
+    for model, raw in load_architectures(architectures_path(settings or get_settings())).items():
+        try:
+            out[model] = Architecture.model_validate(raw)
+        except ValidationError as exc:
+            raise UserError(f"architectures.json: {model}: {describe_validation_error(exc)}") from None
+    return out
 
 
 def train(
@@ -135,13 +159,14 @@ def train(
     settings: Settings | None = None,
     run_name: str | None = None,
     progress: bool = False,
-    cv: tuple[str, ...] = ("family", "model"),
+    cv: tuple[str, ...] = ("lineage", "model"),
 ) -> TrainResult:
     """Evaluate, fit and log the forecast engine; register it as a new version with alias ``challenger``."""
     s = settings or get_settings()
-    ev = train_evidence(stats, architectures)
+    ev = train_evidence(stats, architectures, s)
     engine, evals = fit_evaluated(ev, engine_params, progress=progress, cv=cv)
-    metrics = headline(evals)
+    pairs = proxy_pairs(ev, engine_params, scale=engine.interval_scale["abs"])
+    metrics = headline(evals, proxy_summary(pairs))
     engine.metrics_ = metrics
     data_digest = ev.digest()
     table = pd.concat([e.table() for e in evals.values()], ignore_index=True)
@@ -171,9 +196,12 @@ def train(
             mlflow.log_artifact(str(tmp / "engine.json"), "evaluation")
             from registry.plots import heldout_plot  # matplotlib only when a run is logged
 
-            fig = heldout_plot(evals["family"])
-            fig.savefig(tmp / "heldout_family.png", dpi=90)
-            mlflow.log_artifact(str(tmp / "heldout_family.png"), "plots")
+            pairs.to_csv(tmp / "proxy_pairs.csv", index=False)
+            mlflow.log_artifact(str(tmp / "proxy_pairs.csv"), "evaluation")
+            for by, e in evals.items():
+                fig = heldout_plot(e)
+                fig.savefig(tmp / f"heldout_{by}.png", dpi=90)
+                mlflow.log_artifact(str(tmp / f"heldout_{by}.png"), "plots")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(
@@ -252,19 +280,24 @@ def description(ev: Evidence, table: pd.DataFrame, metrics: dict[str, float]) ->
     """What a reviewer reads on the version page of the MLflow UI."""
     d = ev.describe()
     lines = [
-        f"Forecast engine v2 trained on {d['models']} models in {d['families']} families: {d['checkpoint_models']} with "
+        f"Forecast engine v2 trained on {d['models']} models in {d.get('lineages', '?')} lineages: {d['checkpoint_models']} with "
         f"checkpoint series (Pythia), {d['trained_models']} trained LLMs ({d.get('models_one_sentence', 0)} measured as in "
         f"2503.22329, {d.get('models_corpus_max', 0)} as in 2605.15572), {d['anchors']} published anchors; data digest {ev.digest()}.",
         "",
-        f"Headline ({HEADLINE_METRIC}, held-out peak |a| per layer, leave one family out): {metrics.get(HEADLINE_METRIC, float('nan')):+.3f} "
-        f"({'beats' if metrics.get(HEADLINE_METRIC, -1) > 0 else 'does NOT beat'} the constant).",
+        f"Headline ({HEADLINE_METRIC}: the smaller of the held-out skills 1 - MAE/constant on the largest layer's peak |a|, "
+        f"a new member of a known lineage {metrics.get('skill_new_member', float('nan')):+.3f}, a new lineage "
+        f"{metrics.get('skill_new_lineage', float('nan')):+.3f}): {metrics.get(HEADLINE_METRIC, float('nan')):+.3f} "
+        f"({'beats' if metrics.get(HEADLINE_METRIC, -1) > 0 else 'does NOT beat'} the constant on both).",
+        f"Proxy -> target pairs (a lineage's other members removed): MAE {metrics.get('proxy.mae', float('nan')):.3f} vs "
+        f"{metrics.get('proxy.sibling_mae', float('nan')):.3f} for the proxy scaled by the size slope, 90 % coverage "
+        f"{metrics.get('proxy.coverage_90', float('nan')):.0%}.",
         "",
-        "| CV | target | protocol | groups | MAE (log10) | constant | v1 | 90 % coverage |",
-        "|---|---|---|---|---|---|---|---|",
+        "| CV | target | protocol | models | MAE (log10) | constant | nearest sibling | 90 % coverage | median width |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.to_dict("records"):
-        lines.append(f"| {r['cv']} | {r['target']} | {r['protocol']} | {r['n_groups']} | {r['mae']:.3f} | {r['constant_mae']:.3f} | "
-                     f"{r['v1_mae']:.3f} | {r['coverage_90']:.0%} |")
+        lines.append(f"| {r['cv']} | {r['target']} | {r['protocol']} | {r['n']} | {r['mae']:.3f} | {r['constant_mae']:.3f} | "
+                     f"{r['sibling_mae']:.3f} | {r['coverage_90']:.0%} | {r['median_interval_width']:.2f} |")
     return "\n".join(lines)
 
 
@@ -320,8 +353,8 @@ def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings
         "headline_metric": HEADLINE_METRIC,
         HEADLINE_METRIC: f"{m.get(HEADLINE_METRIC, float('nan')):.4f}",
         "beats_baseline": str(m.get(HEADLINE_METRIC, float("nan")) > 0).lower(),
-        "peak_abs_mae_family_cv": f"{m.get('headline_peak_abs_mae', float('nan')):.4f}",
-        "peak_abs_constant_mae_family_cv": f"{m.get('headline_constant_mae', float('nan')):.4f}",
+        "peak_abs_mae_lineage_cv": f"{m.get('headline_peak_abs_mae', float('nan')):.4f}",
+        "peak_abs_constant_mae_lineage_cv": f"{m.get('headline_constant_mae', float('nan')):.4f}",
     }
     for k, v in tags.items():
         retry_store(client.set_model_version_tag, s.registered_model, mv.version, k, v)

@@ -58,9 +58,12 @@ def render(answer, console=None) -> None:
     massive = ", ".join(map(str, s.massive_layers)) or "none"
     con.print(
         f"massive layers: {massive} | earliest emergence: step {_iv(s.earliest_emergence_step)}"
-        f" (layer {s.earliest_emergence_layer}) | largest peak |a|: {_iv(s.largest_peak_abs)} (layer {s.largest_peak_layer})"
+        f" (layer {s.earliest_emergence_layer}) | largest peak |a| ({s.protocol}): {_iv(s.largest_peak_abs)} (layer {s.largest_peak_layer})"
+        + (f" | worst case (corpus_max, what precision uses): {_iv(s.worst_case_peak_abs)}" if s.worst_case_peak_abs else "")
         + (f" | P(massive by the end): {s.p_massive:.2f}" if s.p_massive is not None else "")
     )
+    if answer.lineage is not None:
+        con.print(f"lineage: {escape(answer.lineage.text)}")
     if p.beats_baseline is False:
         con.print(f"[red]warning: this predictor does not beat the constant baseline[/red] ({escape(p.held_out or '')})")
 
@@ -96,6 +99,15 @@ def render(answer, console=None) -> None:
             escape(r.why),
         )
     con.print(t)
+    for r in answer.precision:
+        if r.mechanisms:
+            t = Table(title=f"{r.format}: how it breaks (P: probability by the planned end; '-': not modelled)")
+            for col in ("mechanism", "P", "in format P", "why", "condition"):
+                t.add_column(col, overflow="fold")
+            for m in r.mechanisms:
+                t.add_row(m.name, f"{m.probability:.2f}" if m.probability is not None else "-",
+                          "yes" if m.in_format_probability else "no", escape(m.why), escape(m.condition))
+            con.print(t)
 
     if answer.applicability:
         t = Table(title="outside the predictor's training range")

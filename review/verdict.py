@@ -463,7 +463,7 @@ def predictor_scores(info: dict | None) -> list[dict[str, Any]]:
     """Held-out scores next to the baseline's: rows {metric, value, baseline} from the registry info."""
     quality = dict((info or {}).get("quality") or {})
     if quality:  # forecast engine v2: held-out MAE (log10) per served target next to the constant's
-        return [{"metric": f"{t} held-out MAE (leave one family out)", "value": q.get("mae"), "baseline": q.get("baseline_mae")}
+        return [{"metric": f"{t} held-out MAE (leave one lineage out)", "value": q.get("mae"), "baseline": q.get("baseline_mae")}
                 for t, q in quality.items()]
     metrics = dict((info or {}).get("metrics") or {})
     headline = (info or {}).get("headline_metric") or "headline_lomo_r2"

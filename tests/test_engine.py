@@ -9,7 +9,8 @@ import pytest
 
 from collector.reference import load_peer_evidence, load_reference_stats
 from predictor.architecture import family_of
-from predictor.engine import SWITCHES, ForecastEngine, LevelModel
+from predictor.engine import TERMS, ForecastEngine
+from predictor.level import LineageLevel
 from predictor.timeline import Timeline, fit_plan_effects
 from registry.evaluation import LeakError, assert_no_leak, evaluate, groups_of
 from registry.reference import build_evidence, reference_architectures
@@ -30,21 +31,30 @@ def engine(evidence):
 
 def test_evidence_holds_every_source_with_its_protocol(evidence):
     d = evidence.describe()
-    assert d["models_seq_mean"] >= 5 and d["models_one_sentence"] == 13 and d["models_corpus_max"] == 19
+    # seq_mean: the Pythia series and the 2503.22329 models' means over 10 RedPajama sequences
+    assert d["models_seq_mean"] >= 15 and d["models_one_sentence"] == 13 and d["models_corpus_max"] == 19
+    assert d["lineages"] == 17
     assert evidence.unknown == []
     assert {"pythia-1.4b", "pythia-12b"} == set(evidence.anchors["model"])
     # 160m's step 8000 (second harvest) is in
     assert 8000 in set(evidence.layers.loc[evidence.layers["model"] == "pythia-160m", "step"])
     # with a BOS token Gemma-3's peaks are the larger ones (2503.22329 measured both)
-    g = evidence.layers[(evidence.layers["model"] == "gemma-3-12b-pt")]
+    g = evidence.layers[(evidence.layers["model"] == "gemma-3-12b-pt") & (evidence.layers["protocol"] == "one_sentence")]
     assert 10 ** g["y_abs"].max() == pytest.approx(777957.4375, rel=1e-6)
 
 
 def test_families_group_variants_that_share_weights():
     assert family_of("Qwen2.5-7B") == family_of("Qwen2.5-7B-Instruct") == family_of("Qwen2.5-VL-7B")
     assert family_of("Qwen2.5-7B") != family_of("Qwen2.5-32B")
-    assert family_of("gemma-3-1b-pt") == family_of("gemma-3-27b-it")
+    assert family_of("gemma-3-1b-pt") != family_of("gemma-3-27b-it")  # sizes of one recipe: a lineage, not a family
     assert family_of("pythia-1b") == "pythia-1b"
+
+
+def test_lineages_group_the_sizes_of_one_recipe(evidence):
+    lin = evidence.lineages
+    assert lin["gemma-3-1b-pt"] == lin["gemma-3-27b-it"] == "gemma-3"
+    assert lin["Qwen3-30B-A3B"] == lin["Qwen3-32B"] == "qwen3" and lin["pythia-14m"] == "pythia"
+    assert lin["Llama-2-7b-hf"] != lin["Llama-3.2-1B"]
 
 
 def test_plan_effects_follow_the_peer_grids():
@@ -84,7 +94,7 @@ def test_acceptance_directions_on_the_engine(engine):
 
 def test_rare_switches_are_shrunk_and_widen_the_interval(engine):
     coef = engine.level_["abs"].coefficients()
-    assert coef["post_sublayer"]["families"] == 1 and coef["glu"]["families"] > 10
+    assert coef["post_sublayer"]["families"] == 1 and coef["glu"]["families"] > 7
     _, sd_plain = engine.level(engine_arch())["abs"]
     _, sd_rare = engine.level(engine_arch(norm_placement="post_sublayer"))["abs"]
     _, sd_unseen = engine.level(engine_arch(attention_kind="sigmoid"))["abs"]
@@ -100,16 +110,43 @@ def engine_arch(**kw):
     return Architecture(**{**BASE, **kw})
 
 
+def _synthetic_lineages(rng, n_lineages=12, sizes=3):
+    """Lineages with their own level (sd 0.8) on a common width slope 0.6, three sizes each."""
+    X, lin, y = [], [], []
+    for g in range(n_lineages):
+        a = rng.normal(scale=0.8)
+        for w in rng.uniform(-1.5, 1.5, size=sizes):
+            x = np.zeros(len(TERMS))
+            x[TERMS.index("log_width")] = w
+            X.append(x)
+            lin.append(f"L{g}")
+            y.append(3.0 + 0.6 * w + a + rng.normal(scale=0.1))
+    return np.array(X), np.array(lin, object), np.array(y)
+
+
 def test_level_model_shrinks_a_term_seen_once():
     rng = np.random.default_rng(0)
-    n = 30
-    X = np.zeros((n, len(SWITCHES) + 2))
-    X[:, 0] = rng.normal(size=n)
-    X[0, 1] = 1.0  # one model with the switch
-    y = 0.5 * X[:, 0] + rng.normal(scale=0.3, size=n)
-    y[0] += 3.0  # the lone model is far off
-    m = LevelModel().fit(X, y, np.arange(n).astype(str))
+    X, lin, y = _synthetic_lineages(rng)
+    X[0, TERMS.index("glu")] = 1.0  # one model with the switch, far off
+    y[0] += 3.0
+    m = LineageLevel(TERMS).fit(X, lin, np.arange(len(y)).astype(str), y)
     assert 0 < m.coefficients()["glu"]["coef"] < 3.0  # pulled towards zero
+
+
+def test_level_model_leans_on_a_known_lineage_and_widens_for_a_new_one():
+    """A new size of a known lineage is forecast from its siblings (the lineage's own level), with a narrower
+    interval than a new lineage, which gets the common slope and the between-lineage spread."""
+    rng = np.random.default_rng(1)
+    X, lin, y = _synthetic_lineages(rng)
+    m = LineageLevel(TERMS).fit(X, lin, np.arange(len(y)).astype(str), y)
+    assert m.coefficients()["log_width"]["coef"] == pytest.approx(0.6, abs=0.15)
+    assert m.hyperparameters()["tau_lineage"] == pytest.approx(0.8, rel=0.5)
+    x = np.zeros((1, len(TERMS)))
+    own = float(np.mean(y[lin == "L3"] - 0.6 * X[lin == "L3", TERMS.index("log_width")]))
+    known, sd_known = m.predict(x, ["L3"])
+    new, sd_new = m.predict(x, [None])
+    assert abs(known[0] - own) < abs(new[0] - own) and abs(known[0] - own) < 0.15
+    assert sd_known[0] < 0.5 * sd_new[0]
 
 
 def test_unpredictable_targets_show_the_constant(evidence):
@@ -124,20 +161,23 @@ def test_unpredictable_targets_show_the_constant(evidence):
     assert any("not predictable from the data held" in n for n in fc.notes)
 
 
-def test_assert_no_leak_catches_a_model_or_a_family(evidence):
+def test_assert_no_leak_catches_a_model_its_family_or_its_lineage(evidence):
     held = {"Qwen2.5-7B"}
     with pytest.raises(LeakError):
         assert_no_leak(evidence, held, "model")
     part = evidence.without(held)
-    assert_no_leak(part, held, "model")
     with pytest.raises(LeakError, match="family"):  # its instruct and VL variants share its weights
-        assert_no_leak(part, held, "family")
-    fam = groups_of(evidence, "family")["Qwen2.5-7B"]
+        assert_no_leak(part, held, "model")
+    fam = groups_of(evidence, "model")["Qwen2.5-7B"]
     assert fam == {"Qwen2.5-7B", "Qwen2.5-7B-Instruct", "Qwen2.5-VL-7B"}
-    assert_no_leak(evidence.without(fam), fam, "family")
+    assert_no_leak(evidence.without(fam), fam, "model")
+    with pytest.raises(LeakError, match="lineage"):  # Qwen2.5-32B is of the same lineage
+        assert_no_leak(evidence.without(fam), fam, "lineage", {"qwen2.5"})
+    lin = groups_of(evidence, "lineage")["qwen2.5"]
+    assert_no_leak(evidence.without(lin), lin, "lineage", {"qwen2.5"})
 
 
-@pytest.mark.parametrize("by", ["family", "model"])
+@pytest.mark.parametrize("by", ["lineage", "model"])
 def test_evaluation_never_trains_on_the_held_out_group(evidence, monkeypatch, by):
     """Every fold's engine sees no row of the held-out group (and, by family, none of its variants)."""
     seen: list[set[str]] = []
@@ -150,12 +190,18 @@ def test_evaluation_never_trains_on_the_held_out_group(evidence, monkeypatch, by
     monkeypatch.setattr(ForecastEngine, "fit", spy)
     e = evaluate(evidence, by, progress=False)
     groups = groups_of(evidence, by)
-    fold_models = seen[1:]  # the first fit is the full engine (for Pythia's observed emergence only)
+    lineages = evidence.lineages
+    if by == "model":  # only a model whose lineage keeps a member is "a new member of a known lineage"
+        groups = {g: ms for g, ms in groups.items()
+                  if {lineages[m] for m in ms} & {lineages[m] for m in evidence.models if m not in ms}}
+    fold_models = seen[1:]  # the first fit is the full engine (the truths: each series' own curve)
     assert len(fold_models) == len(groups)
     for (_g, models), trained_on in zip(groups.items(), fold_models, strict=True):
         assert not (models & trained_on)
-        if by == "family":
-            assert not ({family_of(m) for m in models} & {family_of(m) for m in trained_on})
+        assert not ({family_of(m) for m in models} & {family_of(m) for m in trained_on})
+        held_lineages = {lineages[m] for m in models}
+        kept = held_lineages & {lineages[m] for m in trained_on}
+        assert (not kept) if by == "lineage" else kept == held_lineages
     pred = e.predictions
     for r in pred.to_dict("records"):
         assert r["model"] in groups[r["group"]]

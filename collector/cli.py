@@ -49,7 +49,7 @@ def _read_arch(path: Path) -> dict:
     """The run's architecture as a JSON object (validated against the schema when the predictor trains on it)."""
     import json
 
-    from maforecast.errors import UserError
+    from maforecast.errors import UserError  # `maforecast --help` imports this module: keep its imports light
 
     try:
         data = json.loads(Path(path).expanduser().read_text())
@@ -124,8 +124,8 @@ def collect(source, revisions, suite, every, name, probe_spec, n_sequences, seq_
         progress=progress,
     )
     if arch is not None:
-        from maforecast.architectures import record_architecture
-        from maforecast.settings import architectures_path
+        from maforecast.architectures import record_architecture  # only when a run's architecture is given
+        from maforecast.settings import architectures_path  # (as above)
 
         record_architecture(architectures_path(), checkpoints[0].model, arch)
         click.echo(f"recorded the architecture of {checkpoints[0].model} (lineage {arch.get('lineage') or 'its own'}): it joins "

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--steps", default="0,25,50,100,200,300", help="save points, comma-separated (default %(default)s)")
+    ap.add_argument("--lineage", default=None, help="the lineage to name in arch.json (docs/LEVEL.md: a proxy of a target)")
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             "ffn_type": "mlp", "activation": "gelu", "norm_type": "layernorm", "parallel_attn_mlp": True, "rotary_pct": 0.25,
             "vocab_size": len(tok), "seq_len": a.seq_len, "learning_rate": a.lr, "lr_schedule": "cosine",
             "warmup_frac": warm / max(total, 1), "batch_tokens": a.batch * a.seq_len, "total_steps": max(total, 1),
-            "weight_decay": 0.01, "optimizer": "adamw", "precision": "fp32"}
+            "weight_decay": 0.01, "optimizer": "adamw", "precision": "fp32", **({"lineage": a.lineage} if a.lineage else {})}
     (a.run_dir / "arch.json").write_text(json.dumps(arch, indent=1))
     (a.run_dir / "probe.txt").write_text(text[: 20 * a.seq_len * 8])
     print(f"wrote {a.run_dir / 'arch.json'} and {a.run_dir / 'probe.txt'}; next: maforecast monitor {a.run_dir} "

@@ -330,6 +330,8 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
     from collector.sources import resolve_source
     from maforecast.architectures import record_architecture
     from maforecast.settings import architectures_path, get_settings, stats_path
+
+    # the predictor too: the nowcast and a new lineage's name
     from predictor.architecture import LINEAGE_NEW
     from predictor.nowcast import nowcast
 

@@ -45,7 +45,7 @@ from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
 from predictor.architecture import LINEAGE_NEW, Architecture, ArchitectureError, family_of, parse_architecture
 from predictor.effects import BASES, ControlledEffects, Estimate
 from predictor.evidence import Evidence
-from predictor.level import LineageLevel, width_term
+from predictor.level import PROTOCOL_SD, LineageLevel, width_term
 from predictor.schedule_risk import schedule_notes
 from predictor.schemas import (
     ApplicabilityWarning,
@@ -257,8 +257,9 @@ class ForecastEngine(BaseEstimator):
     """Fit on ``Evidence``; ``forecast(arch)`` returns a ``Forecast`` (scikit-learn estimator API)."""
 
     def __init__(self, protocol: str = DEFAULT_PROTOCOL, interval_scale: dict | None = None, profile_alpha: float = 1.0,
-                 terms: tuple[str, ...] | None = None, level_start: dict | None = None):
+                 terms: tuple[str, ...] | None = None, level_start: dict | None = None, protocol_sd: float = PROTOCOL_SD):
         self.level_start = level_start
+        self.protocol_sd = protocol_sd
         self.protocol = protocol
         self.interval_scale = interval_scale
         self.profile_alpha = profile_alpha
@@ -280,6 +281,7 @@ class ForecastEngine(BaseEstimator):
             X = np.vstack([self._x(ev.archs[m], p) for m, p in zip(lv["model"], lv["protocol"], strict=True)])
             start = (self.level_start or {}).get(q)
             self.level_[q] = LineageLevel(TERMS, interval_scale=scale.get(q, 1.0), start=tuple(start) if start else None,
+                                          protocol_sd=self.protocol_sd,
                                           new_lineage_scale=scale.get(f"{q}_new", scale.get(q, 1.0))).fit(
                 X, lv["lineage"].to_numpy(), lv["family"].to_numpy(), lv["Y"].to_numpy())
             off = offsets[offsets["quantity"] == q]
@@ -709,7 +711,8 @@ class ForecastEngine(BaseEstimator):
         horizon = getattr(self, "horizon_tokens_", float("inf"))
         lo, hi = getattr(self, "late_slopes_", (0.0, 0.0))
         tokens = np.maximum(np.asarray(steps, float) * arch.batch_tokens, 1.0)
-        d = np.maximum(np.log2(tokens / horizon), 0.0)
+        with np.errstate(divide="ignore"):  # no trajectory in the evidence: an infinite horizon, nothing beyond it
+            d = np.maximum(np.log2(tokens / horizon), 0.0)
         return d * max(-lo, 0.0), d * max(hi, 0.0)
 
     def extrapolation_notes(self, arch: Architecture) -> list[str]:

@@ -51,8 +51,9 @@ class LineageLevel(BaseEstimator):
 
     def __init__(self, terms: tuple[str, ...] = (), width: str = "log_width", protocol_prefix: str = "protocol_",
                  flat: tuple[str, ...] = ("log_width",), interval_scale: float = 1.0, new_lineage_scale: float = 1.0,
-                 start: tuple[float, ...] | None = None):
+                 start: tuple[float, ...] | None = None, protocol_sd: float = PROTOCOL_SD):
         self.start = start
+        self.protocol_sd = protocol_sd
         self.terms = terms
         self.width = width
         self.protocol_prefix = protocol_prefix
@@ -64,7 +65,7 @@ class LineageLevel(BaseEstimator):
     def _prior_var(self, tau_switch: float) -> np.ndarray:
         v = [FLAT_SD**2]  # intercept
         for t in self.terms:
-            v.append(FLAT_SD**2 if t in self.flat else PROTOCOL_SD**2 if t.startswith(self.protocol_prefix) else tau_switch**2)
+            v.append(FLAT_SD**2 if t in self.flat else self.protocol_sd**2 if t.startswith(self.protocol_prefix) else tau_switch**2)
         return np.array(v)
 
     def _F(self, X: np.ndarray) -> np.ndarray:

@@ -522,8 +522,10 @@ class Posterior:
             mean[ok, c], spread[ok, c] = m[ok], np.sqrt(v[ok])
         return prob, mean, spread
 
-    def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None) -> dict:
-        """Drop-in for ``ForecastEngine.layer_curves``: the posterior in the same layout."""
+    def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None, lev: dict | None = None,
+                     tl: object | None = None) -> dict:
+        """Drop-in for ``ForecastEngine.layer_curves``: the posterior in the same layout (its level is the
+        observations' posterior: ``lev`` and ``tl`` are not used)."""
         tl = arch_timeline(arch, self.engine.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
         lt, lt_sd = self.lt_post
         out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": hill(tl(steps) / 10**lt, self.p_post)}

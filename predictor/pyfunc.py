@@ -47,7 +47,7 @@ from predictor.schemas import Forecast, parse_steps
 OUTPUTS = ("answer", "compare", "nowcast", "rows")
 # the version of this interface; a registered version carries it in its metadata (``pyfunc_interface``),
 # and a consumer refuses one logged with another (``maforecast bootstrap`` registers a current one)
-INTERFACE = "6"
+INTERFACE = "7"  # 7: lineage and protocol in the input; lineage, worst case, FP16 mechanisms in the answer
 # the signature's params, with defaults
 PARAMS = {"output": "answer", "steps": "", "observations": "", "view": "full", "layers": "",
           "version": "", "alias": "", "model_uri": ""}

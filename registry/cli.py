@@ -28,14 +28,16 @@ def load_training_stats(reference: bool):
               help="Measurement protocol the served magnitudes refer to.")
 @click.option("--cv", "cv", multiple=True, type=click.Choice(["lineage", "model"]), default=("lineage", "model"), show_default=True,
               help="Grouped cross-validation: a new lineage (lineage), a new member of a known lineage (model); the gate uses both.")
+@click.option("--protocol-sd", type=click.FloatRange(min=0.01, max=10.0), default=0.2, show_default=True,
+              help="Prior sd (decades) of the level model's protocol terms (docs/LEVEL.md): a variant to compare in the UI.")
 @click.option("--no-register", is_flag=True, help="Log the run and model but do not register a version.")
-def train(reference: bool, protocol: str, cv: tuple[str, ...], no_register: bool) -> None:
+def train(reference: bool, protocol: str, protocol_sd: float, cv: tuple[str, ...], no_register: bool) -> None:
     """Evaluate (grouped CV) and train the forecast engine, log an MLflow run, register it as `challenger`."""
     from registry.training import HEADLINE_METRIC, scores_table
     from registry.training import train as train_fn
 
     stats = load_training_stats(reference)
-    res = train_fn(stats, engine_params={"protocol": protocol}, register=not no_register,
+    res = train_fn(stats, engine_params={"protocol": protocol, "protocol_sd": protocol_sd}, register=not no_register,
                    progress=True, cv=tuple(dict.fromkeys(("lineage", "model", *cv))))
     table = scores_table(res.evaluations)
     cols = ["cv", "target", "protocol", "n_groups", "mae", "constant_mae", "sibling_mae", "coverage_90"]

@@ -353,18 +353,27 @@ def fit_evaluated(ev: Evidence, engine_params: dict | None = None, progress: boo
     params = dict(engine_params or {})
     params.pop("interval_scale", None)
     full = ForecastEngine(**params).fit(ev)
-    evals = {by: evaluate(ev, by, params, progress, full=full) for by in dict.fromkeys(("lineage", *cv))}
+    evals = {by: evaluate(ev, by, params, progress, full=full) for by in dict.fromkeys(("lineage", "model", *cv))}
     known = evals.get("model", evals["lineage"]).scale
     new = evals["lineage"].scale
     scale = {"abs": known.get("peak_abs", 1.0), "ratio": known.get("ratio_end", 1.0),
              "abs_new": new.get("peak_abs", 1.0), "ratio_new": new.get("ratio_end", 1.0)}
     engine = ForecastEngine(**{**params, "interval_scale": scale, "level_start": _starts(full)}).fit(ev)
-    engine.quality_ = evals["lineage"].quality()
+    engine.quality_ = served_quality(evals)
     big = evals["lineage"].table().set_index(["target", "protocol"]).loc[("peak_abs", "all")]
     if big["mae"] >= big["constant_mae"]:
         engine.caveats_ = [f"the largest layer's peak |a| of a new lineage is forecast no better than a constant "
                            f"(held-out MAE {big['mae']:.2f} vs {big['constant_mae']:.2f} decades): read it with its interval"]
     return engine, evals
+
+
+def served_quality(evals: dict[str, Evaluation]) -> dict[str, TargetQuality]:
+    """Per served target, the held-out quality that decides whether it is served or shown as the constant: the
+    new-lineage folds' (the harder question), except for a target only one lineage holds (Pythia's end ratio and
+    emergence step: leaving that lineage out leaves no constant to compare with), scored leaving one model out."""
+    q = evals["lineage"].quality()
+    other = evals["model"].quality() if "model" in evals else {}
+    return {t: other.get(t, v) if not math.isfinite(v.baseline_mae) else v for t, v in q.items()}
 
 
 def headline(evals: dict[str, Evaluation], proxy: dict[str, float] | None = None) -> dict[str, float]:
@@ -385,12 +394,12 @@ def headline(evals: dict[str, Evaluation], proxy: dict[str, float] | None = None
             t = evals[by].table().set_index(["target", "protocol"])
             if ("peak_abs", "all") in t.index:
                 r = t.loc[("peak_abs", "all")]
-                skills[name] = 1.0 - r["mae"] / r["constant_mae"] if r["constant_mae"] > 0 else float("nan")
+                skills[name] = float(1.0 - r["mae"] / r["constant_mae"]) if r["constant_mae"] > 0 else float("nan")
                 out[f"{name.replace('skill', 'mae')}"] = float(r["mae"])
     out.update(skills)
     for k, v in (proxy or {}).items():
         out[f"proxy.{k}"] = v
-    q = evals["lineage"].quality()
+    q = served_quality(evals)
     pk = q.get("peak_abs")
     out["headline_peak_abs_mae"] = pk.mae if pk else float("nan")
     out["headline_constant_mae"] = pk.baseline_mae if pk else float("nan")

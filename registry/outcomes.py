@@ -17,6 +17,7 @@ from predictor import knowledge as kbm
 from predictor.answer import Answerer
 from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
+from predictor.lineage import lineage_of
 from registry.evaluation import as_held_out, groups_of
 
 USE_FORMAT = {"fp16_inference": ("fp16", "fp16_inference")}  # use -> (format, precision_target)
@@ -44,7 +45,6 @@ def outcome_scores(ev: Evidence, engine: ForecastEngine, outcomes: pd.DataFrame 
     outcomes = load_outcomes() if outcomes is None else outcomes
     kb = kbm.load_kb()
     lineages = groups_of(ev, "lineage")
-    lin_of = {m: g for g, ms in lineages.items() for m in ms}
     params = {k: v for k, v in engine.get_params().items() if k != "interval_scale"}
     held: dict[str, Answerer] = {}
     full = Answerer(engine, kb)
@@ -52,10 +52,10 @@ def outcome_scores(ev: Evidence, engine: ForecastEngine, outcomes: pd.DataFrame 
     for r in outcomes.to_dict("records"):
         fmt, target = USE_FORMAT[r["use"]]
         arch = ev.archs[r["model"]].model_copy(update={"precision_target": target})
-        lin = lin_of.get(r["model"], r["model"])
+        lin = lineage_of(r["model"], arch)  # a model without stats (pythia-2.8b) is still of its lineage
         if lin not in held:
             held[lin] = Answerer(ForecastEngine(**params, interval_scale=engine.interval_scale).fit(
-                ev.without(lineages.get(lin, {r["model"]}))), kb)
+                ev.without(lineages.get(lin, set()) | {r["model"]})), kb)
         out = next(x for x in held[lin].answers([as_held_out(arch, held[lin].engine)])[0].precision if x.format == fmt)
         ins = next(x for x in full.answers([arch])[0].precision if x.format == fmt)
         rows.append({"model": r["model"], "lineage": lin, "use": r["use"], "outcome": r["outcome"],

@@ -87,7 +87,7 @@ def ship_code(tmp: Path) -> list[str]:
 def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict:
     """What a version was trained on, answers with and how it scores held out (the model's ``metadata.maforecast``)."""
     # only finite floats: metadata must be plain JSON
-    metrics = {k: v for k, v in getattr(engine, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)}
+    metrics = {k: float(v) for k, v in getattr(engine, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)}
     return {
         "pyfunc_interface": PYFUNC_INTERFACE,  # checked by every consumer before it calls predict
         "code_digest": code_digest(),  # the predictor code the version answers with (registry.loader checks it)
@@ -103,7 +103,7 @@ def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict
         # the lineages a design may name (`lineage`), each with its measured members
         "lineages": {g: sorted({m["model"] for m in ms}) for g, ms in sorted(engine.lineage_members_.items())},
         "level_model": {q: engine.level_[q].hyperparameters() for q in ("abs", "ratio")},
-        "interval_scale": dict(engine.interval_scale or {}),
+        "interval_scale": {k: float(v) for k, v in (engine.interval_scale or {}).items()},
         # the intervention question: each change's effect, interval, evidence (the model card's table)
         "effects": _json_rows(effects_card(engine)),
         "effects_leave_one_study_out": leave_one_study_out(engine)[1],
@@ -192,6 +192,9 @@ def train(
             for by, e in evals.items():
                 e.predictions.to_csv(tmp / f"heldout_{by}.csv", index=False)
                 mlflow.log_artifact(str(tmp / f"heldout_{by}.csv"), "evaluation")
+            text = description(ev, table, metrics) + effects_description(engine, champion_effects(s))
+            (tmp / "model_card.md").write_text(text)
+            mlflow.log_artifact(str(tmp / "model_card.md"), "evaluation")
             (tmp / "engine.json").write_text(json.dumps(engine.info(), indent=1, default=float))
             mlflow.log_artifact(str(tmp / "engine.json"), "evaluation")
             from registry.plots import heldout_plot  # matplotlib only when a run is logged
@@ -208,7 +211,6 @@ def train(
                     name="model", **pyfunc_kwargs(engine, ev.archs[sorted(set(ev.layers["model"]))[0]], tmp, settings=s))
         version = None
         if register:
-            text = description(ev, table, metrics) + effects_description(engine, champion_effects(s))
             version = register_model(info.model_uri, engine, run.info.run_id, s, client, text)
     return TrainResult(run.info.run_id, version, metrics, engine, evals, ev)
 
@@ -296,6 +298,8 @@ def description(ev: Evidence, table: pd.DataFrame, metrics: dict[str, float]) ->
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.to_dict("records"):
+        if r["target"].startswith("peak_abs") and r["protocol"] != "all":
+            continue  # per-protocol rows: in evaluation/evaluation.csv (the description has room for 5,000 characters)
         lines.append(f"| {r['cv']} | {r['target']} | {r['protocol']} | {r['n']} | {r['mae']:.3f} | {r['constant_mae']:.3f} | "
                      f"{r['sibling_mae']:.3f} | {r['coverage_90']:.0%} | {r['median_interval_width']:.2f} |")
     return "\n".join(lines)
@@ -359,9 +363,21 @@ def register_model(model_uri: str, engine: ForecastEngine, run_id: str, settings
     for k, v in tags.items():
         retry_store(client.set_model_version_tag, s.registered_model, mv.version, k, v)
     if text:
-        retry_store(client.update_model_version, s.registered_model, mv.version, description=text)
+        retry_store(client.update_model_version, s.registered_model, mv.version, description=fit_description(text))
     point_alias_at_newest(client, s.registered_model, CHALLENGER)
     return str(mv.version)
+
+
+DESCRIPTION_LIMIT = 5000  # a model version's description column in MLflow's SQL stores is VARCHAR(5000)
+
+
+def fit_description(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """``text`` cut at a line to fit the registry's description column, saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    tail = "\n\n(cut to fit the registry; the full card: the run's artifact evaluation/model_card.md)"
+    head = text[: limit - len(tail)]
+    return head[: head.rfind("\n") if "\n" in head else len(head)] + tail
 
 
 def point_alias_at_newest(client, name: str, alias: str, attempts: int = 30, settle_s: float = 0.2) -> str:

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from maforecast.errors import UserError
 from maforecast.files import write_text_atomic
+from predictor.architecture import Architecture, describe_validation_error
 from predictor.precision import TARGET_FORMATS
 from predictor.schemas import parse_steps
 from predictor.text import ranges
@@ -147,8 +149,11 @@ def render(answer, console=None) -> None:
 @click.option("--model-uri", default=None, help="MLflow model URI (default models:/<name>@champion).")
 @click.option("--alias", default=None, help="Registry alias to load (default champion).")
 @click.option("--version", "version", default=None, help="Registry version to load instead of an alias.")
+@click.option("--lineage", default=None, help="The design's lineage (overrides the file's; 'new' for a new one).")
+@click.option("--protocol", default=None, type=click.Choice(["seq_mean", "typical", "one_sentence", "corpus_max", "worst_case"]),
+              help="Statistic the magnitudes are shown in (precision always uses the worst case).")
 def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_json: bool,
-            model_uri: str | None, alias: str | None, version: str | None) -> None:
+            model_uri: str | None, alias: str | None, version: str | None, lineage: str | None, protocol: str | None) -> None:
     """Forecast ARCH_JSON (native architecture or Hugging Face config.json) and print it."""
     training = read_training(training_json, None)
     try:
@@ -157,6 +162,12 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
         raise UserError(str(exc) if str(exc).startswith("--steps") else "--steps: expected comma-separated integers, "
                         "e.g. 0,1000,143000") from None
     arch, notes = load_architecture(arch_json, training)
+    override = {k: v for k, v in (("lineage", lineage), ("protocol", protocol)) if v is not None}
+    if override:
+        try:
+            arch = Architecture.model_validate({**arch.model_dump(exclude_none=True), **override})
+        except ValidationError as exc:
+            raise UserError(describe_validation_error(exc)) from None
     # here, not at the top: MLflow takes seconds to import, and a bad file is reported before that
     from registry.loader import load_predictor, resolve_model_uri
 

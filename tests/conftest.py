@@ -284,7 +284,7 @@ def sqlite_tracking_server(session_spawn, tmp_path_factory, migrated_mlflow_db):
     url = start_mlflow_server(session_spawn, f"sqlite:///{base / 'mlflow.db'}", str(base / "artifacts"), "mlflow-sqlite")
     home = base / "client-home"
     home.mkdir()
-    info = run_pipeline(url, home, trains=((), ("--family-weight", "sqrt")))
+    info = run_pipeline(url, home, trains=((), ("--protocol-sd", "0.5")))
     info["backend"] = f"sqlite:///{base / 'mlflow.db'}"
     info["artifacts"] = base / "artifacts"
     return info

@@ -132,7 +132,7 @@ def tables(tmp_path_factory):
 def _concurrent_trains(env: dict, n: int = 3, timeout: float = 420.0) -> list[str]:
     """Start ``n`` ``maforecast train`` processes at once on one store; return their versions."""
     exe = Path(sys.executable).with_name("maforecast")
-    cmd = [str(exe), "train", "--cv", "family"]
+    cmd = [str(exe), "train", "--cv", "lineage"]
     root = Path(__file__).resolve().parent.parent
     procs = [subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for _ in range(n)]

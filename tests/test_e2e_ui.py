@@ -115,7 +115,7 @@ def test_mlflow_ui_shows_both_predictor_versions_and_metrics(sqlite_tracking_ser
     assert sorted(order) == sorted(versions)
     metrics = {v: client.get_run(versions[v].run_id).data.metrics for v in order}
     # "Show diff only" is on: a metric row is listed when the versions differ, as the headline does
-    # here (the two runs weighted families differently)
+    # here (the two runs gave the protocol terms different prior widths)
     key = "headline_skill"
     assert len({_fmt_metric(metrics[v][key]) for v in order}) > 1
     want = "\t".join([key, *(_fmt_metric(metrics[v][key]) for v in order)])

@@ -26,8 +26,10 @@ def answerer():
 
 @pytest.fixture(scope="module")
 def qwen_fp8(answerer):
-    """Qwen2.5-7B planned for FP8 training: the plan keeps some E4M3 layers (P >= 0.2), not all."""
-    arch = reference_architectures()["Qwen2.5-7B"].model_copy(update={"precision_target": "fp8_training"})
+    """Qwen2.5-7B's shape planned for FP8 training as a design of a new lineage: the plan keeps some E4M3 layers
+    (P >= 0.2), not all (as a member of the Qwen2.5 lineage its measured ratios put every layer past per-tensor
+    E4M3's limit: the finer-scaled recipes of issue 27 are the answer there)."""
+    arch = reference_architectures()["Qwen2.5-7B"].model_copy(update={"precision_target": "fp8_training", "lineage": None})
     answer = answerer.answers([arch])[0]
     keep = [p.layer for p in answer.precision_plan.formats[0].keep_high_precision]
     assert 0 < len(keep) < arch.n_layers, keep

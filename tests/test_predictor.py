@@ -212,7 +212,7 @@ def trained(tmp_path_factory, migrated_mlflow_db, stats):
     try:
         r1 = train(stats)
         p1 = promote()
-        r2 = train(stats, engine_params={"family_weight": "sqrt"}, cv=("family",))
+        r2 = train(stats, engine_params={"profile_alpha": 2.0}, cv=("lineage",))
         yield {"home": home, "r1": r1, "r2": r2, "p1": p1}
     finally:
         if mlflow.active_run():
@@ -229,13 +229,15 @@ def in_home(trained, monkeypatch):
 
 def test_training_is_evaluated_on_unseen_groups(trained):
     r1 = trained["r1"]
-    assert set(r1.evaluations) == {"family", "model"}
+    assert set(r1.evaluations) == {"lineage", "model"}
     for by, e in r1.evaluations.items():
         d = e.predictions
         assert {"peak_abs", "ratio_end", "t_emerge"} <= set(d["target"])
         # held-out groups are models or families of the evidence
         assert set(d["group"]) <= set(groups_of(r1.evidence, by))
-        assert d["baseline"].notna().all() and np.isfinite(d["pred"]).all()
+        # the constant exists for every target but Pythia's own when the whole Pythia lineage is left out
+        assert d.loc[d["target"] == "peak_abs", "baseline"].notna().all() and np.isfinite(d["pred"]).all()
+        assert by == "lineage" or d["baseline"].notna().all()
     for k in ("headline_skill", "headline_peak_abs_mae", "headline_constant_mae"):
         assert np.isfinite(r1.metrics[k])
     assert r1.bundle.quality_ and "peak_abs" in r1.bundle.quality_
@@ -250,21 +252,25 @@ def test_two_runs_create_versions_with_metrics(trained, in_home):
         mv = client.get_model_version("maforecast-predictor", v)
         assert "headline_skill" in mv.tags and mv.tags["data_digest"] and mv.tags["beats_baseline"] in ("true", "false")
         # what a reviewer reads in the UI: the data and the held-out scores next to the constant
-        assert "constant" in mv.description and "leave one family out" in mv.description and "families" in mv.description
+        assert "constant" in mv.description and "leave one lineage out" in mv.description and "lineages" in mv.description
+        assert len(mv.description) <= 5000  # MLflow's SQL stores hold 5,000 characters (PostgreSQL refuses more)
+        assert "nearest sibling" in mv.description and "Proxy -> target" in mv.description
         # the model card: per change its effect, interval, evidence kind, studies, families, disagreement
         assert "Design effects" in mv.description and "Leave one study out" in mv.description
         row = next(x for x in mv.description.splitlines() if x.startswith("| norm_placement pre -> sandwich |"))
         assert "| controlled |" in row and "Sun2026" in row and "| yes |" in row  # association overruled, flagged
         run = client.get_run(mv.run_id)
         assert "headline_skill" in run.data.metrics
-        assert "family.peak_abs_per_layer.all.mae" in run.data.metrics
-        assert "family.peak_abs_per_layer.all.constant_mae" in run.data.metrics
+        assert "lineage.peak_abs_per_layer.all.mae" in run.data.metrics and "model.peak_abs.all.sibling_mae" in run.data.metrics
+        assert {"skill_new_member", "skill_new_lineage", "proxy.mae"} <= set(run.data.metrics)
+        assert "lineage.peak_abs_per_layer.all.constant_mae" in run.data.metrics
         assert run.inputs.dataset_inputs, "training data logged as dataset input"
         arts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
-        assert "plots/heldout_family.png" in arts
-        assert "evaluation/evaluation.csv" in {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
+        assert {"plots/heldout_lineage.png", "plots/heldout_model.png"} <= arts
+        evaluation = {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
+        assert {"evaluation/evaluation.csv", "evaluation/proxy_pairs.csv", "evaluation/model_card.md"} <= evaluation
     # version 2 was trained with version 1 as champion: its card shows the champion's effect next to its own, and
-    # an effect that rests on controlled comparisons is the same in both (the family weighting moves associations)
+    # an effect that rests on controlled comparisons is the same in both (the depth-profile alpha moves nothing there)
     v2 = client.get_model_version("maforecast-predictor", "2").description
     assert "champion |" in v2
     row = next(x for x in v2.splitlines() if x.startswith("| norm_placement pre -> sandwich |")).split("|")

@@ -93,7 +93,7 @@ def test_three_hf_configs_default_policy(env, configs, tmp_path, capsys):
     assert risks == sorted(risks, key=lambda r: ({"fail": 0, "warn": 1, "pass": 2}[r[0]], -r[1]))
     # the predictor's held-out scores sit next to the baseline's
     scores = {s["metric"]: s for s in answer["predictor"]["scores"]}
-    key = "peak_abs held-out MAE (leave one family out)"
+    key = "peak_abs held-out MAE (leave one lineage out)"
     assert key in scores and scores[key]["baseline"] is not None
     # the verdict table: one row per candidate
     for name in names:

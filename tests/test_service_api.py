@@ -362,6 +362,22 @@ def test_plot_png(client):
     assert_names(client.post("/plot", json={**LLAMA_1B, "n_layers": 0}), "n_layers")
 
 
+def test_lineage_and_protocol_through_the_api(client):
+    """A design of a known lineage names its measured members; the statistic is named; precision uses the worst
+    case whatever protocol is shown (issue 25)."""
+    body = {**SMALL, "n_layers": 28, "d_model": 2048, "n_heads": 16, "d_ffn": 6144, "ffn_type": "glu", "activation": "silu",
+            "norm_type": "rmsnorm", "qk_norm": True, "lineage": "qwen3", "precision_target": "fp16_inference"}
+    a = client.post("/predict", json=body).json()
+    w = client.post("/predict", json={**body, "protocol": "worst_case"}).json()
+    assert a["lineage"]["name"] == "qwen3" and "Qwen3-1.7B" in {m["model"] for m in a["lineage"]["members"]}
+    assert a["summary"]["protocol"] == "seq_mean" and w["summary"]["protocol"] == "corpus_max"
+    assert [r["probability"] for r in a["precision"]] == pytest.approx([r["probability"] for r in w["precision"]], rel=1e-9)
+    fp16 = next(r for r in a["precision"] if r["format"] == "fp16")
+    assert {m["name"]: m["probability"] is None for m in fp16["mechanisms"]}["attention_logits"]
+    info = client.get("/model_info").json()["info"]
+    assert "qwen3" in info["lineages"] and "Qwen3-32B" in info["lineages"]["qwen3"]
+
+
 def test_model_info_and_health(client):
     r = client.get("/model_info")
     assert r.status_code == 200
@@ -400,6 +416,8 @@ BAD_INPUTS = [
     ({**SMALL, "qk_norm": "yes"}, ["qk_norm"]),  # a string is not a boolean
     ({**SMALL, "tied_embeddings": 1}, ["tied_embeddings"]),
     ('{"n_layers": 6, "d_model": 512, "n_heads": 8, "d_ffn": 2048, "learning_rate": NaN}', ["learning_rate"]),
+    ({**SMALL, "lineage": "qwen9"}, ["lineage"]),  # a lineage the served version does not hold
+    ({**SMALL, "protocol": "median"}, ["protocol"]),
 ]
 
 

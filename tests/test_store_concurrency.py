@@ -202,7 +202,7 @@ def test_collectors_and_reference_import_on_a_fresh_home(series, tmp_path):
     _run_concurrently([*_collects(series), ["import-reference"]], home, logs)
     _check(home, {
         reference.PYTHIA_SOURCE: len(reference.load_pythia_stats()),
-        reference.FINAL_SOURCE: len(reference.load_final_model_stats(bos=None)),
+        reference.FINAL_SOURCE: len(reference.load_final_model_stats(bos=None)) + len(reference.load_final_model_seq_mean_stats()),
     })
 
 

@@ -179,6 +179,10 @@ def _timeline(plan: tuple, effects: PlanEffects, horizon: float | None) -> Timel
     return Timeline(*plan, effects, horizon=horizon)
 
 
+H_FLOOR = 0.1  # a value measured before emergence is scaled up to its asymptote by at most x10 (in log10 rise)
+MAX_EXTRAPOLATION = 0.5  # decades of effective time a series' fitted midpoint may lie beyond its last checkpoint
+
+
 @dataclass
 class CurveFit:
     """Hill fit of one checkpoint series (all layers share tau_e and p; each has its own rise)."""
@@ -190,6 +194,14 @@ class CurveFit:
     rise: dict[str, np.ndarray]  # quantity -> per-layer Y_inf - y0 (NaN where not measured)
     layers: np.ndarray
     rmse: float
+    log_tau_span: tuple[float, float] = (-np.inf, np.inf)  # log10 effective time of the first and last checkpoints after 0
+
+    @property
+    def timed(self) -> bool:
+        """Whether the series pins its emergence time: the fitted midpoint within the checkpoints it saw (a run
+        that emerged before its first save, or had not yet emerged, says little about when)."""
+        lo, hi = self.log_tau_span
+        return lo - MAX_EXTRAPOLATION <= self.log_tau_e <= hi and self.p < 6.0 - 1e-3
 
 
 def fit_series(model: str, sub: pd.DataFrame, tl: Timeline) -> CurveFit | None:
@@ -221,16 +233,20 @@ def fit_series(model: str, sub: pd.DataFrame, tl: Timeline) -> CurveFit | None:
         e = Y - r[:, None] * h[None, :]
         return np.where(ok, e, 0.0).ravel()
 
+    # the midpoint no later than ~3x the last observation: a series still rising when it ends (a short proxy run)
+    # otherwise puts tau_e anywhere beyond it and its asymptote, rise / H(end), at any height (seen: 10**400)
+    lt_max = float(np.log10(max(tau[-1], 1.0))) + MAX_EXTRAPOLATION
     best = None
     for lt in np.log10(np.geomspace(max(tau[1], 1.0), tau[-1], 7)):
         for p in (0.8, 1.5, 2.5):
-            sol = least_squares(resid, [lt, p], bounds=([0.0, 0.3], [9.0, 6.0]), method="trf")
+            sol = least_squares(resid, [min(lt, lt_max - 1e-6), p], bounds=([0.0, 0.3], [lt_max, 6.0]), method="trf")
             if best is None or sol.cost < best.cost:
                 best = sol
     theta = best.x
     rises = {qq: rises_for(theta, qq)[0] for qq in QUANTITIES}
     n = max(int((resid(theta) != 0).sum()), 1)
-    return CurveFit(model, float(theta[0]), float(theta[1]), y0s, rises, layers, float(np.sqrt(2 * best.cost / n)))
+    return CurveFit(model, float(theta[0]), float(theta[1]), y0s, rises, layers, float(np.sqrt(2 * best.cost / n)),
+                    (float(np.log10(max(tau[1], 1e-300))), float(np.log10(max(tau[-1], 1e-300)))))
 
 
 # ------------------------------------------------------------------------ the engine
@@ -372,6 +388,7 @@ class ForecastEngine(BaseEstimator):
                 fits.append(f)
         self.curves_ = {f.model: f for f in fits}
         self.class_prior_, self.class_evidence_ = self._class_prior(traj, ev)
+        fits = [f for f in fits if f.timed]  # the clock from series that pin their emergence (levels use them all)
         if len(fits) >= 2:
             x = np.array([math.log10(ev.archs[f.model].n_params()) - 9.0 for f in fits])
             y = np.array([f.log_tau_e for f in fits])
@@ -570,7 +587,7 @@ class ForecastEngine(BaseEstimator):
                     y = r[f"y_{qq}"]
                     if pd.notna(y):
                         y0 = Y0_DEFAULT[qq]
-                        rows.append((model, protocol, int(r["layer"]), arch.n_layers, qq, y0 + (y - y0) / max(h, 1e-3)))
+                        rows.append((model, protocol, int(r["layer"]), arch.n_layers, qq, y0 + (y - y0) / max(h, H_FLOOR)))
         per_layer = pd.DataFrame(rows, columns=["model", "protocol", "layer", "n_layers", "quantity", "Y"])
         per_layer = per_layer.groupby(["model", "protocol", "layer", "n_layers", "quantity"], as_index=False)["Y"].mean()
         lv = per_layer.groupby(["model", "protocol", "quantity"], as_index=False)["Y"].max()
@@ -581,7 +598,7 @@ class ForecastEngine(BaseEstimator):
             lt, _ = self.tau_e(arch)
             h = float(hill(arch_timeline(arch, self.effects_)(r["step"]) / 10**lt, self.p_))
             y0 = Y0_DEFAULT[r["metric"]]
-            lv.loc[len(lv)] = [r["model"], r["protocol"], r["metric"], y0 + (math.log10(r["value"]) - y0) / max(h, 1e-3)]
+            lv.loc[len(lv)] = [r["model"], r["protocol"], r["metric"], y0 + (math.log10(r["value"]) - y0) / max(h, H_FLOOR)]
         lv["family"] = lv["model"].map(family_of)
         lv["lineage"] = lv["model"].map(ev.lineages)
         return lv, offsets

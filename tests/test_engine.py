@@ -282,3 +282,24 @@ def test_a_plan_beyond_the_evidence_says_so_and_widens_with_the_distance(engine)
     assert widths[0] < widths[1] < widths[2]
     down, up = engine.beyond(Architecture(**base, training_tokens=2e12), np.array([0.0, 1e4, 2e12 / 4_194_304]))
     assert down[0] == up[0] == down[1] == 0.0 and down[2] > 0 and up[2] > 0
+
+
+def _series(values: dict[int, float]):
+    import pandas as pd
+
+    return pd.DataFrame([{"model": "toy", "step": s, "layer": layer, "y_abs": v + 0.1 * layer, "y_ratio": np.nan}
+                         for s, v in values.items() for layer in range(2)])
+
+
+def test_a_short_series_cannot_claim_any_height_or_set_the_clock():
+    """A proxy run still rising at its last save (or that emerged before its first) once put its fitted midpoint
+    anywhere beyond the data and its asymptote at 10**400 (seen in a retrain with a 300-step proxy)."""
+    from predictor.engine import MAX_EXTRAPOLATION, fit_series
+    tl = Timeline(300, 3e-3, "constant", 0.0, 512, 0.0, fit_plan_effects(load_peer_evidence()))
+    rising = fit_series("toy", _series({0: 0.0, 25: 0.1, 50: 0.2, 100: 0.4, 200: 0.8, 300: 1.2}), tl)
+    assert rising.log_tau_e <= rising.log_tau_span[1] + MAX_EXTRAPOLATION + 1e-9
+    assert np.all(np.isfinite(rising.rise["abs"])) and np.nanmax(rising.rise["abs"]) < 10  # not 10**400
+    early = fit_series("toy", _series({0: 0.0, 25: 1.5, 50: 1.5, 100: 1.5, 200: 1.5, 300: 1.5}), tl)
+    assert not early.timed  # emerged before its first save: says nothing of when
+    mid = fit_series("toy", _series({0: 0.0, 25: 0.05, 50: 0.2, 100: 0.9, 200: 1.4, 300: 1.5}), tl)
+    assert mid.timed

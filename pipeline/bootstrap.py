@@ -121,17 +121,15 @@ def stage_train(settings: Settings, state: State, force: bool, echo: Echo, held:
     # deferred, see the module docstring
     from maforecast.tables import FitRow, StatsRow
     from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
-    from predictor.pyfunc import code_digest
 
     inputs = {
         "fits_digest": _table_digest(fits_path(settings), FitRow),
         "stats_digest": _table_digest(stats_path(settings), StatsRow),
         "pyfunc_interface": PYFUNC_INTERFACE,  # a new model interface needs a new version
-        "code_digest": code_digest(),  # and so does other predictor code (a version answers with its own)
-    }
+    }  # other predictor code needs one only if it answers differently (``_version_servable``)
     rec = state.get("train")
     version = rec.get("version")
-    if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_exists(settings, version):
+    if not force and all(rec.get(k) == v for k, v in inputs.items()) and version and _version_servable(settings, version):
         echo(f"[3/4] train: predictor version {version} was trained on these tables; unchanged")
         return False
     if held:
@@ -191,12 +189,16 @@ def _client(settings: Settings):
     return configure(settings)
 
 
-def _version_exists(settings: Settings, version: str) -> bool:
+def _version_servable(settings: Settings, version: str) -> bool:
+    """The version exists and this code answers for it as it was logged (``registry.loader.version_servable``)."""
+    # deferred, see the module docstring
+    from registry.training import servable
+
     try:
-        _client(settings).get_model_version(settings.registered_model, str(version))
-        return True
-    except Exception:
+        mv = _client(settings).get_model_version(settings.registered_model, str(version))
+    except Exception:  # no such version (or no registry yet): train one
         return False
+    return servable(mv)
 
 
 def _alias_version(settings: Settings, alias: str) -> str | None:
@@ -215,7 +217,7 @@ def servable_champion(settings: Settings) -> str | None:
         mv = _client(settings).get_model_version_by_alias(settings.registered_model, settings.model_alias)
     except Exception:
         return None
-    return str(mv.version) if servable(mv.tags) else None
+    return str(mv.version) if servable(mv) else None
 
 
 def run(force: bool = False, echo: Echo = print, settings: Settings | None = None, retrain: bool = False) -> bool:

@@ -9,7 +9,7 @@ import click
 
 from maforecast.errors import UserError
 from maforecast.files import write_text_atomic
-from plan.files import TOOLS, render
+from plan.files import NAMED_TOOLS, TOOLS, check_expressible, render
 from plan.naming import load_bundle
 from predictor.precision import FORMATS, TARGET_FORMATS
 from review.inputs import load_architecture, read_json, read_training
@@ -22,7 +22,8 @@ from review.inputs import load_architecture, read_json, read_training
               help="Precision target (default: the architecture's precision_target).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Format of the target to plan for (needed when the target uses two, e.g. fp8_training).")
-@click.option("--model-type", default=None, help="HF model type for module names (default: the config's, else llama).")
+@click.option("--model-type", default=None,
+              help="HF model type for module names (default: the config's, else llama); megatron and te-debug use none.")
 @click.option("--training", "training_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="JSON object of training fields the config lacks.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="File to write (default: stdout).")
@@ -33,9 +34,10 @@ def plan_cmd(config: Path, tool: str, precision_target: str | None, fmt: str | N
     training = read_training(training_path, precision_target)
     doc = read_json(config)
     mt = model_type or (doc.get("config", doc).get("model_type") if isinstance(doc, dict) else None) or "llama"
-    if mt not in load_bundle():
+    if tool in NAMED_TOOLS and mt not in load_bundle():  # Megatron's and TE debug's files name no module
         raise UserError(f"--model-type: no module naming for {mt!r} (known: {', '.join(sorted(load_bundle()))})")
     arch, _ = load_architecture(config, training)
+    check_expressible(tool, TARGET_FORMATS[arch.precision_target], fmt)  # before the seconds MLflow takes
     # here, not at the top: MLflow takes seconds to import, and bad inputs are reported before that
     from registry.loader import load_predictor, resolve_model_uri
 

@@ -5,10 +5,13 @@ on (the layer's probability of crossing the format's breaking limit, its forecas
 names come from ``plan.naming`` (read off the real ``transformers`` classes).
 
 - ``torchao``: a Python module with ``KEEP_HIGH_PRECISION`` and ``module_filter_fn`` for
-  ``torchao.float8.convert_to_float8_training(model, module_filter_fn=module_filter_fn)``;
-- ``llm-compressor``: a recipe (YAML) whose ``QuantizationModifier.ignore`` lists the planned modules;
+  ``torchao.float8.convert_to_float8_training(model, module_filter_fn=module_filter_fn)``; only decoder-layer
+  linears are converted (every FP8 recipe keeps ``lm_head`` and the embeddings in high precision);
+- ``llm-compressor``: a recipe (YAML) whose ``QuantizationModifier.ignore`` lists ``lm_head`` and the planned modules;
 - ``megatron``: Megatron-LM arguments keeping the first/last layers in BF16 (``--first-last-layers-bf16``);
-  Megatron can only keep the ends, so N and M cover the planned layers and the header names the extra ones;
+  Megatron can only keep a prefix and a suffix, so N and M are the fewest layers that cover the planned ones and
+  the header names the layers the flags force along (``megatron_cover``); its flags count layers, so any
+  model type will do;
 - ``te-debug``: a Transformer Engine debug (nvdlfw_inspect) config logging the monitored layers' statistics;
 - ``json``: the plan and the module names, for anything else.
 """
@@ -17,13 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from maforecast.errors import UserError
-from plan.naming import layer_modules
+from plan.naming import layer_container, layer_modules
 from predictor.architecture import Architecture
+from predictor.precision import TARGET_FORMATS
 from predictor.response import FormatPlan, PredictResponse
 from predictor.text import ranges
 
@@ -37,6 +42,41 @@ LLMC_SCHEME = {"int8_per_tensor": "W8A8", "fp8_e4m3": "FP8_DYNAMIC", "fp16": "W4
 PLAN_FILENAMES = {"torchao": "float8_filter.py", "llm-compressor": "recipe.yaml", "megatron": "megatron_args.txt",
                   "te-debug": "te_debug.yaml", "json": "precision_plan.json"}
 TE_FREQ = 100  # steps between logged statistics (TE warns that logging every step costs)
+# the tools whose file names modules (plan.naming); Megatron's flags count layers and TE debug's regex matches
+# layer numbers, so those two need no naming for the model type
+NAMED_TOOLS = ("torchao", "llm-compressor", "json")
+
+
+def check_expressible(tool: str, formats: Sequence[str], fmt: str | None = None) -> None:
+    """Refuse a tool that cannot express the format asked for (``fmt``, else any of the target's ``formats``),
+    naming what would work: another ``--format`` of the same target, else the targets the tool expresses."""
+    takes = TOOL_FORMATS[tool]
+    wanted = [fmt] if fmt else list(formats)
+    if any(f in takes for f in wanted):
+        return
+    other = [f for f in formats if f in takes]
+    targets = [t for t, fs in TARGET_FORMATS.items() if set(fs) & set(takes)]
+    hint = " or ".join(f"--format {f}" for f in other) if other else " or ".join(f"--target {t}" for t in targets)
+    raise UserError(f"format: {tool} cannot express {'/'.join(wanted)} (it takes {', '.join(takes)}): use {hint}")
+
+
+def megatron_cover(keep: Sequence[int], n_layers: int) -> tuple[int, int]:
+    """(start, end) for ``--num-layers-at-{start,end}-in-bf16``: the fewest BF16 layers covering ``keep``.
+
+    Megatron keeps only a prefix and a suffix in BF16, so what stays in FP8 is one run of consecutive layers;
+    the fewest BF16 layers leave the longest run without a planned layer in FP8 (a planned block in the middle
+    is covered from its nearer end). Every layer planned: (n_layers, 0), nothing left in FP8.
+    """
+    kept = set(keep)
+    best, a = (0, 0), 0  # the longest run [a, b) of unplanned layers
+    for b in range(n_layers + 1):
+        if b == n_layers or b in kept:
+            if b - a > best[1] - best[0]:
+                best = (a, b)
+            a = b + 1
+    if best[0] == best[1]:
+        return n_layers, 0
+    return best[0], n_layers - best[1]
 
 
 def arch_digest(arch: Architecture) -> str:
@@ -72,34 +112,44 @@ def render(answer: PredictResponse, arch: Architecture, tool: str, fmt: str | No
     if tool not in TOOLS:
         raise UserError(f"tool: {tool!r} is not one of {', '.join(TOOLS)}")
     fp = format_plan(answer, fmt)
-    if fp.format not in TOOL_FORMATS[tool]:
-        raise UserError(f"format: {tool} cannot express {fp.format} (it takes {', '.join(TOOL_FORMATS[tool])})")
+    check_expressible(tool, [p.format for p in answer.precision_plan.formats], fp.format)
     keep = [p.layer for p in fp.keep_high_precision]
     if not keep and tool != "te-debug" and tool != "json":
         raise UserError(f"the plan keeps no layer in high precision for {fp.format} ({fp.why}): no {tool} file to write")
-    modules = layer_modules(model_type, keep)
+    modules = layer_modules(model_type, keep) if tool in NAMED_TOOLS else []
     head = _header(answer, arch, fp, tool)
     if tool == "torchao":
         return "\n".join([*head, "# usage: convert_to_float8_training(model, module_filter_fn=module_filter_fn)",
-                          "", f"KEEP_HIGH_PRECISION = frozenset({json.dumps(modules, indent=4)[:-1]}])", "", "",
+                          "", f"DECODER_LAYERS = {json.dumps(layer_container(model_type))}",
+                          f"KEEP_HIGH_PRECISION = frozenset({json.dumps(modules, indent=4)[:-1]}])", "", "",
                           "def module_filter_fn(module, fqn: str) -> bool:",
-                          '    """True: convert this module to float8; the planned modules stay in high precision."""',
-                          "    return fqn not in KEEP_HIGH_PRECISION", ""])
+                          '    """True: convert this module to float8. Only decoder-layer linears are: lm_head and the',
+                          '    embeddings (outside the layers) and the planned modules stay in high precision."""',
+                          "    return fqn.startswith(DECODER_LAYERS) and fqn not in KEEP_HIGH_PRECISION", ""])
     if tool == "llm-compressor":
         recipe = {"quant_stage": {"quant_modifiers": {"QuantizationModifier": {
             "targets": ["Linear"], "scheme": LLMC_SCHEME[fp.format], "ignore": ["lm_head", *modules]}}}}
         return "\n".join([*head, _yaml(recipe)])
     if tool == "megatron":
         n_layers = arch.n_layers
-        start = max((k + 1 for k in keep if k < n_layers / 2), default=0)
-        end = max((n_layers - k for k in keep if k >= n_layers / 2), default=0)
+        start, end = megatron_cover(keep, n_layers)
         covered = set(range(start)) | set(range(n_layers - end, n_layers))
         extra = sorted(covered - set(keep))
         args = (f"--fp8-format hybrid --fp8-recipe tensorwise --first-last-layers-bf16 "
                 f"--num-layers-at-start-in-bf16 {start} --num-layers-at-end-in-bf16 {end}")
-        note = (f"# Megatron keeps only the first/last layers in BF16: {len(extra)} layer(s) beyond the plan come along "
-                f"({ranges(extra)})" if extra else "# the planned layers are exactly the first/last ones")
-        return "\n".join([*head, note, "# --first-last-layers-bf16 does not combine with --fp8-recipe delayed", args, ""])
+        if len(covered) == n_layers:
+            note = (f"# the plan keeps every layer ({n_layers}) in high precision: with these flags FP8 is off for the "
+                    "whole model (no layer is left to convert); train this design in BF16 or with a finer-scaled recipe")
+        elif extra:
+            note = (f"# unavoidable: {len(extra)} layer(s) ({ranges(extra)}) in BF16 only because Megatron's flags keep "
+                    f"a prefix and a suffix, not a middle block; {start} + {end} is the fewest that cover the plan")
+        else:
+            note = "# the planned layers are exactly the first/last ones"
+        most = max(start, end)
+        pp = (f"# Megatron allows at most num_layers / pipeline-model-parallel size per end: these counts need "
+              f"--pipeline-model-parallel-size <= {n_layers // most}" if most else "")
+        return "\n".join([*head, note, *([pp] if pp else []),
+                          "# --first-last-layers-bf16 does not combine with --fp8-recipe delayed", args, ""])
     if tool == "te-debug":
         watch = fp.monitor or keep
         if not watch:

@@ -61,13 +61,23 @@ def load_bundle() -> dict[str, dict]:
     return json.loads(bundle_path().read_text())["model_types"]
 
 
-def layer_modules(model_type: str, layers: list[int]) -> list[str]:
-    """The fully qualified names of the linear modules of ``layers`` in a ``model_type`` model."""
+def _naming(model_type: str) -> dict:
     names = load_bundle()
     if model_type not in names:
         raise UserError(f"model_type: no module naming for {model_type!r} (known: {', '.join(sorted(names))})")
-    t = names[model_type]
+    return names[model_type]
+
+
+def layer_modules(model_type: str, layers: list[int]) -> list[str]:
+    """The fully qualified names of the linear modules of ``layers`` in a ``model_type`` model."""
+    t = _naming(model_type)
     return [t["prefix"].format(i=i) + rest for i in layers for rest in t["linear"]]
+
+
+def layer_container(model_type: str) -> str:
+    """The decoder layers' container (``model.layers.``): a module outside it (``lm_head``, the embeddings)
+    is no decoder layer, so an FP8 plan never converts it."""
+    return _naming(model_type)["prefix"].split("{i}", 1)[0]
 
 
 def main() -> None:

@@ -172,12 +172,14 @@ def precision_risks(fc: ForecastArrays, arch: Architecture,
         likely_layers = {d.layer for d in breaking if d.certainty == "likely"}
         # constructed, not validated: the details (~160 for 24 layers) are the checks' own records, in
         # ``LayerRiskOut``'s field order, written as they are (tests check the bytes validate unchanged)
+        checks = {name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]}
         out.append(PrecisionRisk.model_construct(
-            format=r.format, max_value=r.max_value, at_risk=r.at_risk, target=r.target, layers=sorted(likely_layers),
+            format=r.format, max_value=r.max_value, at_risk=prec.gate_at_risk(r.format, checks), target=r.target,
+            layers=sorted(likely_layers),
             possible_layers=sorted({d.layer for d in breaking} - likely_layers), from_step=min(likely) if likely else None,
             stated_layers=sorted({d.layer for d in r.layers if d.certainty == "likely"} - likely_layers),
             probability=probs.get(r.format),
-            check_probabilities={name: max(lp[(r.format, name)], default=0.0) for name, _ in prec.CHECKS[r.format]},
+            check_probabilities=checks,
             why=r.why, details=list(r.layers),
             mechanisms=[MechanismRisk.model_construct(**m) for m in fp16_mechanisms(
                 arch, fc.peak_abs.value, fc.peak_abs.lo, fc.peak_abs.hi, max(lp[("fp16", "overflow")], default=0.0))]
@@ -278,7 +280,9 @@ def what_if(change: dict[str, Any], fc: ForecastArrays, ch: Change, after: tuple
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
     red = -(ch.mean["abs"] + ch.sd["abs"]) + drop
     r = ch.ratio("abs")
-    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: largest peak |a| x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}] "
+    what = (f"largest peak |a| x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]" if r is not None
+            else "no effect claimed: nothing measured informs this change")
+    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: {what} "
             f"({ch.evidence}{'; controlled and associational evidence disagree' if ch.disagreement else ''})"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
     return MitigationEffect.model_construct(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
@@ -317,12 +321,26 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
 
 
+def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
+    """Whether a mitigation's own what-if makes the design worse: a higher largest peak |a| (its point value) or
+    a higher risk on the design's target formats."""
+    if effect is None or effect.peak_abs_ratio is None:
+        return False
+    risk_up = bool(targets) and sum(effect.risk_after[f] for f in targets) > sum(effect.risk_before[f] for f in targets) + 1e-9
+    return effect.peak_abs_ratio.value > 1.0 or risk_up
+
+
 def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change] | None,
                      afters: Sequence[tuple[IntervalArrays, IntervalArrays]] | None = None,
                      probs: Sequence[dict[str, float]] | None = None) -> list[Mitigation]:
     """The ranked answer, given the what-if changes (``changes``, in ``plan.changes`` order), the design's values
     moved by each (``afters``) and ``probs``: the format risks of the forecast and then of each variant
-    (computed here if not given)."""
+    (computed here if not given).
+
+    ``effective`` and the rank follow each mitigation's own what-if where it has a number: one that raises the
+    largest peak or the target formats' risk is never effective, whatever the knowledge base's level (kept, with
+    its text, as context); effective ones with a predicted effect rank by it, then those the forecast cannot
+    represent by their level. Entries making the same change (the two gated-attention papers) are one answer."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
     if changes is not None:
@@ -332,11 +350,29 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
                    for (k, c), ch, af, r in zip(plan.changes.items(), changes, afters, ra, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
-    ranked.sort(key=lambda m: (not m.effective, -(LEVEL_SCORE.get(m.level, 0.0) + (effects[m.entry.id].reduction
-                                                                              if effects.get(m.entry.id) else 0.0)), order[m.entry.id]))
+
+    def effective(m: kbm.Match) -> bool:
+        return m.effective and not worsens(effects.get(m.entry.id), targets)
+
+    def score(m: kbm.Match) -> tuple:
+        e = effects.get(m.entry.id)
+        number = e is not None and e.peak_abs_ratio is not None
+        return (not effective(m), not number, -(e.reduction if number else LEVEL_SCORE.get(m.level, 0.0)), order[m.entry.id])
+
+    ranked.sort(key=score)
+    same: dict[str, list[kbm.Match]] = {}  # the entries making one change, under the first (best-ranked) of them
+    for m in ranked:
+        key = repr(sorted(plan.changes[m.entry.id].items())) if m.entry.id in plan.changes else m.entry.id
+        same.setdefault(key, []).append(m)
     out = []
-    for i, m in enumerate(ranked, start=1):
-        e, mot = m.entry, motivations[m.entry.id]
+    for i, (m, *also) in enumerate(same.values(), start=1):
+        e, mot, eff = m.entry, motivations[m.entry.id], effects.get(m.entry.id)
+        why = m.why
+        if m.effective and not effective(m):
+            why = (f"its own what-if makes this design worse ({eff.text}): not effective here; the knowledge base rates it "
+                   f"{m.level}: {m.why}")
+        if also:
+            why += "; the same change as " + ", ".join(f"{a.entry.name} ({a.entry.id})" for a in also)
         out.append(
             Mitigation.model_construct(  # the knowledge base's entries were validated when it loaded
                 id=e.id,
@@ -344,18 +380,18 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
                 category=e.category,
                 rank=i,
                 level=m.level,
-                effective=m.effective,
-                why=m.why,
+                effective=effective(m),
+                why=why,
                 mechanism=e.mechanism,
                 changes=list(e.changes),
                 expected_effect=dict(e.expected_effect),
                 cost=e.cost,
                 caveats=list(e.caveats),
-                citations=list(e.citations),
+                citations=list(e.citations) + [c for a in also for c in a.entry.citations if c not in e.citations],
                 motivating_layers=list(mot.layers),
                 motivation=mot.text,
                 unknown_fields=list(m.unknown_fields),
-                effect=effects.get(e.id),
+                effect=eff,
             )
         )
     return out
@@ -475,7 +511,7 @@ class Answerer:
             for n in names
         ]
         changes = changes_many(self.engine, [(variants[base], variants[n]) for n in names[1:]])
-        base_fc = self.engine.forecast_arrays(variants[base], steps)
+        base_fc = self.engine.forecast_arrays(variants[base], steps).worst_case()  # risks as /predict reads them
         afters = [after_intervals(base_fc, ch) for ch in changes]
         rb, *ra = format_probabilities_many([(base_fc.peak_abs, base_fc.ratio_end)] + afters)
         diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n],
@@ -540,13 +576,17 @@ def diff(base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arc
         ],
     }
     what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()) or "nothing (identical inputs)"
-    text = [f"{name} vs {base}: changes {what}"]
+    targets = sorted(r.format for r in ans_a.precision if r.target)
+    line = bottom_line(what, effect if changed else None, targets)
+    text = [f"{name} vs {base}: changes {what}", line]
     if effect is not None and changed:
         r = effect.peak_abs_ratio
         text.append(f"what the change does (intervention, {effect.evidence} evidence): largest peak |a| x{r.value:.2g} "
-                    f"[{r.lo:.2g}, {r.hi:.2g}]" + ("; controlled and associational evidence disagree" if effect.disagreement else ""))
+                    f"[{r.lo:.2g}, {r.hi:.2g}]" + ("; controlled and associational evidence disagree" if effect.disagreement else "")
+                    if r is not None else
+                    f"what the change does: not modelled ({effect.evidence}): nothing measured informs it, no effect is claimed")
         text += [f"  {t.text}" for t in effect.terms]
-        text.append("each variant's own forecast (prediction from similar trained models):")
+        text.append("each variant's own forecast (a prediction from similar trained models, not the effect of the change):")
     text.append(f"massive layers: {len(sa.massive_layers)} -> {len(sb.massive_layers)}")
     text.append(f"largest peak |a|: {_change(sa.largest_peak_abs.value, sb.largest_peak_abs.value)}")
     text.append(f"largest ratio at end of training: {_change(sa.largest_ratio_end.value, sb.largest_ratio_end.value)}")
@@ -563,4 +603,21 @@ def diff(base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arc
     wb = {w.field for w in ans_b.applicability}
     if wb - wa:
         text.append(f"outside the predictor's training range in {name} only: {', '.join(sorted(wb - wa))}")
-    return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, effect=effect, text=text)
+    return Difference(variant=name, baseline=base, changed_inputs=changed, effects=effects, effect=effect,
+                      bottom_line=line, text=text)
+
+
+def bottom_line(what: str, effect: ChangeEffect | None, targets: Sequence[str]) -> str:
+    """One sentence a reviewer can act on: what the change does (the intervention), never the two forecasts'
+    difference (which mixes in everything else that differs between similar trained models)."""
+    if effect is None:
+        return f"bottom line: {what}: nothing to compare"
+    r = effect.peak_abs_ratio
+    if r is None:
+        return (f"bottom line: {what} is not modelled ({effect.evidence}): nothing measured says what it does to "
+                f"massive activations, so no effect is claimed")
+    risk = (f"; P(limits crossed) on the target {'format' if len(targets) == 1 else 'formats'} "
+            + ", ".join(f"{f} {effect.risk_before[f]:.2f} -> {effect.risk_after[f]:.2f}" for f in targets)) if targets else ""
+    way = "lowers" if r.hi < 1 else "raises" if r.lo > 1 else "may raise or lower" if r.value != 1 else "leaves"
+    return (f"bottom line: {what} {way} the largest peak |a|: x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}], "
+            f"{effect.evidence} evidence{risk}")

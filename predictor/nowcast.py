@@ -444,7 +444,8 @@ class Posterior:
     # -- predictions
     def class_probabilities(self, q: str | None = None) -> np.ndarray:
         """(L, 3) posterior probability of each trajectory class per layer (of the quantity that set the clock)."""
-        return self.shapes.class_sums(self._joint(q or self.lead).sum(axis=1))
+        # clipped where made: sums of float weights reach 1.0000000000000018, which the answer's schema refuses
+        return np.clip(self.shapes.class_sums(self._joint(q or self.lead).sum(axis=1)), 0.0, 1.0)
 
     def asymptotes(self, q: str) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of Y_l (mixture over grid points and shapes)."""
@@ -591,7 +592,7 @@ def next_checkpoint(post: Posterior, step: int, n_values: int = 241) -> list[Nex
                             - 0.5 * ((v[:, None] - mean[layer][None, :]) / sd[layer][None, :]) ** 2
                             - np.log(sd[layer])[None, :], -np.inf)
         post_v = np.exp(logp - logp.max(axis=1, keepdims=True))
-        post_v /= post_v.sum(axis=1, keepdims=True)
+        post_v = np.clip(post_v / post_v.sum(axis=1, keepdims=True), 0.0, 1.0)
         best = post_v.argmax(axis=1)
         ranges = []
         start = 0

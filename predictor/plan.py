@@ -1,24 +1,44 @@
 """The precision plan in the answer: per format the precision target uses, the layers to keep in high
 precision and why, the layers to monitor, and the plan's own risk.
 
-A layer is kept when the probability that it crosses one of the format's *breaking* limits by the planned end
-(``predictor.precision``: FP16 overflow, scaled FP8 underflow, INT8 median rounded to zero) is at least the
-format's ``ALPHA`` (the default review policy's threshold for that format, so a design with its plan applied
-passes the gate); it is monitored from a fifth of it. The plan's own risk is the probability that a layer outside the
-plan still crosses: the largest such probability (layers move together, so the worst one is the risk).
-A format with no breaking limit (BF16) has nothing to keep, and says so.
+The plan keeps the fewest layers that make the design pass its gate (``fewest_to_keep``). The gate is
+``predictor.precision.GATE``, the one table /predict's ``at_risk`` and the review's default fail rules read: per
+format its *breaking* checks (FP16 overflow, scaled FP8 underflow, INT8 median rounded to zero) and the probability
+above which the design is at risk. The format's risk is the largest probability that a layer left in the format
+crosses a breaking limit by the planned end (layers move together, so the worst one is the risk, as in
+``predictor.answer.format_probabilities_many``). A layer is monitored from a fifth of the threshold. The plan's
+own risk is that risk over the layers outside the plan. A format without a gate (BF16: no breaking limit) has
+nothing to keep, and says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from predictor import precision as prec
 from predictor.response import FormatPlan, PlannedLayer, PrecisionPlan, PrecisionRisk
 
-# per format: the default review policy's fail threshold (review.verdict.default_policy)
-ALPHA = {"fp16": 0.2, "bf16": 0.2, "fp8_e4m3": 0.2, "fp8_e5m2": 0.2, "int8_per_tensor": 0.5}
+# per format: the gate's threshold (a format without a gate is never at risk: nothing to keep)
+ALPHA = {f: prec.GATE.get(f, ((), 1.0))[1] for f in prec.FORMATS}
 MONITOR_FRACTION = 0.2
+
+
+def format_risk(probabilities: Iterable[float]) -> float:
+    """The format's risk over some layers: the largest probability (layers move together, as in the gate)."""
+    return max(probabilities, default=0.0)
+
+
+def fewest_to_keep(probabilities: dict[int, float], alpha: float) -> list[int]:
+    """The smallest set of layers whose removal from the format leaves its risk at or below ``alpha`` (the gate
+    fails above it), highest-risk layers first. Every layer kept is needed: left in the format, its own
+    probability would be the format's risk and the gate would fail. So a layer whose point forecast lies below
+    the limit (P < 0.5) is still kept when its interval puts P above alpha: the gate judges the probability."""
+    ranked = sorted(probabilities, key=lambda layer: (-probabilities[layer], layer))
+    n = 0  # highest first, the risk of the layers left (their largest probability) is the next one's; the
+    # gate's comparison (predictor.precision.gate_at_risk): at risk above the threshold
+    while n < len(ranked) and probabilities[ranked[n]] > alpha:
+        n += 1
+    return sorted(ranked[:n])
 
 
 def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha: dict[str, float] | None = None) -> PrecisionPlan:
@@ -28,14 +48,16 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
         if not r.target:
             continue
         alpha = alphas[r.format]
+        gated = prec.GATE.get(r.format, ((), 1.0))[0]
         best: dict[int, object] = {}
         for d in r.details:
-            if prec.BREAKS[r.format, d.check] and (d.layer not in best or d.probability > best[d.layer].probability):
+            if d.check in gated and (d.layer not in best or d.probability > best[d.layer].probability):
                 best[d.layer] = d
-        keep = sorted(layer for layer, d in best.items() if d.probability >= alpha)
+        keep = fewest_to_keep({layer: d.probability for layer, d in best.items()}, alpha)
         monitor = sorted(layer for layer, d in best.items() if d.probability >= alpha * MONITOR_FRACTION)
         outside = [d.probability for layer, d in best.items() if layer not in keep]
-        breaking = [n for n, c in prec.CHECKS[r.format] if c.breaks]
+        below = sum(best[layer].predicted < best[layer].limit for layer in keep)
+        breaking = list(gated)
         layers = [PlannedLayer(layer=layer, check=best[layer].check, probability=best[layer].probability,
                                predicted=best[layer].predicted, predicted_hi=best[layer].predicted_hi,
                                limit=best[layer].limit, from_step=best[layer].from_step,
@@ -52,9 +74,12 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
         why = (f"no {r.format} limit breaks from massive activations (its checks: "
                f"{', '.join(name for name, _ in prec.CHECKS[r.format])} are stated, not risks): nothing to keep"
                if not breaking else
-               f"{len(keep)} layer(s) with P({'/'.join(breaking)}) >= {alpha:g} kept in high precision; "
+               f"{len(keep)} layer(s) kept in high precision: the fewest that bring P({'/'.join(breaking)}) of the "
+               f"layers left to at most {alpha:g} (the gate's threshold)"
+               + (f", {below} of them for their interval's upper end (point forecast below the limit)" if below else "")
+               + "; "
                f"{len(set(monitor) - set(keep))} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
                + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n_layers else ""))
         formats.append(FormatPlan(format=r.format, alpha=alpha, breaking_checks=breaking, keep_high_precision=layers,
-                                  monitor=monitor, residual_risk=max(outside, default=0.0), why=why))
+                                  monitor=monitor, residual_risk=format_risk(outside), why=why))
     return PrecisionPlan(precision_target=precision_target, formats=formats)

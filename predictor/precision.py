@@ -170,6 +170,27 @@ CHECKS: dict[str, tuple[tuple[str, Check], ...]] = {
 
 BREAKS: dict[tuple[str, str], bool] = {(f, n): c.breaks for f, checks in CHECKS.items() for n, c in checks}
 
+# The decision, one table every door reads (/predict's at_risk, the review's default fail rules, the plan):
+# format -> (the breaking checks, the probability above which the design is at risk). BF16 has no breaking check.
+GATE: dict[str, tuple[tuple[str, ...], float]] = {
+    "fp16": (("overflow",), 0.2),
+    "fp8_e4m3": (("underflow_scaled",), 0.2),
+    "fp8_e5m2": (("underflow_scaled",), 0.2),
+    "int8_per_tensor": (("rounds_to_zero",), 0.5),
+}
+
+
+def gate_probability(fmt: str, check_probabilities: dict[str, float]) -> float:
+    """The probability the gate compares with its threshold: the largest of the format's breaking checks'."""
+    checks, _ = GATE.get(fmt, ((), 1.0))
+    return max((check_probabilities.get(c, 0.0) for c in checks), default=0.0)
+
+
+def gate_at_risk(fmt: str, check_probabilities: dict[str, float]) -> bool:
+    """At risk: some breaking check of ``fmt`` is crossed with probability above the gate's threshold."""
+    return fmt in GATE and gate_probability(fmt, check_probabilities) > GATE[fmt][1]
+
+
 MAX_VALUES = {
     "fp16": FP16_MAX,
     "bf16": BF16_MAX,

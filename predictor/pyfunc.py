@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pandas as pd
@@ -42,6 +43,7 @@ from mlflow.pyfunc import PythonModel
 from predictor.answer import Answerer
 from predictor.architecture import Architecture, parse_architecture
 from predictor.knowledge import load_kb
+from predictor.response import PredictorInfo
 from predictor.schemas import Forecast, parse_steps
 
 OUTPUTS = ("answer", "compare", "nowcast", "rows")
@@ -67,6 +69,46 @@ def code_digest() -> str:
     for f in code_files():
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+# Designs whose answers stand for "what this code computes": a version stays servable by a process whose code gives
+# the same answers for them (a docstring or comment edit does not change them; a change of a formula does).
+GOLDEN: tuple[dict, ...] = (
+    {"name": "golden-neox", "n_layers": 12, "d_model": 768, "n_heads": 12, "d_ffn": 3072, "ffn_type": "mlp",
+     "activation": "gelu", "norm_type": "layernorm", "parallel_attn_mlp": True, "rotary_pct": 0.25, "vocab_size": 50304,
+     "seq_len": 2048, "total_steps": 143000, "precision_target": "fp16_inference"},
+    {"name": "golden-llama", "n_layers": 32, "d_model": 4096, "n_heads": 32, "n_kv_heads": 8, "d_ffn": 14336,
+     "ffn_type": "glu", "activation": "silu", "norm_type": "rmsnorm", "vocab_size": 128256, "seq_len": 8192,
+     "learning_rate": 3e-4, "batch_tokens": 4_000_000, "total_steps": 250_000, "precision_target": "fp8_training",
+     "protocol": "corpus_max"},
+    {"name": "golden-gemma", "n_layers": 26, "d_model": 1152, "n_heads": 4, "n_kv_heads": 1, "d_ffn": 6912,
+     "ffn_type": "glu", "activation": "gelu", "norm_type": "rmsnorm", "norm_placement": "sandwich", "qk_norm": True,
+     "embedding_scale": True, "vocab_size": 262144, "seq_len": 32768, "lineage": "gemma-3",
+     "precision_target": "int8_w8a8"},
+)
+
+
+def _rounded(x: Any) -> Any:
+    """Floats to 6 significant digits: the same code on another machine's BLAS agrees to that, not to the bit."""
+    if isinstance(x, float):
+        return float(f"{x:.6g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def answer_digest(answerer: Answerer) -> str:
+    """Digest of what ``answerer`` (a version's engine and knowledge base, this process's code) answers for the
+    ``GOLDEN`` designs (/predict and /compare); logged with a version and recomputed where it is loaded."""
+    who = PredictorInfo(name="golden")
+    archs = [parse_architecture(a) for a in GOLDEN]
+    lineages = set(answerer.engine.lineage_members_)
+    archs = [a.model_copy(update={"lineage": None}) if a.lineage and a.lineage not in lineages else a for a in archs]
+    out = [json.loads(r) for r in answerer.answers_json(archs, who=who)]
+    out.append(json.loads(answerer.compare({a.name: a for a in archs[:2]}, who=who).model_dump_json()))
+    return hashlib.sha256(json.dumps(_rounded(out), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def arch_frame(archs: list[Architecture], names: list[str] | None = None) -> pd.DataFrame:
@@ -119,6 +161,30 @@ class PredictorModel(PythonModel):
     def load_context(self, context):
         kb = context.artifacts.get("knowledge_base")
         self.answerer = Answerer(joblib.load(context.artifacts["bundle"]), load_kb(kb), context.model_config or {})
+        self._root = Path(context.artifacts["bundle"]).parent.parent  # the model's folder (its MLmodel file)
+        self._identity: tuple[str | None, str | None, str | None] | None = None
+
+    def identity(self) -> tuple[str | None, str | None, str | None]:
+        """(version, alias, model URI) of the registered version this model is, for a caller that did not say
+        (``mlflow.pyfunc.load_model("models:/...@champion")``, ``mlflow models serve``): looked up once in the
+        registry by the logging run; (None, None, None) where no registry answers."""
+        if self._identity is None:
+            self._identity = (None, None, None)
+            name = str(self.answerer.card.get("registered_model") or "maforecast-predictor")
+            try:
+                from mlflow import MlflowClient
+                from mlflow.models import Model
+
+                run_id = Model.load(str(self._root)).run_id
+                mvs = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if run_id else []
+            except Exception:  # no registry here (a copied model folder): the answer says so by nulls
+                mvs = []
+            if mvs:
+                mv = max(mvs, key=lambda m: int(m.version))
+                aliases = list(getattr(mv, "aliases", []) or [])
+                alias = "champion" if "champion" in aliases else (aliases[0] if aliases else None)
+                self._identity = (str(mv.version), alias, f"models:/{name}/{mv.version}")
+        return self._identity
 
     def predict(self, context, model_input, params=None):
         p = {**PARAMS, **(params or {})}
@@ -128,7 +194,10 @@ class PredictorModel(PythonModel):
         frame = _frame(model_input)
         archs, steps = _archs(frame), parse_steps(_ints(p["steps"], "steps"))
         a = self.answerer
-        who = a.predictor(p["version"] or None, p["alias"] or None, p["model_uri"] or None)
+        given = (p["version"] or None, p["alias"] or None, p["model_uri"] or None)
+        if not any(given) and hasattr(self, "_root"):  # loaded by MLflow itself: find which version it is
+            given = self.identity()
+        who = a.predictor(*given)
         if output == "rows":
             return pd.concat([forecast_frame(a.engine.forecast(x, steps), i) for i, x in enumerate(archs)], ignore_index=True)
         if output == "answer":

@@ -100,9 +100,10 @@ class MechanismRisk(BaseModel):
 class PrecisionRisk(BaseModel):
     format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
     max_value: float
-    at_risk: bool = Field(description="Some layer's point forecast crosses one of this format's *breaking* limits "
-                          "(overflow to inf, a scaled FP8 or INT8 median lost); swamping and unscaled FP8 overflow are "
-                          "stated in `why` and `check_probabilities`, not called a risk.")
+    at_risk: bool = Field(description="The decision every door shares (predictor.precision.GATE): a *breaking* limit "
+                          "of this format (overflow to inf, a scaled FP8 or INT8 median lost) is crossed with probability "
+                          "above the format's gate threshold (FP16, FP8: 0.2; INT8: 0.5). Swamping and unscaled FP8 "
+                          "overflow are stated in `why` and `check_probabilities`, not called a risk.")
     target: bool = Field(description="The architecture's precision_target uses this format.")
     layers: list[int] = Field(description="Layers whose point forecast crosses a breaking limit (likely).")
     possible_layers: list[int] = Field(description="Further layers that cross a breaking limit only within their interval.")
@@ -136,7 +137,7 @@ class PlannedLayer(BaseModel):
 
 class FormatPlan(BaseModel):
     format: str
-    alpha: float = Field(description="A layer is kept when P(breaking limit crossed) >= alpha (the default gate's threshold).")
+    alpha: float = Field(description="A layer is kept when P(breaking limit crossed) > alpha (predictor.precision.GATE, the threshold every door shares).")
     breaking_checks: list[str] = Field(description="The checks of this format that break something (predictor.precision).")
     keep_high_precision: list[PlannedLayer] = Field(description="Layers to keep out of this format, and why.")
     monitor: list[int] = Field(description="Layers worth logging (kept ones included).")
@@ -161,13 +162,14 @@ class CitationOut(BaseModel):
     repo: str | None = None
 
 
-Evidence = Literal["controlled", "controlled_direction", "associational", "time_model", "prior"]
+Evidence = Literal["controlled", "controlled_direction", "associational", "time_model", "prior", "not_modelled"]
 EVIDENCE_HELP = ("controlled: comparisons that changed this one thing in one study (controlled_effects.csv); "
                  "controlled_direction: such comparisons that report the direction only (the size is the table's "
                  "typical effect); associational: the cross-family association of trained models, widened by how far "
                  "associations missed the controlled estimates; time_model: the training plan's clock (plan exponents "
                  "from arXiv 2410.10781's grids, curve from the Pythia checkpoints); prior: no comparison and no trained "
-                 "model varies it: the distribution of the measured changes' effects, wide.")
+                 "model varies it: the distribution of the measured changes' effects, wide; not_modelled: the forecast does not "
+                 "read the field and no evidence informs it: no effect is claimed (ratio null).")
 
 
 class TermEffect(BaseModel):
@@ -176,7 +178,8 @@ class TermEffect(BaseModel):
     field: str
     before: Any
     after: Any
-    ratio: Interval = Field(description="after/before of the largest peak |a| from this change, with its 90 % interval.")
+    ratio: Interval | None = Field(description="after/before of the largest peak |a| from this change, with its 90 % "
+                                   "interval (null: not modelled).")
     evidence: Evidence = Field(description=EVIDENCE_HELP)
     studies: list[str] = Field(default_factory=list, description="The controlled studies it rests on (arXiv ids).")
     association: Interval | None = Field(default=None, description="The cross-family association's ratio for the same "
@@ -189,13 +192,15 @@ class ChangeEffect(BaseModel):
     """What a change of the design does (the intervention question): ratios after/before with their own
     90 % intervals from the uncertainty of the changed terms, not two absolute intervals side by side."""
 
-    peak_abs_ratio: Interval = Field(description="after/before of the largest peak |a| at the planned end, 90 % interval.")
-    ratio_end_ratio: Interval = Field(description="after/before of the largest top-1/median ratio at the planned end.")
+    peak_abs_ratio: Interval | None = Field(description="after/before of the largest peak |a| at the planned end, 90 % "
+                                            "interval (null: no changed field is modelled, evidence not_modelled).")
+    ratio_end_ratio: Interval | None = Field(description="after/before of the largest top-1/median ratio at the planned end.")
     risk_before: dict[str, float] = Field(description="precision format -> probability of crossing its limits, before.")
     risk_after: dict[str, float] = Field(description="... and after the change.")
-    evidence: Literal["controlled", "associational", "both", "time_model", "none"] = Field(
+    evidence: Literal["controlled", "associational", "both", "time_model", "prior", "not_modelled"] = Field(
         description="What the ratio rests on: controlled comparisons, associations, both, the plan's clock only, "
-                    "or none (only the prior over measured changes).")
+                    "prior (nobody measured this change: the distribution of the measured changes' effects, checked "
+                    "leave-one-study-out, wide), or not_modelled (no changed field is read by the forecast: no ratio).")
     studies: list[str] = Field(default_factory=list)
     disagreement: bool = Field(default=False, description="For some changed field, controlled and associational evidence disagree.")
     terms: list[TermEffect] = Field(default_factory=list)
@@ -318,7 +323,9 @@ class Difference(BaseModel):
                                           "forecast: the prediction question)")
     effect: ChangeEffect | None = Field(default=None, description="What changing the baseline into the variant does "
                                         "(the intervention question): ratios with their own intervals and evidence.")
-    text: list[str] = Field(description="The differences in words.")
+    bottom_line: str = Field(default="", description="The decision in one sentence: what the change does (the intervention), "
+                             "or that it is not modelled.")
+    text: list[str] = Field(description="The differences in words (the bottom line first).")
 
 
 class CompareResponse(BaseModel):

@@ -28,6 +28,27 @@ SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff
                "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
 DESIGN_FIELDS = set(_FIELD_OF.values()) | {"activation", "norm_gain"}
 WD_BASE = 0.1  # weight decay: the controlled comparison is 0.1 -> 0; between them the effect is taken linear
+# what the forecast reads besides the design vector and the size: the plan's clock and the level's lineage/protocol
+PLAN_FIELDS = {"total_steps", "training_tokens", "learning_rate", "lr_schedule", "warmup_frac", "batch_tokens",
+               "weight_decay"}
+LEVEL_FIELDS = {"lineage", "protocol"}
+# a change of fields the forecast does not read carries no number: its ratio is null and the what-if leaves the
+# design's values as they are (a change nobody measured but the forecast reads answers from the prior, labelled so)
+NO_NUMBER = ("not_modelled",)
+
+
+def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture) -> list[str]:
+    """The changed ``fields`` nothing in the forecast reads (rope_theta, seq_len, precision, ...): no controlled
+    comparison, not the plan, and changing them alone moves neither the design vector nor the size. Such a
+    change is answered as not modelled, not as a known x1."""
+    out = []
+    for f in fields:
+        if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS:
+            continue
+        a_f = a.model_copy(update={f: getattr(b, f)})
+        if a_f.n_params() == a.n_params() and np.array_equal(engine.design(a_f), engine.design(a)):
+            out.append(f)
+    return out
 
 
 @dataclass
@@ -43,8 +64,15 @@ class Change:
     reach: dict[str, tuple[float, float]] | None = None
 
     @property
+    def modelled(self) -> bool:
+        """False when every changed field is one the forecast does not read (no effect is claimed)."""
+        return any(t.evidence != "not_modelled" for t in self.terms) or not self.terms
+
+    @property
     def evidence(self) -> str:
-        kinds = {t.evidence for t in self.terms if t.evidence not in ("time_model", "prior")}
+        if not self.modelled:
+            return "not_modelled"
+        kinds = {t.evidence for t in self.terms if t.evidence not in ("time_model", "prior", "not_modelled")}
         ctrl = bool(kinds & {"controlled", "controlled_direction"})
         if ctrl and "associational" in kinds:
             return "both"
@@ -52,7 +80,9 @@ class Change:
             return "controlled"
         if kinds:
             return "associational"
-        return "time_model" if any(t.evidence == "time_model" for t in self.terms) else "none"
+        if any(t.evidence == "time_model" for t in self.terms):
+            return "time_model"
+        return "prior"  # nobody measured it: the distribution of the measured changes' effects (checked leave-one-study-out)
 
     @property
     def studies(self) -> list[str]:
@@ -62,7 +92,9 @@ class Change:
     def disagreement(self) -> bool:
         return any(t.disagreement for t in self.terms)
 
-    def ratio(self, q: str) -> Interval:
+    def ratio(self, q: str) -> Interval | None:
+        if self.evidence in NO_NUMBER:
+            return None
         if self.reach is None:
             return ratio_interval(self.mean[q], self.sd[q])
         dn, up = self.reach[q]
@@ -92,6 +124,12 @@ def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str
                  f"the controlled estimate is used")
     return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=evidence, studies=list(studies),
                       association=assoc, disagreement=disagree, text=text)
+
+
+def _unread_term(f: str, before: Any, after: Any) -> TermEffect:
+    return TermEffect(field=f, before=before, after=after, ratio=None, evidence="not_modelled",
+                      text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, and the "
+                           "forecast does not read it): no effect is claimed")
 
 
 def _studies(e: Estimate | None) -> tuple[str, ...]:
@@ -157,9 +195,11 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
     prepared = []
     for a, b in pairs:
         fields = [f for f in type(a).model_fields if f != "name" and getattr(a, f) != getattr(b, f)]
+        unread = not_modelled(engine, a, fields, b)
+        fields = [f for f in fields if f not in unread]
         a_upd: dict[str, Any] = {}
         b_upd: dict[str, Any] = {}
-        terms: list[TermEffect] = []
+        terms: list[TermEffect] = [_unread_term(f, getattr(a, f), getattr(b, f)) for f in unread]
         c_mean, c_var = 0.0, 0.0
         for f in fields:
             t, ea, eb, m, v = _controlled_split(engine, a, b, f)
@@ -210,7 +250,10 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
             own = math.sqrt(max(sd["abs"] ** 2 - c_var, 0.0))
             terms += _engine_terms(engine, a_e, b_e, ef, float(lb["abs"].max(axis=1)[0] - la["abs"].max(axis=1)[0]), own,
                                    reach["abs"] if not terms else None)
-        out.append(Change(mean, sd, layers, terms, reach))
+        ch = Change(mean, sd, layers, terms, reach)
+        if ch.evidence in NO_NUMBER:  # nothing measured says what it does: no number, and the design's values stay
+            ch = Change({q: 0.0 for q in mean}, {q: 0.0 for q in sd}, {q: None for q in layers}, terms, None)
+        out.append(ch)
     return out
 
 

@@ -23,7 +23,7 @@ from maforecast.errors import UserError
 from maforecast.settings import get_settings
 from predictor.architecture import Architecture
 from predictor.engine import ForecastEngine
-from predictor.pyfunc import INTERFACE, code_digest, steps_param
+from predictor.pyfunc import INTERFACE, answer_digest, code_digest, steps_param
 from predictor.response import CompareResponse, NowcastResponse, PredictorInfo, PredictResponse
 
 BOOTSTRAP_HINT = "run `maforecast bootstrap` (or `maforecast train && maforecast promote`)"
@@ -121,18 +121,46 @@ def _load_error(exc: Exception, what: str, store: str) -> NoChampionError:
     return NoChampionError(f"{what}: {text.splitlines()[0] if text else type(exc).__name__}; {BOOTSTRAP_HINT}")
 
 
-def check_servable(meta: dict, model_uri: str, version: str | None = None) -> None:
-    """Refuse a version this process cannot answer with: another pyfunc interface, or other predictor code."""
+def servable_reason(meta: dict, model: PyFuncModel | None = None) -> str | None:
+    """Why this process cannot answer for a version (None: it can). Another interface never; other predictor code
+    only if it answers the ``GOLDEN`` designs differently (a docstring or comment edit does not), which needs the
+    loaded ``model``."""
     logged = meta.get("pyfunc_interface")
-    label = f"predictor {model_uri}" + (f" (version {version})" if version else "")
     if logged != INTERFACE:
-        raise NoChampionError(f"{label} was logged with {f'interface {logged}' if logged else 'an older interface'}, "
-                              f"this process reads interface {INTERFACE}; {BOOTSTRAP_HINT} to register a current one")
-    here = code_digest()
-    if meta.get("code_digest") != here:
-        raise NoChampionError(f"{label} was logged with other predictor code (digest {meta.get('code_digest') or 'none'}, "
-                              f"this process runs {here}) and would answer with this process's code; {BOOTSTRAP_HINT} to "
-                              "register a version of this code, or serve that version on its own with `mlflow models serve`")
+        return f"was logged with {f'interface {logged}' if logged else 'an older interface'}, this process reads interface {INTERFACE}"
+    if meta.get("code_digest") == code_digest():
+        return None
+    if model is not None and meta.get("answer_digest"):
+        here = answer_digest(model.unwrap_python_model().answerer)
+        if here == meta["answer_digest"]:
+            return None
+        return (f"answers the golden designs differently with this process's predictor code (digest {here}, logged "
+                f"{meta['answer_digest']})")
+    return (f"was logged with other predictor code (digest {meta.get('code_digest') or 'none'}, this process runs "
+            f"{code_digest()}) and no golden answers to check it by")
+
+
+def check_servable(meta: dict, model_uri: str, version: str | None = None, model: PyFuncModel | None = None) -> None:
+    """Refuse a version this process cannot answer with (``servable_reason``), in one line."""
+    why = servable_reason(meta, model)
+    if why is not None:
+        label = f"predictor {model_uri}" + (f" (version {version})" if version else "")
+        raise NoChampionError(f"{label} {why}; {BOOTSTRAP_HINT} to register a version of this code, or serve that "
+                              "version on its own with `mlflow models serve`")
+
+
+def version_servable(model_uri: str, tags: dict) -> bool:
+    """Whether this process can answer for a registered version: its tags when they match this code, else its
+    golden answers recomputed with this code (loads the model)."""
+    if tags.get("pyfunc_interface") != INTERFACE:
+        return False
+    if tags.get("code_digest") == code_digest():
+        return True
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception:  # a version this process cannot even load is not servable by it (MLflow's or unpickling errors)
+        return False
+    return servable_reason((model.metadata.metadata or {}).get("maforecast") or {}, model) is None
 
 
 def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None) -> RegisteredPredictor:
@@ -162,5 +190,5 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
         model = mlflow.pyfunc.load_model(model_uri)
     except MlflowException as exc:
         raise _load_error(exc, f"cannot load predictor {model_uri}", store) from None
-    check_servable((model.metadata.metadata or {}).get("maforecast") or {}, model_uri, version)
+    check_servable((model.metadata.metadata or {}).get("maforecast") or {}, model_uri, version, model)
     return RegisteredPredictor(model, name=name, version=version, alias=alias, run_id=run_id, model_uri=model_uri)

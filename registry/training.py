@@ -48,11 +48,11 @@ from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
 from predictor.knowledge import kb_digest, kb_path, load_kb
 from predictor.pyfunc import INTERFACE as PYFUNC_INTERFACE
-from predictor.pyfunc import MODEL_CODE, PredictorModel, arch_frame, code_digest, code_files
+from predictor.pyfunc import MODEL_CODE, PredictorModel, answer_digest, arch_frame, code_digest, code_files
 from predictor.pyfunc import PARAMS as PYFUNC_PARAMS
 from registry.controlled import effects_card, leave_one_study_out
 from registry.evaluation import Evaluation, fit_evaluated, headline, proxy_pairs, proxy_summary
-from registry.loader import BOOTSTRAP_HINT
+from registry.loader import BOOTSTRAP_HINT, version_servable
 from registry.reference import build_evidence, reference_architectures
 
 # min over the two questions (a new member of a known lineage, a new lineage) of 1 - MAE / constant MAE on the
@@ -91,6 +91,8 @@ def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict
     return {
         "pyfunc_interface": PYFUNC_INTERFACE,  # checked by every consumer before it calls predict
         "code_digest": code_digest(),  # the predictor code the version answers with (registry.loader checks it)
+        # what that code answers for the golden designs: another process's code that answers the same may serve it
+        "answer_digest": answer_digest(Answerer(engine, load_kb(str(kb) if kb else None))),
         "data_digest": engine.data_digest_,
         "knowledge_base_digest": kb_digest(kb),
         "headline_metric": HEADLINE_METRIC,
@@ -441,9 +443,9 @@ def gate(thresholds: dict[str, MetricThreshold], candidate: dict[str, float], ba
     return None
 
 
-def servable(tags: dict) -> bool:
-    """Whether a version (its registry tags) answers with this process's interface and predictor code."""
-    return tags.get("pyfunc_interface") == PYFUNC_INTERFACE and tags.get("code_digest") == code_digest()
+def servable(mv) -> bool:
+    """Whether this process can answer for a registered version (``registry.loader.version_servable``)."""
+    return version_servable(f"models:/{mv.name}/{mv.version}", mv.tags)
 
 
 def promote(force: bool = False, settings: Settings | None = None) -> PromoteResult:
@@ -475,7 +477,7 @@ def promote(force: bool = False, settings: Settings | None = None) -> PromoteRes
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: there was no {champ_alias} "
                              f"({HEADLINE_METRIC} {ch_score:.4f})", str(ch.version), None)
-    if not servable(champ.tags) and servable(ch.tags):
+    if not servable(champ) and servable(ch):
         client.set_registered_model_alias(name, champ_alias, ch.version)
         return PromoteResult(True, f"promoted version {ch.version} to {champ_alias}: {champ_alias} v{champ.version} was "
                              f"logged with another model interface or predictor code and cannot be served by this code "

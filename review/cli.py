@@ -200,6 +200,9 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
                   v.precision_target, f"{len(v.massive_layers)} ({ranges(v.massive_layers)})" if v.massive_layers else "0",
                   _fmt(v.largest_peak_abs), text)
     con.print(t)
+    for v in answer.candidates:
+        if v.change_from_first:
+            con.print(f"{escape(v.name)}: {escape(v.change_from_first)}")
     n = {s: sum(v.status == s for v in answer.candidates) for s in ("pass", "warn", "fail")}
     con.print(f"{len(answer.candidates)} candidate(s): {n['pass']} pass, {n['warn']} warn, {n['fail']} fail "
               f"-> exit {answer.exit_code}")

@@ -82,6 +82,7 @@ class Candidate:
     answer: PredictResponse | None = None
     verdict: Any = None  # review.verdict.CandidateVerdict
     index: int = 0  # position in the input (the report compares each candidate with the first)
+    difference: Any = None  # predictor.response.Difference: what changing the first candidate into this one does
 
 
 

@@ -309,8 +309,9 @@ def _effect_rows(m: Mitigation) -> tuple[str, list[tuple[str, str, str]]]:
              for f in sorted(eff.risk_before)]
     r = eff.peak_abs_ratio
     studies = ", ".join(f"{x.split('_')[0]} {x.split('(')[-1].rstrip(')')}" for x in eff.studies)
+    said = f"x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]" if r is not None else "no effect claimed"
     rows.append(("the change itself: after/before of the largest peak |a| (its own 90 %)", "x1 (this design)",
-                 f"x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]; {eff.evidence} evidence" + (f": {studies}" if studies else "")
+                 f"{said}; {eff.evidence} evidence" + (f": {studies}" if studies else "")
                  + ("; controlled and associational evidence disagree" if eff.disagreement else "")))
     return "predicted", rows
 
@@ -473,14 +474,19 @@ def comparison(base: Candidate, other: Candidate) -> str:
     va, vb = base.verdict, other.verdict
     why = []
     if changed:
-        why.append("inputs changed: " + ", ".join(f"{k} {fmt(a)} &rarr; {fmt(b)}" for k, (a, b) in changed.items()))
+        why.append("inputs changed (each candidate's own forecast below: a prediction, not the change's effect): " + ", ".join(f"{k} {fmt(a)} &rarr; {fmt(b)}" for k, (a, b) in changed.items()))
     else:
         why.append("identical inputs")
+    if other.difference is not None:  # the intervention, from the registered model's /compare
+        why.insert(0, f"<strong>{e(other.difference.bottom_line)}</strong>")
     eff_a = {m.id: m for m in base.answer.mitigations or [] if m.effective}
     eff_b = {m.id for m in other.answer.mitigations or [] if m.effective}
-    adopted = [m for mid, m in eff_a.items() if mid not in eff_b]
+    gone = [m for mid, m in eff_a.items() if mid not in eff_b]
+    adopted = [m for m in gone if m.effect and all(getattr(other.arch, k, None) == v for k, v in m.effect.applied.items())]
     if adopted:
-        why.append(f"{e(other.name)} adopts or no longer needs: " + ", ".join(e(m.name) for m in adopted))
+        why.append(f"{e(other.name)} adopts: " + ", ".join(e(m.name) for m in adopted))
+    if rest := [m for m in gone if m not in adopted]:
+        why.append(f"no longer effective for {e(other.name)} by its own forecast: " + ", ".join(e(m.name) for m in rest))
     resolved = [r for r in va.broken if r not in vb.broken]
     new = [r for r in vb.broken if r not in va.broken]
     if resolved:

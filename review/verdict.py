@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from maforecast.errors import UserError
 from predictor.architecture import PrecisionTarget
-from predictor.precision import BREAKS, CHECKS, FORMATS, TARGET_FORMATS
+from predictor.precision import BREAKS, CHECKS, FORMATS, GATE, TARGET_FORMATS
 from predictor.response import PrecisionRisk, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
@@ -178,16 +178,25 @@ class Policy(BaseModel):
         return self
 
 
+def _gate_rule(rule_id: str, fmt: str) -> dict[str, Any]:
+    """A failing rule that is exactly /predict's ``at_risk`` for ``fmt`` (``predictor.precision.GATE``)."""
+    checks, threshold = GATE[fmt]
+    return {"id": rule_id, "check": "format_risk", "format": fmt, "checks": list(checks), "max_probability": threshold}
+
+
 def default_policy(precision_target: str | None) -> Policy:
     """The rules that follow from a precision target.
 
     - every target: warn when the architecture lies outside the predictor's evidence;
     - bf16: warn when BF16 swamping is likely (training in BF16 tolerates massive activations);
     - fp16_inference, w4a16, w8a16: fail when FP16 overflow has probability > 0.2; warn on swamping;
-    - fp8_training: fail when FP8 E4M3 scaled underflow has probability > 0.2; warn on unscaled E4M3
-      overflow (FP8 recipes scale per tensor) and on E5M2;
-    - int8_w8a8, int4_w4a4: fail when any layer is forecast massive; fail when INT8 per-tensor
-      rounds the median to zero with probability > 0.5; warn when it is below one step.
+    - fp8_training: fail when FP8 E4M3 or E5M2 scaled underflow has probability > 0.2; warn on unscaled
+      E4M3 overflow (FP8 recipes scale per tensor);
+    - int8_w8a8, int4_w4a4: fail when INT8 per-tensor rounds the median to zero with probability > 0.5;
+      warn when any layer is forecast massive and when the median is below one step.
+
+    Every failing rule is ``predictor.precision.GATE``'s: a design fails exactly where /predict says a target
+    format is ``at_risk``.
     """
     t = precision_target or "bf16"
     rules: list[dict[str, Any]] = []
@@ -195,19 +204,17 @@ def default_policy(precision_target: str | None) -> Policy:
         rules.append({"id": "bf16-swamping", "check": "format_risk", "format": "bf16", "checks": ["swamping"],
                       "max_probability": 0.5, "severity": "warn"})
     elif t in ("fp16_inference", "w4a16", "w8a16"):
-        rules.append({"id": "fp16-overflow", "check": "format_risk", "format": "fp16", "checks": ["overflow"], "max_probability": 0.2})
+        rules.append(_gate_rule("fp16-overflow", "fp16"))
         rules.append({"id": "fp16-swamping", "check": "format_risk", "format": "fp16", "checks": ["swamping"],
                       "max_probability": 0.5, "severity": "warn"})
     elif t == "fp8_training":
         rules.append({"id": "fp8-e4m3-overflow", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"],
                       "max_probability": 0.2, "severity": "warn"})
-        rules.append({"id": "fp8-e4m3-scaled-underflow", "check": "format_risk", "format": "fp8_e4m3",
-                      "checks": ["underflow_scaled"], "max_probability": 0.2})
-        rules.append({"id": "fp8-e5m2", "check": "format_risk", "format": "fp8_e5m2", "max_probability": 0.2, "severity": "warn"})
+        rules.append(_gate_rule("fp8-e4m3-scaled-underflow", "fp8_e4m3"))
+        rules.append(_gate_rule("fp8-e5m2-scaled-underflow", "fp8_e5m2"))
     elif t in ("int8_w8a8", "int4_w4a4"):
-        rules.append({"id": "int8-no-massive-layers", "check": "massive_layers", "max_layers": 0})
-        rules.append({"id": "int8-rounds-to-zero", "check": "format_risk", "format": "int8_per_tensor",
-                      "checks": ["rounds_to_zero"], "max_probability": 0.5})
+        rules.append({"id": "int8-no-massive-layers", "check": "massive_layers", "max_layers": 0, "severity": "warn"})
+        rules.append(_gate_rule("int8-rounds-to-zero", "int8_per_tensor"))
         rules.append({"id": "int8-below-one-step", "check": "format_risk", "format": "int8_per_tensor",
                       "checks": ["below_one_step"], "max_probability": 0.5, "severity": "warn"})
     rules.append({"id": "within-evidence", "check": "applicability", "max_warnings": 0, "severity": "warn"})
@@ -329,6 +336,9 @@ class CandidateVerdict(BaseModel):
     top_mitigations: list[str]
     inferred: list[str] = Field(default_factory=list)
     forecast: dict[str, Any] | None = Field(default=None, description="The full /predict answer (--full).")
+    change_from_first: str | None = Field(default=None, description="What changing the first candidate (in input order) "
+                                          "into this one does: the registered model's /compare bottom line (the "
+                                          "intervention, not the two forecasts' difference).")
 
 
 class ReviewAnswer(BaseModel):
@@ -451,6 +461,7 @@ def verdict(cand: Candidate, policy: Policy | None, full: bool = False) -> Candi
         applicability=sorted({w.field for w in answer.applicability}),
         top_mitigations=[m.id for m in mit[:5]],
         inferred=list(cand.inferred),
+        change_from_first=cand.difference.bottom_line if cand.difference is not None else None,
         forecast=json.loads(answer.model_dump_json()) if full else None,
     )
 
@@ -513,6 +524,12 @@ def review(candidates: list[Candidate], predictor: RegisteredPredictor, policy: 
                 raise UserError(f"{c.source}: {exc}") from None
             except (ValueError, ArithmeticError) as exc:
                 raise UserError(f"{c.source}: cannot forecast this architecture: {exc}") from None
+    ordered = sorted(candidates, key=lambda c: c.index)
+    if len(ordered) > 1:  # the model's own /compare answer: the same bottom line as the API's
+        cmp = predictor.compare({str(i): c.arch for i, c in enumerate(ordered)})
+        for c, d in zip(ordered[1:], cmp.differences, strict=True):
+            c.difference = d
+    for c in candidates:
         c.verdict = verdict(c, policy, full)
     candidates.sort(key=lambda c: sort_key(c.verdict))
     verdicts = [c.verdict for c in candidates]

@@ -32,10 +32,11 @@ from typing import Any
 
 import anyio
 import bentoml
-from bentoml.exceptions import BadInput, BentoMLException, UnprocessableEntity
+from bentoml.exceptions import BadInput, BentoMLException, InternalServerError, UnprocessableEntity
 from cachetools import LRUCache, cached
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse as FastJSON
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from maforecast.errors import UserError
@@ -241,6 +242,10 @@ async def _offload(fn, *args):
         _LIMITER = anyio.CapacityLimiter(get_settings().forecast_threads)
     try:
         return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=_LIMITER)
+    except ValidationError as exc:  # the request was validated on the way in: a schema error now is the answer's
+        logger.exception("an answer failed its own schema")
+        raise InternalServerError(f"internal error: the answer failed its own schema ({exc.error_count()} error(s): "
+                                  f"{exc.errors()[0]['loc']}); this is a fault of the server, not of the request") from None
     except (UserError, ValueError, ArithmeticError) as exc:
         raise _rejected(exc) from None
 

@@ -459,3 +459,28 @@ def test_synthetic_runs_of_each_class_are_told_apart():
         got[cls] = (mix.class_probabilities()[:, 1].mean(), *err)
     assert got["early_peak"][0] > got["plateau"][0] + 0.2
     assert got["early_peak"][1] < got["early_peak"][2]
+
+
+def test_a_fault_inside_the_answer_is_a_5xx_not_the_users(api, monkeypatch):
+    """Issue 26: /nowcast answered 400 'validation error for ClassOutlook probability 1.0000000000000018' for a
+    well-formed run: a fault of the server reported as the user's. Now a schema error inside the answer is a 500."""
+    from predictor.answer import Answerer
+    from predictor.schemas import ClassOutlook
+
+    def broken(self, *args, **kwargs):
+        return ClassOutlook(trajectory_class="plateau", probability=1.0000000000000018)
+
+    monkeypatch.setattr(Answerer, "nowcast", broken)
+    r = api.post("/nowcast", json=_body({"step": 3000}))
+    assert r.status_code == 500, r.text[:500]  # BentoML keeps a 5xx's text for the server log
+    assert r.json()["error"]
+
+
+def test_class_probabilities_stay_within_0_and_1(engine):
+    from predictor.nowcast import nowcast
+
+    res = nowcast(engine, ARCH, rows_on_prior(engine, factor={3: 30.0}))
+    assert res.layers
+    for lyr in res.layers:
+        probs = [*lyr.class_probabilities.values(), *(o.probability for o in lyr.next_checkpoint.by_class)]
+        assert all(0.0 <= p <= 1.0 for p in probs), probs

@@ -1,21 +1,31 @@
 """The precision plan in the answer and its files (issue 19): module names read off real ``transformers``
 classes, torchao converting a real tiny model with the emitted filter, the llm-compressor recipe, Megatron
 arguments and the TE debug config checked against their documented formats (llm-compressor pins
-transformers<=5.17 and Transformer Engine needs CUDA: neither installs beside the project's pins)."""
+transformers<=5.17 and Transformer Engine needs CUDA: neither installs beside the project's pins).
+
+Issue 26: Megatron's flags cover the plan with the fewest BF16 layers, FP8 files keep lm_head and the embeddings,
+a tool that cannot express the target says which target it can, Megatron needs no module naming, and a plan keeps
+the fewest layers that make the design pass its gate."""
 
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
 import yaml
+from review_helpers import champion_home, use_home
 
+from maforecast.cli import main
 from maforecast.errors import UserError
-from plan.files import render
+from plan.files import megatron_cover, render
 from plan.naming import MODEL_TYPES, discover, layer_modules, load_bundle
 from predictor import knowledge as kbm
+from predictor import precision as prec
 from predictor.answer import Answerer
+from predictor.plan import ALPHA, fewest_to_keep
+from predictor.text import ranges
 from registry.reference import reference_architectures, reference_engine
 
 
@@ -47,7 +57,7 @@ def test_plan_is_in_the_answer_and_bf16_keeps_nothing(answerer, qwen_fp8):
     fp = answer.precision_plan.formats[0]
     assert fp.format == "fp8_e4m3" and fp.breaking_checks == ["underflow_scaled"] and fp.alpha == 0.2
     assert all(p.probability >= 0.2 and p.check == "underflow_scaled" and str(p.layer) in p.why for p in fp.keep_high_precision)
-    assert set(keep) <= set(fp.monitor) and fp.residual_risk < 0.2  # the gate's threshold: the plan makes it pass
+    assert set(keep) <= set(fp.monitor) and fp.residual_risk <= 0.2  # the gate's threshold: the plan makes it pass
     bf16 = answerer.answers([arch.model_copy(update={"precision_target": "bf16"})])[0].precision_plan.formats[0]
     assert bf16.keep_high_precision == [] and "nothing to keep" in bf16.why
 
@@ -69,8 +79,43 @@ def test_torchao_filter_keeps_exactly_the_planned_modules(qwen_fp8, tmp_path):
     convert_to_float8_training(model, module_filter_fn=ns["module_filter_fn"])
     kept = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}
     converted = {n for n, m in model.named_modules() if type(m).__name__ == "Float8Linear"}
-    assert kept - {"lm_head"} == set(layer_modules("qwen2", keep)) == set(ns["KEEP_HIGH_PRECISION"])
+    assert kept == set(layer_modules("qwen2", keep)) | {"lm_head"} and set(ns["KEEP_HIGH_PRECISION"]) == kept - {"lm_head"}
     assert converted and not any(re.match(rf"model\.layers\.({'|'.join(map(str, keep))})\.", n) for n in converted)
+    embeddings = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)]
+    assert embeddings and not any(ns["module_filter_fn"](model.get_submodule(n), n) for n in [*embeddings, "lm_head"])
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_torchao_filter_keeps_the_output_head_and_embeddings(qwen_fp8, model_type):
+    """Issue 26: every FP8 recipe keeps the output head and the embeddings in high precision, so the emitted
+    filter returns False for them, read off a tiny real model of each mapped type (``get_output_embeddings``,
+    ``get_input_embeddings``); of its linears it converts exactly the decoder-layer ones outside the plan."""
+    import contextlib
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from plan.naming import _TINY
+
+    arch, answer, keep = qwen_fp8
+    ns: dict = {}
+    exec(compile(render(answer, arch, "torchao", "fp8_e4m3", model_type), "float8_filter.py", "exec"), ns)
+    cfg = AutoConfig.for_model(model_type)
+    for k, v in _TINY.items():
+        if hasattr(cfg, k) or k in getattr(cfg, "attribute_map", {}):
+            with contextlib.suppress(AttributeError):
+                setattr(cfg, k, v)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    names = {m: n for n, m in model.named_modules()}
+    head, embed = names[model.get_output_embeddings()], names[model.get_input_embeddings()]
+    assert head == "lm_head" and ("emb" in embed or "wte" in embed), (head, embed)
+    assert not ns["module_filter_fn"](model.get_output_embeddings(), head)
+    assert not ns["module_filter_fn"](model.get_input_embeddings(), embed)
+    linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    layers = load_bundle()[model_type]["prefix"].split("{i}")[0]
+    assert {n for n in linear if ns["module_filter_fn"](model.get_submodule(n), n)} == (
+        {n for n in linear if n.startswith(layers)} - set(layer_modules(model_type, keep)))
 
 
 def test_llm_compressor_recipe_matches_its_documented_form(qwen_fp8):
@@ -99,6 +144,7 @@ def test_megatron_args_cover_the_plan_and_te_config_logs_the_monitored_layers(qw
     end = int(args[args.index("--num-layers-at-end-in-bf16") + 1])
     assert "--first-last-layers-bf16" in args and "--fp8-recipe" in args and "delayed" not in args
     assert all(k < start or k >= arch.n_layers - end for k in keep)
+    assert start + end == _fewest_cover(keep, arch.n_layers) < arch.n_layers
     te = yaml.safe_load(render(answer, arch, "te-debug", "fp8_e4m3", "qwen2"))
     section = te["maforecast_monitor"]
     stats = section["transformer_engine"]["LogTensorStats"]
@@ -175,3 +221,149 @@ def test_schedule_linked_risk_is_a_term_of_the_target_formats(answerer):
     got = {r.format: [(e.kind, e.evidence, e.step) for e in r.schedule] for r in w4.precision}
     assert got == {"fp16": [("lr_decay_ptq", "direction", decay)], "bf16": [("lr_decay_ptq", "direction", decay)],
                    "fp8_e4m3": [], "fp8_e5m2": [], "int8_per_tensor": []}
+
+
+# ------------------------------------------------------------------------------------ issue 26
+
+
+def _planned(fp, layer: int):
+    """A planned layer for a plan built by hand: ``fp``'s first entry moved to ``layer``."""
+    return fp.keep_high_precision[0].model_copy(update={"layer": layer, "why": f"layer {layer}: kept by hand"})
+
+
+def _with_keep(answer, keep: list[int]):
+    """``answer`` whose E4M3 plan keeps exactly ``keep`` (to put Megatron's cover through the real render)."""
+    fp = answer.precision_plan.formats[0]
+    fp = fp.model_copy(update={"keep_high_precision": [_planned(fp, k) for k in keep]})
+    plan = answer.precision_plan.model_copy(update={"formats": [fp, *answer.precision_plan.formats[1:]]})
+    return answer.model_copy(update={"precision_plan": plan})
+
+
+def _fewest_cover(keep: list[int], n: int) -> int:
+    """Independently of plan.files: the fewest BF16 layers a start/end pair can cover ``keep`` with (all pairs)."""
+    return min(s + e for s in range(n + 1) for e in range(n + 1 - s) if all(k < s or k >= n - e for k in keep))
+
+
+def _megatron(text: str) -> tuple[int, int]:
+    args = text.splitlines()[-1].split()
+    return int(args[args.index("--num-layers-at-start-in-bf16") + 1]), int(args[args.index("--num-layers-at-end-in-bf16") + 1])
+
+
+def test_megatron_flags_cover_the_plan_with_the_fewest_layers(qwen_fp8):
+    """The reported 32-layer plan keeping 2-18 gets start 19, end 0 (not 16 + 16: every layer in BF16); for any
+    plan the flags cover the fewest layers possible and never more than the plan plus the layers the header
+    names as unavoidable (the flags keep a prefix and a suffix, never a middle block)."""
+    arch, answer, _ = qwen_fp8
+    arch32 = arch.model_copy(update={"n_layers": 32})
+    text = render(_with_keep(answer, list(range(2, 19))), arch32, "megatron", "fp8_e4m3", "qwen2")
+    assert _megatron(text) == (19, 0) and _fewest_cover(list(range(2, 19)), 32) == 19
+    assert "# unavoidable: 2 layer(s) (0-1)" in text and "--pipeline-model-parallel-size <= 1" in text
+    rng = random.Random(26)
+    cases = [[0], [31], [0, 31], [14, 15, 16, 17], [5, 20, 26], *(sorted(rng.sample(range(32), rng.randint(1, 31)))
+                                                                  for _ in range(40))]
+    for keep in cases:
+        text = render(_with_keep(answer, keep), arch32, "megatron", "fp8_e4m3", "qwen2")
+        start, end = _megatron(text)
+        covered = set(range(start)) | set(range(32 - end, 32))
+        assert set(keep) <= covered and len(covered) == start + end == _fewest_cover(keep, 32), keep
+        unavoidable = sorted(covered - set(keep))
+        assert (f"# unavoidable: {len(unavoidable)} layer(s) ({ranges(unavoidable)})" in text) == bool(unavoidable), keep
+        assert megatron_cover(keep, 32) == (start, end)
+    every = render(_with_keep(answer, list(range(32))), arch32, "megatron", "fp8_e4m3", "qwen2")
+    assert _megatron(every) == (32, 0) and "keeps every layer (32) in high precision: with these flags FP8 is off" in every
+
+
+def test_plan_thresholds_are_the_gates():
+    """The plan's per-format threshold is the shared gate's (predictor.precision.GATE, which the review's
+    default fail rules are built from): the plan that passes its own threshold passes the gate."""
+    from review.verdict import default_policy
+
+    for target, formats in prec.TARGET_FORMATS.items():
+        fails = {r.format: r for r in default_policy(target).rules if r.check == "format_risk" and r.severity == "fail"}
+        for f in formats:
+            if f in prec.GATE:
+                assert ALPHA[f] == prec.GATE[f][1] == fails[f].max_probability, (target, f)
+
+
+@pytest.mark.parametrize("name", ["Qwen2.5-7B", "Llama-2-7b-hf", "pythia-2.8b"])
+def test_plan_keeps_the_fewest_layers_that_pass_the_gate(answerer, name):
+    """Issue 26: on real forecasts, with the plan applied the gate (predictor.precision.gate_at_risk, on the
+    review's own per-layer probabilities, review.verdict.layer_format_probabilities) passes, and putting back any
+    one kept layer makes it fail again: no kept layer could be dropped. The why says how many kept layers have
+    their point forecast below the limit (kept for the interval's upper end)."""
+    from review.verdict import layer_format_probabilities
+
+    arch = reference_architectures()[name].model_copy(update={"precision_target": "fp8_training", "lineage": None})
+    answer = answerer.answers([arch])[0]
+    risks = {r.format: r for r in answer.precision}
+    fp = answer.precision_plan.formats[0]
+    checks = prec.GATE[fp.format][0]
+    per_layer = layer_format_probabilities(risks[fp.format], checks)
+    keep = {p.layer for p in fp.keep_high_precision}
+    assert keep and len(keep) < arch.n_layers and prec.gate_at_risk(fp.format, risks[fp.format].check_probabilities)
+
+    def at_risk(layers: list[int]) -> bool:
+        return prec.gate_at_risk(fp.format, {c: max((per_layer[k] for k in layers), default=0.0) for c in checks})
+
+    left = [k for k in per_layer if k not in keep]
+    assert not at_risk(left) and fp.residual_risk == max((per_layer[k] for k in left), default=0.0)
+    for k in keep:
+        assert at_risk([*left, k]), k
+    below = sum(p.predicted < p.limit for p in fp.keep_high_precision)
+    assert (f"{below} of them for their interval's upper end" in fp.why) == bool(below)
+
+
+def test_fewest_to_keep_is_the_smallest_passing_set():
+    """Against every subset (independently): the kept set is a smallest one leaving no layer above the threshold,
+    and a layer exactly at the threshold stays in the format (the gate fails only above it)."""
+    from itertools import combinations
+
+    rng = random.Random(26)
+    for _ in range(200):
+        probs = {k: round(rng.random() * 0.6, 2) for k in range(rng.randint(0, 8))}
+        keep = fewest_to_keep(probs, 0.2)
+        smallest = next(len(c) for n in range(len(probs) + 1) for c in combinations(probs, n)
+                        if all(p <= 0.2 for k, p in probs.items() if k not in c))
+        assert len(keep) == smallest and all(probs[k] <= 0.2 for k in probs if k not in keep), probs
+    assert fewest_to_keep({0: 0.2, 1: 0.21}, 0.2) == [1]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, migrated_mlflow_db):
+    return champion_home(tmp_path_factory, migrated_mlflow_db)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.xdist_group("review")  # the worker that trains test_review's champion, so it is trained once
+def test_cli_names_the_target_a_tool_expresses_and_megatron_needs_no_naming(home, monkeypatch, tmp_path, capsys):
+    """Through ``maforecast plan``: torchao on a BF16 target is one line naming ``--target fp8_training`` (exit 2);
+    Megatron (and TE debug) plans for a model type without module naming (mamba) are written, while the tools
+    whose files name modules still refuse it."""
+    use_home(monkeypatch, home)
+    arch = reference_architectures()["Qwen2.5-7B"].model_copy(update={"precision_target": "fp8_training", "lineage": None})
+    config = tmp_path / "qwen.json"
+    config.write_text(arch.model_dump_json(exclude_none=True))
+    code, _, err = _cli(["plan", str(config), "--tool", "torchao", "--target", "bf16"], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1 and "torchao cannot express bf16" in lines[0] and "--target fp8_training" in lines[0]
+    out = tmp_path / "megatron_args.txt"
+    code, _, err = _cli(["plan", str(config), "--tool", "megatron", "--model-type", "mamba", "--format", "fp8_e4m3",
+                         "--out", str(out)], capsys)
+    assert code == 0 and f"wrote {out}" in err, err
+    start, end = _megatron(out.read_text())
+    assert 0 < start + end < arch.n_layers
+    code, text, err = _cli(["plan", str(config), "--tool", "te-debug", "--model-type", "mamba", "--format", "fp8_e4m3"],
+                           capsys)
+    assert code == 0 and yaml.safe_load(text)["maforecast_monitor"]["enabled"] is True, err
+    code, _, err = _cli(["plan", str(config), "--tool", "torchao", "--model-type", "mamba", "--format", "fp8_e4m3"], capsys)
+    assert code == 2 and err.strip() == (f"error: --model-type: no module naming for 'mamba' (known: "
+                                         f"{', '.join(sorted(load_bundle()))})")

@@ -414,6 +414,9 @@ def test_pyfunc_predict_gives_the_whole_answer(trained, in_home):
     assert list(full.columns) == ["answer"] and len(full) == 2
     a = PredictResponse.model_validate_json(full["answer"][0])
     assert a == served.answer(arch).model_copy(update={"predictor": a.predictor})  # same answer, the loader names the version
+    # loaded by MLflow itself, the model still says which registered version it is (issue 26: nulls before)
+    assert a.predictor.version == served.version and a.predictor.alias == "champion"
+    assert a.predictor.model_uri == f"models:/maforecast-predictor/{served.version}"
     assert a.precision and a.mitigations and any(m.effect for m in a.mitigations)
     assert len(a.layers) == arch.n_layers
     cmp = CompareResponse.model_validate_json(model.predict(arch_frame([arch, other], ["base", "qk"]),

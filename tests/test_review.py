@@ -19,6 +19,7 @@ from review_helpers import champion_home, use_home, write_hf_configs
 
 from maforecast.cli import main
 from maforecast.errors import UserError
+from predictor.precision import TARGET_FORMATS
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.xdist_group("review")
@@ -112,8 +113,9 @@ def test_precision_target_int8_applies_int8_rules(env, configs, capsys, tmp_path
         ids = {r["id"]: r for r in c["results"]}
         assert {"int8-no-massive-layers", "int8-rounds-to-zero", "int8-below-one-step"} <= set(ids)
         massive = ids["int8-no-massive-layers"]
-        # the rule fails exactly when a layer is forecast massive (no probabilities yet: point forecast)
-        assert (massive["status"] == "fail") == bool(massive["observed"]), massive
+        # massive layers warn (the mechanism); the failing rule is the format's gate, as /predict's at_risk
+        assert (massive["status"] == "warn") == bool(massive["observed"]), massive
+        assert (ids["int8-rounds-to-zero"]["status"] == "fail") == c["precision"]["int8_per_tensor"]["at_risk"]
     assert code == (1 if any(c["status"] == "fail" for c in answer["candidates"]) else 0)
 
 
@@ -315,7 +317,7 @@ def test_default_policy_per_target():
     from review.verdict import default_policy
 
     for target, must in (("bf16", {"bf16-swamping"}), ("fp16_inference", {"fp16-overflow"}),
-                         ("fp8_training", {"fp8-e4m3-overflow"}), ("int8_w8a8", {"int8-no-massive-layers"}),
+                         ("fp8_training", {"fp8-e4m3-overflow"}), ("int8_w8a8", {"int8-rounds-to-zero"}),
                          ("w4a16", {"fp16-overflow"})):
         ids = {r.rule_id() for r in default_policy(target).rules}
         assert must | {"within-evidence"} <= ids, (target, ids)
@@ -323,6 +325,13 @@ def test_default_policy_per_target():
     # FP8 recipes scale per tensor: unscaled overflow warns, the scaled underflow (what breaks) fails
     assert fp8["fp8-e4m3-overflow"].severity == "warn" and fp8["fp8-e4m3-scaled-underflow"].severity == "fail"
     assert fp8["fp8-e4m3-scaled-underflow"].max_probability == 0.2
+    # every failing default rule is the shared gate (predictor.precision.GATE), so review fails where /predict says at_risk
+    from predictor.precision import GATE
+
+    for target in ("fp16_inference", "fp8_training", "int8_w8a8"):
+        fails = {(r.format, tuple(r.checks), r.max_probability) for r in default_policy(target).rules
+                 if r.severity == "fail" and r.check == "format_risk"}
+        assert fails == {(f, GATE[f][0], GATE[f][1]) for f in TARGET_FORMATS[target] if f in GATE}, target
 
 
 # ------------------------------------------------------------------------------------ the HTML report

@@ -866,6 +866,7 @@ def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn
     assert r.status_code == 200, r.text[:2000]
     served = json.loads(r.json()["predictions"][0]["answer"])
     ours = client.post("/predict", json=LLAMA_1B).json()
+    assert served["predictor"]["version"] == ours["predictor"]["version"] and served["predictor"]["alias"] == "champion"
     assert _ranking(served) == _ranking(ours) and len(_ranking(ours)) >= 3
     assert _risk(served) == _risk(ours)
     assert [m.get("effect") is not None for m in served["mitigations"]] == [m.get("effect") is not None for m in ours["mitigations"]]
@@ -888,15 +889,20 @@ def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn
     assert 400 <= bad.status_code < 500, bad.text[:500]
 
 
-def test_a_version_of_other_code_is_refused_with_one_line(champion_home, monkeypatch):
-    """A version logged with other predictor code would answer with this process's code: refused, naming why."""
+def test_other_code_serves_a_version_while_it_answers_the_same(champion_home, monkeypatch):
+    """Issue 26: any edit of predictor/ (a docstring) changed the code digest and made every version unservable.
+    Other code serves a version while it answers the golden designs as the version's code did; code that answers
+    them differently is refused in one line, naming why."""
     from registry import loader
 
-    monkeypatch.setattr(loader, "code_digest", lambda: "0123456789abcdef")
+    monkeypatch.setattr(loader, "code_digest", lambda: "0123456789abcdef")  # as after a docstring edit
+    p = loader.load_predictor()
+    assert p.answer(loader.Architecture.model_validate(SMALL)).layers
+    monkeypatch.setattr(loader, "answer_digest", lambda answerer: "fedcba9876543210")  # a formula changed
     with pytest.raises(loader.NoChampionError) as exc:
         loader.load_predictor()
     msg = str(exc.value)
-    assert "other predictor code" in msg and "0123456789abcdef" in msg and "maforecast bootstrap" in msg
+    assert "answers the golden designs differently" in msg and "fedcba9876543210" in msg and "maforecast bootstrap" in msg
     assert "\n" not in msg
 
 
@@ -972,11 +978,72 @@ def test_mitigation_effects_carry_their_own_interval_and_evidence(client):
     effects = {m["id"]: m["effect"] for m in a["mitigations"] if m["effect"]}
     assert effects
     for e in effects.values():
-        assert e["evidence"] in ("controlled", "associational", "both", "time_model", "none")
+        assert e["evidence"] in ("controlled", "associational", "both", "time_model", "prior")
         assert e["peak_abs_ratio"]["lo"] <= e["peak_abs_ratio"]["value"] <= e["peak_abs_ratio"]["hi"]
     gate = effects["gated_attention_sdpa"]
     assert gate["evidence"] == "controlled" and gate["peak_abs_ratio"]["hi"] < 1
     assert gate["peak_abs_after"]["value"] < gate["peak_abs_before"]["value"]
+
+
+LLAMA3_FP8 = {"name": "llama3-8b-like", "n_layers": 32, "d_model": 4096, "n_heads": 32, "n_kv_heads": 8, "d_ffn": 14336,
+              "ffn_type": "glu", "activation": "silu", "norm_type": "rmsnorm", "vocab_size": 128256, "seq_len": 8192,
+              "rope_theta": 500000, "learning_rate": 3e-4, "batch_tokens": 4_000_000, "total_steps": 250_000,
+              "precision": "bf16", "precision_target": "fp8_training"}
+
+
+def test_effective_follows_the_mitigations_own_what_if(client):
+    """Issue 26: for a Llama-3-8B-like FP8 design qk_norm was 'moderate, effective' while its own what-if raised the
+    FP8 risk, softmax_plus_one x4.7 up and effective; gated attention was listed twice."""
+    a = client.post("/predict", json=LLAMA3_FP8).json()
+    targets = [r["format"] for r in a["precision"] if r["target"]]
+    assert targets
+    seen = set()
+    for m in a["mitigations"]:
+        e = m["effect"]
+        if e and e["peak_abs_ratio"] is not None:
+            worse = e["peak_abs_ratio"]["value"] > 1 or (sum(e["risk_after"][f] for f in targets)
+                                                         > sum(e["risk_before"][f] for f in targets) + 1e-9)
+            if worse:
+                assert not m["effective"], m["id"]
+            key = repr(sorted(e["applied"].items()))
+            assert key not in seen, f"the same change listed twice ({m['id']})"
+            seen.add(key)
+    ranks = [m["rank"] for m in a["mitigations"]]
+    assert ranks == list(range(1, len(ranks) + 1))
+    effective = [m["effective"] for m in a["mitigations"]]
+    assert effective == sorted(effective, reverse=True)  # every effective one ranks above every other
+    ids = [m["id"] for m in a["mitigations"]]
+    assert "gated_attention_sdpa" in ids and "gated_attention_bondarenko" not in ids
+
+
+@pytest.mark.parametrize(("field", "value"), [("seq_len", 131072), ("rope_theta", 1_000_000.0), ("precision", "fp16")])
+def test_compare_of_a_change_nothing_informs_is_not_modelled(client, field, value):
+    r = client.post("/compare", json={"variants": {"base": LLAMA3_FP8, "b": {**LLAMA3_FP8, field: value}}})
+    assert r.status_code == 200, r.text[:300]
+    d = r.json()["differences"][0]
+    assert d["effect"]["evidence"] == "not_modelled" and d["effect"]["peak_abs_ratio"] is None
+    assert "not modelled" in d["bottom_line"] and d["text"][1] == d["bottom_line"]
+
+
+def test_compare_gives_one_bottom_line_the_intervention(client):
+    r = client.post("/compare", json={"variants": {"base": LLAMA3_FP8,
+                                                   "sandwich": {**LLAMA3_FP8, "norm_placement": "sandwich"}}}).json()
+    d = r["differences"][0]
+    ratio = d["effect"]["peak_abs_ratio"]
+    assert ratio["hi"] < 1 and d["bottom_line"].startswith("bottom line: norm_placement pre -> sandwich lowers")
+    assert f"x{ratio['value']:.2g}" in d["bottom_line"] and "fp8_e4m3" in d["bottom_line"]
+    assert any("not the effect of the change" in t for t in d["text"])
+
+
+def test_at_risk_is_the_gate_every_door_shares(client):
+    """/predict's at_risk is the shared gate (predictor.precision.GATE) that the review's default fail rules read."""
+    from predictor.precision import GATE
+
+    a = client.post("/predict", json=LLAMA3_FP8).json()
+    for r in a["precision"]:
+        checks, threshold = GATE.get(r["format"], ((), 1.0))
+        p = max((r["check_probabilities"][c] for c in checks), default=0.0)
+        assert r["at_risk"] == (r["format"] in GATE and p > threshold), r["format"]
 
 
 @pytest.mark.parametrize(("field", "value"), [("norm_type", "dyt"), ("attention_kind", "clipped_softmax"),

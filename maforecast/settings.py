@@ -16,11 +16,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from maforecast.errors import UserError
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # the source checkout, when the package runs from one
+
+
+def default_data_home() -> Path:
+    """Where the data lives unless ``MAFORECAST_DATA_HOME`` says: never the folder a command is run from (a
+    review run from a configs folder must find the champion and leave nothing there). In a source checkout
+    (``pip install -e .``, what ``make serve`` sets up) its ``.maforecast``; installed as a package, the
+    user's data directory (``platformdirs``: ~/.local/share/maforecast on Linux)."""
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "maforecast" / "settings.py").is_file():
+        return CHECKOUT / ".maforecast"
+    import platformdirs  # only for an installed package
+
+    return Path(platformdirs.user_data_dir("maforecast", appauthor=False))
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAFORECAST_", extra="ignore", env_ignore_empty=True)
 
-    data_home: Path = Field(default=Path(".maforecast"), description="Where tables, the SQLite store and artifacts live.")
+    data_home: Path = Field(default_factory=default_data_home, description="Where tables, the SQLite store and "
+                            "artifacts live (default: the checkout's .maforecast, else the user's data directory).")
     tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("MAFORECAST_TRACKING_URI", "MLFLOW_TRACKING_URI"),

@@ -31,6 +31,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from maforecast.console import console as terminal
 from maforecast.errors import UserError
 from maforecast.settings import get_settings
 from review.inputs import load_architecture
@@ -123,10 +124,9 @@ def validate_rows(obs: pd.DataFrame, arch) -> list:
 
 
 def render_table(result, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or terminal()
     info = result.info
     t = Table(title=f"{result.forecast.architecture}: {info.n_observations} points up to step {info.last_step} "
                     f"(planned {result.forecast.t_end}); top1/median, latest point per layer")

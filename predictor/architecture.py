@@ -64,36 +64,41 @@ class Architecture(BaseModel):
     d_ffn: int = Field(ge=1, le=1_048_576, description="FFN hidden width (per branch for GLU).")
     ffn_type: FfnType = Field(default="mlp", description="mlp (2 matrices) or glu (gated, 3 matrices).")
     activation: Activation = Field(default="gelu", description="FFN activation (silu + glu = SwiGLU, gelu + glu = GeGLU).")
-    norm_type: NormType = "layernorm"
-    norm_placement: NormPlacement = "pre"
+    norm_type: NormType = Field(default="layernorm", description="Normalisation: LayerNorm, RMSNorm, LayerNorm without "
+                                "weights, or DyT (tanh, no statistics).")
+    norm_placement: NormPlacement = Field(default="pre", description="Where the norm sits: pre (before each sublayer), "
+                                          "post (after the residual add), sandwich (both), post_sublayer (on the "
+                                          "sublayer's output, before the add).")
     norm_gain: NormGain = Field(default="per_channel", description="Norm gain: per_channel weights, or single_scale (one scalar per norm).")
     parallel_attn_mlp: bool = Field(default=False, description="Attention and MLP read the same input (GPT-J/NeoX/Falcon).")
-    qk_norm: bool = False
-    positional_encoding: PositionalEncoding = "rotary"
+    qk_norm: bool = Field(default=False, description="Norm on queries and keys before the attention logits.")
+    positional_encoding: PositionalEncoding = Field(default="rotary", description="How positions enter: rotary (RoPE), "
+                                                    "learned absolute, ALiBi, sinusoidal, or none (NoPE).")
     rotary_pct: float = Field(default=1.0, gt=0.0, le=1.0, description="Fraction of head_dim that is rotated.")
-    rope_theta: float | None = Field(default=10_000.0, gt=0.0, le=1e9)
-    attention_bias: bool = False
-    mlp_bias: bool = False
-    tied_embeddings: bool = False
-    vocab_size: int = Field(default=50_304, ge=2, le=4_194_304)
+    rope_theta: float | None = Field(default=10_000.0, gt=0.0, le=1e9, description="RoPE base frequency.")
+    attention_bias: bool = Field(default=False, description="Biases on the Q/K/V (and output) projections.")
+    mlp_bias: bool = Field(default=False, description="Biases on the MLP's linear layers.")
+    tied_embeddings: bool = Field(default=False, description="Output head shares the input embedding matrix.")
+    vocab_size: int = Field(default=50_304, ge=2, le=4_194_304, description="Vocabulary size (tokens).")
     seq_len: int = Field(default=2048, ge=1, le=16_777_216, description="Training context length.")
-    attention_kind: AttentionKind = "softmax"
+    attention_kind: AttentionKind = Field(default="softmax", description="Attention normalisation: softmax, sigmoid, "
+                                          "linear, a hybrid of linear and softmax layers, or a softmax variant.")
     attention_gate: bool = Field(default=False, description="Sigmoid output gate on attention (gated attention, Qwen3.5).")
     attention_sink: AttentionSink = Field(default="none", description="Explicit attention sink: KV bias, sink token, learned per-head sink.")
     embedding_scale: bool = Field(default=False, description="Embeddings multiplied by sqrt(d_model) (Gemma).")
     moe_experts: int | None = Field(default=None, ge=1, le=4096, description="Routed experts per MoE layer (None: dense).")
     moe_active_experts: int | None = Field(default=None, ge=1, le=4096, description="Experts active per token.")
-    causal_lm: bool = True
+    causal_lm: bool = Field(default=True, description="Decoder-only causal language model (the evidence holds no other).")
     # --- training
     learning_rate: float = Field(default=3e-4, gt=0.0, le=1.0, description="Peak learning rate.")
-    lr_schedule: LrSchedule = "cosine"
-    warmup_frac: float = Field(default=0.01, ge=0.0, lt=1.0)
+    lr_schedule: LrSchedule = Field(default="cosine", description="Learning-rate schedule after warmup.")
+    warmup_frac: float = Field(default=0.01, ge=0.0, lt=1.0, description="Share of the planned steps spent warming up.")
     batch_tokens: int = Field(default=DEFAULT_BATCH_TOKENS, ge=1, le=1_000_000_000, description="Tokens per optimizer step.")
     total_steps: int | None = Field(default=None, ge=1, le=100_000_000, description="Planned optimizer steps.")
     training_tokens: float | None = Field(default=None, gt=0.0, le=1e15, description="Planned training tokens.")
-    init_std: float | None = Field(default=0.02, gt=0.0, le=10.0)
-    weight_decay: float = Field(default=0.1, ge=0.0, le=10.0)
-    optimizer: Optimizer = "adamw"
+    init_std: float | None = Field(default=0.02, gt=0.0, le=10.0, description="Initialisation standard deviation.")
+    weight_decay: float = Field(default=0.1, ge=0.0, le=10.0, description="Decoupled weight decay (AdamW's lambda).")
+    optimizer: Optimizer = Field(default="adamw", description="Optimizer (muon, soap, shampoo: orthogonalising).")
     precision: TrainPrecision = Field(default="bf16", description="Training compute precision.")
     precision_target: PrecisionTarget = Field(default="bf16", description="Deployment / training precision of concern.")
     total_params_B: float | None = Field(default=None, gt=0.0, le=100_000.0, description="Known parameter count (billions).")
@@ -117,8 +122,8 @@ class Architecture(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_coercion(cls, data: Any) -> Any:
-        """Booleans are not numbers and strings are not booleans: ``"n_layers": true`` would be a
-        1-layer model and ``"qk_norm": "yes"`` true in pydantic's lax mode. One pass over the input
+        """Booleans are not numbers and strings are neither: ``"n_layers": true`` would be a 1-layer model,
+        ``"qk_norm": "yes"`` true and ``"n_layers": "32"`` 32 in pydantic's lax mode. One pass over the input
         (a validator per field would cost ~35 calls per architecture)."""
         if not isinstance(data, dict):
             return data
@@ -134,6 +139,9 @@ class Architecture(BaseModel):
             elif kind == "number" and isinstance(v, bool):
                 errors.append(InitErrorDetails(type=PydanticCustomError(
                     "number_type", "Input should be a number, not a boolean"), loc=(k,), input=v))
+            elif kind == "number" and isinstance(v, str):  # "n_layers": "32" is as wrong as "qk_norm": "yes"
+                errors.append(InitErrorDetails(type=PydanticCustomError(
+                    "number_type", "Input should be a JSON number, not a string ({value})", {"value": repr(v)}), loc=(k,), input=v))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return data

@@ -353,10 +353,15 @@ CONVERTERS: dict[str, Callable[[_Reader], dict]] = {
     "opt": _opt,
 }
 
-_TRAINING_DEFAULTS = {
+_TRAINING_DEFAULTS = {  # a config.json says nothing of the plan: each assumed value is named in `inferred`
     "learning_rate": "3e-4",
     "batch_tokens": "2,097,152 (Pythia)",
     "total_steps": "143,000 (Pythia) unless training_tokens is given",
+    "lr_schedule": "cosine",
+    "warmup_frac": "0.01",
+    "weight_decay": "0.1",
+    "optimizer": "adamw",
+    "precision_target": "bf16",
 }
 
 
@@ -389,7 +394,10 @@ def from_hf_config(config: dict, training: dict | None = None) -> tuple[Architec
         r.notes.append(f"lineage: inferred from {why} -> {fields['lineage']!r} (set training.lineage to override)")
     for f, desc in _TRAINING_DEFAULTS.items():
         if f not in training and not (f == "total_steps" and "training_tokens" in training):
-            r.notes.append(f"{f}: not given; default {desc}")
+            r.notes.append(f"{f}: not given; default {desc} (pass it in the training block)")
+    if "seq_len" not in training and "seq_len" in r.source:
+        r.notes.append(f"seq_len: not given; taken from config.{r.source['seq_len']} ({fields['seq_len']:,}: the context "
+                       "the model serves, not necessarily the one it trains at; pass training.seq_len)")
     fields.setdefault("name", config.get("_name_or_path") or model_type)
     try:
         arch = Architecture.model_validate(fields)

@@ -176,12 +176,14 @@ class PredictorModel(PythonModel):
                 from mlflow.models import Model
 
                 run_id = Model.load(str(self._root)).run_id
-                mvs = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if run_id else []
+                client = MlflowClient()
+                mvs = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if run_id else []
+                # a search's versions carry no aliases: read the version itself
+                mv = client.get_model_version(name, max(mvs, key=lambda m: int(m.version)).version) if mvs else None
             except Exception:  # no registry here (a copied model folder): the answer says so by nulls
-                mvs = []
-            if mvs:
-                mv = max(mvs, key=lambda m: int(m.version))
-                aliases = list(getattr(mv, "aliases", []) or [])
+                mv = None
+            if mv is not None:
+                aliases = list(mv.aliases or [])
                 alias = "champion" if "champion" in aliases else (aliases[0] if aliases else None)
                 self._identity = (str(mv.version), alias, f"models:/{name}/{mv.version}")
         return self._identity

@@ -78,9 +78,11 @@ def ui(host: str, port: int) -> None:
     """Run `mlflow ui` on the store this data home (or MLFLOW_TRACKING_URI) uses, and print where the
     registered model's page is (MLflow 3 opens on its GenAI view; the link goes straight to the registry)."""
     import os
-    import subprocess
     import sys
     from pathlib import Path
+
+    # with this command's other imports: only `ui` runs a server
+    from maforecast.processes import run_server
 
     s = get_settings()
     store = s.resolved_tracking_uri
@@ -91,9 +93,7 @@ def ui(host: str, port: int) -> None:
     exe = Path(sys.executable).with_name("mlflow")
     cmd = [str(exe) if exe.exists() else "mlflow", "ui", "--backend-store-uri", store, "--host", host, "--port", str(port)]
     click.echo(f"MLflow UI on {store}: http://{host}:{port}{page} (Ctrl+C stops it)", err=True)
-    try:
-        rc = subprocess.call(cmd, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    except KeyboardInterrupt:
-        rc = 130
+    # SIGTERM must stop mlflow's uvicorn and job consumers too, not only this process (issue 26)
+    rc = run_server(cmd, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     if rc:
         sys.exit(rc)

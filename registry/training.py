@@ -176,7 +176,7 @@ def train(
     exp = experiment_id("predictor", s)
     with mlflow.start_run(experiment_id=exp, run_name=run_name or "predictor-train") as run:
         mlflow.log_params({
-            "engine": "v2-structured", **{f"engine.{k}": str(v)[:200] for k, v in engine.get_params().items()},
+            "engine": "v2-structured", **{f"engine.{k}": _param(v) for k, v in engine.get_params().items()},
             "data_digest": data_digest, "headline_metric": HEADLINE_METRIC,
             **{f"evidence.{k}": v for k, v in ev.describe().items()},
             "models_without_architecture": ",".join(ev.unknown)[:480] or "-",
@@ -269,6 +269,13 @@ def relog(version: str | None = None, kb: str | Path | None = None, settings: Se
         text = (f"Version {mv.version}'s fitted engine (data digest {engine.data_digest_}) with the knowledge base "
                 f"{kb_file.name} (digest {kb_digest(kb_file)}); not refitted.\n\n{mv.description or ''}")
         return register_model(info.model_uri, engine, run.info.run_id, s, client, text)
+
+
+def _param(v) -> str:
+    """A parameter as the MLflow UI shows it: JSON for structured values (not a Python repr), at most 500 characters."""
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(v, default=lambda x: float(x) if hasattr(x, "__float__") else str(x), sort_keys=True)[:500]
+    return str(v)[:500]
 
 
 def _metric_key(k: str) -> str:

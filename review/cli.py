@@ -3,13 +3,13 @@ terminal (rich tables), as JSON, or as a verdict against a policy with an HTML r
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 from pydantic import ValidationError
 
+from maforecast.console import console as terminal
 from maforecast.errors import UserError
 from maforecast.files import write_text_atomic
 from predictor.architecture import Architecture, describe_validation_error
@@ -36,22 +36,12 @@ def _iv(iv) -> str:
     return escape(f"{_fmt(iv.value)} [{_fmt(iv.lo)}, {_fmt(iv.hi)}]")
 
 
-def _console():
-    """Rich console at the terminal's width; piped output (a file, a review tool) gets 180 columns
-    (or $COLUMNS) so intervals are not cut to an ellipsis at rich's default of 80."""
-    from rich.console import Console
-
-    if sys.stdout.isatty():
-        return Console()
-    return Console(width=int(os.environ.get("COLUMNS") or 180))
-
-
 def render(answer, console=None) -> None:
     """Print a PredictResponse as rich tables."""
     from rich.markup import escape
     from rich.table import Table
 
-    con = console or _console()
+    con = console or terminal()
     p, s = answer.predictor, answer.summary
     con.print(
         f"[bold]{answer.architecture}[/bold]: forecast to step {answer.t_end:,} by {p.name} "
@@ -186,7 +176,7 @@ def render_table(answer: ReviewAnswer, console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    con = console or _console()
+    con = console or terminal()
     p = answer.predictor
     t = Table(title=f"design review: {escape(answer.policy)} | predictor {escape(str(p.get('name')))} "
               f"v{escape(str(p.get('version') or '?'))} ({escape(str(p.get('alias') or 'pinned'))})")

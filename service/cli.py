@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
+from maforecast.processes import run_server
 from maforecast.settings import get_settings
 
 
@@ -40,10 +40,7 @@ def serve(host: str, port: int, workers: int | None, model_uri: str | None, alia
 
     cmd = serve_command(host, port)
     click.echo(f"serving {resolve_model_uri(model_uri, alias, version)} from {s.resolved_tracking_uri} on http://{host}:{port}", err=True)
-    try:
-        rc = subprocess.call(cmd, env=env, cwd=project_root())
-    except KeyboardInterrupt:
-        rc = 130
+    rc = run_server(cmd, env=env, cwd=project_root())
     if rc:
         sys.exit(rc)
 
@@ -56,5 +53,3 @@ def serve_command(host: str, port: int) -> list[str]:
     bentoml = Path(sys.executable).with_name("bentoml")
     head = [str(bentoml)] if bentoml.exists() else [sys.executable, "-m", "bentoml"]
     return [*head, "serve", "service.service:MAForecast", "--host", host, "--port", str(port)]
-
-

@@ -60,7 +60,17 @@ def describe(errors: Iterable[dict[str, Any]], known: frozenset[str] = _FIELD_NA
             named = _named(msg, known)
             fields.extend(named)
             parts.append(f"{named[0]}: {msg}" if named else msg)
-    return "invalid request: " + "; ".join(parts), list(dict.fromkeys(fields))
+    fields = list(dict.fromkeys(fields))
+    hf = HF_CONFIG_KEYS & {f.rsplit(".", 1)[-1] for f in fields}
+    if len(hf) >= 2:  # a config.json posted to /predict: say where it goes before listing 20 unknown fields
+        return ("invalid request: this looks like a Hugging Face config.json (" + ", ".join(sorted(hf)) + "): POST it to "
+                "/predict_hf_config, or send the /predict schema (GET /docs). " + "; ".join(parts)), fields
+    return "invalid request: " + "; ".join(parts), fields
+
+
+# keys every Hugging Face decoder config has and the /predict schema does not
+HF_CONFIG_KEYS = frozenset({"model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                            "architectures", "max_position_embeddings", "torch_dtype"})
 
 
 _LEAD = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*(?:\[\d+\])?(?:\.[A-Za-z0-9_]+)*): ")

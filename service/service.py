@@ -26,12 +26,14 @@ import functools
 import gc
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any
 
 import anyio
 import bentoml
+import mlflow
 from bentoml.exceptions import BadInput, BentoMLException, InternalServerError, UnprocessableEntity
 from cachetools import LRUCache, cached
 from fastapi import FastAPI
@@ -130,6 +132,7 @@ class _State:
         self.failures = 0
         self._lock = threading.Lock()
         self._loading = False
+        self.last_alias_check = time.monotonic()
 
     def load(self) -> bool:
         with self._lock:
@@ -164,6 +167,34 @@ class _State:
             logger.warning("service not ready: %s; retrying in %.0fs", self.error, self.retry_interval())
             self.last_try = time.monotonic()  # retry interval counts from the end of this attempt
             return False
+
+    def watch_alias(self) -> None:
+        """A served alias (``@champion``) moved by ``maforecast promote``: look now and then (every ``reload_s``,
+        off the request path) and swap in the version it names, so /model_info and the answers follow the
+        registry without a restart."""
+        m = re.fullmatch(r"models:/([^/@]+)@([^/]+)", self.model_uri or "")
+        if (m is None or self.answers is None or self._loading
+                or time.monotonic() - self.last_alias_check < get_settings().reload_s):
+            return
+        self.last_alias_check = time.monotonic()
+        self._loading = True
+
+        def run() -> None:
+            try:
+                client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                now = str(client.get_model_version_by_alias(m.group(1), m.group(2)).version)
+                if self.answers is not None and now != self.answers.predictor.version:
+                    answers = Answers(load_predictor(model_uri=self.model_uri, tracking_uri=self.tracking_uri))
+                    logger.info("alias %s moved: serving version %s (was %s)", m.group(2), now,
+                                self.answers.predictor.version)
+                    self.answers = answers
+            except Exception as exc:  # the registry is down or the new version unservable: keep serving the loaded one
+                logger.warning("alias check failed, keeping version %s: %s",
+                               self.answers.predictor.version if self.answers else None, exc)
+            finally:
+                self._loading = False
+
+        threading.Thread(target=run, name="maforecast-alias-watch", daemon=True).start()
 
     def retry_interval(self) -> float:
         """Exponential backoff: base * 2^(failures - 1), capped."""
@@ -287,6 +318,7 @@ class MAForecast:
         if ans is None:
             self.state.retry_in_background()
             return None, _unavailable(ctx, self.state.error or f"predictor not loaded yet; {NO_PREDICTOR_HINT}")
+        self.state.watch_alias()
         return ans, None
 
     @bentoml.api(route="/predict", input_spec=Architecture)
@@ -404,6 +436,7 @@ class MAForecast:
             state.retry_in_background()
             body = ModelInfo(ready=False, tracking_uri=state.tracking_uri, error=state.error or NO_PREDICTOR_HINT)
             return FastJSON(body.model_dump(mode="json"), status_code=503)
+        state.watch_alias()
         p = state.answers.predictor
         return ModelInfo(ready=True, predictor=p.predictor, tracking_uri=state.tracking_uri, info=p.info())
 

@@ -414,3 +414,27 @@ def test_cli_plan_writes_the_file_and_bad_input_is_one_line(env, configs, tmp_pa
         code, _, err = run(["plan", str(configs["llama"]), *argv], capsys)
         lines = [x for x in err.strip().splitlines() if x]
         assert code == 2 and len(lines) == 1 and names in lines[0], (argv, err)
+
+
+def test_review_from_a_configs_folder_finds_the_champion_and_leaves_nothing_there(env, configs, capsys, monkeypatch):
+    """Issue 26: run from a configs folder, review said 'no champion' and left an empty store there. The data home
+    never depends on the folder a command runs from."""
+    folder = configs["neox"].parent
+    before = sorted(p.name for p in folder.iterdir())
+    monkeypatch.chdir(folder)
+    code, out, err = run(["review", configs["neox"].name], capsys)
+    assert code in (0, 1), err
+    assert "no champion" not in err and "candidate(s)" in out
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_default_data_home_is_not_the_current_folder(tmp_path, monkeypatch):
+    import maforecast.settings as settings
+
+    monkeypatch.delenv("MAFORECAST_DATA_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert settings.default_data_home() == ROOT / ".maforecast"  # the checkout's (what `make serve` set up)
+    monkeypatch.setattr(settings, "CHECKOUT", tmp_path / "site-packages")  # an installed package
+    home = settings.default_data_home()
+    assert home.name == "maforecast" and tmp_path not in home.parents
+    assert not any(tmp_path.iterdir())

@@ -714,6 +714,27 @@ def test_relog_registers_a_version_with_an_edited_knowledge_base(champion_home, 
         relog(kb=bad)
 
 
+def test_served_alias_follows_promote_without_a_restart(champion_home, monkeypatch):
+    """Issue 26: /model_info kept saying the old version after `promote` until a restart. The service's state
+    looks at its alias now and then (off the request path) and swaps in the version it names."""
+    import mlflow
+
+    from registry.training import relog
+    from service.service import _State
+
+    monkeypatch.setenv("MAFORECAST_RELOAD_S", "0.01")
+    state = _State()
+    assert state.load()
+    old = state.answers.predictor.version
+    new = relog()
+    mlflow.MlflowClient(tracking_uri=state.tracking_uri).set_registered_model_alias("maforecast-predictor", "champion", new)
+    deadline = time.monotonic() + 120
+    while state.answers.predictor.version == old and time.monotonic() < deadline:
+        time.sleep(0.05)
+        state.watch_alias()
+    assert state.answers.predictor.version == new != old
+
+
 def test_bootstrap_champion_has_its_fit_run_lineage(champion_home):
     """bootstrap logs the fit run `maforecast fit` logs, and tags the trained run and version with it."""
     from maforecast.tracking import configure
@@ -1097,3 +1118,19 @@ def test_plan_endpoint_writes_the_file_and_names_bad_fields(client):
     assert_names(client.post("/plan", json={**body, "model_type": "bert"}), "model_type")
     assert_names(client.post("/plan", json={**body, "tool": "tensorrt"}), "tool")
     assert_names(client.post("/plan", json={**body, "architecture": {**SUN2026, "n_layers": 0}}), "n_layers")
+
+
+@pytest.mark.parametrize(("field", "value"), [("n_layers", "32"), ("learning_rate", "3e-4"), ("qk_norm", "yes"),
+                                              ("qk_norm", 1), ("n_layers", True)])
+def test_json_numbers_and_booleans_are_strict_both_ways(client, field, value):
+    """Issue 26: "n_layers": "32" was accepted while "qk_norm": "yes" was rejected."""
+    assert_names(client.post("/predict", json={**SMALL, field: value}), field)
+
+
+def test_a_config_json_posted_to_predict_points_to_predict_hf_config(client):
+    hf = {"model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32,
+          "intermediate_size": 8192, "vocab_size": 128256, "architectures": ["LlamaForCausalLM"]}
+    r = client.post("/predict", json=hf)
+    assert r.status_code == 400
+    assert "/predict_hf_config" in r.json()["error"]
+    assert client.post("/predict_hf_config", json={"config": hf}).status_code in (200, 400)  # the door exists

@@ -324,7 +324,7 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
 def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
     """Whether a mitigation's own what-if makes the design worse: a higher largest peak |a| (its point value) or
     a higher risk on the design's target formats."""
-    if effect is None or effect.peak_abs_ratio is None:
+    if effect is None or effect.peak_abs_ratio is None or effect.evidence == "prior":  # the prior says nothing of this design
         return False
     risk_up = bool(targets) and sum(effect.risk_after[f] for f in targets) > sum(effect.risk_before[f] for f in targets) + 1e-9
     return effect.peak_abs_ratio.value > 1.0 or risk_up
@@ -356,7 +356,7 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
 
     def score(m: kbm.Match) -> tuple:
         e = effects.get(m.entry.id)
-        number = e is not None and e.peak_abs_ratio is not None
+        number = e is not None and e.peak_abs_ratio is not None and e.evidence != "prior"
         return (not effective(m), not number, -(e.reduction if number else LEVEL_SCORE.get(m.level, 0.0)), order[m.entry.id])
 
     ranked.sort(key=score)

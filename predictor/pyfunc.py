@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,13 +164,18 @@ class PredictorModel(PythonModel):
         self.answerer = Answerer(joblib.load(context.artifacts["bundle"]), load_kb(kb), context.model_config or {})
         self._root = Path(context.artifacts["bundle"]).parent.parent  # the model's folder (its MLmodel file)
         self._identity: tuple[str | None, str | None, str | None] | None = None
+        self._identity_at = 0.0
 
     def identity(self) -> tuple[str | None, str | None, str | None]:
         """(version, alias, model URI) of the registered version this model is, for a caller that did not say
         (``mlflow.pyfunc.load_model("models:/...@champion")``, ``mlflow models serve``): looked up once in the
         registry by the logging run; (None, None, None) where no registry answers."""
-        if self._identity is None:
-            self._identity = (None, None, None)
+        if self._identity is None or time.monotonic() - self._identity_at > 60.0:
+            self._identity, self._identity_at = (None, None, None), time.monotonic()
+            import mlflow
+
+            if not mlflow.is_tracking_uri_set():  # no registry named: never create one where the model was copied
+                return self._identity
             name = str(self.answerer.card.get("registered_model") or "maforecast-predictor")
             try:
                 from mlflow import MlflowClient

@@ -43,7 +43,7 @@ def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str],
     change is answered as not modelled, not as a known x1."""
     out = []
     for f in fields:
-        if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS:
+        if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS or f == "n_layers":  # depth: the profile reads it
             continue
         a_f = a.model_copy(update={f: getattr(b, f)})
         if a_f.n_params() == a.n_params() and np.array_equal(engine.design(a_f), engine.design(a)):
@@ -65,8 +65,8 @@ class Change:
 
     @property
     def modelled(self) -> bool:
-        """False when every changed field is one the forecast does not read (no effect is claimed)."""
-        return any(t.evidence != "not_modelled" for t in self.terms) or not self.terms
+        """False when every changed field is one the forecast does not read, or nothing changed (no effect is claimed)."""
+        return any(t.evidence != "not_modelled" for t in self.terms)
 
     @property
     def evidence(self) -> str:
@@ -249,7 +249,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
         if ef:
             own = math.sqrt(max(sd["abs"] ** 2 - c_var, 0.0))
             terms += _engine_terms(engine, a_e, b_e, ef, float(lb["abs"].max(axis=1)[0] - la["abs"].max(axis=1)[0]), own,
-                                   reach["abs"] if not terms else None)
+                                   reach["abs"] if not any(t.ratio is not None for t in terms) else None)
         ch = Change(mean, sd, layers, terms, reach)
         if ch.evidence in NO_NUMBER:  # nothing measured says what it does: no number, and the design's values stay
             ch = Change({q: 0.0 for q in mean}, {q: 0.0 for q in sd}, {q: None for q in layers}, terms, None)

@@ -131,7 +131,10 @@ def servable_reason(meta: dict, model: PyFuncModel | None = None) -> str | None:
     if meta.get("code_digest") == code_digest():
         return None
     if model is not None and meta.get("answer_digest"):
-        here = answer_digest(model.unwrap_python_model().answerer)
+        try:
+            here = answer_digest(model.unwrap_python_model().answerer)
+        except Exception as exc:  # an old bundle this code cannot even answer with: not servable, say why
+            return f"cannot answer the golden designs with this process's predictor code ({type(exc).__name__}: {exc})"
         if here == meta["answer_digest"]:
             return None
         return (f"answers the golden designs differently with this process's predictor code (digest {here}, logged "

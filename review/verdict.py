@@ -526,7 +526,10 @@ def review(candidates: list[Candidate], predictor: RegisteredPredictor, policy: 
                 raise UserError(f"{c.source}: cannot forecast this architecture: {exc}") from None
     ordered = sorted(candidates, key=lambda c: c.index)
     if len(ordered) > 1:  # the model's own /compare answer: the same bottom line as the API's
-        cmp = predictor.compare({str(i): c.arch for i, c in enumerate(ordered)})
+        try:
+            cmp = predictor.compare({str(i): c.arch for i, c in enumerate(ordered)})
+        except (ValueError, ArithmeticError) as exc:
+            raise UserError(f"cannot compare the candidates: {exc}") from None
         for c, d in zip(ordered[1:], cmp.differences, strict=True):
             c.difference = d
     for c in candidates:

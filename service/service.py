@@ -133,6 +133,9 @@ class _State:
         self._lock = threading.Lock()
         self._loading = False
         self.last_alias_check = time.monotonic()
+        self._alias_every = get_settings().reload_s  # read once: settings are built fresh per call
+        self._alias_uri = re.fullmatch(r"models:/([^/@]+)@([^/]+)", self.model_uri or "")
+        self._rejected: str | None = None
 
     def load(self) -> bool:
         with self._lock:
@@ -172,23 +175,34 @@ class _State:
         """A served alias (``@champion``) moved by ``maforecast promote``: look now and then (every ``reload_s``,
         off the request path) and swap in the version it names, so /model_info and the answers follow the
         registry without a restart."""
-        m = re.fullmatch(r"models:/([^/@]+)@([^/]+)", self.model_uri or "")
-        if (m is None or self.answers is None or self._loading
-                or time.monotonic() - self.last_alias_check < get_settings().reload_s):
+        m = self._alias_uri
+        if m is None or self.answers is None or time.monotonic() - self.last_alias_check < self._alias_every:
             return
-        self.last_alias_check = time.monotonic()
-        self._loading = True
+        with self._lock:  # one watcher at a time (requests arrive on the event loop and in FastAPI's thread pool)
+            if self._loading:
+                return
+            self.last_alias_check = time.monotonic()
+            self._loading = True
 
         def run() -> None:
             try:
                 client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
                 now = str(client.get_model_version_by_alias(m.group(1), m.group(2)).version)
-                if self.answers is not None and now != self.answers.predictor.version:
-                    answers = Answers(load_predictor(model_uri=self.model_uri, tracking_uri=self.tracking_uri))
+                if self.answers is not None and now not in (self.answers.predictor.version, self._rejected):
+                    try:
+                        answers = Answers(load_predictor(model_uri=self.model_uri, tracking_uri=self.tracking_uri))
+                    except UserError as exc:  # unservable by this code: said once, not reloaded every few seconds
+                        self._rejected = now
+                        logger.warning("alias %s names version %s, which this process cannot serve (%s); keeping %s",
+                                       m.group(2), now, exc, self.answers.predictor.version)
+                        return
                     logger.info("alias %s moved: serving version %s (was %s)", m.group(2), now,
                                 self.answers.predictor.version)
                     self.answers = answers
-            except Exception as exc:  # the registry is down or the new version unservable: keep serving the loaded one
+                    gc.unfreeze()  # the old version's objects may go now; what is loaded stays out of the collector
+                    gc.collect()
+                    gc.freeze()
+            except Exception as exc:  # the registry is down: keep serving the loaded version
                 logger.warning("alias check failed, keeping version %s: %s",
                                self.answers.predictor.version if self.answers else None, exc)
             finally:

@@ -417,8 +417,8 @@ def test_cli_plan_writes_the_file_and_bad_input_is_one_line(env, configs, tmp_pa
 
 
 def test_review_from_a_configs_folder_finds_the_champion_and_leaves_nothing_there(env, configs, capsys, monkeypatch):
-    """Issue 26: run from a configs folder, review said 'no champion' and left an empty store there. The data home
-    never depends on the folder a command runs from."""
+    """Issue 26: run from a configs folder, review said 'no champion' and left an empty store there. Run from the
+    folder it reviews, it leaves nothing there (the default home itself: the next test)."""
     folder = configs["neox"].parent
     before = sorted(p.name for p in folder.iterdir())
     monkeypatch.chdir(folder)
@@ -438,3 +438,48 @@ def test_default_data_home_is_not_the_current_folder(tmp_path, monkeypatch):
     home = settings.default_data_home()
     assert home.name == "maforecast" and tmp_path not in home.parents
     assert not any(tmp_path.iterdir())
+
+
+DOOR_DESIGNS = {
+    "llama-fp8": {"name": "llama-fp8", "n_layers": 16, "d_model": 2048, "n_heads": 16, "n_kv_heads": 4, "d_ffn": 8192,
+                  "ffn_type": "glu", "activation": "silu", "norm_type": "rmsnorm", "vocab_size": 128256,
+                  "learning_rate": 3e-4, "batch_tokens": 4_000_000, "total_steps": 100_000,
+                  "precision_target": "fp8_training"},
+    "neox-fp16": {"name": "neox-fp16", "n_layers": 24, "d_model": 1024, "n_heads": 16, "d_ffn": 4096,
+                  "parallel_attn_mlp": True, "rotary_pct": 0.25, "precision_target": "fp16_inference"},
+    "neox-int8": {"name": "neox-int8", "n_layers": 24, "d_model": 1024, "n_heads": 16, "d_ffn": 4096,
+                  "precision_target": "int8_w8a8"},
+}
+
+
+def test_every_door_gives_one_decision(env, tmp_path, capsys):
+    """Issue 26: per target format, the pyfunc model (loaded by MLflow itself), /predict's at_risk, the review's
+    failing rules and the precision plan agree on at risk or not."""
+    import mlflow
+
+    from predictor.architecture import Architecture
+    from predictor.pyfunc import arch_frame
+    from predictor.response import PredictResponse
+
+    model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
+    paths = []
+    for name, d in DOOR_DESIGNS.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+        paths.append(str(tmp_path / f"{name}.json"))
+    out = tmp_path / "review.json"
+    code, _, err = run(["review", *paths, "--json", str(out)], capsys)
+    assert code in (0, 1), err
+    verdicts = {c["name"]: c for c in json.loads(out.read_text())["candidates"]}
+    seen = set()
+    for name, d in DOOR_DESIGNS.items():
+        arch = Architecture.model_validate(d)
+        a = PredictResponse.model_validate_json(model.predict(arch_frame([arch]))["answer"][0])
+        v = verdicts[name]
+        plans = {f.format: f for f in a.precision_plan.formats}
+        for r in (r for r in a.precision if r.target):
+            assert v["precision"][r.format]["at_risk"] == r.at_risk, (name, r.format)
+            if r.format in plans:
+                assert bool(plans[r.format].keep_high_precision) == r.at_risk, (name, r.format)
+            seen.add(r.format)
+        assert (v["status"] == "fail") == any(r.at_risk for r in a.precision if r.target), name
+    assert seen >= {"fp16", "fp8_e4m3", "int8_per_tensor"}

@@ -210,6 +210,8 @@ def test_predict_full_answer(client):
     assert all(len(m["citations"]) >= 1 and m["citations"][0]["arxiv"] for m in a["mitigations"])
     kv = ids.get("attn_kv_bias")
     assert kv is None or (kv["level"] == "not_recommended" and not kv["effective"])
+    worse = [m for m in a["mitigations"] if m["level"] in ("strong", "moderate", "situational") and not m["effective"]]
+    assert any(m["id"] == "qk_norm" for m in worse), "qk_norm's own what-if raises the FP8 risk (the issue's case)"
     ranks = [m["rank"] for m in a["mitigations"]]
     assert ranks == list(range(1, len(ranks) + 1))
     assert isinstance(a["applicability"], list)
@@ -1133,4 +1135,13 @@ def test_a_config_json_posted_to_predict_points_to_predict_hf_config(client):
     r = client.post("/predict", json=hf)
     assert r.status_code == 400
     assert "/predict_hf_config" in r.json()["error"]
-    assert client.post("/predict_hf_config", json={"config": hf}).status_code in (200, 400)  # the door exists
+    assert client.post("/predict_hf_config", json={"config": hf}).status_code == 200, "the door it names answers"
+
+
+def test_a_change_the_forecast_reads_is_never_not_modelled(client):
+    """n_layers with a stated parameter count still moves the depth profile: answered, not 'not modelled'."""
+    base = {**LLAMA3_FP8, "total_params_B": 8.0}
+    d = client.post("/compare", json={"variants": {"base": base, "deep": {**base, "n_layers": 40}}}).json()["differences"][0]
+    assert d["effect"]["evidence"] != "not_modelled" and d["effect"]["peak_abs_ratio"] is not None
+    same = client.post("/compare", json={"variants": {"base": base, "same": dict(base)}}).json()["differences"][0]
+    assert same["bottom_line"].endswith("nothing to compare")

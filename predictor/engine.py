@@ -711,6 +711,7 @@ class ForecastEngine(BaseEstimator):
             params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [lt] * n,
                     "p": [self.p_] * n, "kappa": [self.effects_.kappa] * n, "beta": [self.effects_.beta] * n},
             t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(c["timeline"], y0, ratio["Y"], r_end_log, lt, lt_sd),
+            p_emerge_within_plan=self._p_emerge(c["timeline"], y0, ratio["Y"], lt, lt_sd, t_end),
             t_peak=none,
             trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
             class_probabilities=[as_dict(r) for r in self.class_probabilities(arch)],
@@ -792,6 +793,18 @@ class ForecastEngine(BaseEstimator):
         flags = ok.tolist()
         return {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
                 for k, v in (("value", val), ("lo", lo), ("hi", hi))}
+
+    def _p_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, lt: float, lt_sd: float, t_end: int) -> list[float]:
+        """Per layer, P(t_emerge <= the planned end): the layer emerges once tau(t) reaches u * tau_e, and log10
+        tau_e is Gaussian (``tau_e``), so P = Phi((log10(tau(t_end) / u) - lt) / sd); 0 where the ratio does not rise.
+        Every layer has one, so a t_emerge beyond the plan (null) still says how likely it is within it."""
+        rises = y0 + 0.05 < Y
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            target = np.log10((10**y0 + 10**Y) / 2)
+            u = hill_inverse((target - y0) / (Y - y0), self.p_)
+            z = (np.log10(float(tl(t_end)) / u) - lt) / max(lt_sd, 1e-9)
+        p = np.where(rises & np.isfinite(z), ndtr(np.nan_to_num(z, nan=-np.inf)), 0.0)
+        return np.clip(p, 0.0, 1.0).round(4).tolist()
 
     def contradictions(self, arch: Architecture) -> list[str]:
         """Notes where this design's level leans on a cross-family association that controlled evidence

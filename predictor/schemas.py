@@ -75,7 +75,11 @@ class LayerForecast(BaseModel):
         "(predictor/engine.py): y0, Y_inf (ratio), Y_inf_abs, log10_tau_e, p, and the plan exponents kappa, beta."
     )
     t_emerge: Interval | None = Field(default=None, description="First step with half of the rise from f(0) to the "
-                                      "steady state done (independent of where the plan stops; None: not within the plan).")
+                                      "steady state done (independent of where the plan stops; None: not within the plan, "
+                                      "see p_emerge_within_plan).")
+    p_emerge_within_plan: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability that the layer "
+                                               "emerges (t_emerge) before the planned end, from the clock's uncertainty; "
+                                               "0 where the forecast ratio does not rise.")
     t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
     trajectory_class: str = Field(description="log_increase (still rising at the planned end) | plateau | early_peak")
     class_probabilities: dict[str, float] | None = Field(
@@ -165,6 +169,7 @@ class ForecastArrays(BaseModel):
     trajectory: TrajectoryArrays
     params: dict[str, list[float]] = Field(description="LayerForecast.params, one list per parameter.")
     t_emerge: OptionalIntervalArrays
+    p_emerge_within_plan: list[float | None] | None = None
     t_peak: OptionalIntervalArrays
     trajectory_class: list[str]
     class_probabilities: list[dict[str, float]] | None = None
@@ -232,7 +237,9 @@ class ForecastArrays(BaseModel):
             {"layer": i,
              "ratio_trajectory": [{"step": s, "value": v, "lo": lo, "hi": hi}
                                   for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)],
-             "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i], "t_peak": peak[i],
+             "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i],
+             "p_emerge_within_plan": self.p_emerge_within_plan[i] if self.p_emerge_within_plan else None,
+             "t_peak": peak[i],
              "trajectory_class": self.trajectory_class[i],
              "class_probabilities": self.class_probabilities[i] if self.class_probabilities else None,
              "ratio_end": ratio_end[i], "steady_state": steady[i],
@@ -266,11 +273,13 @@ class ForecastArrays(BaseModel):
             class_probabilities=None if any(lf.class_probabilities is None for lf in ls)
             else [lf.class_probabilities for lf in ls],
             p_massive=[lf.p_massive for lf in ls],
+            p_emerge_within_plan=None if any(lf.p_emerge_within_plan is None for lf in ls)
+            else [lf.p_emerge_within_plan for lf in ls],
         )
 
 
 Z90 = 1.6448536269514722
-_PER_LAYER = ("trajectory", "params", "t_emerge", "t_peak", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
+_PER_LAYER = ("trajectory", "params", "t_emerge", "p_emerge_within_plan", "t_peak", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
               "peak_abs", "massive", "p_massive")
 
 

@@ -68,7 +68,8 @@ def render(answer, console=None) -> None:
             str(lf.layer),
             lf.trajectory_class,
             "/".join(f"{v:.0%}" for v in lf.class_probabilities.values()).replace("%", "") if lf.class_probabilities else "-",
-            _iv(lf.t_emerge),
+            _iv(lf.t_emerge) if lf.t_emerge is not None or lf.p_emerge_within_plan is None
+            else f"after the plan (P within {lf.p_emerge_within_plan:.2g})",
             _iv(lf.ratio_end),
             _iv(lf.steady_state),
             _iv(lf.peak_abs),

@@ -464,7 +464,11 @@ def test_champion_loads_outside_the_repo_without_the_project(trained, in_home, t
         "out = m.predict(pd.read_parquet('input.parquet'))\n"
         "out.to_parquet('output.parquet')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    from maforecast.settings import get_settings
+
+    # the registry named, as `mlflow models serve` has it: the answer names its version there too
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+           "MLFLOW_TRACKING_URI": get_settings().resolved_tracking_uri}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     there = pd.read_parquet(tmp_path / "output.parquet")

@@ -1145,3 +1145,18 @@ def test_a_change_the_forecast_reads_is_never_not_modelled(client):
     assert d["effect"]["evidence"] != "not_modelled" and d["effect"]["peak_abs_ratio"] is not None
     same = client.post("/compare", json={"variants": {"base": base, "same": dict(base)}}).json()["differences"][0]
     assert same["bottom_line"].endswith("nothing to compare")
+
+
+def test_every_layer_says_how_likely_it_emerges_within_the_plan(client):
+    """Issue 29 (part): pythia-160m at learning rate 1e-4 answered t_emerge null with no probability."""
+    slow = {"name": "p160-lr1e-4", "n_layers": 12, "d_model": 768, "n_heads": 12, "d_ffn": 3072,
+            "parallel_attn_mlp": True, "rotary_pct": 0.25, "learning_rate": 1e-4, "total_steps": 143000}
+    fast = {**slow, "learning_rate": 3e-4}
+    a, b = (client.post("/predict", json=x).json()["layers"] for x in (slow, fast))
+    for lyr in a + b:
+        p = lyr["p_emerge_within_plan"]
+        assert p is not None and 0.0 <= p <= 1.0
+        if lyr["t_emerge"] is None:
+            assert p < 0.5  # null only where emerging within the plan is the less likely outcome
+    assert all(x["p_emerge_within_plan"] >= y["p_emerge_within_plan"] for x, y in zip(b, a, strict=True))
+    assert max(x["p_emerge_within_plan"] for x in b) > 0.5

@@ -321,10 +321,16 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
     return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
 
 
+def predicted(effect: ChangeEffect | None) -> bool:
+    """Whether an effect is a prediction for this design: a number resting on more than the prior over measured
+    changes (which says nothing of this design in particular)."""
+    return effect is not None and effect.peak_abs_ratio is not None and effect.evidence != "prior"
+
+
 def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
     """Whether a mitigation's own what-if makes the design worse: a higher largest peak |a| (its point value) or
     a higher risk on the design's target formats."""
-    if effect is None or effect.peak_abs_ratio is None or effect.evidence == "prior":  # the prior says nothing of this design
+    if not predicted(effect):
         return False
     risk_up = bool(targets) and sum(effect.risk_after[f] for f in targets) > sum(effect.risk_before[f] for f in targets) + 1e-9
     return effect.peak_abs_ratio.value > 1.0 or risk_up
@@ -356,7 +362,7 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
 
     def score(m: kbm.Match) -> tuple:
         e = effects.get(m.entry.id)
-        number = e is not None and e.peak_abs_ratio is not None and e.evidence != "prior"
+        number = predicted(e)
         return (not effective(m), not number, -(e.reduction if number else LEVEL_SCORE.get(m.level, 0.0)), order[m.entry.id])
 
     ranked.sort(key=score)
@@ -580,11 +586,8 @@ def diff(base: str, arch_a: Architecture, ans_a: PredictResponse, name: str, arc
     line = bottom_line(what, effect if changed else None, targets)
     text = [f"{name} vs {base}: changes {what}", line]
     if effect is not None and changed:
-        r = effect.peak_abs_ratio
-        text.append(f"what the change does (intervention, {effect.evidence} evidence): largest peak |a| x{r.value:.2g} "
-                    f"[{r.lo:.2g}, {r.hi:.2g}]" + ("; controlled and associational evidence disagree" if effect.disagreement else "")
-                    if r is not None else
-                    f"what the change does: not modelled ({effect.evidence}): nothing measured informs it, no effect is claimed")
+        if effect.disagreement:
+            text.append("  controlled and associational evidence disagree for some changed field")
         text += [f"  {t.text}" for t in effect.terms]
         text.append("each variant's own forecast (a prediction from similar trained models, not the effect of the change):")
     text.append(f"massive layers: {len(sa.massive_layers)} -> {len(sb.massive_layers)}")

@@ -32,9 +32,6 @@ WD_BASE = 0.1  # weight decay: the controlled comparison is 0.1 -> 0; between th
 PLAN_FIELDS = {"total_steps", "training_tokens", "learning_rate", "lr_schedule", "warmup_frac", "batch_tokens",
                "weight_decay"}
 LEVEL_FIELDS = {"lineage", "protocol"}
-# a change of fields the forecast does not read carries no number: its ratio is null and the what-if leaves the
-# design's values as they are (a change nobody measured but the forecast reads answers from the prior, labelled so)
-NO_NUMBER = ("not_modelled",)
 
 
 def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture) -> list[str]:
@@ -42,11 +39,13 @@ def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str],
     comparison, not the plan, and changing them alone moves neither the design vector nor the size. Such a
     change is answered as not modelled, not as a known x1."""
     out = []
+    x_a, n_a = None, a.n_params()
     for f in fields:
         if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS or f == "n_layers":  # depth: the profile reads it
             continue
         a_f = a.model_copy(update={f: getattr(b, f)})
-        if a_f.n_params() == a.n_params() and np.array_equal(engine.design(a_f), engine.design(a)):
+        x_a = engine.design(a) if x_a is None else x_a
+        if a_f.n_params() == n_a and np.array_equal(engine.design(a_f), x_a):
             out.append(f)
     return out
 
@@ -93,7 +92,7 @@ class Change:
         return any(t.disagreement for t in self.terms)
 
     def ratio(self, q: str) -> Interval | None:
-        if self.evidence in NO_NUMBER:
+        if not self.modelled:  # a change of fields the forecast does not read carries no number
             return None
         if self.reach is None:
             return ratio_interval(self.mean[q], self.sd[q])
@@ -251,7 +250,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
             terms += _engine_terms(engine, a_e, b_e, ef, float(lb["abs"].max(axis=1)[0] - la["abs"].max(axis=1)[0]), own,
                                    reach["abs"] if not any(t.ratio is not None for t in terms) else None)
         ch = Change(mean, sd, layers, terms, reach)
-        if ch.evidence in NO_NUMBER:  # nothing measured says what it does: no number, and the design's values stay
+        if not ch.modelled:  # nothing the forecast reads changed: no number, and the design's values stay
             ch = Change({q: 0.0 for q in mean}, {q: 0.0 for q in sd}, {q: None for q in layers}, terms, None)
         out.append(ch)
     return out

@@ -1,8 +1,9 @@
 """Nowcast backtest: forecast the rest of a Pythia checkpoint series from its first k checkpoints.
 
-``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--no-synthetic] [--no-speed]
-[--sensitivity]``: without the plot docs/nowcast_backtest.png, without the synthetic runs, without the
-speed table, with the nowcast's scores under other observation-noise settings). For every bundled
+``python -m bench nowcast`` (or ``python -m bench.nowcast_bench [--no-plot] [--no-synthetic] [--no-holdout]
+[--no-speed] [--sensitivity]``: without the plot docs/nowcast_backtest.png, without the synthetic runs, without
+the out-of-generator test set, without the speed table, with the nowcast's scores under other observation-noise
+settings). For every bundled
 Pythia series with at least 6 checkpoints the forecast engine is refitted without that model (its
 own data never informs the prior). The first k checkpoints are observed (k = 2 .. n-1, and "every
 checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoints are forecast by
@@ -15,6 +16,10 @@ checkpoint up to 20 % of the planned 143,000 steps"), and the remaining checkpoi
   class only; white noise at the curve's in-sample RMS, its best setting);
 - ``plateau``: the nowcast with the plateau class only (the nowcast before trajectory classes);
 - ``nowcast``: the combination (``predictor.nowcast``), a mixture of the three trajectory classes.
+
+The out-of-generator test set (``bench.holdout_runs``, issue 29: Eq. 9 runs drawn from the spread of the Eq. 9
+fits of the Pythia series, DINOv2's token-norm ratio, the held-out pythia-1b) is printed beside the tuning set
+(the generator, pythia-14m and -160m) with persistence as the baseline in the same run.
 
 A second backtest runs synthetic runs of each class (``bench.synthetic_runs``: plateau, early peak
 from the paper's Eq. 9, continued growth) observed to 20 % of the plan: per class the median over
@@ -402,6 +407,8 @@ def main() -> None:
             ok_err, ok_cov = r["end x (median)"] <= 1.5, 0.8 <= r["cov90 future"] <= 0.95
             print(f"target {cls}: end x{r['end x (median)']:.2f} (<= x1.5: {'met' if ok_err else 'NOT met'}), "
                   f"coverage {r['cov90 future']:.0%} (80-95 %: {'met' if ok_cov else 'NOT met'})")
+    if "--no-holdout" not in sys.argv:
+        holdout()
     if "--no-speed" not in sys.argv:
         print("\nspeed of one update (this machine, same run): the plateau class alone vs the three-class mixture")
         print(speed().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -425,6 +432,155 @@ def sensitivity() -> None:
         NOISE = saved
     print("\nsensitivity of the nowcast to its observation noise (ratio; k>=5: cells where Eq. 9 also answers):")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+
+# ------------------------------------------------------------------------ out-of-generator test set (issue 29)
+HOLDOUT_METHODS = ("persistence", "nowcast", "answer")
+
+
+def score_run(engine: ForecastEngine, arch, obs: pd.DataFrame, fut: pd.DataFrame, col: str = "y_ratio") -> list[dict]:
+    """One run observed up to its cut (``obs``: observation_frame rows) and scored on ``fut`` (step, layer, ``col``):
+    per method the median over layers of the end error (log10), the 90 % coverage of every future point and at the
+    end, and per layer the errors at the end (for the Pythia comparison). ``answer`` is what the nowcast answers per
+    layer: the nowcast, or persistence where it recommends persistence."""
+    from predictor.nowcast import recommend
+
+    fut = fut[fut[col].notna()]
+    steps = np.array(sorted(fut["step"].unique()), float)
+    y = fut[col].to_numpy(float)
+    li, ti = fut["layer"].to_numpy(int), np.searchsorted(steps, fut["step"].to_numpy(float))
+    end = ti == len(steps) - 1
+    now = Posterior(engine, arch, obs, noise=NOISE).predictive("ratio", steps)
+    rec = recommend(obs, arch.n_layers, steps, now)
+    preds = {"persistence": rec["persist"], "nowcast": now, "answer": (rec["mean"], rec["lo"], rec["hi"])}
+    rows = []
+    for method, (m, lo, hi) in preds.items():
+        err = np.abs(m[li, ti] - y)
+        cov = (y >= lo[li, ti] - 1e-12) & (y <= hi[li, ti] + 1e-12)
+        rows.append({"method": method, "end_err": float(np.median(err[end])), "coverage": float(cov.mean()),
+                     "end_cov": float(cov[end].mean()), "layer_end_err": dict(zip(li[end].tolist(), err[end].tolist(), strict=True)),
+                     "n_persistence": int(rec["persistence"][np.unique(li)].sum()), "n_layers": len(np.unique(li)),
+                     "layer_persist": {int(k): bool(rec["persistence"][k]) for k in np.unique(li)}})
+    return rows
+
+
+def _cut_frames(data: pd.DataFrame, cut: int, col: str = "y_ratio") -> tuple[pd.DataFrame, pd.DataFrame]:
+    from predictor.nowcast import observation_frame
+
+    d = data[data[col].notna()] if col in data else data
+    obs = observation_frame(d[d["step"] <= cut][["step", "layer", "top1", "median"]])
+    fut = d[d["step"] > cut]
+    if col not in fut:
+        fut = fut.assign(**{col: np.log10(fut["top1"] / fut["median"])})
+    return obs, fut
+
+
+def eq9_test(n_runs: int | None = None) -> pd.DataFrame:
+    """The Eq. 9 test runs (``bench.holdout_runs``) observed to 20 % of the plan, scored on the true curve plus noise."""
+    from bench.holdout_runs import EQ9_ARCHS, EQ9_RUNS, EQ9_SEED, eq9_fits, make_eq9_run
+    from registry.reference import reference_engine
+
+    engine, archs, fits = reference_engine(), reference_architectures(), eq9_fits()
+    rows = []
+    for model in EQ9_ARCHS:
+        arch = archs[model]
+        for i in range(n_runs or EQ9_RUNS):
+            run = make_eq9_run(fits, arch, EQ9_SEED + i)
+            obs, fut = _cut_frames(run, int(EARLY_FRAC * arch.planned_steps))
+            for r in score_run(engine, arch, obs, fut):
+                rows.append({**r, "set": "test: Eq. 9 runs (Pythia fits' spread)", "run": f"{model}/{i}"})
+    return pd.DataFrame(rows)
+
+
+def dinov2_test() -> pd.DataFrame:
+    from bench.holdout_runs import DINOV2_ARCH, dinov2_series
+    from registry.reference import reference_engine
+
+    arch, data = DINOV2_ARCH, dinov2_series()
+    obs, fut = _cut_frames(data, int(EARLY_FRAC * arch.planned_steps))
+    return pd.DataFrame([{**r, "set": "test: DINOv2 ViT-g/14 token-norm ratio", "run": "dinov2"}
+                         for r in score_run(reference_engine(), arch, obs, fut)])
+
+
+def pythia_cut_test(models: tuple[str, ...], label: str) -> pd.DataFrame:
+    """Pythia at the 20 % cut, prior engine refitted without the series (leave one series out)."""
+    stats, archs = load_reference_stats(), reference_architectures()
+    ev = build_evidence(stats, archs)
+    rows = []
+    for model in models:
+        arch, data = archs[model], series_frame(stats, model)
+        data = data[data["y_ratio"].notna()]
+        early = int(EARLY_FRAC * arch.planned_steps)
+        cut = max(s for s in data["step"].unique() if s <= early)
+        obs, fut = _cut_frames(data, cut)
+        for r in score_run(ForecastEngine().fit(ev.without({model})), arch, obs, fut):
+            rows.append({**r, "set": label, "run": model})
+    return pd.DataFrame(rows)
+
+
+def synthetic_tuning(n_runs: int = SYNTHETIC_RUNS) -> pd.DataFrame:
+    from bench.synthetic_runs import CLASSES, make_run
+    from registry.reference import reference_engine
+
+    engine, archs, rows = reference_engine(), reference_architectures(), []
+    for model in SYNTHETIC_ARCHS:
+        arch = archs[model]
+        for cls in CLASSES:
+            for seed in range(n_runs):
+                obs, fut = _cut_frames(make_run(engine, arch, cls, seed), int(EARLY_FRAC * arch.planned_steps))
+                rows += [{**r, "set": f"tuning: generator {cls}", "run": f"{model}/{cls}/{seed}"}
+                         for r in score_run(engine, arch, obs, fut)]
+    return pd.DataFrame(rows)
+
+
+def holdout_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per set and method: runs, median end error as a factor, 90 % coverage of every future point and at the end,
+    and the share of layers where the answer recommends persistence."""
+    out = []
+    for (st, method), g in df.groupby(["set", "method"], sort=False):
+        out.append({"set": st, "method": method, "runs": len(g), "end x": 10 ** g["end_err"].median(),
+                    "cov90 future": g["coverage"].mean(), "cov90 end": g["end_cov"].mean(),
+                    "persistence layers": g["n_persistence"].sum() / max(g["n_layers"].sum(), 1)})
+    return pd.DataFrame(out)
+
+
+HOLDOUT_TUNING_RUNS = 5  # generator runs per class and architecture in the tuning rows of the holdout table
+
+
+def holdout() -> pd.DataFrame:
+    """Print the tuning set and the out-of-generator test set side by side (issue 29) and the targets."""
+    from bench.holdout_runs import HELD_OUT_SIZE, TUNING_SIZES
+
+    t0 = time.perf_counter()
+    df = pd.concat([synthetic_tuning(HOLDOUT_TUNING_RUNS),
+                    pythia_cut_test(TUNING_SIZES, "tuning: Pythia 14m/160m at 20 %"),
+                    eq9_test(), dinov2_test(),
+                    pythia_cut_test((HELD_OUT_SIZE,), f"test: {HELD_OUT_SIZE} at 20 % (held out)")], ignore_index=True)
+    tab = holdout_table(df)
+    print(f"\nout-of-generator test set (bench/holdout_runs.py) beside the tuning set, observed to 20 % of the plan "
+          f"({time.perf_counter() - t0:.0f} s); end x: median over runs of the median over layers of the end-of-plan "
+          "error factor; cov90: share of every future (layer, checkpoint) inside the 90 % interval; persistence: the "
+          "last value carried forward (its interval: probe noise plus a drift growing with the horizon); answer: what "
+          "the nowcast answers per layer (its recommendation)")
+    print(tab.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    eq = tab[tab["set"].str.startswith("test: Eq. 9")].set_index("method")
+    for m in ("nowcast", "answer"):
+        r = eq.loc[m]
+        print(f"target, Eq. 9 test runs ({m}): end x{r['end x']:.2f} (<= x1.5: {'met' if r['end x'] <= 1.5 else 'NOT met'}), "
+              f"coverage {r['cov90 future']:.0%} (80-95 %: {'met' if 0.8 <= r['cov90 future'] <= 0.95 else 'NOT met'})")
+    py = df[df["set"].str.contains("at 20 %")]
+    for run, g in py.groupby("run"):
+        g = g.set_index("method")
+        e_now, e_per = g.loc["nowcast", "layer_end_err"], g.loc["persistence", "layer_end_err"]
+        persist = g.loc["answer", "layer_persist"]
+        bad = [li for li in e_now if e_now[li] > e_per[li] + 1e-9 and not persist.get(li, False)]
+        print(f"{run} at the 20 % cut ({g.loc['nowcast', 'set'].split(':')[0]}): end error (log10, mean over layers) nowcast "
+              f"{np.mean(list(e_now.values())):.3f}, persistence {np.mean(list(e_per.values())):.3f}, answer "
+              f"{np.mean(list(g.loc['answer', 'layer_end_err'].values())):.3f}; persistence recommended for layers "
+              f"{[li for li, v in persist.items() if v]}; target (per layer: nowcast <= persistence, or persistence "
+              f"recommended): {'met' if not bad else 'NOT met for layers ' + str(bad)}")
+    return df
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ from predictor.precision import FORMATS, TARGET_FORMATS
 from review.inputs import load_architecture, read_json, read_training
 
 
-@click.command("plan", short_help="Write the precision plan as a file for torchao, llm-compressor, Megatron, TE debug or JSON.")
+@click.command("plan", short_help="Write the precision plan as a file for torchao, TE, Megatron, llm-compressor, TE debug or JSON.")
 @click.argument("config", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--tool", type=click.Choice(TOOLS), required=True, help="Which tool's file to write.")
 @click.option("--target", "precision_target", type=click.Choice(list(TARGET_FORMATS)), default=None,
               help="Precision target (default: the architecture's precision_target).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Format of the target to plan for (needed when the target uses two, e.g. fp8_training).")
+              help="Format (scaling recipe) of the target to plan for (default: the recipe the plan recommends, "
+              "e.g. fp8_rowwise for fp8_training).")
 @click.option("--model-type", default=None,
               help="HF model type for module names (default: the config's, else llama); megatron and te-debug use none.")
 @click.option("--training", "training_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -37,7 +38,7 @@ def plan_cmd(config: Path, tool: str, precision_target: str | None, fmt: str | N
     if tool in NAMED_TOOLS and mt not in load_bundle():  # Megatron's and TE debug's files name no module
         raise UserError(f"--model-type: no module naming for {mt!r} (known: {', '.join(sorted(load_bundle()))})")
     arch, _ = load_architecture(config, training)
-    check_expressible(tool, TARGET_FORMATS[arch.precision_target], fmt)  # before the seconds MLflow takes
+    check_expressible(tool, arch.precision_target, fmt)  # before the seconds MLflow takes
     # here, not at the top: MLflow takes seconds to import, and bad inputs are reported before that
     from registry.loader import load_predictor, resolve_model_uri
 

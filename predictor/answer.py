@@ -44,6 +44,8 @@ from predictor.schemas import ForecastArrays, Interval, IntervalArrays
 from predictor.text import ranges
 from predictor.whatif import Change, changes_many, shift_intervals
 
+__all__ = ["Answerer", "summarize"]
+
 _RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
 # the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
 # inspect each default factory's signature on every call)
@@ -71,7 +73,8 @@ def summarize(fc: ForecastArrays, worst: ForecastArrays | None = None) -> Summar
     worst = worst or fc.worst_case()
     n, te = fc.n_layers, fc.t_emerge.value
     massive = [i for i, m in enumerate(fc.massive) if m]
-    pool = [i for i in massive if te[i] is not None] or [i for i in range(n) if te[i] is not None]
+    within = [te[i] is not None and te[i] <= fc.t_end for i in range(n)]  # an emergence after the plan is not its earliest
+    pool = [i for i in massive if within[i]] or [i for i in range(n) if within[i]]
     earliest = min(pool, key=te.__getitem__) if pool else None
     big = max(range(n), key=fc.peak_abs.value.__getitem__)
     big_ratio = max(range(n), key=fc.ratio_end.value.__getitem__)
@@ -85,9 +88,9 @@ def summarize(fc: ForecastArrays, worst: ForecastArrays | None = None) -> Summar
         largest_peak_layer=big,
         largest_ratio_end=fc.ratio_end.at(big_ratio),
         largest_ratio_layer=big_ratio,
-        early_peak_layers=[i for i, c in enumerate(fc.trajectory_class)
-                           if c == "early_peak" or (fc.class_probabilities and fc.class_probabilities[i].get("early_peak", 0) > 0.5)],
+        early_peak_layers=[i for i in range(n) if fc.class_probabilities and fc.class_probabilities[i].get("early_peak", 0) > 0.5],
         p_massive=max((p for p in fc.p_massive if p is not None), default=None),
+        p_emerge_within_plan=max((p for p in fc.p_emerge_within_plan or [] if p is not None), default=None),
         unpredictable=list(fc.unpredictable),
         protocol=fc.protocol,
         worst_case_peak_abs=worst.peak_abs.largest(),
@@ -186,6 +189,15 @@ def precision_risks(fc: ForecastArrays, arch: Architecture,
             if r.format == "fp16" else [],
             schedule=[risk for formats, risk in events if r.target and r.format in formats]))
     return out
+
+
+def _trimmed(risks: list[PrecisionRisk], arch: Architecture, recipe: str | None) -> list[PrecisionRisk]:
+    """Per-layer records of the stated crossings only for the formats the design runs (its recipe's); every other
+    format keeps its breaking crossings (its stated ones are in ``stated_layers`` and ``check_probabilities``): the
+    ten formats' full records doubled the answer."""
+    used = set(prec.formats_in_use(arch.precision_target, recipe))
+    return [r if r.format in used else r.model_copy(update={"details": [d for d in r.details if prec.BREAKS[r.format, d.check]]})
+            for r in risks]
 
 
 def kb_record(arch: Architecture, fc: ForecastArrays) -> dict[str, Any]:
@@ -464,10 +476,11 @@ class Answerer:
         mine = [index[cand[k][0]] for k in plan.changes]
         mitigations = rank_mitigations(wp, plan, [changes[j] for j in mine], [afters[j] for j in mine],
                                        [prior_probs[0]] + [probs[1 + j] for j in mine])
+        pplan = precision_plan(risk, arch.precision_target, recipe=arch.precision_recipe)
         return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
-                "summary": summarize(fc, wf), "layers": fc.layer_dicts(), "precision": risk, "applicability": fc.applicability,
-                "mitigations": mitigations, "notes": fc.notes, "lineage": fc.lineage or prior.lineage,
-                "precision_plan": precision_plan(risk, arch.precision_target)}
+                "summary": summarize(fc, wf), "layers": fc.layer_dicts(), "precision": _trimmed(risk, arch, pplan.recipe),
+                "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
+                "lineage": fc.lineage or prior.lineage, "precision_plan": pplan}
 
     @staticmethod
     def write(fields: dict[str, Any]) -> bytes:

@@ -16,6 +16,13 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from predictor.precision import TARGETS
+
+__all__ = [
+    "Architecture", "ArchitectureError", "DEFAULT_BATCH_TOKENS", "LINEAGE_NEW", "PrecisionTarget",
+    "describe_validation_error", "family_of", "parse_architecture",
+]
+
 FfnType = Literal["mlp", "glu"]
 Activation = Literal["gelu", "gelu_tanh", "relu", "silu", "other"]
 # dyt: Dynamic Tanh (tanh(alpha x) with a gain) in place of the block norms (controlled effect: arXiv 2603.05498)
@@ -42,7 +49,8 @@ Protocol = Literal["seq_mean", "one_sentence", "corpus_max"]
 PROTOCOL_ALIASES = {"typical": "seq_mean", "mean_over_sequences": "seq_mean", "single_sentence": "one_sentence",
                     "worst_case": "corpus_max"}
 LINEAGE_NEW = "new"
-PrecisionTarget = Literal["bf16", "fp16_inference", "fp8_training", "int8_w8a8", "int4_w4a4", "w4a16", "w8a16"]
+PrecisionTarget = Literal["bf16", "fp16_inference", "fp8_training", "fp8_inference", "nvfp4_training", "nvfp4_inference",
+                          "int8_w8a8", "int4_w4a4", "w4a16", "w8a16"]
 
 DEFAULT_BATCH_TOKENS = 2_097_152  # Pythia: 1024 sequences x 2048 tokens
 DEFAULT_TOTAL_STEPS = 143_000  # Pythia's training length
@@ -101,6 +109,12 @@ class Architecture(BaseModel):
     optimizer: Optimizer = Field(default="adamw", description="Optimizer (muon, soap, shampoo: orthogonalising).")
     precision: TrainPrecision = Field(default="bf16", description="Training compute precision.")
     precision_target: PrecisionTarget = Field(default="bf16", description="Deployment / training precision of concern.")
+    precision_recipe: str | None = Field(
+        default=None, max_length=32,
+        description="The scaling recipe of the precision target you will run (docs/PRECISION.md): fp8_training / "
+        "fp8_inference: fp8_e4m3 (one scale per tensor), fp8_rowwise, fp8_block128, mxfp8; int8_w8a8: int8_per_tensor, "
+        "int8_per_token; nvfp4_*: nvfp4. Omitted: the cheapest safe recipe the plan recommends (the coarsest scaling "
+        "that passes the gate).")
     total_params_B: float | None = Field(default=None, gt=0.0, le=100_000.0, description="Known parameter count (billions).")
     # --- what the answer is about
     lineage: str | None = Field(
@@ -148,6 +162,9 @@ class Architecture(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Architecture:
+        if self.precision_recipe is not None and self.precision_recipe not in (recipes := TARGETS[self.precision_target].recipes):
+            raise ValueError(f"precision_recipe: {self.precision_recipe!r} is not a recipe of precision_target "
+                             f"{self.precision_target} ({'its recipes: ' + ', '.join(recipes) if recipes else 'it has no choice of recipe'})")
         if self.head_dim is None and self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) unless head_dim is given")
         if self.n_kv_heads is not None:

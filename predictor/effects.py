@@ -32,6 +32,11 @@ from scipy.stats import truncnorm
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+__all__ = [
+    "BASES", "Comparison", "ControlledEffects", "Estimate", "MAGNITUDE", "Z90", "change_key",
+    "metric_class",
+]
+
 Z90 = 1.6448536269514722
 RUN_SD = 0.27  # log10 sd of one run's max: Bondarenko's BERT gate, 39.2 +- 26.0 over seeds (CV 0.66)
 CONFIDENCE_SD = {"H": 0.0, "M": 0.1, "L": 0.25}  # extra sd for a number read second-hand or off a figure
@@ -271,7 +276,7 @@ class ControlledEffects(BaseEstimator):
     def prior(self, exclude: tuple[str, Any] | None = None) -> tuple[float, float]:
         """Mean and sd of the effects of the table's other changes (the hierarchy's top level)."""
         check_is_fitted(self, "comparisons_")
-        cache = self.__dict__.setdefault("cache_", {})
+        cache = self.cache_
         if ("prior", exclude) not in cache:
             cache[("prior", exclude)] = self._prior(exclude)
         return cache[("prior", exclude)]
@@ -292,7 +297,7 @@ class ControlledEffects(BaseEstimator):
         """The effect of changing ``field_name`` from the studies' base value to ``value`` (None: no
         controlled evidence on magnitude for that change)."""
         check_is_fitted(self, "comparisons_")
-        cache = self.__dict__.setdefault("cache_", {})
+        cache = self.cache_
         if (field_name, value, glu) not in cache:
             cache[(field_name, value, glu)] = self._estimate(field_name, value, glu)
         return cache[(field_name, value, glu)]

@@ -27,10 +27,12 @@ massive activations and of overflow follow from the same distribution.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,7 @@ from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
 from maforecast.tables import DEFAULT_PROTOCOL, PROTOCOLS
+from predictor import clock as clocks
 from predictor.architecture import LINEAGE_NEW, Architecture, ArchitectureError, family_of, parse_architecture
 from predictor.effects import BASES, ControlledEffects, Estimate
 from predictor.evidence import Evidence
@@ -55,6 +58,12 @@ from predictor.schemas import (
 )
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
 from predictor.trajectory import CLASSES, as_dict, class_prior, classify, uniform_prior
+
+__all__ = [
+    "ASSOCIATED", "FIELD_OF", "ForecastEngine", "MAX_EXTRAPOLATION", "QUANTITIES", "SIZE_TERMS",
+    "SWITCHES", "TERMS", "TargetQuality", "Y0_DEFAULT", "Z90", "arch_timeline", "default_steps",
+    "fit_series",
+]
 
 Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
 MASSIVE_ABS, MASSIVE_RATIO = 2.0, 3.0  # log10 of Sun et al.'s |a| > 100 and |a| > 1000 x median
@@ -111,7 +120,7 @@ TIMING_ONSETS: tuple[tuple[str, str, str, dict | str, float, float], ...] = (
 )
 # the recipe fields whose values, when no checkpoint series has them, put a design outside the clock's family
 RECIPE_FIELDS = ("batch_tokens", "lr_schedule", "optimizer", "weight_decay")
-ONSET_FRACTION = 0.1  # a published onset ("emerges", "appears") is read as 10 % of the curve's rise
+ONSET_FRACTION = clocks.ONSET_FRACTION  # a published onset ("emerges", "appears") is read as 10 % of the curve's rise
 TAU_FAMILY_FLOOR = 0.15  # decades: the clock of another family's recipe is never known better than this
 ASSOCIATION_SD_FLOOR = 0.3  # an association's extra sd is at least this, however well it agreed
 PROTOCOL_TERMS = tuple(f"protocol_{p}" for p in PROTOCOLS if p != DEFAULT_PROTOCOL)
@@ -167,6 +176,11 @@ class DepthProfile(BaseEstimator):
 
 
 # ------------------------------------------------------------------------ time
+def _onset_family(model: str) -> str:
+    """The family label of a checkpoint series (the one ``TIMING_ONSETS`` uses for Pythia)."""
+    return "Pythia" if model.startswith("pythia") else family_of(model)
+
+
 def arch_timeline(arch: Architecture, effects: PlanEffects, horizon: float | None = None) -> Timeline:
     """The effective time of ``arch``'s training plan. Cached per plan: tabulating one costs ~0.1 ms,
     sweeps and what-if variants share plans, and a ``Timeline`` is never changed once built."""
@@ -273,7 +287,9 @@ class ForecastEngine(BaseEstimator):
     """Fit on ``Evidence``; ``forecast(arch)`` returns a ``Forecast`` (scikit-learn estimator API)."""
 
     def __init__(self, protocol: str = DEFAULT_PROTOCOL, interval_scale: dict | None = None, profile_alpha: float = 1.0,
-                 terms: tuple[str, ...] | None = None, level_start: dict | None = None, protocol_sd: float = PROTOCOL_SD):
+                 terms: tuple[str, ...] | None = None, level_start: dict | None = None, protocol_sd: float = PROTOCOL_SD,
+                 clock: str | None = None):
+        self.clock = clock  # None: the clock with the smallest leave-one-family-out error (predictor.clock)
         self.level_start = level_start
         self.protocol_sd = protocol_sd
         self.protocol = protocol
@@ -284,8 +300,11 @@ class ForecastEngine(BaseEstimator):
     # ---------------------------------------------------------------- fit
     def fit(self, ev: Evidence) -> ForecastEngine:
         scale = self.interval_scale or {}
-        self.effects_ = fit_plan_effects(ev.peers)
+        self._association_cache: dict[bytes, tuple[float, float] | None] = {}  # association(): one entry per design change
+        self.series_effects_ = fit_plan_effects(ev.peers)  # the clock the checkpoint series' curves are fitted in
+        self.effects_ = self.series_effects_
         self._fit_time(ev)
+        self._fit_clock(ev)  # the served clock (effects_) and tau_e's calibration across families
         self.horizon_tokens_, self.late_slopes_ = _late_growth(ev)
         levels, offsets = self._levels(ev)
         self.levels_table_ = levels
@@ -315,37 +334,95 @@ class ForecastEngine(BaseEstimator):
         self.domain_ = _domain(ev)
         self.evidence_summary_ = ev.describe()
         self.data_digest_ = ev.digest()
-        self.quality_: dict[str, TargetQuality] = {}
-        self.tau_family_sd_ = 0.0
-        self.tau_family_sd_, self.timing_checks_ = self._timing_calibration(ev)
+        self.quality_: dict[str, TargetQuality] = {}  # held-out quality per served target (with_evaluation)
+        self.caveats_: list[str] = []  # notes every forecast carries (with_evaluation)
+        self.metrics_: dict[str, float] = {}  # the evaluation's headline metrics (with_evaluation)
+        self.posterior_: Any = None  # a nowcast's posterior curves the forecast reads instead (conditioned)
+        self.posterior_classes_: np.ndarray | None = None
         return self
 
-    def _timing_calibration(self, ev: Evidence) -> tuple[float, list[dict]]:
-        """The cross-family spread of the clock: the onset the engine forecasts (``_onset``) for published onsets
-        (``TIMING_ONSETS``) against the onset measured; its RMS in decades (at least ``TAU_FAMILY_FLOOR``) is
-        added to the tau_e of designs outside the clock's family. Coverage is measured leaving each onset out
-        (the spread from the others)."""
-        rows = []
-        for label, source, family, fields, lo, hi in TIMING_ONSETS:
-            arch = ev.archs.get(fields) if isinstance(fields, str) else Architecture(**fields)
-            if arch is None:
-                continue
-            v = self._onset(arch)[0]
-            if v is None:
-                continue
-            rows.append({"onset": label, "source": source, "family": family, "observed": [lo, hi], "predicted": v,
-                         "resid": math.log10(v) - math.log10(math.sqrt(lo * hi)), "outside_family": self.timing_distance(arch),
-                         "arch": arch})
-        # every onset counts for the spread (reading a published onset off a curve is itself uncertain, in the
-        # clock's family too); the spread widens only designs outside that family
-        sd = max(math.sqrt(float(np.mean([r["resid"] ** 2 for r in rows]))), TAU_FAMILY_FLOOR) if rows else TAU_FAMILY_FLOOR
-        for r in rows:  # leave this onset out: the spread from the others; is the observed range inside?
-            others = [o["resid"] for o in rows if o is not r]
-            self.tau_family_sd_ = max(math.sqrt(float(np.mean(np.square(others)))), TAU_FAMILY_FLOOR) if others else 1.0
-            _, lo, hi = self._onset(r.pop("arch"))
-            r["interval_loo"] = [lo, hi]
-            r["covered_loo"] = bool(lo <= r["observed"][1] and r["observed"][0] <= hi)
-        return sd, rows
+    # ---------------------------------------------------------------- variants (new fitted objects)
+    def with_evaluation(self, *, quality: dict[str, TargetQuality] | None = None, caveats: Sequence[str] | None = None,
+                        metrics: dict[str, float] | None = None) -> ForecastEngine:
+        """A new fitted engine carrying what the evaluation found (``registry.evaluation``, ``registry.training``):
+        each served target's held-out ``quality`` (an unpredictable one is answered with the constant), ``caveats``
+        every forecast notes and the headline ``metrics``; None keeps this engine's. The fit is shared, not copied."""
+        check_is_fitted(self, "level_")
+        eng = copy.copy(self)
+        if quality is not None:
+            eng.quality_ = dict(quality)
+        if caveats is not None:
+            eng.caveats_ = list(caveats)
+        if metrics is not None:
+            eng.metrics_ = dict(metrics)
+        return eng
+
+    def without_studies(self, studies: Sequence[str]) -> ForecastEngine:
+        """A new fitted engine whose controlled layer is refitted without ``studies``' comparisons, its association
+        error recomputed (the level model is kept: it never saw the controlled table). For leave-one-study-out."""
+        check_is_fitted(self, "level_")
+        eng = copy.copy(self)
+        eng.controlled_ = ControlledEffects(exclude_studies=tuple(studies)).fit(self.controlled_table_)
+        eng.association_sd_, eng.association_pairs_ = eng._association_error()
+        return eng
+
+    def conditioned(self, posterior: Any) -> ForecastEngine:
+        """A new fitted engine that forecasts a nowcast's update (``predictor.nowcast.Posterior``): the posterior's
+        per-layer curves (``posterior.layer_curves``), trajectory-class probabilities and rise steepness (``p_post``)
+        replace the fitted ones, and every target is data-driven (observed points: no constant answer)."""
+        check_is_fitted(self, "level_")
+        eng = copy.copy(self)
+        eng.posterior_ = posterior
+        eng.posterior_classes_ = posterior.class_probabilities()
+        eng.quality_ = {}
+        eng.p_ = posterior.p_post
+        return eng
+
+    def _fit_clock(self, ev: Evidence) -> None:
+        """Calibrate every candidate clock (``predictor.clock.CANDIDATES``) on every onset the evidence holds (the
+        checkpoint series' midpoints, ``TIMING_ONSETS``, the placeable rows of onsets_more.csv), score each leaving
+        one family out, and serve the servable one with the smallest error (or ``clock`` when set). Sets
+        ``effects_`` (the served clock), ``clock_``, ``clock_fit_``, ``clock_table_``, ``clock_families_``,
+        ``onsets_``, ``onsets_left_out_``, ``timing_checks_`` (the served clock's onsets, each left out),
+        ``tau_family_sd_`` (its between-family spread) and ``tau_coef_``/``tau_cov_``/``tau_s2_`` in its units."""
+        native = self.series_effects_
+        more, self.onsets_left_out_ = clocks.load_onsets_more()
+        series = clocks.series_onsets(self.curves_, ev.archs, native, arch_timeline, _onset_family)
+        onsets = [*series, *clocks.table_onsets(TIMING_ONSETS, ev.archs), *more]
+        self.onsets_ = [{"label": o.label, "family": o.family, "steps": [o.lo, o.hi], "h": o.h, "bridge": o.bridge,
+                         "assumptions": list(o.assumptions), "source": o.source, "series": o.series} for o in onsets]
+        if len(series) < 2:  # no checkpoint series to pin the size slope: the clock before issue 29
+            self.clock_, self.clock_fit_, self.clock_table_, self.clock_families_ = "lr_integral", None, [], []
+            self.tau_family_sd_, self.timing_checks_ = TAU_FAMILY_FLOOR, []
+            return
+        own = self._own_family
+        table, rows_by = [], {}
+        for name, (_, _, _, servable) in clocks.CANDIDATES.items():
+            eff = clocks.with_clock(native, name)
+            for previous in (True, False):
+                if previous and name not in ("lr_integral", "steps", "fraction"):
+                    continue
+                rows, summ = clocks.leave_one_family_out(onsets, eff, self.p_, arch_timeline, previous=previous, own=own)
+                rows_by[(name, previous)] = rows
+                table.append({"clock": name, "calibration": "previous (Pythia series only)" if previous else "across families",
+                              "servable": servable, **summ})
+        across = [r for r in table if r["calibration"] == "across families" and r["servable"]]
+        chosen = self.clock or min(across, key=lambda r: r["rms_error"])["clock"]
+        self.clock_, self.clock_table_ = chosen, table
+        self.effects_ = clocks.with_clock(native, chosen)
+        fit = clocks.calibrate(clocks.points_for(onsets, self.effects_, self.p_, arch_timeline), chosen)
+        self.clock_fit_ = fit
+        self.clock_families_ = sorted(fit.offsets)
+        self.tau_coef_, self.tau_cov_, self.tau_s2_ = fit.coef, fit.cov, fit.s2
+        self.tau_family_sd_ = fit.family_sd
+        by_label = {o.label: o for o in onsets}
+        self.timing_checks_ = [{**r, "source": by_label[r["onset"]].source,
+                                "outside_family": self.timing_distance(by_label[r["onset"]].arch)}
+                               for r in rows_by[(chosen, False)]]
+
+    def _own_family(self, onset: clocks.Onset) -> bool:
+        """Whether an onset's design is the checkpoint series' family and recipe (the series' own clock applies)."""
+        return not self.timing_distance(onset.arch)
 
     def _onset(self, arch: Architecture) -> tuple[float | None, float, float]:
         """The step at which the curve has done ONSET_FRACTION of its rise (a published onset is where
@@ -371,18 +448,14 @@ class ForecastEngine(BaseEstimator):
         return out
 
     def _series_reference(self) -> tuple[np.ndarray, dict[str, set]] | None:
-        """The checkpoint series' design vectors and recipe values (computed once)."""
-        if not hasattr(self, "series_ref_"):
-            series = [self.series_archs_[m] for m in self.curves_ if m in getattr(self, "series_archs_", {})]
-            self.series_ref_ = (np.stack([design_vector(a) for a in series]),
-                                {f: {_recipe_value(a, f) for a in series} for f in RECIPE_FIELDS}) if series else None
+        """The checkpoint series' design vectors and recipe values (set in fit: ``series_ref_``)."""
         return self.series_ref_
 
     def _fit_time(self, ev: Evidence) -> None:
         traj = ev.layers[ev.layers["step"].notna()]
         fits = []
         for model, sub in traj.groupby("model"):
-            tl = arch_timeline(ev.archs[model], self.effects_, horizon=sub["step"].max())
+            tl = arch_timeline(ev.archs[model], self.series_effects_, horizon=sub["step"].max())
             f = fit_series(model, sub, tl)
             if f is not None:
                 fits.append(f)
@@ -405,6 +478,10 @@ class ForecastEngine(BaseEstimator):
         else:  # no checkpoint series: Gu et al.'s emergence at 1-2k steps of a 60M model at lr 4e-4, no size trend
             self.tau_coef_ = np.array([math.log10(1500 * (4e-4 / 3e-4) ** self.effects_.kappa), 0.0])
             self.tau_cov_, self.tau_s2_, self.p_ = np.diag([0.25, 0.0]), 0.25, 1.5
+            self.series_params_B_, self.series_archs_ = [], {}
+        series = [self.series_archs_[m] for m in self.curves_ if m in self.series_archs_]
+        self.series_ref_ = (np.stack([design_vector(a) for a in series]),
+                            {f: {_recipe_value(a, f) for a in series} for f in RECIPE_FIELDS}) if series else None
 
     def _class_prior(self, traj: pd.DataFrame, ev: Evidence) -> tuple[dict[str, list[float]], list[dict]]:
         """Prior trajectory-class probabilities per depth zone (``predictor.trajectory``): every layer of every
@@ -415,7 +492,7 @@ class ForecastEngine(BaseEstimator):
             q = "ratio" if sub["y_ratio"].notna().any() else "abs"
             piv = sub.pivot_table(index="layer", columns="step", values=f"y_{q}")
             steps = piv.columns.to_numpy(float)
-            tl = arch_timeline(ev.archs[model], self.effects_, horizon=float(steps.max()))
+            tl = arch_timeline(ev.archs[model], self.series_effects_, horizon=float(steps.max()))
             with np.errstate(divide="ignore"):
                 log_u = np.log(np.maximum(tl(steps), 1e-300)) - math.log(10.0) * f.log_tau_e
             n_layers = ev.archs[model].n_layers
@@ -430,7 +507,9 @@ class ForecastEngine(BaseEstimator):
 
     def class_probabilities(self, arch: Architecture) -> np.ndarray:
         """(L, 3) prior probabilities of the trajectory classes per layer, by depth zone."""
-        prior = getattr(self, "class_prior_", None) or uniform_prior()
+        if self.posterior_classes_ is not None:  # a nowcast's update (conditioned)
+            return self.posterior_classes_
+        prior = self.class_prior_ or uniform_prior()
         zones = depth_zone(np.arange(arch.n_layers), np.full(arch.n_layers, arch.n_layers))
         return np.array([prior[str(z)] for z in zones], float)
 
@@ -534,7 +613,7 @@ class ForecastEngine(BaseEstimator):
             return None
         xa, xb = self._x(arch, self.protocol), self._x(after, self.protocol)
         key = (xb - xa).tobytes()  # the effect depends on the design-vector difference only: asked again and again
-        cache = self.__dict__.setdefault("_association_cache", {})
+        cache = self._association_cache
         if key not in cache:
             moved = [t for t, a, b in zip(TERMS, xa, xb, strict=True) if a != b]
             if not moved or any(self.level_["abs"].support_.get(t, 0) == 0 for t in moved):
@@ -556,9 +635,14 @@ class ForecastEngine(BaseEstimator):
         return x
 
     def tau_e(self, arch: Architecture) -> tuple[float, float]:
-        """log10 tau_e and its predictive sd for an architecture (size regression over checkpoint series)."""
-        a = np.array([1.0, math.log10(arch.n_params()) - 9.0])
-        family = getattr(self, "tau_family_sd_", 0.0) if self.timing_distance(arch) else 0.0
+        """log10 tau_e (in the served clock, ``effects_``) and its predictive sd for an architecture: the checkpoint
+        series' size regression for a design of their family and recipe, else the intercept calibrated across
+        families with the between-family spread (``predictor.clock``)."""
+        x = math.log10(arch.n_params()) - 9.0
+        if self.clock_fit_ is not None:
+            return self.clock_fit_.predict(x, own_family=not self.timing_distance(arch))
+        a = np.array([1.0, x])
+        family = self.tau_family_sd_ if self.timing_distance(arch) else 0.0
         return float(a @ self.tau_coef_), float(math.sqrt(a @ self.tau_cov_ @ a + self.tau_s2_ + family**2))
 
     def _levels(self, ev: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -612,7 +696,10 @@ class ForecastEngine(BaseEstimator):
     def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None,
                      lev: dict[str, tuple[float, float]] | None = None, tl: Timeline | None = None) -> dict:
         """Everything per layer, vectorised: log10 values (mean, lo, hi) at ``steps`` per quantity.
-        ``lev`` and ``tl``: the level and timeline when the caller computed them for several architectures."""
+        ``lev`` and ``tl``: the level and timeline when the caller computed them for several architectures.
+        A conditioned engine returns its posterior's curves (in the same layout; ``lev`` and ``tl`` unused)."""
+        if self.posterior_ is not None:
+            return self.posterior_.layer_curves(arch, steps, protocol, lev, tl)
         lev = lev or self.level(arch, protocol)
         tl = tl or arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
         lt, lt_sd = self.tau_e(arch)
@@ -690,7 +777,7 @@ class ForecastEngine(BaseEstimator):
             "between-lineage spread for a new one, + depth spread, scaled to cover 90 % of held-out models of that question, "
             "combined with the emergence-time uncertainty)",
         ]
-        notes += list(getattr(self, "caveats_", []))
+        notes += list(self.caveats_)
         notes += self.contradictions(arch) + self.timing_notes(arch) + self.extrapolation_notes(arch) + schedule_notes(arch)
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
@@ -710,9 +797,8 @@ class ForecastEngine(BaseEstimator):
             trajectory=shown_m["trajectory"],
             params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [lt] * n,
                     "p": [self.p_] * n, "kappa": [self.effects_.kappa] * n, "beta": [self.effects_.beta] * n},
-            t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(c["timeline"], y0, ratio["Y"], r_end_log, lt, lt_sd),
+            t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(arch, y0, ratio["Y"], lt, lt_sd),
             p_emerge_within_plan=self._p_emerge(c["timeline"], y0, ratio["Y"], lt, lt_sd, t_end),
-            t_peak=none,
             trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
             class_probabilities=[as_dict(r) for r in self.class_probabilities(arch)],
             ratio_end=shown_m["ratio_end"], steady_state=shown_m["steady_state"], peak_abs=shown_m["peak_abs"],
@@ -726,15 +812,15 @@ class ForecastEngine(BaseEstimator):
     def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far below and above (log10) the interval reaches at ``steps`` for the part of the plan beyond the
         longest trajectory in the evidence (``_late_growth``): zero inside it, growing with the doublings beyond."""
-        horizon = getattr(self, "horizon_tokens_", float("inf"))
-        lo, hi = getattr(self, "late_slopes_", (0.0, 0.0))
+        horizon = self.horizon_tokens_
+        lo, hi = self.late_slopes_
         tokens = np.maximum(np.asarray(steps, float) * arch.batch_tokens, 1.0)
         with np.errstate(divide="ignore"):  # no trajectory in the evidence: an infinite horizon, nothing beyond it
             d = np.maximum(np.log2(tokens / horizon), 0.0)
         return d * max(-lo, 0.0), d * max(hi, 0.0)
 
     def extrapolation_notes(self, arch: Architecture) -> list[str]:
-        horizon = getattr(self, "horizon_tokens_", float("inf"))
+        horizon = self.horizon_tokens_
         tokens = arch.planned_steps * arch.batch_tokens
         if not math.isfinite(horizon) or tokens <= horizon:
             return []
@@ -777,27 +863,34 @@ class ForecastEngine(BaseEstimator):
         mu, sd = self.constant_[q]
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
 
-    def _t_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, y_end: np.ndarray, lt: float, lt_sd: float) -> dict:
+    def _t_emerge(self, arch: Architecture, y0: float, Y: np.ndarray, lt: float, lt_sd: float) -> dict:
         """Per layer: the first step with half of the ratio's rise from f(0) to its steady state (the curve's
-        asymptote Y_inf) done, in linear units. The steady state does not depend on where the plan stops, so
-        neither does t_emerge: DESIGN section 5's "maximum over [0, t_end]" made a shorter plan emerge
-        *earlier* (its maximum is lower). ``None`` where the ratio does not rise, or the plan ends first."""
-        ok = (y0 + 0.05 < Y) & (y_end > y0)
+        asymptote Y_inf) done, in linear units, with its 90 % interval from tau_e's. The steady state does not
+        depend on where the plan stops, so neither does t_emerge: DESIGN section 5's "maximum over [0, t_end]" made
+        a shorter plan emerge *earlier* (its maximum is lower). Any end may lie after the planned end: the curve is
+        continued at the schedule's last learning rate up to ``clocks.HORIZON`` plans (``value_after_plan``,
+        ``hi_after_plan``); an end beyond that is given as that horizon. ``None`` only where the ratio does not rise."""
+        t_end = float(arch.planned_steps)
+        tl = arch_timeline(arch, self.effects_, horizon=clocks.HORIZON * t_end)
+        ok = y0 + 0.05 < Y
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             target = np.log10((10**y0 + 10**Y) / 2)
             u = hill_inverse((target - y0) / (Y - y0), self.p_)
         val, lo, hi = (tl.steps_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1))
-        ok &= ~np.isnan(val)
-        lo = np.where(np.isnan(lo), val, lo)
-        hi = np.maximum(np.where(np.isnan(hi), float(tl.steps[-1]), hi), val)
+        end = float(tl.steps[-1])
+        val, lo, hi = (np.where(np.isnan(v), end, v) for v in (val, lo, hi))
+        lo, hi = np.minimum(lo, val), np.maximum(hi, val)
         flags = ok.tolist()
-        return {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
-                for k, v in (("value", val), ("lo", lo), ("hi", hi))}
+        out = {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
+               for k, v in (("value", val), ("lo", lo), ("hi", hi))}
+        out["value_after_plan"] = [bool(o and x > t_end) for x, o in zip(val.tolist(), flags, strict=True)]
+        out["hi_after_plan"] = [bool(o and x > t_end) for x, o in zip(hi.tolist(), flags, strict=True)]
+        return out
 
     def _p_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, lt: float, lt_sd: float, t_end: int) -> list[float]:
         """Per layer, P(t_emerge <= the planned end): the layer emerges once tau(t) reaches u * tau_e, and log10
         tau_e is Gaussian (``tau_e``), so P = Phi((log10(tau(t_end) / u) - lt) / sd); 0 where the ratio does not rise.
-        Every layer has one, so a t_emerge beyond the plan (null) still says how likely it is within it."""
+        Every layer has one, so a t_emerge after the plan (``value_after_plan``) says how likely it is within it."""
         rises = y0 + 0.05 < Y
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             target = np.log10((10**y0 + 10**Y) / 2)
@@ -826,20 +919,25 @@ class ForecastEngine(BaseEstimator):
     def timing_notes(self, arch: Architecture) -> list[str]:
         """Which family the emergence timing is calibrated on, and how far this design is from it."""
         fams = sorted({family_of(m).split("-")[0] for m in self.curves_}) or ["no checkpoint series"]
-        sizes = getattr(self, "series_params_B_", None) or [self.domain_["numeric"]["n_params_B"][0]]
+        sizes = self.series_params_B_ or [self.domain_["numeric"]["n_params_B"][0]]
         lo, hi, n_b = min(sizes), max(sizes), arch.n_params() / 1e9
         where = "inside" if lo * 0.999 <= n_b <= hi * 1.001 else "outside"
-        checks = getattr(self, "timing_checks_", [])
+        checks = self.timing_checks_
         covered = sum(c["covered_loo"] for c in checks)
         away = self.timing_distance(arch)
         head = (f"timing (t_emerge, the curve's clock) is calibrated on {', '.join(fams)} checkpoint series ({len(self.curves_)} "
                 f"series, {lo:.2g}-{hi:.2g}B parameters; this design, {n_b:.2g}B, is {where} that range)")
+        clock = self.clock_
+        row = next((r for r in self.clock_table_ if r["clock"] == clock and r["calibration"] == "across families"), None)
+        said = (f"; time is counted in the {clock} clock ({clocks.CANDIDATE_TEXT.get(clock, clock)}), chosen by "
+                f"leave-one-family-out error ({row['rms_error']:.2f} decades) among {len(clocks.CANDIDATES)} clocks on "
+                f"{row['n']} published onsets of {len(self.clock_families_)} families "
+                f"({', '.join(self.clock_families_)})") if row else ""
         if not away:
-            return [head + "; its design and recipe are that family's: the within-family spread applies"]
-        return [head + f"; it departs from that family in {', '.join(away)}: another recipe may run another clock, so the "
-                f"t_emerge interval includes a cross-family spread of {self.tau_family_sd_:.2f} decades, from "
-                f"{len(checks)} published onsets ({', '.join(c['family'] for c in checks)}; {covered}/{len(checks)} covered "
-                f"when left out)"]
+            return [head + said + "; its design and recipe are that family's: the within-family spread applies"]
+        return [head + said + f"; it departs from that family in {', '.join(away)}: its tau_e is the across-family "
+                f"intercept with a between-family spread of {self.tau_family_sd_:.2f} decades ({covered}/{len(checks)} "
+                f"published onsets covered when their family is left out)"]
 
     # ---------------------------------------------------------------- applicability
     def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:
@@ -869,7 +967,7 @@ class ForecastEngine(BaseEstimator):
             fams = self.level_["abs"].support_.get(t, 0)
             if fams < 2:
                 what = "never seen" if fams == 0 else "seen in one lineage only"
-                out.append(ApplicabilityWarning(field=_FIELD_OF[t], value=str(_field_value(arch, t)), seen=dom["seen"].get(t, []),
+                out.append(ApplicabilityWarning(field=FIELD_OF[t], value=str(_field_value(arch, t)), seen=dom["seen"].get(t, []),
                                                 scope="all", message=f"{SWITCHES[t][0]}: {what} in the evidence; its effect is "
                                                 f"shrunk towards zero and the interval widened"))
         return out
@@ -882,13 +980,18 @@ class ForecastEngine(BaseEstimator):
             "terms": {q: self.level_[q].coefficients() for q in QUANTITIES},
             "time": {"log10_tau_e_coef": [float(v) for v in self.tau_coef_], "p": self.p_, "kappa": self.effects_.kappa,
                      "beta": self.effects_.beta, "source": self.effects_.source,
+                     "clock": {"chosen": self.clock_, "text": clocks.CANDIDATE_TEXT.get(self.clock_, ""),
+                               "families": list(self.clock_families_), "between_family_sd": float(self.tau_family_sd_),
+                               "intercept": None if self.clock_fit_ is None else float(self.clock_fit_.intercept),
+                               "leave_one_family_out": list(self.clock_table_),
+                               "onsets_left_out": list(self.onsets_left_out_)},
                      "series": {m: {"log10_tau_e": f.log_tau_e, "p": f.p, "rmse": f.rmse} for m, f in self.curves_.items()}},
             "quality": {t: {"mae": q.mae, "baseline_mae": q.baseline_mae, "coverage": q.coverage, "predictable": q.predictable}
                         for t, q in self.quality_.items()},
         }
 
 
-_FIELD_OF = {
+FIELD_OF = {
     "glu": "ffn_type", "rmsnorm": "norm_type", "sandwich": "norm_placement", "post_sublayer": "norm_placement",
     "post_norm": "norm_placement", "parallel": "parallel_attn_mlp", "qk_norm": "qk_norm", "learned_pos": "positional_encoding",
     "no_rope_bias": "positional_encoding", "embedding_scale": "embedding_scale", "moe": "moe_experts",
@@ -951,14 +1054,14 @@ def _recipe_value(arch: Architecture, f: str):
 
 
 def _field_value(arch: Architecture, term: str):
-    return getattr(arch, _FIELD_OF[term])
+    return getattr(arch, FIELD_OF[term])
 
 
 def _domain(ev: Evidence) -> dict:
     archs = [ev.archs[m] for m in ev.models]
     recipe = [ev.archs[m] for m in set(ev.layers.loc[ev.layers["step"].notna(), "model"])] or archs
     lrs = [a.learning_rate for a in recipe] + [1e-4, 8e-4]  # + Gu et al.'s learning-rate grid
-    seen = {t: sorted({str(_field_value(a, t)) for a in archs}) for t in _FIELD_OF}
+    seen = {t: sorted({str(_field_value(a, t)) for a in archs}) for t in FIELD_OF}
     return {
         "numeric": {
             "n_params_B": (min(a.n_params() for a in archs) / 1e9, max(a.n_params() for a in archs) / 1e9),

@@ -23,6 +23,8 @@ from maforecast.tables import DEFAULT_PROTOCOL, digest
 from predictor.architecture import Architecture, family_of
 from predictor.lineage import lineage_of
 
+__all__ = ["Evidence", "aggregate_evidence"]
+
 
 @dataclass
 class Evidence:

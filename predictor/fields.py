@@ -12,6 +12,8 @@ from predictor.architecture import Architecture
 from predictor.effects import BASES
 from predictor.whatif import DESIGN_FIELDS, LEVEL_FIELDS, PLAN_FIELDS, SIZE_FIELDS
 
+__all__ = ["BEGIN", "END", "field_reference", "replace_block", "role"]
+
 BEGIN, END = "<!-- fields:begin (generated: python -m predictor.fields --write README.md) -->", "<!-- fields:end -->"
 
 

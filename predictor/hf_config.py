@@ -17,6 +17,8 @@ from maforecast.errors import UserError
 from predictor.architecture import Architecture, ArchitectureError
 from predictor.lineage import infer_lineage
 
+__all__ = ["from_hf_config"]
+
 TRAINING_FIELDS = (
     "learning_rate",
     "lr_schedule",

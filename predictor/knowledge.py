@@ -31,6 +31,11 @@ import yaml
 
 from predictor.response import CitationOut as Citation  # one definition of a citation
 
+__all__ = [
+    "Entry", "KnowledgeBase", "KnowledgeBaseError", "LEVEL_RANK", "Match", "Motivation", "compile_cond",
+    "compile_rule", "evaluate", "kb_digest", "kb_path", "load_kb", "parse_kb", "rank",
+]
+
 LEVELS: tuple[str, ...] = ("strong", "moderate", "situational", "informational", "not_recommended")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
 CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}

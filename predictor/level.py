@@ -31,7 +31,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["HYPER", "LineageLevel", "PROTOCOL_SD"]
+__all__ = ["LineageLevel", "PROTOCOL_SD", "width_term"]
 
 # the mean over sequences of per-sequence maxima and a corpus maximum differ little for massive activations:
 # they sit on fixed tokens (first token, delimiters), the per-sequence maximum varies 4-7 % over probe sequences

@@ -17,7 +17,7 @@ import pandas as pd
 
 from predictor.architecture import LINEAGE_NEW, Architecture
 
-__all__ = ["LINEAGE_NEW", "bundled_lineages", "infer_lineage", "lineage_of"]
+__all__ = ["bundled_lineages", "infer_lineage", "lineage_of"]
 
 
 @lru_cache(maxsize=1)

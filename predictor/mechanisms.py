@@ -27,7 +27,7 @@ from scipy.special import ndtr
 
 from predictor.architecture import Architecture
 
-__all__ = ["FP16_MECHANISMS", "fp16_mechanisms"]
+__all__ = ["fp16_mechanisms"]
 
 FP16_MAX = 65504.0
 NORM_SQRT_LIMIT = math.sqrt(FP16_MAX)  # one coordinate whose square alone overflows an FP16 sum

@@ -55,7 +55,6 @@ that band (|z| > 1.645); the model has left its band when any layer has.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +81,11 @@ from predictor.schemas import (
 from predictor.timeline import hill
 from predictor.trajectory import CLASSES, SHAPES, as_dict, log_u_of, shape_values
 
+__all__ = [
+    "Noise", "NowcastRequest", "Observation", "Posterior", "check_observations", "nowcast",
+    "observation_frame", "persistence", "prior_band", "recommend",
+]
+
 SIGMA_PROBE = 0.03  # log10: probe-text noise of top1/median (CV 4-7 %)
 SIGMA_MISFIT = 0.20  # log10: misfit of the Hill curve when extrapolating (in-sample RMS 0.07-0.16), correlated
 MISFIT_LENGTH = 0.5  # correlation length of the misfit, in log10 steps (decades)
@@ -98,6 +102,12 @@ RUN_POOLING = 3.0  # weight (in layers) of the evidence's class prior against th
 COMPONENTS = 2048  # at most this many (grid point, shape) components of a layer's predictive are kept (the heaviest) ...
 COMPONENT_MASS = 1e-2  # ... enough to leave out at most this share of its weight
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
+# persistence (the last observed value carried forward) and when to recommend it (chosen on the tuning set:
+# bench/synthetic_runs.py and pythia-14m/-160m; bench/holdout_runs.py holds the test set that played no part)
+PERSIST_DRIFT = 0.30  # log10 per decade of steps ahead: the spread of persistence's error grows with the horizon
+FLAT_SLOPE = 0.15  # log10 per decade: a layer whose last observed decade moved less than this looks plateau-like
+FLAT_SPAN = 1.0  # decades of steps before the last checkpoint that the slope is measured over (3 points at least)
+SMALL_CHANGE = 0.3  # ... or when the nowcast's change from the last value to the end is < this share of its 90 % half-width
 
 
 # ------------------------------------------------------------------------ request schema
@@ -551,19 +561,105 @@ def logsumexp(x: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 24) -> np.ndarray:
-    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), by bisection (vectorised).
-    It lies between the smallest and the largest of the components' own ``p`` quantiles: the bracket."""
+def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 10) -> np.ndarray:
+    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), vectorised. It lies between the
+    smallest and the largest of the components' own ``p`` quantiles (the bracket); regula falsi with the Illinois
+    step (the retained end's value halved) narrows it to ~1e-9 in ~10 evaluations, where bisection took 24."""
     own = mu + sd * float(ndtri(p))
     lo, hi = own.min(axis=1), own.max(axis=1)
     wb = w[:, :, None]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return (wb * ndtr((x[:, None, :] - mu) / sd)).sum(axis=1) - p
+
+    flo, fhi = f(lo), f(hi)
+    side = np.zeros(lo.shape, int)  # which end stayed put last time (-1 lo, +1 hi): Illinois halves its value
     for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        cdf = (wb * ndtr((mid[:, None, :] - mu) / sd)).sum(axis=1)
-        below = cdf < p
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+        den = fhi - flo
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(den > 0, (lo * fhi - hi * flo) / den, 0.5 * (lo + hi))
+        x = np.where((x > lo) & (x < hi), x, 0.5 * (lo + hi))
+        fx = f(x)
+        below = fx < 0
+        lo, flo = np.where(below, x, lo), np.where(below, fx, flo)
+        hi, fhi = np.where(below, hi, x), np.where(below, fhi, fx)
+        fhi = np.where(below & (side == 1), fhi / 2, fhi)  # hi retained twice: halve its value
+        flo = np.where(~below & (side == -1), flo / 2, flo)
+        side = np.where(below, 1, -1)
+    den = fhi - flo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(den > 0, (lo * fhi - hi * flo) / den, 0.5 * (lo + hi))
+    return np.where((x >= lo) & (x <= hi), x, 0.5 * (lo + hi))
+
+
+# ------------------------------------------------------------------------ persistence and the recommendation
+def persistence(obs: pd.DataFrame, n_layers: int, steps: Sequence[float], q: str = "ratio", noise: Noise | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each layer's last observed value carried forward to ``steps``: mean, 5 % and 95 % (log10, (L, T); NaN where a
+    layer has no point). Its interval: probe noise of the last point and of the future reading, plus a drift of
+    PERSIST_DRIFT log10 per decade of steps ahead."""
+    probe = (noise or Noise()).probe
+    col = f"y_{q}"
+    st = np.asarray(steps, float)
+    mean = np.full((n_layers, len(st)), np.nan)
+    sd = np.full_like(mean, np.nan)
+    for layer, g in obs[obs[col].notna()].groupby("layer"):
+        g = g.sort_values("step")
+        last_step = max(float(g["step"].iloc[-1]), 1.0)
+        ahead = np.log10(np.maximum(st, last_step) / last_step)
+        mean[int(layer)] = float(g[col].iloc[-1])
+        sd[int(layer)] = np.sqrt(2 * probe**2 + (PERSIST_DRIFT * ahead) ** 2)
+    return mean, mean - Z90 * sd, mean + Z90 * sd
+
+
+def observed_slope(obs: pd.DataFrame, n_layers: int, q: str = "ratio") -> np.ndarray:
+    """Per layer, the least-squares slope of its observed log10 values against log10 step over the last FLAT_SPAN
+    decades before its last checkpoint (log10 per decade; NaN with fewer than 3 points there)."""
+    col = f"y_{q}"
+    out = np.full(n_layers, np.nan)
+    for layer, g in obs[obs[col].notna() & (obs["step"] > 0)].groupby("layer"):
+        x = np.log10(g["step"].to_numpy(float))
+        sel = x >= x.max() - FLAT_SPAN
+        if sel.sum() >= 3:
+            out[int(layer)] = float(np.polyfit(x[sel], g[col].to_numpy(float)[sel], 1)[0])
+    return out
+
+
+def recommend(obs: pd.DataFrame, n_layers: int, steps: Sequence[float], now: tuple[np.ndarray, np.ndarray, np.ndarray],
+              q: str = "ratio", noise: Noise | None = None) -> dict:
+    """Per layer: whether carrying the last value forward is the better bet than the nowcast, and the answer to give.
+
+    A layer looks plateau-like when its last observed decade moved less than FLAT_SLOPE log10 per decade: the
+    nowcast's shapes still extrapolate a rise, a decline or growth from the prior there. A layer also gets
+    persistence when the nowcast's change from its last value to the end is below SMALL_CHANGE of its own 90 %
+    half-width: the data cannot tell that change from none, and on the tuning set the last value did better on such
+    layers. Where persistence is recommended the answer is the last value with the hull of both 90 % intervals
+    (never narrower than persistence's)."""
+    pm, plo, phi = persistence(obs, n_layers, steps, q, noise)
+    slope = observed_slope(obs, n_layers, q)
+    flat = np.isfinite(slope) & (np.abs(slope) < FLAT_SLOPE)
+    change = np.abs(np.asarray(now[0], float)[:, -1] - pm[:, -1])
+    half = 0.5 * (np.asarray(now[2], float)[:, -1] - np.asarray(now[1], float)[:, -1])
+    small = change < SMALL_CHANGE * half
+    use = (flat | small) & np.isfinite(pm[:, -1])
+    m, lo, hi = (np.array(a, float, copy=True) for a in now)
+    m[use], lo[use], hi[use] = pm[use], np.minimum(lo[use], plo[use]), np.maximum(hi[use], phi[use])
+    reasons = []
+    for layer in range(n_layers):
+        if use[layer] and flat[layer]:
+            reasons.append(f"plateau-like: the last observed decade moved {slope[layer]:+.2f} log10 per decade "
+                           f"(|slope| < {FLAT_SLOPE}); carrying the last value forward is the better bet")
+        elif use[layer]:
+            reasons.append(f"the nowcast's change to the end ({change[layer]:.2f} log10) is within {SMALL_CHANGE:g} of its "
+                           f"90 % half-width ({half[layer]:.2f}): the data cannot tell it from no change; the last value")
+        elif not np.isfinite(slope[layer]):
+            reasons.append("fewer than 3 observed points in the last decade of steps and a clear change forecast: "
+                           "the nowcast's trajectory")
+        else:
+            reasons.append(f"still moving: {slope[layer]:+.2f} log10 per decade over the last observed decade "
+                           f"(|slope| >= {FLAT_SLOPE}); the nowcast's trajectory")
+    return {"persistence": use, "reason": reasons, "mean": m, "lo": lo, "hi": hi, "slope": slope,
+            "persist": (pm, plo, phi)}
 
 
 # ------------------------------------------------------------------------ public entry points
@@ -650,12 +746,8 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
         return NowcastResult(forecast=prior_fc, layers=layers, info=info)
 
     post = Posterior(engine, arch, obs, noise=noise, protocol=protocol)
-    updated = copy.copy(engine)
-    updated.layer_curves = post.layer_curves  # the engine's forecast logic on the posterior curves
-    class_post = post.class_probabilities()
-    updated.class_probabilities = lambda _arch: class_post
-    updated.quality_ = {}  # observed points make every target data-driven
-    updated.p_ = post.p_post
+    updated = engine.conditioned(post)  # the engine's forecast logic on the posterior curves
+    class_post = updated.class_probabilities(arch)
     fc = updated.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
     obs_steps = np.array(sorted(obs["step"].unique()), float)
     band = prior_band(engine, arch, obs_steps, noise, protocol)
@@ -663,9 +755,21 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     col = {s: k for k, s in enumerate(obs_steps)}
     nxt = next_checkpoint_step(obs_steps, arch.planned_steps)
     outlook = next_checkpoint(post, nxt) if nxt is not None else [None] * arch.n_layers
+    end_now = tuple(np.log10(np.maximum(np.array([[getattr(lf.ratio_end, k)] for lf in fc.layers], float), 1e-300))
+                    for k in ("value", "lo", "hi"))
+    rec = recommend(obs, arch.n_layers, [float(arch.planned_steps)], end_now, noise=noise)
+    observed_layers = set(obs.loc[obs["y_ratio"].notna(), "layer"].astype(int))
     layers = []
     for lf, pf in zip(fc.layers, prior_fc.layers, strict=True):
         li = lf.layer
+        seen = li in observed_layers
+        pm, plo, phi = (float(10 ** a[li, 0]) for a in rec["persist"]) if seen else (None, None, None)
+        advice = {"recommend": None, "recommend_reason": None, "persistence_ratio_end": None, "recommended_ratio_end": None}
+        if seen:
+            advice = {"recommend": "persistence" if rec["persistence"][li] else "nowcast", "recommend_reason": rec["reason"][li],
+                      "persistence_ratio_end": Interval(value=pm, lo=plo, hi=phi),
+                      "recommended_ratio_end": Interval(value=float(10 ** rec["mean"][li, 0]), lo=float(10 ** rec["lo"][li, 0]),
+                                                        hi=float(10 ** rec["hi"][li, 0]))}
         rows = obs[(obs["layer"] == li) & obs["y_ratio"].notna()].sort_values("step")
         pts = []
         for r in rows.itertuples():
@@ -680,7 +784,7 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
         layers.append(LayerNowcast(layer=li, observed=pts, deviation=dev, n_outside=sum(p.outside for p in pts),
                                    left_band=bool(pts and pts[-1].outside), prior_ratio_end=pf.ratio_end.value,
                                    ratio_end=lf.ratio_end.value, prior_class_probabilities=pf.class_probabilities,
-                                   class_probabilities=lf.class_probabilities, next_checkpoint=outlook[li]))
+                                   class_probabilities=lf.class_probabilities, next_checkpoint=outlook[li], **advice))
     left = [lyr.layer for lyr in layers if lyr.left_band]
     devs = [lyr.deviation for lyr in layers if lyr.deviation is not None]
     steps_seen = sorted(int(s) for s in obs["step"].unique())

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from predictor import precision as prec
-from predictor.response import FormatPlan, PlannedLayer, PrecisionPlan, PrecisionRisk
+from predictor.response import FormatPlan, PlannedLayer, PrecisionPlan, PrecisionRisk, RecipeOption
+
+__all__ = ["ALPHA", "fewest_to_keep", "precision_plan"]
 
 # per format: the gate's threshold (a format without a gate is never at risk: nothing to keep)
 ALPHA = {f: prec.GATE.get(f, ((), 1.0))[1] for f in prec.FORMATS}
@@ -41,7 +43,28 @@ def fewest_to_keep(probabilities: dict[int, float], alpha: float) -> list[int]:
     return sorted(ranked[:n])
 
 
-def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha: dict[str, float] | None = None) -> PrecisionPlan:
+def choose_recipe(options: Sequence[RecipeOption], chosen: str | None) -> tuple[str | None, str | None]:
+    """The recipe to plan for and why: the architecture's own choice, else the cheapest safe one: the coarsest
+    scaling that passes the gate with every layer in it; where none does, the fewest layers kept (ties: coarser)."""
+    if not options:
+        return None, None
+    by = {o.format: o for o in options}
+    if chosen is not None:
+        o = by[chosen]
+        return chosen, (f"{chosen} as the architecture's precision_recipe names: "
+                        + (f"at risk (P {o.probability:.2f}), {o.keep} layer(s) kept" if o.at_risk else "passes the gate"))
+    safe = next((o for o in options if not o.at_risk), None)
+    if safe is not None:
+        coarser = [o.format for o in options[:options.index(safe)]]
+        return safe.format, (f"{safe.format} ({safe.label}): the coarsest scaling that passes the gate with every layer "
+                             "in it" + (f"; {', '.join(coarser)} would not (P above the gate's threshold)" if coarser else ""))
+    best = min(options, key=lambda o: (o.keep, options.index(o)))
+    return best.format, (f"{best.format}: no recipe passes with every layer in it; this one needs the fewest layers in "
+                         f"high precision ({best.keep})")
+
+
+def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha: dict[str, float] | None = None,
+                   recipe: str | None = None) -> PrecisionPlan:
     alphas = {**ALPHA, **(alpha or {})}
     formats = []
     for r in risks:
@@ -82,4 +105,13 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
                + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n_layers else ""))
         formats.append(FormatPlan(format=r.format, alpha=alpha, breaking_checks=breaking, keep_high_precision=layers,
                                   monitor=monitor, residual_risk=format_risk(outside), why=why))
-    return PrecisionPlan(precision_target=precision_target, formats=formats)
+    plans, by = {f.format: f for f in formats}, {r.format: r for r in risks}
+    target = prec.TARGETS.get(precision_target)
+    options = [RecipeOption(format=f, label=prec.SPECS[f].label, granularity=prec.SPECS[f].granularity,
+                            at_risk=bool(by[f].at_risk), probability=float(by[f].probability or 0.0),
+                            keep=len(plans[f].keep_high_precision), tools=dict(prec.SPECS[f].tools))
+               for f in (target.recipes if target else ()) if f in plans and f in by]
+    chosen, why = choose_recipe(options, recipe if recipe in plans else None)
+    at_risk = any(by[f].at_risk for f in prec.formats_in_use(precision_target, chosen) if f in by)
+    return PrecisionPlan(precision_target=precision_target, recipe=chosen, recipe_why=why, at_risk=at_risk, recipes=options,
+                         formats=formats)

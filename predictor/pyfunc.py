@@ -47,6 +47,11 @@ from predictor.knowledge import load_kb
 from predictor.response import PredictorInfo
 from predictor.schemas import Forecast, parse_steps
 
+__all__ = [
+    "GOLDEN", "INTERFACE", "MODEL_CODE", "PARAMS", "PredictorModel", "SHARED_MODULES", "answer_digest",
+    "arch_frame", "code_digest", "code_files", "forecast_frame", "steps_param",
+]
+
 OUTPUTS = ("answer", "compare", "nowcast", "rows")
 # the version of this interface; a registered version carries it in its metadata (``pyfunc_interface``),
 # and a consumer refuses one logged with another (``maforecast bootstrap`` registers a current one)
@@ -229,7 +234,7 @@ def forecast_frame(fc: Forecast, index: int = 0) -> pd.DataFrame:
     for lf in fc.layers:
         r = {"arch_index": index, "layer": lf.layer, "trajectory_class": lf.trajectory_class, "massive": lf.massive,
              "p_massive": lf.p_massive if lf.p_massive is not None else float("nan")}
-        for k in ("ratio_end", "steady_state", "peak_abs", "t_emerge", "t_peak"):
+        for k in ("ratio_end", "steady_state", "peak_abs", "t_emerge"):
             iv = getattr(lf, k)
             r[k] = iv.value if iv else float("nan")
             r[f"{k}_lo"] = iv.lo if iv else float("nan")

@@ -11,6 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from predictor.architecture import Architecture
 from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast, LayerNowcast, NowcastInfo
 
+__all__ = [
+    "ChangeEffect", "CitationOut", "CompareResponse", "Difference", "FormatPlan", "Interval",
+    "MechanismRisk", "Mitigation", "MitigationEffect", "NowcastResponse", "PlannedLayer", "PrecisionPlan",
+    "PrecisionRisk", "PredictResponse", "PredictorInfo", "RecipeOption", "ScheduleRisk", "Summary",
+    "TermEffect", "VIEW_HELP", "VariantSummary", "View", "compact",
+]
+
 View = Literal["full", "summary"]
 VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
              "(summary, precision risk without per-layer details, the precision plan without its per-layer sentences, effective "
@@ -38,7 +45,8 @@ class Summary(BaseModel):
     n_layers: int
     t_end: int
     massive_layers: list[int] = Field(description="Layers predicted to host massive activations.")
-    earliest_emergence_step: Interval | None = Field(description="Smallest t_emerge among massive layers (all layers if none).")
+    earliest_emergence_step: Interval | None = Field(description="Smallest t_emerge within the plan among massive layers "
+                                                     "(all layers if none); None where no layer emerges within the plan.")
     earliest_emergence_layer: int | None
     largest_peak_abs: Interval
     largest_peak_layer: int
@@ -47,6 +55,9 @@ class Summary(BaseModel):
     early_peak_layers: list[int] = Field(description="Layers more likely than not to peak and decline (class early_peak "
                                          "with probability > 0.5; a nowcast can say so, the evidence alone does not).")
     p_massive: float | None = Field(default=None, description="Probability that some layer is massive (Sun et al.) by the planned end.")
+    p_emerge_within_plan: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability that some layer "
+                                               "emerges (t_emerge) before the planned end: the largest layer's "
+                                               "p_emerge_within_plan (the layers share one clock, so the earliest decides).")
     unpredictable: list[str] = Field(default_factory=list, description="Targets not predictable from the data held (constant shown).")
     protocol: str = Field(default="seq_mean", description="The statistic largest_peak_abs and every layer's magnitudes are in.")
     worst_case_peak_abs: Interval | None = Field(default=None, description="The largest layer's peak |a| as the maximum "
@@ -98,11 +109,13 @@ class MechanismRisk(BaseModel):
 
 
 class PrecisionRisk(BaseModel):
-    format: str = Field(description="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | int8_per_tensor")
+    format: str = Field(description="A format with its scaling recipe: fp16 | bf16 | fp8_e4m3 | fp8_e5m2 (one scale per "
+                        "tensor) | fp8_rowwise | fp8_block128 | mxfp8 | nvfp4 | int8_per_tensor | int8_per_token "
+                        "(docs/PRECISION.md)")
     max_value: float
     at_risk: bool = Field(description="The decision every door shares (predictor.precision.GATE): a *breaking* limit "
                           "of this format (overflow to inf, a scaled FP8 or INT8 median lost) is crossed with probability "
-                          "above the format's gate threshold (FP16, FP8: 0.2; INT8: 0.5). Swamping and unscaled FP8 "
+                          "above the format's gate threshold (predictor.precision.GATE). Swamping and unscaled FP8 "
                           "overflow are stated in `why` and `check_probabilities`, not called a risk.")
     target: bool = Field(description="The architecture's precision_target uses this format.")
     layers: list[int] = Field(description="Layers whose point forecast crosses a breaking limit (likely).")
@@ -145,10 +158,32 @@ class FormatPlan(BaseModel):
     why: str
 
 
+class RecipeOption(BaseModel):
+    """One scaling recipe of the precision target, judged by the gate (predictor.precision.SPECS)."""
+
+    format: str = Field(description="The format with its scaling recipe (a key of the formats table).")
+    label: str
+    granularity: str = Field(description="What shares one scale: tensor | row | block.")
+    at_risk: bool = Field(description="The gate with every layer in this recipe: a breaking limit crossed with "
+                          "probability above the threshold (false for a recipe without a breaking check).")
+    probability: float = Field(description="The gate's probability for this recipe (0: no breaking check).")
+    keep: int = Field(description="Layers the plan keeps in high precision under this recipe.")
+    tools: dict[str, str] = Field(description="The recipe in each tool's own words.")
+
+
 class PrecisionPlan(BaseModel):
     """What to keep in high precision for the architecture's precision target (predictor.plan)."""
 
     precision_target: str
+    recipe: str | None = Field(default=None, description="The recipe the plan is for: the architecture's "
+                               "precision_recipe, else the cheapest safe one (the coarsest scaling that passes the gate, "
+                               "then the fewest layers in high precision); null when the target has no choice of recipe.")
+    recipe_why: str | None = None
+    at_risk: bool = Field(default=False, description="The design's decision for its target, the one every door gives: "
+                          "some format the recipe uses (every format of a target without a choice of recipe) is at risk "
+                          "by the gate (predictor.precision.GATE).")
+    recipes: list[RecipeOption] = Field(default_factory=list, description="Every recipe of the target, cheapest "
+                                        "(coarsest scaling) first.")
     formats: list[FormatPlan]
 
 

@@ -17,6 +17,8 @@ from predictor.architecture import Architecture
 from predictor.precision import TARGET_FORMATS
 from predictor.response import ScheduleRisk
 
+__all__ = ["ScheduleEvent", "schedule_events", "schedule_notes"]
+
 # a schedule-linked risk term and the formats it concerns
 ScheduleEvent = tuple[tuple[str, ...], ScheduleRisk]
 

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "ApplicabilityWarning", "ClassOutlook", "Forecast", "ForecastArrays", "Interval", "IntervalArrays",
+    "LayerForecast", "LayerNowcast", "MAX_STEP", "MAX_STEPS", "NextCheckpoint", "NowcastInfo",
+    "ObservedPoint", "Scenario", "ValueRange", "parse_steps",
+]
+
 MAX_STEPS = 512  # requested trajectory steps per forecast
 MAX_STEP = 100_000_000
 
@@ -33,6 +39,14 @@ class Interval(BaseModel):
     value: float
     lo: float
     hi: float
+
+
+class EmergenceInterval(Interval):
+    """t_emerge: an interval of steps whose ends may lie after the planned end (the curve continued at the schedule's
+    last learning rate, up to ten plans; an end beyond that is given as ten plans: read "later than")."""
+
+    value_after_plan: bool = Field(default=False, description="The point value lies after the planned end.")
+    hi_after_plan: bool = Field(default=False, description="The interval's upper end lies after the planned end.")
 
 
 class IntervalArrays(BaseModel):
@@ -74,14 +88,17 @@ class LayerForecast(BaseModel):
         description="Parameters of the forecast curve y(t) = y0 + (Y_inf - y0) H(tau(t)/tau_e) in log10 units "
         "(predictor/engine.py): y0, Y_inf (ratio), Y_inf_abs, log10_tau_e, p, and the plan exponents kappa, beta."
     )
-    t_emerge: Interval | None = Field(default=None, description="First step with half of the rise from f(0) to the "
-                                      "steady state done (independent of where the plan stops; None: not within the plan, "
-                                      "see p_emerge_within_plan).")
+    t_emerge: EmergenceInterval | None = Field(
+        default=None, description="First step with half of the rise from f(0) to the steady state done (independent of "
+        "where the plan stops), with its 90 % interval; any end may lie after the planned end (value_after_plan, "
+        "hi_after_plan: the curve continued at the schedule's last learning rate, up to ten plans; an end beyond that "
+        "is given as ten plans). None only where the ratio does not rise. See p_emerge_within_plan.")
     p_emerge_within_plan: float | None = Field(default=None, ge=0.0, le=1.0, description="Probability that the layer "
                                                "emerges (t_emerge) before the planned end, from the clock's uncertainty; "
                                                "0 where the forecast ratio does not rise.")
-    t_peak: Interval | None = Field(default=None, description="Step of the ratio peak (early_peak layers only).")
-    trajectory_class: str = Field(description="log_increase (still rising at the planned end) | plateau | early_peak")
+    trajectory_class: str = Field(description="log_increase (the point forecast still rising over the plan's last "
+                                  "doubling) | plateau. The forecast curve rises monotonically, so it never peaks inside "
+                                  "the plan: the chance of a peak and decline is class_probabilities' early_peak.")
     class_probabilities: dict[str, float] | None = Field(
         default=None, description="Probability of each trajectory class (predictor/trajectory.py): plateau (rise to a "
         "steady state), early_peak (rise, peak, decline towards a lower steady state), growth (keeps rising). A forecast: "
@@ -140,6 +157,25 @@ class OptionalIntervalArrays(BaseModel):
                 for v, lo, hi in zip(self.value, self.lo, self.hi, strict=True)]
 
 
+class EmergenceArrays(OptionalIntervalArrays):
+    """t_emerge per layer (``EmergenceInterval``): the flags say which ends lie after the planned end."""
+
+    value_after_plan: list[bool] | None = None
+    hi_after_plan: list[bool] | None = None
+
+    def _flags(self, i: int) -> dict[str, bool]:
+        return {"value_after_plan": bool(self.value_after_plan[i]) if self.value_after_plan else False,
+                "hi_after_plan": bool(self.hi_after_plan[i]) if self.hi_after_plan else False}
+
+    def at(self, i: int) -> EmergenceInterval | None:
+        return None if self.value[i] is None else EmergenceInterval(value=self.value[i], lo=self.lo[i], hi=self.hi[i],
+                                                                     **self._flags(i))
+
+    def dicts(self) -> list[dict | None]:
+        return [None if v is None else {"value": v, "lo": lo, "hi": hi, **self._flags(i)}
+                for i, (v, lo, hi) in enumerate(zip(self.value, self.lo, self.hi, strict=True))]
+
+
 class TrajectoryArrays(BaseModel):
     """Every layer's ratio trajectory at the same steps: value, lo and hi as layer x step matrices."""
 
@@ -168,9 +204,8 @@ class ForecastArrays(BaseModel):
     t_end: int
     trajectory: TrajectoryArrays
     params: dict[str, list[float]] = Field(description="LayerForecast.params, one list per parameter.")
-    t_emerge: OptionalIntervalArrays
+    t_emerge: EmergenceArrays
     p_emerge_within_plan: list[float | None] | None = None
-    t_peak: OptionalIntervalArrays
     trajectory_class: list[str]
     class_probabilities: list[dict[str, float]] | None = None
     ratio_end: IntervalArrays
@@ -231,7 +266,7 @@ class ForecastArrays(BaseModel):
         tr, steps = self.trajectory, self.trajectory.steps
         names = list(self.params)
         params = list(zip(*self.params.values(), strict=True)) if names else [()] * self.n_layers
-        emerge, peak = self.t_emerge.dicts(), self.t_peak.dicts()
+        emerge = self.t_emerge.dicts()
         ratio_end, steady, peak_abs = self.ratio_end.dicts(), self.steady_state.dicts(), self.peak_abs.dicts()
         return [
             {"layer": i,
@@ -239,7 +274,6 @@ class ForecastArrays(BaseModel):
                                   for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)],
              "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i],
              "p_emerge_within_plan": self.p_emerge_within_plan[i] if self.p_emerge_within_plan else None,
-             "t_peak": peak[i],
              "trajectory_class": self.trajectory_class[i],
              "class_probabilities": self.class_probabilities[i] if self.class_probabilities else None,
              "ratio_end": ratio_end[i], "steady_state": steady[i],
@@ -268,7 +302,9 @@ class ForecastArrays(BaseModel):
             trajectory={"steps": steps, **{k: [[getattr(p, k) for p in lf.ratio_trajectory] for lf in ls]
                                            for k in ("value", "lo", "hi")}},
             params={k: [lf.params[k] for lf in ls] for k in (ls[0].params if ls else {})},
-            **{k: ivs(k) for k in ("t_emerge", "t_peak", "ratio_end", "steady_state", "peak_abs")},
+            **{k: ivs(k) for k in ("t_emerge", "ratio_end", "steady_state", "peak_abs")} | {"t_emerge": {
+                **ivs("t_emerge"), **{f: [bool(getattr(lf.t_emerge, f, False)) for lf in ls]
+                                      for f in ("value_after_plan", "hi_after_plan")}}},
             trajectory_class=[lf.trajectory_class for lf in ls], massive=[lf.massive for lf in ls],
             class_probabilities=None if any(lf.class_probabilities is None for lf in ls)
             else [lf.class_probabilities for lf in ls],
@@ -279,7 +315,7 @@ class ForecastArrays(BaseModel):
 
 
 Z90 = 1.6448536269514722
-_PER_LAYER = ("trajectory", "params", "t_emerge", "p_emerge_within_plan", "t_peak", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
+_PER_LAYER = ("trajectory", "params", "t_emerge", "p_emerge_within_plan", "trajectory_class", "class_probabilities", "ratio_end", "steady_state",
               "peak_abs", "massive", "p_massive")
 
 
@@ -365,6 +401,15 @@ class LayerNowcast(BaseModel):
         default=None, description="Trajectory-class probabilities given the run's points (predictor/trajectory.py).")
     next_checkpoint: NextCheckpoint | None = Field(default=None, description="What the next checkpoint would have to read "
                                                    "to change the class probabilities (None: the plan has ended).")
+    recommend: str | None = Field(default=None, description="Which forecast of this layer to trust: 'nowcast' (its "
+                                  "trajectory) or 'persistence' (the last observed value carried forward; a plateau-like "
+                                  "layer, or a nowcast change the data cannot tell from none). None: not observed.")
+    recommend_reason: str | None = Field(default=None, description="One line: why.")
+    persistence_ratio_end: Interval | None = Field(default=None, description="The last observed ratio carried forward to "
+                                                   "the planned end, with persistence's 90 % interval.")
+    recommended_ratio_end: Interval | None = Field(default=None, description="The answer at the planned end: the nowcast's "
+                                                   "ratio_end and 90 % interval, or where persistence is recommended the last "
+                                                   "value with the hull of both intervals (never narrower than persistence's).")
 
 
 class NowcastInfo(BaseModel):

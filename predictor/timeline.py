@@ -28,11 +28,25 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+__all__ = ["PlanEffects", "Timeline", "fit_plan_effects", "hill", "hill_inverse"]
+
 LR_REF = 3e-4  # effective time is counted in steps at this peak learning rate
 B_REF = 2_097_152  # ... and this batch (Pythia: 1024 x 2048 tokens)
 WD_REF = 0.1
 MIN_LR_RATIO = 0.1  # cosine/linear decay to 10 % of the peak (Pythia, most LLM recipes)
 GRID = 1024
+REF_STEPS = 143_000  # the "fraction" clocks count the planned run in units of Pythia's 143,000 steps
+# the clocks time can be counted in (``predictor.clock`` chooses one by leave-one-family-out error); each is in
+# units that equal Pythia-160m's optimizer steps at its learning rate and batch where that makes sense
+CLOCKS: dict[str, str] = {
+    "steps": "optimizer steps",
+    "tokens": "tokens seen, in steps of 2,097,152 tokens (B_REF)",
+    "fraction": "fraction of the planned run, x 143,000",
+    "lr_integral": "effective time: integral of (lr(s)/3e-4)^kappa (B/2M)^beta g(wd) ds over the planned schedule",
+    "lr_fraction": "the effective time's rate (peak lr, batch, weight decay, schedule) over the fraction of the planned run",
+    "lr_plan": "effective time with its rate divided by (planned steps / 143,000)^g, g chosen by the data (g = 0: "
+               "lr_integral, g = 1: lr_fraction)",
+}
 
 
 def lr_shape(s: np.ndarray, t_total: float, schedule: str, warmup_frac: float) -> np.ndarray:
@@ -64,6 +78,8 @@ class PlanEffects:
     sink_exponent: float  # b in sink ~ tau^b (how the peer metric maps to time)
     n_rows: int
     source: str
+    clock: str = "lr_integral"  # what time is counted in (CLOCKS); the exponents above apply to the lr clocks only
+    plan_exponent: float = 1.0  # the "lr_plan" clock: the rate is divided by (planned steps / REF_STEPS)^plan_exponent
 
     def wd_factor(self, wd: float) -> float:
         x = math.log10(max(wd, 0.0) + 1e-3)
@@ -110,6 +126,26 @@ def fit_plan_effects(evidence: pd.DataFrame) -> PlanEffects:
                        source="arXiv 2410.10781 Tables 9 (lr x steps), 10 (batch), 2 (weight decay)")
 
 
+def clock_rate(effects: PlanEffects, s: np.ndarray, total_steps: int, lr: float, schedule: str, warmup_frac: float,
+               batch_tokens: float, weight_decay: float) -> np.ndarray:
+    """d tau / d step at steps ``s`` in the clock ``effects.clock`` (``CLOCKS``)."""
+    clock = effects.clock
+    if clock == "steps":
+        return np.ones_like(s)
+    if clock == "tokens":
+        return np.full_like(s, batch_tokens / B_REF)
+    if clock == "fraction":
+        return np.full_like(s, REF_STEPS / max(total_steps, 1))
+    rate = effects.rate(lr, batch_tokens, weight_decay) * lr_shape(s, total_steps, schedule, warmup_frac)
+    if clock == "lr_fraction":
+        return rate * (REF_STEPS / max(total_steps, 1))
+    if clock == "lr_plan":
+        return rate * (REF_STEPS / max(total_steps, 1)) ** effects.plan_exponent
+    if clock != "lr_integral":
+        raise ValueError(f"clock: {clock!r} is not one of {', '.join(CLOCKS)}")
+    return rate
+
+
 class Timeline:
     """Effective time tau(t) of one training plan, tabulated once and interpolated (both ways)."""
 
@@ -118,7 +154,7 @@ class Timeline:
         self.total_steps = int(total_steps)
         end = max(float(horizon or 0.0), float(total_steps))
         s = np.unique(np.concatenate([[0.0], np.geomspace(1.0, end, GRID), np.linspace(0.0, end, GRID)]))
-        rate = effects.rate(lr, batch_tokens, weight_decay) * lr_shape(s, total_steps, schedule, warmup_frac)
+        rate = clock_rate(effects, s, self.total_steps, lr, schedule, warmup_frac, batch_tokens, weight_decay)
         tau = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(s))])
         self.steps, self.tau = s, tau
 

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logsumexp
 
+__all__ = [
+    "CLASSES", "SHAPES", "as_dict", "class_prior", "classify", "log_u_of", "shape_values", "uniform_prior",
+]
+
 CLASSES = ("plateau", "early_peak", "growth")
 DECLINE_P = 2.0  # exponent of the decline's Hill factor
 RHO = (0.15, 0.3, 0.5, 0.7)  # early peak: fraction of the rise lost by the steady state

@@ -21,12 +21,17 @@ import numpy as np
 
 from predictor.architecture import Architecture
 from predictor.effects import BASES, Z90, Estimate
-from predictor.engine import _FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
+from predictor.engine import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
 from predictor.response import Interval, TermEffect
+
+__all__ = [
+    "Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many",
+    "shift_intervals",
+]
 
 SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
                "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
-DESIGN_FIELDS = set(_FIELD_OF.values()) | {"activation", "norm_gain"}
+DESIGN_FIELDS = set(FIELD_OF.values()) | {"activation", "norm_gain"}
 WD_BASE = 0.1  # weight decay: the controlled comparison is 0.1 -> 0; between them the effect is taken linear
 # what the forecast reads besides the design vector and the size: the plan's clock and the level's lineage/protocol
 PLAN_FIELDS = {"total_steps", "training_tokens", "learning_rate", "lr_schedule", "warmup_frac", "batch_tokens",

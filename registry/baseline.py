@@ -10,7 +10,6 @@ Intervals come from the held-out residual quantiles of the nested LOMO.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -344,7 +343,3 @@ def evaluate_target(
         q = (-1.645 * sd, 1.645 * sd)
     oof_df = pd.DataFrame({"model": groups, "layer": sub["layer"].to_numpy(), "y": y, "yhat": oof})
     return TargetModel(target, spec.transform, name, final, q, len(sub), models, metrics, oof_df)
-
-
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, float | int) and math.isfinite(x)

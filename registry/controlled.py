@@ -8,7 +8,6 @@ scored in leave-one-study-out only through the prior over changes.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -106,15 +105,6 @@ def directions_table(answerer) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _without(engine: ForecastEngine, study: str) -> ForecastEngine:
-    """The engine with one study's comparisons removed from its controlled layer (the level model is kept:
-    it never saw the controlled table)."""
-    eng = copy.copy(engine)
-    eng.controlled_ = ControlledEffects(exclude_studies=(study,)).fit(engine.controlled_table_)
-    eng.association_sd_, eng.association_pairs_ = eng._association_error()
-    return eng
-
-
 def leave_one_study_out(engine: ForecastEngine) -> tuple[pd.DataFrame, dict[str, float]]:
     """Each study's magnitude comparisons predicted by the engine refitted without that study (what the
     service would have answered before the study existed): sign agreement and log10 MAE next to the
@@ -122,7 +112,7 @@ def leave_one_study_out(engine: ForecastEngine) -> tuple[pd.DataFrame, dict[str,
     rows = []
     comps = magnitude_comparisons(engine.controlled_)
     for study in sorted({c.study for c in comps}):
-        eng = _without(engine, study)
+        eng = engine.without_studies((study,))
         mine = [c for c in comps if c.study == study]
         for c in mine:
             f, v = c.key

@@ -98,7 +98,7 @@ def _observations(ev: Evidence, engine: ForecastEngine) -> dict[str, pd.DataFram
                                             "step": anchors["step"], "y": np.log10(anchors["value"])})], ignore_index=True)
     em = []
     for m, f in engine.curves_.items():
-        tl = arch_timeline(ev.archs[m], engine.effects_)
+        tl = arch_timeline(ev.archs[m], engine.series_effects_)  # the series fits clock
         t = tl.step_at(10**f.log_tau_e)
         if t:
             em.append({"model": m, "y": math.log10(t)})
@@ -359,12 +359,11 @@ def fit_evaluated(ev: Evidence, engine_params: dict | None = None, progress: boo
     scale = {"abs": known.get("peak_abs", 1.0), "ratio": known.get("ratio_end", 1.0),
              "abs_new": new.get("peak_abs", 1.0), "ratio_new": new.get("ratio_end", 1.0)}
     engine = ForecastEngine(**{**params, "interval_scale": scale, "level_start": _starts(full)}).fit(ev)
-    engine.quality_ = served_quality(evals)
     big = evals["lineage"].table().set_index(["target", "protocol"]).loc[("peak_abs", "all")]
-    if big["mae"] >= big["constant_mae"]:
-        engine.caveats_ = [f"the largest layer's peak |a| of a new lineage is forecast no better than a constant "
-                           f"(held-out MAE {big['mae']:.2f} vs {big['constant_mae']:.2f} decades): read it with its interval"]
-    return engine, evals
+    caveats = [f"the largest layer's peak |a| of a new lineage is forecast no better than a constant "
+               f"(held-out MAE {big['mae']:.2f} vs {big['constant_mae']:.2f} decades): read it with its interval"] \
+        if big["mae"] >= big["constant_mae"] else []
+    return engine.with_evaluation(quality=served_quality(evals), caveats=caveats), evals
 
 
 def served_quality(evals: dict[str, Evaluation]) -> dict[str, TargetQuality]:

@@ -10,11 +10,15 @@ lineage known, as for a new size of it) are shown next to it, with the mechanism
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from collector.reference import reference_file
 from predictor import knowledge as kbm
+from predictor import precision as prec
 from predictor.answer import Answerer
+from predictor.architecture import parse_architecture
 from predictor.engine import ForecastEngine
 from predictor.evidence import Evidence
 from predictor.lineage import lineage_of
@@ -74,3 +78,83 @@ def separation(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
                     "fine_below_half_in_sample": float((fine["p_in_sample"] < 0.5).mean()) if len(fine) else float("nan"),
                     "fine_below_half_held_out": float((fine["p_held_out"] < 0.5).mean()) if len(fine) else float("nan")}
     return out
+
+
+# ------------------------------------------------------------------ the default gate against reported outcomes
+
+GATE_LOCI = ("modelled", "attributed")  # breaks the gate can see: the mechanism it models (or the authors' attribution)
+
+
+def load_gate_outcomes() -> pd.DataFrame:
+    """``gate_outcomes.csv``: per report, the design (a bundled model or its sourced config), the precision target and
+    recipe it ran, what happened and whether the reported locus is a mechanism the gate models."""
+    return pd.read_csv(reference_file("gate_outcomes.csv"), dtype=str, keep_default_na=False)
+
+
+def _gate_arch(r: dict, ev: Evidence):
+    base = ev.archs[r["model"]] if r["model"] != "design" else parse_architecture(json.loads(r["design"]))
+    return base.model_copy(update={"precision_target": r["target"], "precision_recipe": r["recipe"]
+                                   if r["recipe"] in prec.TARGETS[r["target"]].recipes else None})
+
+
+def gate_scores(ev: Evidence, engine: ForecastEngine, held_out: bool = True, outcomes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per report: the gate's probability for the recipe that ran and its decision (``at_risk``), from the served
+    engine (in-sample) and, with ``held_out``, from one that never saw the design's lineage."""
+    outcomes = load_gate_outcomes() if outcomes is None else outcomes
+    kb = kbm.load_kb()
+    full = Answerer(engine, kb)
+    lineages = groups_of(ev, "lineage")
+    params = {k: v for k, v in engine.get_params().items() if k != "interval_scale"}
+    held: dict[str, Answerer] = {}
+    rows = []
+    for r in outcomes.to_dict("records"):
+        arch = _gate_arch(r, ev)
+        lin = arch.lineage or (lineage_of(r["model"], arch) if r["model"] != "design" else "new")
+        answers = {"in_sample": full.answers([arch])[0]}
+        if held_out:
+            if lin not in held:
+                drop = lineages.get(lin, set()) | ({r["model"]} if r["model"] != "design" else set())
+                held[lin] = Answerer(ForecastEngine(**params, interval_scale=engine.interval_scale).fit(ev.without(drop)), kb)
+            answers["held_out"] = held[lin].answers([as_held_out(arch, held[lin].engine)])[0]
+        row = {"report": r["report"], "lineage": lin, "target": r["target"], "recipe": r["recipe"], "outcome": r["outcome"],
+               "locus": r["locus"], "confidence": r["confidence"]}
+        old = {"fp8_training": "fp8_e4m3", "fp8_inference": "fp8_e4m3", "int8_w8a8": "int8_per_tensor"}.get(r["target"], r["recipe"])
+        for k, ans in answers.items():
+            by = {x.format: x for x in ans.precision}
+            row[f"p_{k}"] = float(prec.gate_probability(r["recipe"], by[r["recipe"]].check_probabilities))
+            row[f"fails_{k}"] = bool(ans.precision_plan.at_risk)  # the design's decision for the recipe that ran
+            # the per-tensor format of the target: what the answer said of every FP8/INT8 recipe before issue 27
+            row[f"p_old_{k}"] = float(prec.gate_probability(old, by[old].check_probabilities)) if old in by else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gate_rates(scores: pd.DataFrame, col: str = "fails_in_sample") -> dict[str, float]:
+    """Hit rate (reported breaks the gate fails: those of a mechanism it models, and all of them) and false-alarm
+    rate (models reported fine that it fails)."""
+    breaks, fine = scores[scores["outcome"] == "breaks"], scores[scores["outcome"] == "fine"]
+    seen = breaks[breaks["locus"].isin(GATE_LOCI)]
+    return {"n_breaks": len(breaks), "n_breaks_modelled": len(seen), "n_fine": len(fine),
+            "hit_rate_modelled": float(seen[col].mean()) if len(seen) else float("nan"),
+            "hit_rate_all": float(breaks[col].mean()) if len(breaks) else float("nan"),
+            "false_alarm_rate": float(fine[col].mean()) if len(fine) else float("nan")}
+
+
+def calibrated_threshold(scores: pd.DataFrame, recipe: str, col: str = "p_in_sample") -> float | None:
+    """The gate threshold the outcomes support for ``recipe``: midway in log-odds between the lowest probability of a
+    break it models and the highest probability of a fine model below it (None: no break of that recipe)."""
+    import math
+
+    d = scores[scores["recipe"] == recipe]
+    low = d[(d["outcome"] == "breaks") & d["locus"].isin(GATE_LOCI)][col]
+    if low.empty:
+        return None
+    lo = float(low.min())
+    below = d[(d["outcome"] == "fine") & (d[col] < lo)][col]
+    hi = float(below.max()) if len(below) else 0.0
+
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-4), 1 - 1e-4)
+        return math.log(p / (1 - p))
+
+    return 1.0 / (1.0 + math.exp(-(logit(lo) + logit(hi)) / 2))

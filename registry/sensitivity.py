@@ -57,6 +57,7 @@ VARIANTS: dict[str, tuple[dict, str | None, str, int, str]] = {
                       "embedding_scale": True, "lineage": "gemma-3"},
                      "OLMo-2-like", "peak", 1, "x30 or more: Gemma-3 98,000-778,000 vs OLMo-2 34 (2503.22329)"),
 }
+MOVE = 0.01  # the smallest change of the compared quantity that counts as a direction
 ACCEPTANCE = {  # variant -> minimum ratio variant/reference (None: direction only)
     "pythia-160m, 10k steps": None,
     "pythia-1.4b": 5.0,
@@ -92,8 +93,8 @@ def sensitivity_table(forecast: Callable[[dict], object]) -> pd.DataFrame:
                 ok = 0.5 <= r <= 2.0
             elif need:
                 ok = r >= need
-            else:
-                ok = r > 1.0 if sign > 0 else r < 1.0
+            else:  # a direction is a move of at least MOVE (a ratio of 1 - 1e-8 is no move: it once passed as "down")
+                ok = r > 1.0 + MOVE if sign > 0 else r < 1.0 - MOVE
             row["agrees"] = "yes" if ok else "NO"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -87,7 +87,7 @@ def ship_code(tmp: Path) -> list[str]:
 def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict:
     """What a version was trained on, answers with and how it scores held out (the model's ``metadata.maforecast``)."""
     # only finite floats: metadata must be plain JSON
-    metrics = {k: float(v) for k, v in getattr(engine, "metrics_", {}).items() if isinstance(v, float) and math.isfinite(v)}
+    metrics = {k: float(v) for k, v in engine.metrics_.items() if isinstance(v, float) and math.isfinite(v)}
     return {
         "pyfunc_interface": PYFUNC_INTERFACE,  # checked by every consumer before it calls predict
         "code_digest": code_digest(),  # the predictor code the version answers with (registry.loader checks it)
@@ -169,7 +169,7 @@ def train(
     engine, evals = fit_evaluated(ev, engine_params, progress=progress, cv=cv)
     pairs = proxy_pairs(ev, engine_params, scale=engine.interval_scale["abs"])
     metrics = headline(evals, proxy_summary(pairs))
-    engine.metrics_ = metrics
+    engine = engine.with_evaluation(metrics=metrics)
     data_digest = ev.digest()
     table = pd.concat([e.table() for e in evals.values()], ignore_index=True)
     client = configure(s)

@@ -15,7 +15,7 @@ from maforecast.files import write_text_atomic
 from predictor.architecture import Architecture, describe_validation_error
 from predictor.precision import TARGET_FORMATS
 from predictor.schemas import parse_steps
-from predictor.text import ranges
+from predictor.text import emergence, ranges
 from review.inputs import load_architecture, load_candidates, read_training
 from review.verdict import ReviewAnswer, load_policy, review
 
@@ -68,8 +68,7 @@ def render(answer, console=None) -> None:
             str(lf.layer),
             lf.trajectory_class,
             "/".join(f"{v:.0%}" for v in lf.class_probabilities.values()).replace("%", "") if lf.class_probabilities else "-",
-            _iv(lf.t_emerge) if lf.t_emerge is not None or lf.p_emerge_within_plan is None
-            else f"after the plan (P within {lf.p_emerge_within_plan:.2g})",
+            escape(emergence(lf.t_emerge, lf.p_emerge_within_plan, _fmt)),
             _iv(lf.ratio_end),
             _iv(lf.steady_state),
             _iv(lf.peak_abs),
@@ -92,6 +91,19 @@ def render(answer, console=None) -> None:
             escape(r.why),
         )
     con.print(t)
+    plan = answer.precision_plan
+    if plan is not None and plan.recipes:
+        t = Table(title=f"{plan.precision_target}: recipes (cheapest first; the plan's marked)")
+        for col in ("recipe", "scaling", "gate", "layers kept", "in the tools"):
+            t.add_column(col, overflow="fold")
+        for o in plan.recipes:
+            t.add_row(("* " if o.format == plan.recipe else "  ") + o.format, escape(o.label),
+                      f"[red]at risk[/red] (P {o.probability:.2f})" if o.at_risk else f"passes (P {o.probability:.2f})",
+                      str(o.keep), escape("; ".join(f"{k}: {v}" for k, v in o.tools.items())))
+        con.print(t)
+    if plan is not None:
+        con.print(f"decision for {plan.precision_target}: {'[red]at risk[/red]' if plan.at_risk else 'passes'}"
+                  + (f" with {plan.recipe}: {escape(plan.recipe_why or '')}" if plan.recipe else ""))
     for r in answer.precision:
         if r.mechanisms:
             t = Table(title=f"{r.format}: how it breaks (P: probability by the planned end; '-': not modelled)")

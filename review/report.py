@@ -20,14 +20,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from predictor.precision import FORMATS
+from predictor import precision as prec
+from predictor.precision import FORMATS, TARGET_FORMATS
 from predictor.response import Mitigation, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
 from review.inputs import Candidate
 from review.verdict import (
     MASSIVE_ABS,
-    TARGET_FORMATS,
     Policy,
     ReviewAnswer,
     format_probability,
@@ -40,12 +40,13 @@ from review.verdict import (
 if TYPE_CHECKING:  # the type only: importing the loader imports MLflow (seconds), which presenting needs not
     from registry.loader import RegisteredPredictor
 
-RATIO_LIMITS = ((127.0, "INT8 step (127)", "#d62728"), (256.0, "BF16 swamping (256)", "#ff7f0e"),
-                (2048.0, "FP16 swamping (2048)", "#9467bd"))
-ABS_LIMITS = ((MASSIVE_ABS, "massive (100)", "#7f7f7f"), (448.0, "FP8 E4M3 max (448)", "#d62728"),
-              (57344.0, "FP8 E5M2 max (57344)", "#ff7f0e"), (65504.0, "FP16 max (65504)", "#9467bd"))
+# the limits drawn, from the one formats table (predictor.precision)
+RATIO_LIMITS = ((prec.INT8_STEP_RATIO, "INT8 step (127)", "#d62728"), (prec.BF16_SWAMP_RATIO, "BF16 swamping (256)", "#ff7f0e"),
+                (prec.FP16_SWAMP_RATIO, "FP16 swamping (2048)", "#9467bd"))
+ABS_LIMITS = ((MASSIVE_ABS, "massive (100)", "#7f7f7f"), (prec.FP8_E4M3_MAX, "FP8 E4M3 max (448)", "#d62728"),
+              (prec.FP8_E5M2_MAX, "FP8 E5M2 max (57344)", "#ff7f0e"), (prec.FP16_MAX, "FP16 max (65504)", "#9467bd"))
 VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
-STATUS_COLOR = {"fail": "#c62828", "warn": "#b26a00", "pass": "#2e7d32", "skipped": "#777"}
+STATUS_COLOR = {"fail": "#c62828", "warn": "#b26a00", "info": "#1565c0", "pass": "#2e7d32", "skipped": "#777"}
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5d6675; --line:#d9dee6; --bg:#fff; --soft:#f5f7fa; }
@@ -330,9 +331,16 @@ def precision_plan(answer: PredictResponse) -> str:
         f'<tr data-format="{e(f.format)}"><td>{e(f.format)}</td><td>{e(ranges([p.layer for p in f.keep_high_precision]) or "none")}</td>'
         f"<td>{e(ranges(f.monitor) or 'none')}</td><td>{f.residual_risk:.2f}</td><td>{e(f.why)}</td></tr>"
         for f in plan.formats)
-    return ('<table class="plan"><tr><th>format</th><th>keep in high precision</th><th>monitor</th>'
+    recipes = "".join(
+        f'<tr data-recipe="{e(o.format)}"><td>{e(o.format)}{" &#10003;" if o.format == plan.recipe else ""}</td>'
+        f"<td>{e(o.label)}</td><td>{'at risk' if o.at_risk else 'passes'} (P {o.probability:.2f})</td><td>{o.keep}</td>"
+        f"<td>{e('; '.join(f'{k}: {v}' for k, v in o.tools.items()))}</td></tr>" for o in plan.recipes)
+    chosen = (f'<p>Recipe: <b>{e(plan.recipe)}</b>: {e(plan.recipe_why or "")}</p><table class="plan"><tr><th>recipe</th>'
+              f"<th>scaling</th><th>gate</th><th>layers kept</th><th>in each tool</th></tr>{recipes}</table>"
+              if plan.recipes else "")
+    return (chosen + '<table class="plan"><tr><th>format</th><th>keep in high precision</th><th>monitor</th>'
             f"<th>P(a layer outside crosses)</th><th>why</th></tr>{rows}</table>"
-            '<p class="muted">Files for the tools: <code>maforecast plan CONFIG --tool torchao|llm-compressor|megatron|'
+            '<p class="muted">Files for the tools: <code>maforecast plan CONFIG --tool torchao|te|megatron|llm-compressor|'
             "te-debug|json</code> (docs/PLAN.md).</p>")
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from maforecast.errors import UserError
 from predictor.architecture import PrecisionTarget
-from predictor.precision import BREAKS, CHECKS, FORMATS, GATE, TARGET_FORMATS
+from predictor.precision import BREAKS, CHECKS, FORMATS, GATE, TARGETS, formats_in_use
 from predictor.response import PrecisionRisk, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
@@ -43,7 +43,7 @@ CheckName = Literal[*dict.fromkeys(name for checks in CHECKS.values() for name, 
 FORMAT_CHECKS: dict[str, tuple[str, ...]] = {f: tuple(name for name, _ in checks) for f, checks in CHECKS.items()}
 OVERFLOW_CHECKS = frozenset({"overflow", "overflow_unscaled"})
 MASSIVE_ABS = 100.0  # Sun et al.: |a| > 100 (and > 1000 x median)
-STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+STATUS_ORDER = {"fail": 0, "warn": 1, "info": 2, "pass": 3}
 
 
 # ------------------------------------------------------------------------------------ policy
@@ -53,7 +53,8 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=100, description="Name printed when the rule is broken.")
-    severity: Literal["fail", "warn"] = Field(default="fail", description="fail: exit 1; warn: reported, exit 0.")
+    severity: Literal["fail", "warn", "info"] = Field(default="fail", description="fail: exit 1; warn: reported, exit 0; "
+                                                      "info: stated in the results, never a warning.")
     targets: list[PrecisionTarget] | None = Field(
         default=None, description="Apply only to candidates with one of these precision_target values."
     )
@@ -93,6 +94,17 @@ class TargetRiskRule(_Rule):
 
     def default_id(self) -> str:
         return f"target-formats<={self.max_probability:g}"
+
+
+class GateRule(_Rule):
+    """Fail exactly where the registered model's answer does (``precision_plan.at_risk``): a format the plan's recipe
+    uses (every format of a target without a choice of recipe) crosses a breaking limit with probability above the
+    gate's threshold (``predictor.precision.GATE``)."""
+
+    check: Literal["gate"]
+
+    def default_id(self) -> str:
+        return "precision-gate"
 
 
 class MassiveLayersRule(_Rule):
@@ -150,10 +162,11 @@ class ApplicabilityRule(_Rule):
 
 
 Rule = Annotated[
-    FormatRiskRule | TargetRiskRule | MassiveLayersRule | PeakAbsRule | RatioEndRule | EmergenceRule | ApplicabilityRule,
+    FormatRiskRule | TargetRiskRule | GateRule | MassiveLayersRule | PeakAbsRule | RatioEndRule | EmergenceRule
+    | ApplicabilityRule,
     Field(discriminator="check"),
 ]
-RULE_KINDS = ("format_risk", "target_risk", "massive_layers", "peak_abs", "ratio_end", "emergence_step", "applicability")
+RULE_KINDS = ("format_risk", "target_risk", "gate", "massive_layers", "peak_abs", "ratio_end", "emergence_step", "applicability")
 
 
 class Policy(BaseModel):
@@ -178,45 +191,39 @@ class Policy(BaseModel):
         return self
 
 
-def _gate_rule(rule_id: str, fmt: str) -> dict[str, Any]:
-    """A failing rule that is exactly /predict's ``at_risk`` for ``fmt`` (``predictor.precision.GATE``)."""
-    checks, threshold = GATE[fmt]
-    return {"id": rule_id, "check": "format_risk", "format": fmt, "checks": list(checks), "max_probability": threshold}
+def _stated(rule_id: str, fmt: str, checks: list[str]) -> dict[str, Any]:
+    return {"id": rule_id, "check": "format_risk", "format": fmt, "checks": checks, "max_probability": 0.5,
+            "severity": "info"}
 
 
 def default_policy(precision_target: str | None) -> Policy:
     """The rules that follow from a precision target.
 
-    - every target: warn when the architecture lies outside the predictor's evidence;
-    - bf16: warn when BF16 swamping is likely (training in BF16 tolerates massive activations);
-    - fp16_inference, w4a16, w8a16: fail when FP16 overflow has probability > 0.2; warn on swamping;
-    - fp8_training: fail when FP8 E4M3 or E5M2 scaled underflow has probability > 0.2; warn on unscaled
-      E4M3 overflow (FP8 recipes scale per tensor);
-    - int8_w8a8, int4_w4a4: fail when INT8 per-tensor rounds the median to zero with probability > 0.5;
-      warn when any layer is forecast massive and when the median is below one step.
-
-    Every failing rule is ``predictor.precision.GATE``'s: a design fails exactly where /predict says a target
-    format is ``at_risk``.
+    - ``precision-gate`` (fail): exactly the answer's decision, ``precision_plan.at_risk``: the plan's recipe (the
+      coarsest scaling that passes, or the architecture's precision_recipe) or, for a target without a choice of
+      recipe, its formats, at risk by ``predictor.precision.GATE``. The gate fails only where the outcome table
+      says the mechanism breaks models (docs/PRECISION.md: FP16 overflow; a per-tensor FP8 or INT8 scale that loses
+      every typical value; NVFP4's block scales flushed);
+    - ``info``: the stated mechanisms of the target's formats (swamping, unscaled FP8 overflow, an INT8 step above the
+      median, a massive token's own row or block), and INT8 targets' massive layers: reported, never a warning;
+    - ``within-evidence`` (warn): the architecture lies outside the predictor's evidence.
     """
     t = precision_target or "bf16"
-    rules: list[dict[str, Any]] = []
-    if t == "bf16":
-        rules.append({"id": "bf16-swamping", "check": "format_risk", "format": "bf16", "checks": ["swamping"],
-                      "max_probability": 0.5, "severity": "warn"})
-    elif t in ("fp16_inference", "w4a16", "w8a16"):
-        rules.append(_gate_rule("fp16-overflow", "fp16"))
-        rules.append({"id": "fp16-swamping", "check": "format_risk", "format": "fp16", "checks": ["swamping"],
-                      "max_probability": 0.5, "severity": "warn"})
-    elif t == "fp8_training":
-        rules.append({"id": "fp8-e4m3-overflow", "check": "format_risk", "format": "fp8_e4m3", "checks": ["overflow_unscaled"],
-                      "max_probability": 0.2, "severity": "warn"})
-        rules.append(_gate_rule("fp8-e4m3-scaled-underflow", "fp8_e4m3"))
-        rules.append(_gate_rule("fp8-e5m2-scaled-underflow", "fp8_e5m2"))
-    elif t in ("int8_w8a8", "int4_w4a4"):
-        rules.append({"id": "int8-no-massive-layers", "check": "massive_layers", "max_layers": 0, "severity": "warn"})
-        rules.append(_gate_rule("int8-rounds-to-zero", "int8_per_tensor"))
-        rules.append({"id": "int8-below-one-step", "check": "format_risk", "format": "int8_per_tensor",
-                      "checks": ["below_one_step"], "max_probability": 0.5, "severity": "warn"})
+    rules: list[dict[str, Any]] = [{"id": "precision-gate", "check": "gate"}]
+    names = {"fp8_e4m3": "fp8-e4m3", "fp8_e5m2": "fp8-e5m2", "int8_per_tensor": "int8", "int8_per_token": "int8-per-token",
+             "fp8_block128": "fp8-block128", "fp8_rowwise": "fp8-rowwise"}
+    for fmt in TARGETS[t].formats if t in TARGETS else ():
+        stated = [n for n, c in CHECKS[fmt] if not c.breaks]
+        if not stated:
+            continue
+        base = names.get(fmt, fmt)
+        for kind, ids in (("overflow", [n for n in stated if n.startswith("overflow")]),
+                          ("", [n for n in stated if not n.startswith("overflow")])):
+            if ids:
+                rid = f"{base}-{kind or ids[0].replace('_', '-')}"
+                rules.append(_stated(rid, fmt, ids))
+    if t in ("int8_w8a8", "int4_w4a4"):
+        rules.append({"id": "int8-no-massive-layers", "check": "massive_layers", "max_layers": 0, "severity": "info"})
     rules.append({"id": "within-evidence", "check": "applicability", "max_warnings": 0, "severity": "warn"})
     return Policy.model_validate({"name": f"default ({t})", "rules": rules})
 
@@ -293,7 +300,10 @@ def massive_probabilities(answer: PredictResponse) -> dict[int, float]:
 
 
 def target_formats(answer: PredictResponse, precision_target: str | None) -> list[str]:
-    return [r.format for r in answer.precision if r.target] or list(TARGET_FORMATS.get(precision_target or "", ()))
+    """The formats the design runs for its target: those of the plan's recipe (a target with a choice of recipe),
+    else every format of the target."""
+    recipe = answer.precision_plan.recipe if answer.precision_plan is not None else None
+    return list(formats_in_use(precision_target, recipe)) or [r.format for r in answer.precision if r.target]
 
 
 def risk_score(answer: PredictResponse, precision_target: str | None) -> float:
@@ -308,8 +318,8 @@ def risk_score(answer: PredictResponse, precision_target: str | None) -> float:
 class RuleResult(BaseModel):
     id: str
     check: str
-    severity: Literal["fail", "warn"]
-    status: Literal["pass", "warn", "fail", "skipped"]
+    severity: Literal["fail", "warn", "info"]
+    status: Literal["pass", "warn", "fail", "info", "skipped"]
     observed: Any = None
     threshold: Any = None
     source: str | None = Field(default=None, description="forecast (probability in the answer) | interval (derived)")
@@ -392,6 +402,26 @@ def evaluate_rule(rule: Any, answer: PredictResponse, precision_target: str) -> 
         broken = worst > rule.max_probability
         return result(broken, round(worst, 4), rule.max_probability,
                       f"P({what} limit crossed) = {worst:.2f} {'>' if broken else '<='} {rule.max_probability:g}{where}", "forecast")
+    if kind == "gate":
+        plan = answer.precision_plan
+        recipe = plan.recipe if plan is not None else None
+        formats = [f for f in formats_in_use(precision_target, recipe) if f in precision]
+        gated = [f for f in formats if f in GATE]
+        probs = {f: format_probability(precision[f], list(GATE[f][0])) for f in gated}
+        broken = plan.at_risk if plan is not None else any(precision[f].at_risk for f in formats)
+        worst = max(gated, key=lambda f: probs[f], default=None)
+        which = f"{recipe} (the plan's recipe)" if recipe else "/".join(formats) or precision_target
+        if worst is None:
+            msg = f"{which}: no breaking limit in the gate (its crossings are stated, not risks)"
+        else:
+            checks, threshold = GATE[worst]
+            msg = (f"{which}: P({worst} {'+'.join(checks)}) = {probs[worst]:.2f} {'>' if broken else '<='} {threshold:g}"
+                   + (f"; kept in high precision by the plan: layers {ranges([p.layer for fp in plan.formats if fp.format == worst for p in fp.keep_high_precision])}"
+                      if broken and plan is not None else ""))
+        others = [o for o in (plan.recipes if plan is not None else []) if o.format != recipe and o.at_risk]
+        if recipe and others:
+            msg += f" ({', '.join(o.format for o in others)} would fail)"
+        return result(broken, round(probs[worst], 4) if worst else 0.0, GATE[worst][1] if worst else None, msg, "forecast")
     if kind == "massive_layers":
         probs = massive_probabilities(answer)
         layers = sorted(k for k, p in probs.items() if p >= rule.min_probability)

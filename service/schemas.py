@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from plan.files import TOOLS
 from predictor.architecture import Architecture
+from predictor.precision import FORMATS
 from predictor.response import VIEW_HELP, PredictorInfo, PredictResponse, View
 from predictor.schemas import MAX_STEP, MAX_STEPS, parse_steps
 
@@ -101,9 +103,10 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     architecture: Architecture
-    tool: Literal["torchao", "llm-compressor", "megatron", "te-debug", "json"]
-    format: Literal["fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"] | None = Field(
-        default=None, description="Format of the precision target to plan for (needed when it uses two).")
+    tool: Literal[*TOOLS]
+    format: Literal[*FORMATS] | None = Field(
+        default=None, description="Format (scaling recipe) of the precision target to plan for (default: the recipe "
+        "the plan recommends; needed for a target of two formats without a choice of recipe).")
     model_type: str = Field(default="llama", max_length=64, description="HF model type whose module names to use.")
 
 

@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 
 from maforecast.errors import UserError
 from maforecast.settings import get_settings, quiet_telemetry
-from plan.files import PLAN_FILENAMES
+from plan.files import PLAN_FILENAMES, format_plan
 from plan.files import render as render_plan
 from predictor.architecture import Architecture
 from predictor.hf_config import from_hf_config
@@ -430,7 +430,7 @@ class MAForecast:
         except UserError as exc:
             msg = str(exc)
             raise BadInput(msg if msg.startswith(("format", "model_type", "tool")) else f"format: {msg}") from None
-        fmt = format or answer.precision_plan.formats[0].format
+        fmt = format_plan(answer, format).format
         return PlanResponse(tool=tool, format=fmt, filename=PLAN_FILENAMES[tool], content=content)
 
     @bentoml.api(route="/report", input_spec=Architecture)

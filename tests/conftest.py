@@ -288,3 +288,20 @@ def sqlite_tracking_server(session_spawn, tmp_path_factory, migrated_mlflow_db):
     info["backend"] = f"sqlite:///{base / 'mlflow.db'}"
     info["artifacts"] = base / "artifacts"
     return info
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    """The bundled reference evidence (collector + registry.reference)."""
+    from collector.reference import load_reference_stats
+    from registry.reference import build_evidence, reference_architectures
+
+    return build_evidence(load_reference_stats(), reference_architectures())
+
+
+@pytest.fixture(scope="module")
+def engine(evidence):
+    """A ForecastEngine fitted on it with default parameters (a module may override ``engine``)."""
+    from predictor.engine import ForecastEngine
+
+    return ForecastEngine().fit(evidence)

@@ -7,26 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from collector.reference import load_peer_evidence, load_reference_stats
-from predictor.architecture import family_of
+from collector.reference import load_peer_evidence
+from predictor.architecture import Architecture, family_of
 from predictor.engine import TERMS, ForecastEngine
 from predictor.level import LineageLevel
 from predictor.timeline import Timeline, fit_plan_effects
 from registry.evaluation import LeakError, assert_no_leak, evaluate, groups_of
-from registry.reference import build_evidence, reference_architectures
 from registry.sensitivity import VARIANTS, sensitivity_table
 
 BASE = {"n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192}
-
-
-@pytest.fixture(scope="module")
-def evidence():
-    return build_evidence(load_reference_stats(), reference_architectures())
-
-
-@pytest.fixture(scope="module")
-def engine(evidence):
-    return ForecastEngine().fit(evidence)
+BASE_ARCH = Architecture(**BASE)
 
 
 def test_evidence_holds_every_source_with_its_protocol(evidence):
@@ -152,13 +142,40 @@ def test_level_model_leans_on_a_known_lineage_and_widens_for_a_new_one():
 def test_unpredictable_targets_show_the_constant(evidence):
     from predictor.engine import TargetQuality
 
-    eng = ForecastEngine().fit(evidence)
-    eng.quality_ = {"peak_abs": TargetQuality("peak_abs", mae=1.0, baseline_mae=0.8)}
+    fitted = ForecastEngine().fit(evidence)
+    eng = fitted.with_evaluation(quality={"peak_abs": TargetQuality("peak_abs", mae=1.0, baseline_mae=0.8)},
+                                 caveats=["read it with its interval"])
+    assert fitted.quality_ == {} and fitted.caveats_ == []  # a new object: the fitted one is unchanged
     fc = eng.forecast(BASE)
     mu, _ = eng.constant_["abs"]
     assert fc.unpredictable == ["peak_abs"]
     assert all(lf.peak_abs.value == pytest.approx(10**mu) for lf in fc.layers)
     assert any("not predictable from the data held" in n for n in fc.notes)
+    assert "read it with its interval" in fc.notes and "read it with its interval" not in fitted.forecast(BASE).notes
+
+
+def test_a_variant_is_a_new_fitted_engine_and_the_fitted_one_is_unchanged(engine):
+    """Consumers get variants from the engine (leave one study out, a nowcast's posterior), never by writing it."""
+    studies = sorted({c.study for c in engine.controlled_.comparisons_})
+    before = (engine.controlled_, engine.association_sd_, engine.forecast_arrays(BASE).model_dump_json())
+    loso = engine.without_studies(studies[:1])
+    assert loso is not engine and studies[0] not in {c.study for c in loso.controlled_.comparisons_}
+    assert loso.level_ is engine.level_  # the level model never saw the controlled table: shared, not refitted
+
+    class Posterior:  # what predictor.nowcast.Posterior gives the engine
+        p_post = 2.5
+
+        def class_probabilities(self):
+            return np.full((BASE["n_layers"], 3), 1 / 3)
+
+        def layer_curves(self, arch, steps, protocol=None, lev=None, tl=None):
+            return engine.layer_curves(arch, steps, protocol, lev, tl)
+
+    cond = engine.conditioned(Posterior())
+    assert cond.p_ == 2.5 and cond.quality_ == {} and cond.class_probabilities(BASE_ARCH).shape == (24, 3)
+    assert not np.array_equal(engine.class_probabilities(BASE_ARCH), cond.class_probabilities(BASE_ARCH))
+    assert engine.posterior_ is None and engine.p_ != 2.5
+    assert before == (engine.controlled_, engine.association_sd_, engine.forecast_arrays(BASE).model_dump_json())
 
 
 def test_assert_no_leak_catches_a_model_its_family_or_its_lineage(evidence):
@@ -223,12 +240,15 @@ def test_steps_at_inverts_the_effective_time():
     assert tl.step_at(beyond) is None and tl.step_at(float(tl(5_000.0))) == pytest.approx(5_000.0, rel=1e-9)
 
 
-def test_t_emerge_does_not_depend_on_where_the_plan_stops(engine):
+def test_t_emerge_does_not_depend_on_where_the_plan_stops(evidence):
     """Issue 20: shortening a cosine plan (same warmup steps) decays the learning rate sooner, which by the
-    engine's own clock delays emergence; t_emerge is half the rise to the steady state, so no layer emerges
+    effective-time clock delays emergence; t_emerge is half the rise to the steady state, so no layer emerges
     earlier in the shorter plan (it was half the rise to the plan's maximum, which made 10k steps emerge at
-    1,126 instead of 1,830)."""
+    1,126 instead of 1,830). On that clock (issue 29 serves the clock the data chooses; a clock counting the
+    fraction of the plan moves a shorter plan's emergence earlier in steps by design)."""
     from registry.reference import pythia_architectures
+
+    engine = ForecastEngine(clock="lr_integral").fit(evidence)
 
     base = pythia_architectures()["pythia-160m"].model_copy(update={"total_steps": 143_000, "warmup_frac": 0.01})
     short = base.model_copy(update={"total_steps": 20_000, "warmup_frac": 1430 / 20_000})

@@ -11,25 +11,14 @@ from collector.reference import load_reference_stats
 from maforecast.architectures import load_architectures, record_architecture
 from maforecast.tables import StatsRow, conform
 from predictor.answer import Answerer
-from predictor.architecture import Architecture, ArchitectureError
+from predictor.architecture import Architecture, ArchitectureError, parse_architecture
 from predictor.engine import ForecastEngine
 from predictor.hf_config import from_hf_config
 from predictor.knowledge import load_kb
 from predictor.lineage import infer_lineage
-from registry.reference import build_evidence, reference_architectures
 
 QWEN3_8B = {"name": "qwen3-8b-like", "n_layers": 36, "d_model": 4096, "n_heads": 32, "n_kv_heads": 8, "d_ffn": 12288,
             "ffn_type": "glu", "activation": "silu", "norm_type": "rmsnorm", "qk_norm": True, "vocab_size": 151936}
-
-
-@pytest.fixture(scope="module")
-def evidence():
-    return build_evidence(load_reference_stats(), reference_architectures())
-
-
-@pytest.fixture(scope="module")
-def engine(evidence):
-    return ForecastEngine().fit(evidence)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,12 @@ def test_a_known_lineage_leans_on_its_siblings_and_narrows(engine):
     known = engine.forecast_arrays({**QWEN3_8B, "lineage": "qwen3"})
     new = engine.forecast_arrays(QWEN3_8B)
     k, n = known.peak_abs.largest(), new.peak_abs.largest()
-    assert math.log10(k.hi / k.lo) < 0.6 * math.log10(n.hi / n.lo)
+    # the level (the steady state) narrows by more than 40 %; the served interval narrows too, by less: since issue 29
+    # it also carries the cross-family clock's timing spread (where in its rise the plan ends), which the lineage
+    # does not change
+    (_, sd_known), (_, sd_new) = (engine.level(parse_architecture(a))["abs"] for a in ({**QWEN3_8B, "lineage": "qwen3"}, QWEN3_8B))
+    assert sd_known < 0.6 * sd_new
+    assert math.log10(k.hi / k.lo) < 0.9 * math.log10(n.hi / n.lo)
     # Qwen3's measured members (1.7B 14,208 and 32B 35,328 as corpus maxima) put this design well above a new lineage's
     assert k.value > 2 * n.value
     info = known.lineage

@@ -18,6 +18,7 @@ import pytest
 from review_helpers import champion_home, use_home, write_hf_configs
 
 from maforecast.cli import main
+from predictor.precision import FORMATS, TARGET_FORMATS
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("review")]
 
@@ -98,8 +99,8 @@ def test_report_in_chromium_shows_chart_matrix_and_mitigations(browser, report, 
             # the risk matrix: format x layer, the target formats marked
             matrix = art.locator("table.risk-matrix")
             assert matrix.is_visible()
-            assert matrix.locator("tr[data-format]").count() == 5
-            assert matrix.locator("tr.target").count() == 2  # fp8_training -> E4M3 and E5M2
+            assert matrix.locator("tr[data-format]").count() == len(FORMATS)
+            assert matrix.locator("tr.target").count() == len(TARGET_FORMATS["fp8_training"])  # its recipes and E5M2
             assert matrix.locator("tr[data-format='fp8_e4m3'] td.cell").count() == n_layers[name]
             # ranked mitigations with effect and citations
             mit = art.locator("ol.mitigations > li.mitigation")

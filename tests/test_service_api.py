@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from predictor.precision import FORMATS
+
 ROOT = Path(__file__).resolve().parent.parent
 # one worker builds the champion once and runs every service test (see Makefile: --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("service")
@@ -201,7 +203,7 @@ def test_predict_full_answer(client):
     s = a["summary"]
     assert s["n_layers"] == 16 and "largest_peak_abs" in s and "massive_layers" in s
     formats = {p["format"]: p for p in a["precision"]}
-    assert set(formats) == {"fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8_per_tensor"}
+    assert set(formats) == set(FORMATS)  # every format with its scaling recipe (predictor.precision)
     assert formats["int8_per_tensor"]["target"] is True
     for p in formats.values():
         assert p["why"]

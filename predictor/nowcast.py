@@ -567,10 +567,10 @@ def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, i
     step (the retained end's value halved) narrows it to ~1e-9 in ~10 evaluations, where bisection took 24."""
     own = mu + sd * float(ndtri(p))
     lo, hi = own.min(axis=1), own.max(axis=1)
-    wb = w[:, :, None]
+    inv = 1.0 / sd
 
     def f(x: np.ndarray) -> np.ndarray:
-        return (wb * ndtr((x[:, None, :] - mu) / sd)).sum(axis=1) - p
+        return np.einsum("lm,lmt->lt", w, ndtr((x[:, None, :] - mu) * inv)) - p
 
     flo, fhi = f(lo), f(hi)
     side = np.zeros(lo.shape, int)  # which end stayed put last time (-1 lo, +1 hi): Illinois halves its value

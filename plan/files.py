@@ -37,7 +37,7 @@ import yaml
 from maforecast.errors import UserError
 from plan.naming import layer_container, layer_modules
 from predictor.architecture import Architecture
-from predictor.precision import FORMATS, SPECS, TARGETS
+from predictor.precision import FORMATS, GATE, SPECS, TARGETS
 from predictor.response import FormatPlan, PredictResponse
 from predictor.text import ranges
 
@@ -72,7 +72,10 @@ def check_expressible(tool: str, precision_target: str, fmt: str | None = None) 
         tools = [t for t, u in TOOL_USE.items() if u == target.use and set(tool_formats(t)) & set(target.formats)]
         other = {"fp8_training": "fp8_inference", "fp8_inference": "fp8_training", "nvfp4_training": "nvfp4_inference",
                  "nvfp4_inference": "nvfp4_training"}.get(precision_target)
-        raise UserError(f"tool: {tool} writes {use} recipes and {precision_target} is a {target.use} target: use "
+        tools = [t for t in tools if t != "te-debug" or any(f in GATE for f in target.formats)]  # te-debug needs a
+        # gated format: it logs the layers the plan monitors
+        article = "an" if target.use[0] in "aeiou" else "a"
+        raise UserError(f"tool: {tool} writes {use} recipes and {precision_target} is {article} {target.use} target: use "
                         + (" or ".join(f"--tool {t}" for t in tools) or "another --target")
                         + (f" (or --target {other} for {use})" if other else ""))
     takes = tool_formats(tool)
@@ -111,14 +114,31 @@ def arch_digest(arch: Architecture) -> str:
     return hashlib.sha256(arch.model_dump_json(exclude={"name"}).encode()).hexdigest()[:16]
 
 
-def format_plan(answer: PredictResponse, fmt: str | None) -> FormatPlan:
+def tool_recipe(answer: PredictResponse, tool: str | None) -> str | None:
+    """The recipe a file for ``tool`` is written for when no format is named: the plan's recipe where the tool
+    expresses it, else the cheapest safe recipe the tool does express (the plan's own rule on the tool's recipes:
+    the coarsest that passes, else the fewest layers kept); None where the target has no choice of recipe."""
+    plan = answer.precision_plan
+    if plan is None or plan.recipe is None:
+        return None
+    takes = tool_formats(tool) if tool else FORMATS
+    if plan.recipe in takes:
+        return plan.recipe
+    options = [o for o in plan.recipes if o.format in takes]
+    if not options:
+        return plan.recipe  # nothing the tool expresses: check_expressible names the alternatives
+    safe = next((o for o in options if not o.at_risk), None)
+    return (safe or min(options, key=lambda o: (o.keep, options.index(o)))).format
+
+
+def format_plan(answer: PredictResponse, fmt: str | None, tool: str | None = None) -> FormatPlan:
     plans = {p.format: p for p in (answer.precision_plan.formats if answer.precision_plan else [])}
     if not plans:
         raise UserError(f"precision_target: {answer.precision_plan.precision_target if answer.precision_plan else '?'} "
                         "gives no format to plan for")
     if fmt is None:
-        recipe = answer.precision_plan.recipe
-        if recipe in plans:  # a target with a choice of recipe: the one the plan is for
+        recipe = tool_recipe(answer, tool)
+        if recipe in plans:  # a target with a choice of recipe: the plan's, or the cheapest safe one the tool has
             fmt = recipe
         elif len(plans) > 1:
             raise UserError(f"format: the precision target uses {', '.join(plans)}: name one with --format")
@@ -134,7 +154,9 @@ def _header(answer: PredictResponse, arch: Architecture, fp: FormatPlan, tool: s
     lines = [f"maforecast precision plan for {tool}: {arch.label()} (architecture digest {arch_digest(arch)})",
              f"predictor {who.name} version {who.version or '?'}{' @' + who.alias if who.alias else ''}; format {fp.format}; "
              f"precision_target {answer.precision_plan.precision_target}",
-             *([f"recipe: {answer.precision_plan.recipe_why}"] if fp.format == answer.precision_plan.recipe else []),
+             *([f"recipe: {answer.precision_plan.recipe_why}"] if fp.format == answer.precision_plan.recipe else
+               [f"recipe: {fp.format}, the cheapest safe recipe {tool} expresses (the plan's, {answer.precision_plan.recipe}, "
+                f"is not in {tool})"] if answer.precision_plan.recipe and fp.format == tool_recipe(answer, tool) else []),
              f"{fp.why}; risk left outside the plan: {fp.residual_risk:.2f}",
              *(f"  {pl.why}" for pl in fp.keep_high_precision)]
     return [f"{comment} {x}" for x in lines]
@@ -144,7 +166,7 @@ def render(answer: PredictResponse, arch: Architecture, tool: str, fmt: str | No
            model_type: str = "llama") -> str:
     if tool not in TOOLS:
         raise UserError(f"tool: {tool!r} is not one of {', '.join(TOOLS)}")
-    fp = format_plan(answer, fmt)
+    fp = format_plan(answer, fmt, tool)
     check_expressible(tool, answer.precision_plan.precision_target, fp.format)
     keep = [p.layer for p in fp.keep_high_precision]
     words = SPECS[fp.format].tools.get(tool, "")
@@ -162,6 +184,12 @@ def render(answer: PredictResponse, arch: Architecture, tool: str, fmt: str | No
     if tool == "llm-compressor":
         modifier: dict[str, Any] = {"targets": ["Linear"], "ignore": ["lm_head", *modules]}
         target = answer.precision_plan.precision_target
+        if target == "int4_w4a4":  # planned with the INT8 per-tensor check (INT4 is worse): no W4A4 recipe is written
+            raise UserError("tool: llm-compressor: int4_w4a4 is planned with the INT8 per-tensor check, and no INT4 W4A4 "
+                            "recipe is written: use --target int8_w8a8, or --tool json for the plan")
+        if fp.format in ("fp16", "bf16") and target not in WEIGHT_ONLY:
+            raise UserError(f"tool: llm-compressor: {target} quantizes no weights (the activations stay in {fp.format}): "
+                            "use --target w4a16 or w8a16 for a weight-only recipe, or --tool json for the plan")
         if fp.format == "int8_per_tensor":  # no preset: per-channel INT8 weights, one static activation scale per tensor
             modifier = {"config_groups": {"group_0": {"targets": ["Linear"], "weights": INT8_WEIGHTS,
                                                       "input_activations": INT8_PER_TENSOR_ACT}},

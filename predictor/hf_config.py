@@ -31,6 +31,7 @@ TRAINING_FIELDS = (
     "optimizer",
     "precision",
     "precision_target",
+    "precision_recipe",
     "seq_len",
     "name",
     "lineage",

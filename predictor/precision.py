@@ -163,8 +163,7 @@ SPECS: dict[str, FormatSpec] = {
                                   "FP8 recipes scale")),
          ("underflow_scaled", _c("fp8_e5m2", "ratio", E5M2_SCALED_RATIO, "with one scale per tensor the median drops "
                                  "below the smallest E5M2 normal (2^-14)", True))),
-        gate=(("underflow_scaled",), GATE_FP8),
-        tools={"te": "Format.HYBRID", "megatron": "--fp8-format hybrid"}),
+        gate=(("underflow_scaled",), GATE_FP8)),  # not a recipe: the tensorwise recipes' gradients (TE/Megatron HYBRID)
     "fp8_rowwise": FormatSpec(
         "FP8 E4M3, one scale per row (per token for activations)", "e4m3", "row", "FP32 per row", "both",
         _row_checks("fp8_rowwise", "row", E4M3_SCALED_RATIO, E4M3_FLUSH_RATIO),

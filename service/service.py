@@ -430,7 +430,7 @@ class MAForecast:
         except UserError as exc:
             msg = str(exc)
             raise BadInput(msg if msg.startswith(("format", "model_type", "tool")) else f"format: {msg}") from None
-        fmt = format_plan(answer, format).format
+        fmt = format_plan(answer, format, tool).format
         return PlanResponse(tool=tool, format=fmt, filename=PLAN_FILENAMES[tool], content=content)
 
     @bentoml.api(route="/report", input_spec=Architecture)

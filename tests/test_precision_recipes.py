@@ -91,6 +91,24 @@ def test_int8_per_token_isolates_the_massive_token(answerer):
         assert ans.precision_plan.recipe == "int8_per_token" and not ans.precision_plan.at_risk
 
 
+def test_llm_compressor_writes_no_recipe_the_answer_does_not_describe(answerer):
+    """INT4 W4A4 is planned with the INT8 check and FP16 inference quantizes nothing: no llm-compressor file for them."""
+    for target, msg in (("int4_w4a4", "int4_w4a4 is planned with the INT8 per-tensor check"),
+                        ("fp16_inference", "fp16_inference quantizes no weights")):
+        arch = LLAMA.model_copy(update={"precision_target": target})
+        with pytest.raises(UserError, match=f"^tool: llm-compressor: {msg}"):
+            render(answerer.answers([arch])[0], arch, "llm-compressor", None, "llama")
+
+
+def test_a_config_json_may_name_its_recipe():
+    from predictor.hf_config import from_hf_config
+
+    arch, _ = from_hf_config({"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+                              "intermediate_size": 128, "vocab_size": 128},
+                             {"precision_target": "fp8_training", "precision_recipe": "fp8_rowwise"})
+    assert arch.precision_recipe == "fp8_rowwise"
+
+
 def test_bad_recipe_names_the_field():
     with pytest.raises(ArchitectureError, match="precision_recipe: 'mxfp8' is not a recipe of precision_target int8_w8a8"):
         parse_architecture({**GOLDEN[1], "precision_target": "int8_w8a8", "precision_recipe": "mxfp8"})
@@ -99,14 +117,27 @@ def test_bad_recipe_names_the_field():
         parse_architecture({**GOLDEN[1], "precision_target": "fp16_inference", "precision_recipe": "fp16"})
 
 
+def test_a_tool_without_the_plans_recipe_gets_the_cheapest_safe_one_it_has(answerer):
+    """No --format: a tool that cannot express the plan's recipe (TE and Megatron have no row-wise FP8) writes the
+    cheapest safe recipe it does express, and its header says why."""
+    ans = answerer.answers([LLAMA])[0]
+    assert ans.precision_plan.recipe == "fp8_rowwise"  # per-tensor fails this design; rowwise is the coarsest that passes
+    for tool in ("te", "megatron"):
+        text = render(ans, LLAMA, tool, None, "llama")
+        assert "format fp8_block128" in text and f"the cheapest safe recipe {tool} expresses" in text, tool
+    assert "format fp8_rowwise" in render(ans, LLAMA, "torchao", None, "llama")
+
+
 def test_training_and_inference_tools_never_mix():
     with pytest.raises(UserError, match="^tool: llm-compressor writes inference recipes and fp8_training is a training"):
         check_expressible("llm-compressor", "fp8_training")
-    with pytest.raises(UserError, match="^tool: torchao writes training recipes and int8_w8a8 is a inference"):
+    with pytest.raises(UserError, match="^tool: torchao writes training recipes and int8_w8a8 is an inference"):
         check_expressible("torchao", "int8_w8a8")
     with pytest.raises(UserError, match="^format: torchao cannot express fp8_block128 .*--tool te / megatron"):
         check_expressible("torchao", "fp8_training", "fp8_block128")
     check_expressible("llm-compressor", "fp8_inference", "fp8_block128")
+    with pytest.raises(UserError, match="^format: te cannot express fp8_e5m2"):  # E5M2 is the tensorwise recipes' gradients
+        check_expressible("te", "fp8_training", "fp8_e5m2")
     check_expressible("te", "nvfp4_training", "nvfp4")
 
 

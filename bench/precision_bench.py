@@ -23,8 +23,6 @@ TARGETS = ("issue 27: a per-recipe answer for a Llama-3-8B-like FP8 design and t
            "on the outcome table: >= 90 % of reported breaks fail, <= 10 % of models reported fine fail; bf16-swamping "
            "no longer warns for a design that trains fine in BF16")
 # before issue 27: every FP8 / INT8 recipe was answered as its per-tensor format, and FP16 failed above 0.2
-OLD_FORMAT = {"fp8_training": "fp8_e4m3", "fp8_inference": "fp8_e4m3", "int8_w8a8": "int8_per_tensor",
-              "fp16_inference": "fp16"}
 OLD_THRESHOLD = {"fp16": 0.2, "fp8_e4m3": 0.2, "int8_per_tensor": 0.5}
 
 
@@ -51,7 +49,7 @@ def main() -> None:
     from predictor import precision as prec
     from predictor.answer import Answerer
     from registry.evaluation import fit_evaluated
-    from registry.outcomes import GATE_LOCI, calibrated_threshold, gate_rates, gate_scores
+    from registry.outcomes import GATE_LOCI, PER_TENSOR, calibrated_threshold, gate_rates, gate_scores
     from registry.reference import build_evidence, reference_architectures
 
     t0 = time.perf_counter()
@@ -68,7 +66,7 @@ def main() -> None:
     s = gate_scores(ev, engine, held_out=True)
     for col in ("in_sample", "held_out"):  # the gate before issue 27, from the same answers' probabilities
         s[f"old_fails_{col}"] = [
-            (r[f"p_old_{col}"] > OLD_THRESHOLD[OLD_FORMAT[r["target"]]]) if r["target"] in OLD_FORMAT else False
+            (r[f"p_old_{col}"] > OLD_THRESHOLD[PER_TENSOR[r["target"]]]) if r["target"] in PER_TENSOR else False
             for r in s.to_dict("records")]
     print(f"\nthe default gate on the outcome table (maforecast/data/reference/gate_outcomes.csv; {time.perf_counter() - t1:.1f} s)")
     print(s.drop(columns=["confidence"]).to_markdown(index=False, floatfmt=".3f"))

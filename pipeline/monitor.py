@@ -3,17 +3,21 @@
 1. The run's local checkpoints (``RUN_DIR``: one sub-folder per checkpoint, as ``maforecast
    collect``) are measured through the collector into the stats table. Checkpoints already in the
    table (same series name, probe and dtype) are skipped, so a rerun measures only new ones.
-2. Every measured row of the series is an observation for ``predictor.nowcast``: the architecture
-   forecast (the prior) updated by the run's points.
+2. Every measured row of the series is an observation for the registered model's nowcast
+   (``RegisteredPredictor.nowcast``: the pyfunc with ``output="nowcast"``): the ``/nowcast`` answer, a
+   ``predictor.response.NowcastResponse``, i.e. the ``/predict`` answer recomputed from the architecture
+   forecast (the prior) updated by the run's points, with the precision risk, the precision plan's decision
+   and the mitigations, plus ``nowcast`` (what the update did) and ``nowcast_layers`` (per layer).
 3. A Rich table per layer (latest observed ratio against the prior band, deviation z, updated
-   end-of-training ratio), a PNG (observed points, prior band, updated band) and an MLflow run in
-   the ``monitoring`` experiment (one run per series, resumed on rerun; metrics at
-   ``step=<training step>``).
+   end-of-training ratio, trajectory class), the next-checkpoint table, the decision for the design's
+   precision target and the best-ranked effective mitigations; a PNG (observed points, prior band,
+   updated band) and an MLflow run in the ``monitoring`` experiment (one run per series, resumed on
+   rerun; metrics at ``step=<training step>``).
 4. ``--fail-on-deviation``: exit 1 when a layer's latest observation is outside its prior band.
 
-The prior is the registered champion when it is a forecast engine (``--prior registry``), else the
-engine fitted on the bundled reference data (``--prior reference``); ``auto`` tries the registry
-first.
+The prior is the registered champion (``--prior registry``), else the same answer from an
+``Answerer`` over the engine fitted on the bundled reference data (``--prior reference``); ``auto``
+tries the registry first.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -40,8 +46,18 @@ PRIORS = ("auto", "registry", "reference")
 
 
 @dataclass
+class Prior:
+    """Who answers the nowcast: ``nowcast(arch, observations, steps)`` gives the registered model's
+    ``NowcastResponse`` (or the same answer from the reference engine); ``engine`` draws the prior band."""
+
+    nowcast: Callable[..., Any]
+    engine: Any  # predictor.engine.ForecastEngine
+    source: str
+
+
+@dataclass
 class MonitorResult:
-    result: object  # predictor.nowcast.NowcastResult
+    result: Any  # predictor.response.NowcastResponse: the registered model's /nowcast answer
     measured: list[str]
     skipped: list[str]
     observations: pd.DataFrame
@@ -51,25 +67,30 @@ class MonitorResult:
 
 
 # ------------------------------------------------------------------------ pieces
-def prior_engine(kind: str = "auto"):
-    """(ForecastEngine, description) for the prior."""
+def load_prior(kind: str = "auto") -> Prior:
+    """Who answers the nowcast: the registered champion, or an ``Answerer`` over the reference engine."""
     if kind not in PRIORS:
         raise UserError(f"--prior: one of {', '.join(PRIORS)}")
     # `maforecast --help` imports this module; MLflow and the engine load when a prior is needed
+    from predictor.answer import Answerer
+    from predictor.knowledge import load_kb
     from registry.loader import load_predictor
     from registry.reference import reference_engine
 
     if kind in ("auto", "registry"):
         try:
             s = get_settings()
-            return load_predictor(tracking_uri=s.resolved_tracking_uri).engine, f"registered {s.registered_model}@{s.model_alias}"
+            p = load_predictor(tracking_uri=s.resolved_tracking_uri)
+            return Prior(p.nowcast, p.engine, f"registered {s.registered_model}@{s.model_alias}"
+                         + (f" (version {p.version})" if p.version else ""))
         except UserError:
             if kind == "registry":
                 raise
         except Exception as exc:  # no store, no champion: fall back to the bundled reference
             if kind == "registry":
                 raise UserError(f"--prior registry: cannot load the champion: {type(exc).__name__}: {exc}") from None
-    return reference_engine(), "engine fitted on the bundled reference data"
+    answerer = Answerer(reference_engine(), load_kb())
+    return Prior(answerer.nowcast, answerer.engine, "engine fitted on the bundled reference data")
 
 
 def observations_from_table(table: pd.DataFrame, model: str, probe_digest: str, source: str) -> pd.DataFrame:
@@ -124,17 +145,19 @@ def validate_rows(obs: pd.DataFrame, arch) -> list:
 
 
 def render_table(result, console=None) -> None:
+    """The nowcast answer (a ``NowcastResponse``) for a person watching the run: per layer, the next checkpoint,
+    the precision decision and the mitigations."""
     from rich.table import Table
 
     console = console or terminal()
-    info = result.info
-    t = Table(title=f"{result.forecast.architecture}: {info.n_observations} points up to step {info.last_step} "
-                    f"(planned {result.forecast.t_end}); top1/median, latest point per layer")
+    info = result.nowcast
+    t = Table(title=f"{result.architecture}: {info.n_observations} points up to step {info.last_step} "
+                    f"(planned {result.t_end}); top1/median, latest point per layer")
     for col, just in (("layer", "right"), ("step", "right"), ("ratio", "right"), ("prior band", "right"),
                       ("z", "right"), ("end: prior", "right"), ("end: updated", "right"),
                       ("class: plateau / peak / growth", "right"), ("status", "left")):
         t.add_column(col, justify=just, overflow="fold")
-    for lyr, lf in zip(result.layers, result.forecast.layers, strict=True):
+    for lyr, lf in zip(result.nowcast_layers, result.layers, strict=True):
         last = lyr.observed[-1] if lyr.observed else None
         status = "[bold red]LEFT[/]" if lyr.left_band else ("[yellow]was out[/]" if lyr.n_outside else "ok")
         if last is None:
@@ -156,6 +179,42 @@ def render_table(result, console=None) -> None:
     console.print(f"log10 tau_e {lt0[0]:.2f}+-{lt0[1]:.2f} -> {lt1[0]:.2f}+-{lt1[1]:.2f}; "
                   f"deviation (max |z|) {info.deviation:.2f}; "
                   + (f"[bold red]layers {info.layers_left} left their band[/]" if info.left_band else "every layer within its band"))
+    render_decision(result, console)
+
+
+def render_decision(result, console) -> None:
+    """The design's precision decision on the updated forecast, in `maforecast predict`'s words
+    (``review.verdict.decision_line``), the target formats' probabilities, and the best-ranked effective mitigations."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    # the predictor's table of targets, the answer's ranking head and the decision's words load with the answer
+    # (not when `maforecast --help` imports this module)
+    from predictor.answer import TOP_MITIGATIONS
+    from predictor.precision import formats_in_use
+    from review.verdict import decision_line
+
+    plan = result.precision_plan
+    if plan is not None:
+        console.print(decision_line(plan))
+        used = formats_in_use(plan.precision_target, plan.recipe)
+        risks = [r for r in result.precision if r.format in used]
+        if risks:
+            console.print(f"P(a breaking limit crossed by the planned end) of the formats {plan.recipe or plan.precision_target} "
+                          "runs: " + ", ".join(f"{r.format} " + (f"{r.probability:.2f}" if r.probability is not None else "-")
+                                               + (" [red]at risk[/red]" if r.at_risk else "") for r in risks))
+    effective = [m for m in result.mitigations if m.effective]
+    if not effective:
+        console.print("mitigations: none effective for this design")
+        return
+    shown = effective[:TOP_MITIGATIONS]
+    t = Table(title=(f"mitigations: the {len(shown)} best-ranked of {len(effective)} effective" if len(shown) < len(effective)
+                     else f"mitigations: the {len(shown)} effective") + " (`maforecast predict` lists all, with their reasons)")
+    for col in ("#", "mitigation", "level", "predicted effect (what-if on the design)"):
+        t.add_column(col, justify="right" if col == "#" else "left", overflow="fold")
+    for m in shown:
+        t.add_row(str(m.rank), m.id, m.level, escape(m.effect.text) if m.effect else "-")
+    console.print(t)
 
 
 def _classes(prior: dict | None, post: dict | None) -> str:
@@ -173,7 +232,7 @@ def render_next(result, console) -> None:
     """Per layer: what the next checkpoint would have to read to change its most probable trajectory class."""
     from rich.table import Table
 
-    layers = [lyr for lyr in result.layers if lyr.next_checkpoint is not None and lyr.observed]
+    layers = [lyr for lyr in result.nowcast_layers if lyr.next_checkpoint is not None and lyr.observed]
     if not layers:
         return
     step = layers[0].next_checkpoint.step
@@ -211,14 +270,14 @@ def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
     # the engine loads with the prior, not when `maforecast --help` imports this module
     from predictor.engine import default_steps
 
-    t_end = result.forecast.t_end
+    t_end = result.t_end
     steps = np.array(sorted(set(default_steps(t_end, 40)) | set(obs_frame["step"].astype(int))), float)
     steps = steps[steps > 0]
     from predictor.nowcast import prior_band  # with the prior, as above
 
     prior = engine.layer_curves(arch, steps)["ratio"]
     wide = prior_band(engine, arch, steps)
-    upd = {lf.layer: lf for lf in result.forecast.layers}
+    upd = {lf.layer: lf for lf in result.layers}
     L = arch.n_layers
     cols = min(L, 6)
     rows = math.ceil(L / cols)
@@ -235,7 +294,7 @@ def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
         ts = [p.step for p in tr]
         ax.fill_between(ts, [p.lo for p in tr], [p.hi for p in tr], color="tab:green", alpha=0.3, label="updated 90 %")
         ax.plot(ts, [p.value for p in tr], color="tab:green", lw=1.2)
-        lyr = result.layers[li]
+        lyr = result.nowcast_layers[li]
         if lyr.observed:
             xs = [p.step for p in lyr.observed if p.step > 0]
             ys = [p.observed for p in lyr.observed if p.step > 0]
@@ -251,7 +310,7 @@ def plot_png(engine, arch, result, path: Path, obs_frame: pd.DataFrame) -> Path:
         ax.tick_params(labelsize=6)
         ax.axvline(t_end, color="k", lw=0.5, ls=":")
     axes.flat[0].legend(fontsize=6, loc="upper left")
-    fig.suptitle(f"{result.forecast.architecture}: top1/median, observed to step {result.info.last_step}", fontsize=10)
+    fig.suptitle(f"{result.architecture}: top1/median, observed to step {result.nowcast.last_step}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,30 +347,44 @@ def log_mlflow(key: str, model: str, arch, result, obs_frame: pd.DataFrame, png:
     agg = obs_frame.groupby(["step", "layer"]).agg(top1=("top1", "mean"), median=("median", "mean")).reset_index()
     for r in agg[agg["step"] > logged].itertuples():
         metrics.append(Metric(f"observed_ratio/layer_{int(r.layer):02d}", float(r.top1 / r.median), ts, int(r.step)))
-    for lyr in result.layers:
+    info = result.nowcast
+    for lyr in result.nowcast_layers:
         for p in lyr.observed:
             if p.step > logged:
                 metrics.append(Metric(f"z/layer_{lyr.layer:02d}", p.z, ts, p.step))
                 metrics.append(Metric(f"prior_ratio/layer_{lyr.layer:02d}", p.prior, ts, p.step))
-    last = result.info.last_step
+    last = info.last_step
+    plan = result.precision_plan
     if last is not None and last > logged:
-        for lf in result.forecast.layers:
+        for lf in result.layers:
             metrics.append(Metric(f"nowcast_ratio_end/layer_{lf.layer:02d}", lf.ratio_end.value, ts, last))
-        metrics.append(Metric("deviation_max_abs_z", float(result.info.deviation or 0.0), ts, last))
-        metrics.append(Metric("layers_left_band", float(len(result.info.layers_left)), ts, last))
-        metrics.append(Metric("nowcast_largest_ratio_end", max(lf.ratio_end.value for lf in result.forecast.layers), ts, last))
-        metrics.append(Metric("log10_tau_e", result.info.log10_tau_e_posterior[0], ts, last))
-        for lyr in result.layers:
+        metrics.append(Metric("deviation_max_abs_z", float(info.deviation or 0.0), ts, last))
+        metrics.append(Metric("layers_left_band", float(len(info.layers_left)), ts, last))
+        metrics.append(Metric("nowcast_largest_ratio_end", max(lf.ratio_end.value for lf in result.layers), ts, last))
+        metrics.append(Metric("log10_tau_e", info.log10_tau_e_posterior[0], ts, last))
+        for lyr in result.nowcast_layers:
             for cls, v in (lyr.class_probabilities or {}).items():
                 metrics.append(Metric(f"p_{cls}/layer_{lyr.layer:02d}", float(v), ts, last))
+        # the precision decision on the updated forecast, and its target formats' probabilities
+        if plan is not None:
+            metrics.append(Metric("precision_at_risk", float(plan.at_risk), ts, last))
+        for r in result.precision:
+            if r.target and r.probability is not None:
+                metrics.append(Metric(f"precision_p/{r.format}", float(r.probability), ts, last))
     for i in range(0, len(metrics), 900):
         client.log_batch(run_id, metrics=metrics[i : i + 900])
     if last is not None:
         client.set_tag(run_id, "maforecast.logged_step", str(max(last, logged)))
-        client.set_tag(run_id, "maforecast.left_band", str(result.info.left_band).lower())
+        client.set_tag(run_id, "maforecast.left_band", str(info.left_band).lower())
+        if plan is not None:
+            client.set_tag(run_id, "maforecast.precision_at_risk", str(plan.at_risk).lower())
+        from predictor.answer import TOP_MITIGATIONS  # loaded with the answer, as above
+
+        client.set_tag(run_id, "maforecast.top_mitigations",
+                       ",".join([m.id for m in result.mitigations if m.effective][:TOP_MITIGATIONS]))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "nowcast.json"
-        path.write_text(result.model_dump_json(indent=1))
+        path.write_text(result.model_dump_json(indent=1, warnings=False))
         client.log_artifact(run_id, str(path))
         if png is not None and png.exists():
             client.log_artifact(run_id, str(png))
@@ -331,9 +404,8 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
     from maforecast.architectures import record_architecture
     from maforecast.settings import architectures_path, get_settings, stats_path
 
-    # the predictor too: the nowcast and a new lineage's name
+    # the predictor too: a new lineage's name
     from predictor.architecture import LINEAGE_NEW
-    from predictor.nowcast import nowcast
 
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
@@ -351,22 +423,23 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
         raise UserError(f"no measured rows of {model} in {out}")
     rows = validate_rows(obs, arch)
     record_architecture(architectures_path(), model, arch.model_dump(mode="json", exclude_none=True))
-    engine, prior_source = prior_engine(prior)
+    answering = load_prior(prior)
+    engine = answering.engine
     if arch.lineage and arch.lineage not in engine.level_["abs"].lineages_ and arch.lineage != LINEAGE_NEW:
         echo(f"{model}: lineage {arch.lineage!r} joins the evidence at the next `maforecast bootstrap --retrain` "
              "(this nowcast's prior treats it as a new lineage)")
         arch = arch.model_copy(update={"lineage": None})
-    result = nowcast(engine, arch, rows)
+    result = answering.nowcast(arch, rows, None)  # the registered model's /nowcast answer (NowcastResponse)
     if png is None:
         png = get_settings().home / "monitor" / f"{model}.png"
     png = plot_png(engine, arch, result, png, obs)
     run_id = None
     if track:
         params = {"model": model, "run_dir": str(run_dir.resolve()), "architecture": arch.model_dump_json(exclude_none=True),
-                  "probe_digest": probe.digest, "dtype": dtype, "prior": prior_source,
-                  "noise": json.dumps(result.info.noise)}
+                  "probe_digest": probe.digest, "dtype": dtype, "prior": answering.source,
+                  "noise": json.dumps(result.nowcast.noise)}
         run_id = log_mlflow(monitor_key(model, run_dir, probe.digest, options.source), model, arch, result, obs, png, params)
-    return MonitorResult(result, res.measured, res.skipped, obs, png, run_id, prior_source)
+    return MonitorResult(result, res.measured, res.skipped, obs, png, run_id, answering.source)
 
 
 @click.command("monitor")
@@ -385,9 +458,10 @@ def run_monitor(run_dir: Path, arch_path: Path, name: str | None = None, png: Pa
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Stats table (default: data home).")
 @click.option("--prior", type=click.Choice(PRIORS), default="auto", show_default=True,
-              help="registry: the champion (must be a forecast engine); reference: fitted on the bundled data.")
+              help="registry: the registered champion answers; reference: the engine fitted on the bundled data; "
+                   "auto: the champion, else the reference.")
 @click.option("--mlflow/--no-mlflow", "track", default=True, show_default=True, help="Log the monitoring run to MLflow.")
-@click.option("--json", "as_json", is_flag=True, help="Print the nowcast as JSON instead of the table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the nowcast answer (the /nowcast response) as JSON instead of the tables.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def monitor(run_dir, arch_path, name, fail_on_deviation, png, probe_spec, n_sequences, seq_len, dtype, batch_size, device,
             out, prior, track, as_json, progress) -> None:
@@ -400,10 +474,10 @@ def monitor(run_dir, arch_path, name, fail_on_deviation, png, probe_spec, n_sequ
                      dtype=dtype, batch_size=batch_size, device=device, out=out, track=track, prior=prior,
                      progress=progress, echo=lambda m: click.echo(m, err=True))
     if as_json:
-        click.echo(mr.result.model_dump_json(indent=2))
+        click.echo(mr.result.model_dump_json(indent=2, warnings=False))
     else:
         render_table(mr.result)
     click.echo(f"prior: {mr.prior_source}; plot: {mr.png}" + (f"; MLflow run {mr.run_id}" if mr.run_id else ""), err=True)
-    if fail_on_deviation and mr.result.info.left_band:
-        click.echo(f"deviation: layers {mr.result.info.layers_left} left their forecast band", err=True)
+    if fail_on_deviation and mr.result.nowcast.left_band:
+        click.echo(f"deviation: layers {mr.result.nowcast.layers_left} left their forecast band", err=True)
         sys.exit(1)

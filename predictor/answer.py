@@ -25,6 +25,7 @@ from predictor.mechanisms import fp16_mechanisms
 from predictor.nowcast import nowcast
 from predictor.plan import precision_plan
 from predictor.response import (
+    VIEWS,
     ChangeEffect,
     CompareResponse,
     Difference,
@@ -37,19 +38,21 @@ from predictor.response import (
     PredictResponse,
     Summary,
     VariantSummary,
-    compact,
 )
 from predictor.schedule_risk import ScheduleEvent, schedule_events
 from predictor.schemas import ForecastArrays, Interval, IntervalArrays
 from predictor.text import ranges
 from predictor.whatif import Change, changes_many, shift_intervals
 
-__all__ = ["Answerer", "summarize"]
+__all__ = ["TOP_MITIGATIONS", "Answerer", "summarize"]
 
 _RESPONSE_JSON = PredictResponse.__pydantic_serializer__.to_json
 # the fields /predict leaves at their defaults, given to ``model_construct`` (which would otherwise
 # inspect each default factory's signature on every call)
-_UNSET = {"inferred": [], "architecture_input": None, "view": "full"}
+_UNSET = {"inferred": [], "architecture_input": None}
+
+# effective mitigations the compact views keep and /compare names per variant (the ranking's head; all in the full view)
+TOP_MITIGATIONS = 5
 
 # knowledge-base entries the proposed architecture may already implement: id -> (field, value)
 ALREADY_PRESENT: dict[str, tuple[str, Any]] = {
@@ -191,13 +194,38 @@ def precision_risks(fc: ForecastArrays, arch: Architecture,
     return out
 
 
-def _trimmed(risks: list[PrecisionRisk], arch: Architecture, recipe: str | None) -> list[PrecisionRisk]:
-    """Per-layer records of the stated crossings only for the formats the design runs (its recipe's); every other
-    format keeps its breaking crossings (its stated ones are in ``stated_layers`` and ``check_probabilities``): the
-    ten formats' full records doubled the answer."""
-    used = set(prec.formats_in_use(arch.precision_target, recipe))
-    return [r if r.format in used else r.model_copy(update={"details": [d for d in r.details if prec.BREAKS[r.format, d.check]]})
-            for r in risks]
+def in_view(fields: dict[str, Any], arch: Architecture, view: str, layers: Sequence[int] | None) -> dict[str, Any]:
+    """The answer's fields as ``view`` shows them (``predictor.response.VIEW_HELP``); every number kept is the full
+    answer's. The full view keeps every format's breaking per-layer records and the stated ones only for the formats
+    the design runs (its recipe's: the ten formats' full records doubled the answer); the compact views keep only the
+    formats the design runs, without per-layer records or sentences, and the best-ranked effective mitigations."""
+    plan = fields["precision_plan"]
+    used = set(prec.formats_in_use(arch.precision_target, plan.recipe))
+    out = dict(fields)
+    if layers is not None or view == "summary":
+        keep = set(layers or ())
+        out["layers"] = [d for d in fields["layers"] if d["layer"] in keep]
+    if view == "full":
+        out["precision"] = [r if r.format in used else r.model_copy(update={"details": [
+            d for d in r.details if prec.BREAKS[r.format, d.check]]}) for r in fields["precision"]]
+        return out
+    out["precision"] = [r.model_copy(update={"details": []}) for r in fields["precision"] if r.format in used]
+    out["precision_plan"] = plan.model_copy(update={"formats": [
+        f.model_copy(update={"keep_high_precision": [p.model_copy(update={"why": ""}) for p in f.keep_high_precision]})
+        for f in plan.formats if f.format in used]})
+
+    def effect(e: MitigationEffect | None) -> MitigationEffect | None:
+        if e is None:
+            return None
+        return e.model_copy(update={"terms": [], "risk_before": {k: v for k, v in e.risk_before.items() if k in used},
+                                    "risk_after": {k: v for k, v in e.risk_after.items() if k in used}})
+
+    # the best-ranked effective ones; their mechanism texts, expected effects, caveats and all but the first citation,
+    # and every other mitigation, are in the full view
+    best = [m for m in fields["mitigations"] if m.effective][:TOP_MITIGATIONS]
+    out["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
+                                               "citations": m.citations[:1], "effect": effect(m.effect)}) for m in best]
+    return out
 
 
 def kb_record(arch: Architecture, fc: ForecastArrays) -> dict[str, Any]:
@@ -443,7 +471,8 @@ class Answerer:
         return self._info[key]
 
     # -- core
-    def fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None, who: PredictorInfo) -> list[dict[str, Any]]:
+    def fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None, who: PredictorInfo,
+                    view: str = "full", layers: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The answers' fields for several architectures: their forecasts and, with them, every what-if
         variant their mitigations may need (each distinct field change forecast once: the two
         gated-attention entries make the same one, ``what_ifs``). The layers are plain data in ``LayerForecast``'s
@@ -456,11 +485,12 @@ class Answerer:
         for arch, (cand, dist) in zip(archs, plans, strict=True):
             fc = self.engine.forecast_arrays(arch, steps)
             changes = [next(changes_all) for _ in dist]
-            out.append(self._fields(arch, fc, fc, cand, dist, changes, who))
+            out.append(self._fields(arch, fc, fc, cand, dist, changes, who, view, layers))
         return out
 
     def _fields(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays, cand: dict, dist: dict,
-                changes: list[Change], who: PredictorInfo) -> dict[str, Any]:
+                changes: list[Change], who: PredictorInfo, view: str = "full",
+                layers: Sequence[int] | None = None) -> dict[str, Any]:
         """One answer's fields: ``fc`` is what is answered (the forecast, or a nowcast's update), ``prior``
         the design forecast the what-if effects are measured against (the same object for /predict)."""
         # precision, the what-ifs' risks and the mitigations' effects are read in the worst case (corpus_max):
@@ -477,10 +507,11 @@ class Answerer:
         mitigations = rank_mitigations(wp, plan, [changes[j] for j in mine], [afters[j] for j in mine],
                                        [prior_probs[0]] + [probs[1 + j] for j in mine])
         pplan = precision_plan(risk, arch.precision_target, recipe=arch.precision_recipe)
-        return {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
-                "summary": summarize(fc, wf), "layers": fc.layer_dicts(), "precision": _trimmed(risk, arch, pplan.recipe),
-                "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
-                "lineage": fc.lineage or prior.lineage, "precision_plan": pplan}
+        fields = {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
+                  "summary": summarize(fc, wf), "layers": fc.layer_dicts(trajectory=view == "full"),
+                  "precision": risk, "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
+                  "lineage": fc.lineage or prior.lineage, "precision_plan": pplan, "view": view}
+        return in_view(fields, arch, view, layers)
 
     @staticmethod
     def write(fields: dict[str, Any]) -> bytes:
@@ -489,27 +520,23 @@ class Answerer:
         ``LayerForecast``'s shape; tests check the bytes validate and dump back unchanged)."""
         return _RESPONSE_JSON(PredictResponse.model_construct(**_UNSET, **fields), warnings=False)
 
-    def answers_json(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None, view: str = "full",
+    def answers_json(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None, view: str | None = None,
                      layers: Sequence[int] | None = None, who: PredictorInfo | None = None) -> list[bytes]:
-        """The serialised answers; ``view="summary"`` and/or ``layers`` give the compact answer for sweeps."""
+        """The serialised answers in ``view`` (``predictor.response.VIEW_HELP``; by default compact, full where
+        ``steps`` asks for trajectory points), ``layers`` picking layers in any view."""
         who = who or self.predictor()
-        if view not in ("full", "summary"):
-            raise ValueError(f"view: expected 'full' or 'summary', got {view!r}")
+        view = view or ("full" if steps else "compact")
+        if view not in VIEWS:
+            raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
         for i, a in enumerate(archs):
             if bad := [x for x in layers or () if not 0 <= x < a.n_layers]:
                 where = f"architectures[{i}] " if len(archs) > 1 else ""
                 raise ValueError(f"layers: {where}has {a.n_layers} layers (0-{a.n_layers - 1}); no layer {ranges(bad)}")
-        fields = self.fields_many(archs, steps, who)
-        if view == "full" and layers is None:
-            return [self.write(f) for f in fields]
-        keep = set(layers or ())
-        return [compact(PredictResponse(**{**f, "layers": [d for d in f["layers"] if d["layer"] in keep]}), view,
-                        list(layers) if layers is not None else None).model_dump_json(warnings=False).encode()
-                for f in fields]  # warnings off: the details are the checks' records (precision_risks)
+        return [self.write(f) for f in self.fields_many(archs, steps, who, view, layers)]
 
     def answers(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None,
-                who: PredictorInfo | None = None) -> list[PredictResponse]:
-        return [PredictResponse.model_validate_json(raw) for raw in self.answers_json(archs, steps, who=who)]
+                who: PredictorInfo | None = None, view: str = "full") -> list[PredictResponse]:
+        return [PredictResponse.model_validate_json(raw) for raw in self.answers_json(archs, steps, view, who=who)]
 
     # -- compare
     def compare(self, variants: dict[str, Architecture], steps: Sequence[int] | None = None,
@@ -524,7 +551,7 @@ class Answerer:
                 architecture=answers[n].architecture,
                 summary=answers[n].summary,
                 precision_at_risk=[r.format for r in answers[n].precision if r.at_risk],
-                top_mitigations=[m.id for m in answers[n].mitigations if m.effective][:5],
+                top_mitigations=[m.id for m in answers[n].mitigations if m.effective][:TOP_MITIGATIONS],
                 applicability_fields=[w.field for w in answers[n].applicability],
             )
             for n in names

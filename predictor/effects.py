@@ -276,6 +276,10 @@ class ControlledEffects(BaseEstimator):
     def prior(self, exclude: tuple[str, Any] | None = None) -> tuple[float, float]:
         """Mean and sd of the effects of the table's other changes (the hierarchy's top level)."""
         check_is_fitted(self, "comparisons_")
+        return self.prior_of(exclude)
+
+    def prior_of(self, exclude: tuple[str, Any] | None = None) -> tuple[float, float]:
+        """``prior`` of a fitted table (the answer's hot path: no fitted check)."""
         cache = self.cache_
         if ("prior", exclude) not in cache:
             cache[("prior", exclude)] = self._prior(exclude)
@@ -297,6 +301,10 @@ class ControlledEffects(BaseEstimator):
         """The effect of changing ``field_name`` from the studies' base value to ``value`` (None: no
         controlled evidence on magnitude for that change)."""
         check_is_fitted(self, "comparisons_")
+        return self.estimate_of(field_name, value, glu)
+
+    def estimate_of(self, field_name: str, value: Any, glu: bool | None = None) -> Estimate | None:
+        """``estimate`` of a fitted table (the answer's hot path: no fitted check)."""
         cache = self.cache_
         if (field_name, value, glu) not in cache:
             cache[(field_name, value, glu)] = self._estimate(field_name, value, glu)
@@ -309,7 +317,7 @@ class ControlledEffects(BaseEstimator):
             comps = [c for c in comps if c.glu == glu]
         if not comps:
             return None
-        mu0, sd0 = self.prior(exclude=key)
+        mu0, sd0 = self.prior_of(exclude=key)
         tau2 = self.tau_**2
         prec, num = 1 / sd0**2, mu0 / sd0**2
         numeric = [c for c in comps if c.numeric]  # a bound counts at its value here (a conservative reading)

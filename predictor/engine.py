@@ -130,13 +130,34 @@ WORST_CASE = "corpus_max"  # the protocol precision risk uses: overflow happens 
 
 
 def design_vector(arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.ndarray:
-    x = [fn(arch) for _, fn in SWITCHES.values()]
-    x += [float(protocol == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS]
-    return np.array(x, float)
+    """``SWITCHES``' functions and the protocol terms of ``arch`` (one pass over its fields: the answer reads
+    dozens of design vectors, ``_switches`` is ``SWITCHES`` written out)."""
+    tail = _PROTOCOL_TAIL.get(protocol)
+    if tail is None:
+        tail = [float(protocol == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS]
+    return np.array(_switches(arch) + tail, float)
+
+
+def _switches(a: Architecture) -> list[float]:
+    """The values of ``SWITCHES``' functions, in its order (checked at import against the functions' names)."""
+    place, pos, kind, experts = a.norm_placement, a.positional_encoding, a.attention_kind, a.moe_experts
+    return [math.log10(a.n_params()) - 9.0, width_term(a.d_model), float(a.ffn_type == "glu"),
+            float(a.norm_type == "rmsnorm"), float(place == "sandwich"), float(place == "post_sublayer"),
+            float(place == "post"), float(a.parallel_attn_mlp), float(a.qk_norm), float(pos in ("learned", "sinusoidal")),
+            float(pos in ("alibi", "none")), float(a.embedding_scale), float(bool(experts and experts > 1)),
+            float(kind in ("linear", "hybrid")), float(kind == "sigmoid"), float(a.attention_gate),
+            float(a.attention_sink != "none"), float(a.tied_embeddings)]
+
+
+_SWITCH_ORDER = ("log_params", "log_width", "glu", "rmsnorm", "sandwich", "post_sublayer", "post_norm", "parallel",
+                 "qk_norm", "learned_pos", "no_rope_bias", "embedding_scale", "moe", "linear_attention",
+                 "sigmoid_attention", "attention_gate", "attention_sink", "tied")
+assert tuple(SWITCHES) == _SWITCH_ORDER, "design_vector's _switches must follow SWITCHES"
+_PROTOCOL_TAIL = {p: [float(p == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS] for p in PROTOCOLS}
 
 
 def _clip10(v: np.ndarray | float) -> np.ndarray:
-    return np.power(10.0, np.clip(v, -LOG10_LIMIT, LOG10_LIMIT))
+    return np.power(10.0, np.minimum(np.maximum(v, -LOG10_LIMIT), LOG10_LIMIT))  # np.clip's values, without its wrapper
 
 
 def depth_basis(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
@@ -148,6 +169,15 @@ def depth_basis(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
 def depth_zone(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
     layer, L = np.asarray(layer), np.asarray(n_layers)
     return np.where(layer <= 2, "first", np.where(layer >= L - 2, "last", "middle"))
+
+
+ZONES = ("first", "middle", "last")
+
+
+def _zone_index(n_layers: int) -> np.ndarray:
+    """Each layer's index into ``ZONES`` for a model of ``n_layers`` (``depth_zone`` of all its layers)."""
+    layer = np.arange(n_layers)
+    return np.where(layer <= 2, 0, np.where(layer >= n_layers - 2, 2, 1))
 
 
 class DepthProfile(BaseEstimator):
@@ -167,11 +197,14 @@ class DepthProfile(BaseEstimator):
 
     def predict(self, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "reg_")
+        return self._predict(n_layers)
+
+    def _predict(self, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` of a fitted profile (the engine's hot path: no fitted check)."""
         layer = np.arange(n_layers)
-        L = np.full(n_layers, n_layers)
-        d = depth_basis(layer, L) @ self.reg_.coef_ + self.reg_.intercept_  # Ridge.predict, no validation
+        d = depth_basis(layer, np.full(n_layers, n_layers)) @ self.reg_.coef_ + self.reg_.intercept_  # Ridge.predict
         d = d - d.max()  # the largest layer sits at the model level
-        sd = np.array([self.sd_[z] for z in depth_zone(layer, L)])
+        sd = np.array([self.sd_[z] for z in ZONES])[_zone_index(n_layers)]
         return d, sd
 
 
@@ -510,8 +543,7 @@ class ForecastEngine(BaseEstimator):
         if self.posterior_classes_ is not None:  # a nowcast's update (conditioned)
             return self.posterior_classes_
         prior = self.class_prior_ or uniform_prior()
-        zones = depth_zone(np.arange(arch.n_layers), np.full(arch.n_layers, arch.n_layers))
-        return np.array([prior[str(z)] for z in zones], float)
+        return np.array([prior[z] for z in ZONES], float)[_zone_index(arch.n_layers)]
 
     def _association_error(self) -> tuple[float, list[dict]]:
         """How far the cross-family association of a design term is from the controlled estimate of the
@@ -520,7 +552,7 @@ class ForecastEngine(BaseEstimator):
         coef = self.level_["abs"].coefficients()
         pairs = []
         for (f, v), term in ASSOCIATED.items():
-            e = self.controlled_.estimate(f, v)
+            e = self.controlled_.estimate_of(f, v)
             if e is None or coef[term]["families"] == 0:
                 continue
             pairs.append({"field": f, "value": v, "term": term, "association": coef[term]["coef"],
@@ -539,9 +571,9 @@ class ForecastEngine(BaseEstimator):
             if v not in values:
                 continue
             update[f] = BASES[f]
-            e = self.controlled_.estimate(f, v, arch.glu)
+            e = self.controlled_.estimate_of(f, v, arch.glu)
             if e is None:  # nobody measured it: the distribution of the measured changes' effects
-                mu, sd = self.controlled_.prior(exclude=(f, v))
+                mu, sd = self.controlled_.prior_of(exclude=(f, v))
                 shift, var = shift + mu, var + sd**2
             else:
                 shift, var = shift + e.mean, var + e.sd**2
@@ -550,15 +582,20 @@ class ForecastEngine(BaseEstimator):
 
     def _level_many(self, archs: Sequence[Architecture], protocol: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(mean, sd) of the largest layer's asymptotic log10 magnitude per quantity, for several architectures."""
+        return self._level_design_many(archs, protocol)[0]
+
+    def _level_design_many(self, archs: Sequence[Architecture], protocol: str | None = None
+                           ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """``_level_many`` and the design vectors the level read (rows of X, in ``protocol`` or each one's own)."""
         prox = [self._proxy(a) for a in archs]
         X = np.stack([self._x(p[0], protocol or a.protocol) for p, a in zip(prox, archs, strict=True)])
         shift, var = np.array([p[1] for p in prox]), np.array([p[2] for p in prox])
         lineages = [self.lineage(a) for a in archs]
         out = {}
         for q in QUANTITIES:
-            m, sd = self.level_[q].predict(X, lineages)
+            m, sd = self.level_[q]._predict(X, lineages)
             out[q] = (m + shift, np.sqrt(sd**2 + var))
-        return out
+        return out, X
 
     def lineage(self, arch: Architecture) -> str | None:
         """The lineage whose measured members this design leans on (None: a new lineage). A lineage the
@@ -577,7 +614,7 @@ class ForecastEngine(BaseEstimator):
         members, the nearest one and how the design differs from it, and how far the lineage moves the level."""
         name = self.lineage(arch)
         if name is None:
-            _, sd = self.level_["abs"].predict(self.design(arch)[None, :], [None])
+            _, sd = self.level_["abs"]._predict(self.design(arch)[None, :], [None])
             return {"name": None, "members": [], "nearest": None, "differences": [], "effect": None,
                     "text": "a new lineage: the level is the common terms' (size, design switches, protocol), with the "
                             f"between-lineage spread in its interval (x{10 ** (Z90 * float(sd[0])):.0f} either way at 90 %); set "
@@ -603,7 +640,7 @@ class ForecastEngine(BaseEstimator):
         xa, xb = self._x(arch, arch.protocol), self._x(arch, to)
         if np.array_equal(xa, xb):
             return {q: (0.0, 0.0) for q in QUANTITIES}
-        return {q: tuple(float(v[0]) for v in self.level_[q].diff(xa[None, :], xb[None, :])) for q in QUANTITIES}
+        return {q: tuple(float(v[0]) for v in self.level_[q]._diff(xa[None, :], xb[None, :])) for q in QUANTITIES}
 
     def association(self, arch: Architecture, change: dict) -> tuple[float, float] | None:
         """Mean and sd (log10, largest |h|) of the cross-family association's effect of ``change`` on ``arch``
@@ -619,7 +656,7 @@ class ForecastEngine(BaseEstimator):
             if not moved or any(self.level_["abs"].support_.get(t, 0) == 0 for t in moved):
                 cache[key] = None
             else:
-                m, sd = self.level_["abs"].diff(xa[None, :], xb[None, :])
+                m, sd = self.level_["abs"]._diff(xa[None, :], xb[None, :])
                 cache[key] = (float(m[0]), float(sd[0]))
         return cache[key]
 
@@ -712,7 +749,7 @@ class ForecastEngine(BaseEstimator):
         down, up = self.beyond(arch, steps)  # past the longest trajectory in the evidence: wider
         for q in QUANTITIES:
             M, M_sd = lev[q]
-            d, d_sd = self.profile_[q].predict(arch.n_layers)
+            d, d_sd = self.profile_[q]._predict(arch.n_layers)
             Y = M + d
             sd = np.sqrt(M_sd**2 + d_sd**2)
             y0 = Y0_DEFAULT[q]
@@ -760,7 +797,8 @@ class ForecastEngine(BaseEstimator):
         p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r))
 
         def ivs(v, lo, hi) -> dict[str, list[float]]:
-            return {"value": _clip10(v).tolist(), "lo": _clip10(lo).tolist(), "hi": _clip10(hi).tolist()}
+            value, lo_, hi_ = _clip10(np.stack([v, lo, hi])).tolist()  # one power for the three (elementwise)
+            return {"value": value, "lo": lo_, "hi": hi_}
 
         def constant(q: str) -> dict[str, list[float]]:
             iv = self._constant_interval(q)
@@ -800,7 +838,7 @@ class ForecastEngine(BaseEstimator):
             t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(arch, y0, ratio["Y"], lt, lt_sd),
             p_emerge_within_plan=self._p_emerge(c["timeline"], y0, ratio["Y"], lt, lt_sd, t_end),
             trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
-            class_probabilities=[as_dict(r) for r in self.class_probabilities(arch)],
+            class_probabilities=_class_dicts(self.class_probabilities(arch)),
             ratio_end=shown_m["ratio_end"], steady_state=shown_m["steady_state"], peak_abs=shown_m["peak_abs"],
             massive=((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist(),
             p_massive=p_mass.tolist(),
@@ -843,21 +881,33 @@ class ForecastEngine(BaseEstimator):
         """Per architecture and quantity, the per-layer log10 value at the planned end at the level's mean:
         rows (tau_e, fast, slow). What-if differences (``predictor.whatif``) are taken on these."""
         check_is_fitted(self, "level_")
+        return self._end_logs_designs(archs, protocol)[0]
+
+    def _end_logs_designs(self, archs: Sequence[Architecture], protocol: str | None = None
+                          ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+        """``end_logs_many`` of a fitted engine and the design vectors (``design``) of the architectures, rows of one
+        array (what-if differences read both: the level's design vectors are these where the protocol is the engine's)."""
         if not archs:
-            return []
-        levels = self._level_many(archs, protocol)
+            return [], None
+        levels, X = self._level_design_many(archs, protocol)
+        if protocol is None:
+            own = [a.protocol == self.protocol for a in archs]
+        else:
+            own = [protocol == self.protocol] * len(archs)
+        if not all(own):
+            X = np.stack([x if o else self.design(a) for x, o, a in zip(X, own, archs, strict=True)])
         hs = np.stack(self._end_h(archs), axis=1)  # (n, 3)
         out: list[dict[str, np.ndarray]] = [{} for _ in archs]
         depth = np.array([a.n_layers for a in archs])
         for n_layers in np.unique(depth):  # one depth profile per depth, all its architectures at once
             idx = np.flatnonzero(depth == n_layers)
             for q in QUANTITIES:
-                d, _ = self.profile_[q].predict(int(n_layers))
+                d, _ = self.profile_[q]._predict(int(n_layers))
                 Y, y0 = levels[q][0][idx, None] + d[None, :], Y0_DEFAULT[q]
                 vals = y0 + (Y - y0)[:, None, :] * hs[idx][:, :, None]  # (k, 3, layers)
                 for k, i in enumerate(idx):
                     out[i][q] = vals[k]
-        return out
+        return out, X
 
     def _constant_interval(self, q: str) -> Interval:
         mu, sd = self.constant_[q]
@@ -902,10 +952,13 @@ class ForecastEngine(BaseEstimator):
     def contradictions(self, arch: Architecture) -> list[str]:
         """Notes where this design's level leans on a cross-family association that controlled evidence
         contradicts (the association's effect outside the controlled 90 % interval)."""
-        coef = self.level_["abs"].coefficients()
+        coef = None  # read only where the design has an associated change (most have none)
         out = []
         for (f, v), term in ASSOCIATED.items():
-            if getattr(arch, f) != v or coef[term]["families"] == 0 or (e := self.controlled_.estimate(f, v, arch.glu)) is None:
+            if getattr(arch, f) != v:
+                continue
+            coef = coef or self.level_["abs"].coefficients()
+            if coef[term]["families"] == 0 or (e := self.controlled_.estimate_of(f, v, arch.glu)) is None:
                 continue
             a = coef[term]["coef"]
             lo, hi = e.interval
@@ -1089,4 +1142,23 @@ def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> np.ndarray:
 
 def default_steps(t_end: int, n: int = 24) -> list[int]:
     """Log-spaced steps over the planned training length (plus step 0)."""
-    return sorted({0, *np.unique(np.geomspace(1, max(t_end, 2), n).round().astype(int)).tolist()})
+    return list(_default_steps(t_end, n))
+
+
+@functools.lru_cache(maxsize=256)
+def _default_steps(t_end: int, n: int) -> tuple[int, ...]:  # a pure function of two numbers: plans share few lengths
+    return tuple(sorted({0, *np.unique(np.geomspace(1, max(t_end, 2), n).round().astype(int)).tolist()}))
+
+
+def _class_dicts(probs: np.ndarray) -> list[dict[str, float]]:
+    """``as_dict`` of each row (layers of one depth zone share a row: each distinct row is rounded once; every
+    layer gets its own dict)."""
+    seen: dict[tuple, dict[str, float]] = {}
+    out = []
+    for r in probs:
+        key = tuple(r.tolist())
+        d = seen.get(key)
+        if d is None:
+            d = seen[key] = as_dict(r)
+        out.append(dict(d))
+    return out

@@ -69,7 +69,7 @@ class LineageLevel(BaseEstimator):
         return np.array(v)
 
     def _F(self, X: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.ones(len(X)), X])
+        return np.concatenate([np.ones((len(X), 1)), X], axis=1)
 
     def _cross(self, hyp: np.ndarray, Xa, la, ua, Xb, lb, ub) -> np.ndarray:
         tau_sw, tau_l, tau_loc, ell, tau_u, _ = hyp
@@ -126,6 +126,11 @@ class LineageLevel(BaseEstimator):
         V = np.linalg.solve(self.chol_, FD)
         self.coef_ = FD.T @ self.alpha_
         self.coef_cov_ = np.diag(D) - V.T @ V
+        # what every prediction reads, computed once: the prior variances of the linear terms, the training rows'
+        # F and the training lineages as a set
+        self.prior_var_ = D
+        self.F_ = self._F(X)
+        self.lineage_set_ = frozenset(lineage.tolist())
         self.lineages_ = sorted(set(lineage))
         self.support_ = {t: len(set(lineage[X[:, j] != 0])) for j, t in enumerate(self.terms)}
         self.n_models_ = n
@@ -138,21 +143,33 @@ class LineageLevel(BaseEstimator):
         scaled by ``interval_scale`` for a known lineage and ``new_lineage_scale`` for a new one (each the factor
         that makes the 90 % interval cover 90 % of that question's held-out models, ``registry.evaluation``)."""
         check_is_fitted(self, "alpha_")
+        return self._predict(X, lineage)
+
+    def _predict(self, X: np.ndarray, lineage=None) -> tuple[np.ndarray, np.ndarray]:
+        """``predict`` of a fitted model (the engine's hot path: no fitted check)."""
         X = np.atleast_2d(np.asarray(X, float))
-        lineage = np.asarray([None] * len(X) if lineage is None else lineage, object)
-        unit = np.array([f"\0new{i}" for i in range(len(X))], object)
-        Ks = self._cross(self.hyper_, X, lineage, unit, self.X_, self.lineage_, self.unit_)
+        lineage = [None] * len(X) if lineage is None else list(lineage)
+        known = [g in self.lineage_set_ for g in lineage]
+        tau_sw, tau_l, tau_loc, ell, tau_u, sigma = self.hyper_
+        F = self._F(X)
+        Ks = (F * self.prior_var_) @ self.F_.T
+        if any(known):  # a known lineage's siblings (a new unit never shares a family with a training row)
+            same = np.asarray(lineage, object)[:, None] == self.lineage_[None, :]
+            w = self.X_[:, self.w_]
+            Ks = Ks + same * (tau_l**2 + tau_loc**2 * np.exp(-0.5 * ((X[:, self.w_][:, None] - w[None, :]) / ell) ** 2))
         mean = Ks @ self.alpha_
         v = np.linalg.solve(self.chol_, Ks.T)
-        tau_sw, tau_l, tau_loc, _, tau_u, sigma = self.hyper_
-        kss = ((self._F(X) ** 2) * self._prior_var(tau_sw)).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2
+        kss = ((F**2) * self.prior_var_).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2
         sd = np.sqrt(np.maximum(kss - (v * v).sum(axis=0), 1e-12))
-        known = np.isin(lineage, self.lineage_)
         return mean, sd * np.where(known, self.interval_scale, self.new_lineage_scale)
 
     def diff(self, Xa: np.ndarray, Xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of the common terms' effect of going from Xa to Xb (their posterior only: ``d' C d``)."""
         check_is_fitted(self, "coef_")
+        return self._diff(Xa, Xb)
+
+    def _diff(self, Xa: np.ndarray, Xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``diff`` of a fitted model (the engine's hot path: no fitted check)."""
         d = np.atleast_2d(np.asarray(Xb, float) - np.asarray(Xa, float))
         c, C = self.coef_[1:], self.coef_cov_[1:, 1:]
         return d @ c, np.sqrt(np.maximum(((d @ C) * d).sum(axis=1), 0.0)) * self.interval_scale
@@ -175,8 +192,9 @@ class LineageLevel(BaseEstimator):
 
     def lineage_effect(self, lineage: str, X: np.ndarray) -> float:
         """How far (log10) the lineage's members put this design above the common terms alone."""
-        m_known, _ = self.predict(X, [lineage])
-        m_new, _ = self.predict(X, [None])
+        check_is_fitted(self, "alpha_")
+        m_known, _ = self._predict(X, [lineage])
+        m_new, _ = self._predict(X, [None])
         return float(m_known[0] - m_new[0])
 
 

@@ -313,29 +313,46 @@ def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]
     only: ``possible``), in layer order. All checks of one quantity and all layers at once: ``arrays`` holds
     per quantity the (point, hi) layer x step matrices (-inf: never crosses); ``probs``, per (format, check),
     each layer's probability of crossing."""
-    st = np.asarray(steps, float).tolist()
+    st = np.asarray(steps, float)
     out: dict[tuple[str, str], list[LayerRisk]] = {(f, n): [] for f in FORMATS for n, _ in CHECKS[f]}
     for quantity, (point, hi) in arrays.items():
-        checks = [(f, n, c) for f in FORMATS for n, c in CHECKS[f] if c.quantity == quantity]
+        checks = _CHECKS_OF.get(quantity, ())
         if not checks or not point.size:
             continue
         hi = np.maximum(hi, point)
-        limits = np.array([c.limit for _, _, c in checks])[:, None, None]
+        limits = _LIMITS_OF[quantity]
         over_hi = hi[None] > limits  # check x layer x step
         hit = over_hi.any(axis=2)
         if not hit.any():
             continue
         over_pt = point[None] > limits
-        any_pt, first_pt, first_hi = over_pt.any(axis=2).tolist(), over_pt.argmax(axis=2).tolist(), over_hi.argmax(axis=2).tolist()
-        pt_max, hi_max = point.max(axis=1).tolist(), hi.max(axis=1).tolist()
-        for k, i in np.argwhere(hit).tolist():
-            fmt, name, check = checks[k]
-            t_point = st[first_pt[k][i]] if any_pt[k][i] else None
-            out[fmt, name].append(LayerRisk(
-                i, name, quantity, check.limit, pt_max[i], hi_max[i],
-                "likely" if t_point is not None else "possible", t_point, st[first_hi[k][i]],
-                probs[fmt, name][i] if probs else 0.0))
+        ks, ls = np.nonzero(hit)  # in (check, layer) order, as the records are listed
+        any_pt = over_pt.any(axis=2)[ks, ls].tolist()
+        t_point = [t if a else None for t, a in zip(st[over_pt.argmax(axis=2)[ks, ls]].tolist(), any_pt, strict=True)]
+        t_hi = st[over_hi.argmax(axis=2)[ks, ls]].tolist()
+        pt_max, hi_max = point.max(axis=1)[ls].tolist(), hi.max(axis=1)[ls].tolist()
+        if probs:
+            p = np.array([probs[fmt, name] for fmt, name, _ in checks], float)[ks, ls].tolist()
+        else:
+            p = [0.0] * len(ks)
+        kl = ks.tolist()
+        names = [checks[k][1] for k in kl]
+        risks = list(map(LayerRisk, ls.tolist(), names, [quantity] * len(kl), [checks[k][2].limit for k in kl], pt_max,
+                         hi_max, ["likely" if a else "possible" for a in any_pt], t_point, t_hi, p))
+        start = 0
+        for k, n in zip(*np.unique(ks, return_counts=True), strict=True):
+            fmt, name, _ = checks[int(k)]
+            out[fmt, name].extend(risks[start:start + int(n)])
+            start += int(n)
     return out
+
+
+# per quantity: the checks of that quantity (format, name, check), in FORMATS order, and their limits (check x 1 x 1)
+_CHECKS_OF: dict[str, list[tuple[str, str, Check]]] = {}
+for _f in FORMATS:
+    for _n, _chk in CHECKS[_f]:
+        _CHECKS_OF.setdefault(_chk.quantity, []).append((_f, _n, _chk))
+_LIMITS_OF = {q: np.array([c.limit for _, _, c in cs])[:, None, None] for q, cs in _CHECKS_OF.items()}
 
 
 def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],

@@ -21,7 +21,9 @@ Interface 4 (``mlflow.pyfunc.load_model(uri).predict(frame, params=...)``):
   top3, sample]); one row, the ``/nowcast`` answer;
   ``rows``: one row per (architecture, layer), the per-layer summary as columns (tabular consumers);
 - ``params["steps"]``: comma-separated trajectory steps (default: log-spaced up to the planned end);
-  ``params["view"]`` (``full`` | ``summary``) and ``params["layers"]`` (comma-separated): the compact answer;
+  ``params["view"]`` (``compact``, the default | ``full``, the default with ``steps`` | ``summary``:
+  ``predictor.response.VIEW_HELP``) and
+  ``params["layers"]`` (comma-separated): which layers;
 - ``params["version"]``, ``["alias"]``, ``["model_uri"]``: the loaded version's identity, stated in the
   answer (the loader fills them; a model served on its own states its registered name only).
 
@@ -55,9 +57,9 @@ __all__ = [
 OUTPUTS = ("answer", "compare", "nowcast", "rows")
 # the version of this interface; a registered version carries it in its metadata (``pyfunc_interface``),
 # and a consumer refuses one logged with another (``maforecast bootstrap`` registers a current one)
-INTERFACE = "7"  # 7: lineage and protocol in the input; lineage, worst case, FP16 mechanisms in the answer
+INTERFACE = "8"  # 8: the compact answer is the default view (7: lineage and protocol in the input; lineage, worst case, FP16 mechanisms in the answer)
 # the signature's params, with defaults
-PARAMS = {"output": "answer", "steps": "", "observations": "", "view": "full", "layers": "",
+PARAMS = {"output": "answer", "steps": "", "observations": "", "view": "", "layers": "",
           "version": "", "alias": "", "model_uri": ""}
 PACKAGE = Path(__file__).resolve().parent
 # what a version ships as code: this package and the modules of ``maforecast`` it imports
@@ -214,7 +216,7 @@ class PredictorModel(PythonModel):
         if output == "rows":
             return pd.concat([forecast_frame(a.engine.forecast(x, steps), i) for i, x in enumerate(archs)], ignore_index=True)
         if output == "answer":
-            raws = a.answers_json(archs, steps, p["view"] or "full", _ints(p["layers"], "layers"), who)
+            raws = a.answers_json(archs, steps, p["view"] or None, _ints(p["layers"], "layers"), who)
             return _out(frame, {"answer": [r.decode() for r in raws]})
         if output == "compare":
             names = [str(n) for n in frame["name"]] if "name" in frame else [f"variant_{i}" for i in range(len(archs))]

@@ -15,16 +15,19 @@ __all__ = [
     "ChangeEffect", "CitationOut", "CompareResponse", "Difference", "FormatPlan", "Interval",
     "MechanismRisk", "Mitigation", "MitigationEffect", "NowcastResponse", "PlannedLayer", "PrecisionPlan",
     "PrecisionRisk", "PredictResponse", "PredictorInfo", "RecipeOption", "ScheduleRisk", "Summary",
-    "TermEffect", "VIEW_HELP", "VariantSummary", "View", "compact",
+    "TermEffect", "VIEWS", "VIEW_HELP", "VariantSummary", "View",
 ]
 
-View = Literal["full", "summary"]
-VIEW_HELP = ("full: every layer with its trajectory (~140 KB for 24 layers); summary: the compact answer for sweeps "
-             "(summary, precision risk without per-layer details, the precision plan without its per-layer sentences, effective "
-             "mitigations with their predicted effect (without its per-field terms) and first citation but no mechanism text; "
-             "no layers unless `layers` picks some).")
-
-
+VIEWS = ("compact", "full", "summary")
+View = Literal["compact", "full", "summary"]
+VIEW_HELP = ("compact (the default, what a review tool and a person read first; ~35 KB for 32 layers): the summary, every "
+             "layer's essentials (emergence, end, steady state, peak |a|, class and massive probabilities; no trajectory, "
+             "no curve parameters), the precision risk of the formats the plan's recipe runs (without per-layer details), "
+             "the precision plan for those formats without its per-layer sentences, the five best-ranked effective "
+             "mitigations (as /compare names them), each with its predicted effect on those formats (without its per-field terms) and first citation; "
+             "full: everything, every layer with its per-step trajectory and curve parameters, every format "
+             "(~200 KB for 32 layers; the default where `steps` asks for trajectory points); summary: the compact answer "
+             "without layers unless `layers` picks some (sweeps).")
 
 
 class PredictorInfo(BaseModel):
@@ -317,28 +320,7 @@ class PredictResponse(BaseModel):
                                                  "precision target, layers to monitor, and the plan's own risk.")
     inferred: list[str] = Field(default_factory=list, description="/predict_hf_config: fields inferred or defaulted.")
     architecture_input: Architecture | None = Field(default=None, description="/predict_hf_config: the converted architecture.")
-    view: View = Field(default="full", description=VIEW_HELP)
-
-
-def compact(resp: PredictResponse, view: str = "full", layers: list[int] | None = None) -> PredictResponse:
-    """The answer for sweeps: summary view drops per-layer trajectories and risk details; ``layers`` keeps only those."""
-    if view == "full" and layers is None:
-        return resp
-    keep = set(layers) if layers is not None else set()
-    update: dict[str, Any] = {"view": view, "layers": [lf for lf in resp.layers if lf.layer in keep]}
-    if view == "summary":
-        update["precision"] = [r.model_copy(update={"details": [d for d in r.details if d.layer in keep]}) for r in resp.precision]
-        # effective mitigations only, each with its predicted effect and its first citation (the full texts are in "full")
-        # ... and the effect's per-field terms left out (its ratio, evidence and studies stay)
-        if resp.precision_plan is not None:  # the plan's numbers stay; its per-layer sentences are in "full"
-            update["precision_plan"] = resp.precision_plan.model_copy(update={"formats": [
-                f.model_copy(update={"keep_high_precision": [p.model_copy(update={"why": ""}) for p in f.keep_high_precision]})
-                for f in resp.precision_plan.formats]})
-        update["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
-                                                      "citations": m.citations[:1],
-                                                      "effect": m.effect.model_copy(update={"terms": []}) if m.effect else None})
-                                 for m in resp.mitigations if m.effective]
-    return resp.model_copy(update=update)
+    view: View = Field(default="compact", description="The view this answer is in: " + VIEW_HELP)
 
 
 class VariantSummary(BaseModel):

@@ -261,17 +261,18 @@ class ForecastArrays(BaseModel):
             "ratio_end": IntervalArrays.model_construct(**moved(self.ratio_end, mr, sr)),
             "steady_state": IntervalArrays.model_construct(**moved(self.steady_state, mr, sr))})
 
-    def layer_dicts(self) -> list[dict]:
-        """The layers as plain data in ``LayerForecast``'s shape and field order."""
+    def layer_dicts(self, trajectory: bool = True) -> list[dict]:
+        """The layers as plain data in ``LayerForecast``'s shape and field order; without ``trajectory`` (the compact
+        answer) no per-step points and no curve parameters are built (empty)."""
         tr, steps = self.trajectory, self.trajectory.steps
-        names = list(self.params)
+        names = list(self.params) if trajectory else []
         params = list(zip(*self.params.values(), strict=True)) if names else [()] * self.n_layers
         emerge = self.t_emerge.dicts()
         ratio_end, steady, peak_abs = self.ratio_end.dicts(), self.steady_state.dicts(), self.peak_abs.dicts()
         return [
             {"layer": i,
              "ratio_trajectory": [{"step": s, "value": v, "lo": lo, "hi": hi}
-                                  for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)],
+                                  for s, v, lo, hi in zip(steps, tr.value[i], tr.lo[i], tr.hi[i], strict=True)] if trajectory else [],
              "params": dict(zip(names, params[i], strict=True)), "t_emerge": emerge[i],
              "p_emerge_within_plan": self.p_emerge_within_plan[i] if self.p_emerge_within_plan else None,
              "trajectory_class": self.trajectory_class[i],

@@ -103,11 +103,16 @@ class Change:
             return ratio_interval(self.mean[q], self.sd[q])
         dn, up = self.reach[q]
         m = self.mean[q]
-        return Interval(value=10**m, lo=10 ** (m - dn), hi=10 ** (m + up))
+        return _interval(10**m, 10 ** (m - dn), 10 ** (m + up))
 
 
 def ratio_interval(mean: float, sd: float) -> Interval:
-    return Interval(value=10**mean, lo=10 ** (mean - Z90 * sd), hi=10 ** (mean + Z90 * sd))
+    return _interval(10**mean, 10 ** (mean - Z90 * sd), 10 ** (mean + Z90 * sd))
+
+
+def _interval(value: float, lo: float, hi: float) -> Interval:
+    """An ``Interval`` of three numbers, constructed (``float`` is what validating it would do to them)."""
+    return Interval.model_construct(value=float(value), lo=float(lo), hi=float(hi))
 
 
 def _g(x: float) -> str:
@@ -117,8 +122,7 @@ def _g(x: float) -> str:
 def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str, studies: Sequence[str] = (),
           association: tuple[float, float] | None = None, why: str = "",
           reach: tuple[float, float] | None = None) -> TermEffect:
-    iv = ratio_interval(mean, sd) if reach is None else Interval(value=10**mean, lo=10 ** (mean - reach[0]),
-                                                                 hi=10 ** (mean + reach[1]))
+    iv = ratio_interval(mean, sd) if reach is None else _interval(10**mean, 10 ** (mean - reach[0]), 10 ** (mean + reach[1]))
     assoc = ratio_interval(*association) if association else None
     disagree = bool(association and evidence.startswith("controlled")
                     and not mean - Z90 * sd <= association[0] <= mean + Z90 * sd)
@@ -126,14 +130,17 @@ def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str
     if disagree and assoc:
         text += (f"; the cross-family association says x{_g(assoc.value)} [{_g(assoc.lo)}, {_g(assoc.hi)}]: they disagree, "
                  f"the controlled estimate is used")
-    return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=evidence, studies=list(studies),
-                      association=assoc, disagreement=disagree, text=text)
+    # constructed, not validated: every value is of its field's type (the intervals above, the evidence a literal)
+    return TermEffect.model_construct(field=f, before=before, after=after, ratio=iv, evidence=evidence,
+                                      studies=[str(s) for s in studies], association=assoc, disagreement=disagree,
+                                      text=text)
 
 
 def _unread_term(f: str, before: Any, after: Any) -> TermEffect:
-    return TermEffect(field=f, before=before, after=after, ratio=None, evidence="not_modelled",
-                      text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, and the "
-                           "forecast does not read it): no effect is claimed")
+    return TermEffect.model_construct(
+        field=f, before=before, after=after, ratio=None, evidence="not_modelled", studies=[], association=None,
+        disagreement=False, text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, "
+        "and the forecast does not read it): no effect is claimed")
 
 
 def _studies(e: Estimate | None) -> tuple[str, ...]:
@@ -146,7 +153,7 @@ def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, 
     ce = engine.controlled_
     va, vb = getattr(a, f), getattr(b, f)
     if f == "weight_decay":
-        e0 = ce.estimate("weight_decay", 0.0)
+        e0 = ce.estimate_of("weight_decay", 0.0)
         if e0 is None or min(va, vb) >= WD_BASE:
             return None, va, vb, 0.0, 0.0
         frac = (min(va, WD_BASE) - min(vb, WD_BASE)) / WD_BASE  # share of the 0.1 -> 0 change made
@@ -170,7 +177,7 @@ def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, 
     var = sum(r[1] for r in used)
     kinds = {r[2] for r in used} - {"none"}
     kind = next(k for k in ("prior", "controlled_direction", "controlled") if k in kinds) if kinds else "controlled"
-    assoc = engine.association(a.model_copy(update={f: c_from}), {f: c_to})
+    assoc = engine.association(_with(a, f, c_from), {f: c_to})
     ests = [r[3] for r in used if r[3] is not None]
     n = ", ".join(f"{e.n_numeric} magnitude + {e.n_direction} direction-only comparison(s)" for e in ests)
     why = f": {n}" if n else ": no comparison and no trained model varies it: the distribution of the measured changes' effects"
@@ -185,13 +192,18 @@ def _from_base(engine: ForecastEngine, arch: Architecture, f: str, v: Any) -> tu
     base = BASES[f]
     if v == base:
         return 0.0, 0.0, "none", None
-    e = engine.controlled_.estimate(f, v, arch.glu)
+    e = engine.controlled_.estimate_of(f, v, arch.glu)
     if e is not None:
         return e.mean, e.sd**2, "controlled_direction" if e.direction_only else "controlled", e
-    if engine.association(arch.model_copy(update={f: base}), {f: v}) is not None:
+    if engine.association(_with(arch, f, base), {f: v}) is not None:
         return None
-    mu, sd = engine.controlled_.prior(exclude=(f, v))
+    mu, sd = engine.controlled_.prior_of(exclude=(f, v))
     return mu, sd**2, "prior", None
+
+
+def _with(arch: Architecture, f: str, v: Any) -> Architecture:
+    """``arch`` with field ``f`` set to ``v`` (itself where it has that value already: no copy)."""
+    return arch if getattr(arch, f) == v else arch.model_copy(update={f: v})
 
 
 def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Architecture]]) -> list[Change]:
@@ -222,15 +234,16 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
     for _, _, a_e, b_e, ef, *_ in prepared:
         if ef:
             need[id(a_e)], need[id(b_e)] = a_e, b_e
-    logs = dict(zip(need, engine.end_logs_many(list(need.values())), strict=True))
-    x = {k: engine.design(arch) for k, arch in need.items()}
+    end_logs, designs = engine._end_logs_designs(list(need.values()))
+    logs = dict(zip(need, end_logs, strict=True))
+    x = dict(zip(need, designs if designs is not None else (), strict=True))
     eng = [i for i, p in enumerate(prepared) if p[4]]
     lev_sd: dict[str, np.ndarray] = {}
     n_moved = np.zeros(len(prepared))
     if eng:
         XA = np.stack([x[id(prepared[i][2])] for i in eng])
         XB = np.stack([x[id(prepared[i][3])] for i in eng])
-        lev_sd = {q: engine.level_[q].diff(XA, XB)[1] for q in ("abs", "ratio")}
+        lev_sd = {q: engine.level_[q]._diff(XA, XB)[1] for q in ("abs", "ratio")}
         n_moved[eng] = ((XA != XB) & _ASSOCIATIONAL).sum(axis=1)
     row = {i: k for k, i in enumerate(eng)}
     out = []
@@ -288,7 +301,8 @@ def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fiel
 def shift_intervals(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], delta: np.ndarray,
                     sd: float) -> tuple[list[float], list[float], list[float]]:
     """Per layer, an interval moved by ``delta`` (log10) and widened by ``sd`` in quadrature (Gaussian in log10)."""
-    v, lo_, hi_ = (np.log10(np.maximum(np.asarray(x, float), 1e-300)) for x in (values, lo, hi))
+    v, lo_, hi_ = np.log10(np.maximum(np.array((values, lo, hi), float), 1e-300))  # elementwise: the three at once
     s = np.sqrt(((hi_ - lo_) / (2 * Z90)) ** 2 + sd**2)
     c = v + delta
-    return (10**c).tolist(), (10 ** (c - Z90 * s)).tolist(), (10 ** (c + Z90 * s)).tolist()
+    out = (10 ** np.stack((c, c - Z90 * s, c + Z90 * s))).tolist()
+    return out[0], out[1], out[2]

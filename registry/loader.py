@@ -72,14 +72,15 @@ class RegisteredPredictor:
         """The fitted engine (``maforecast monitor`` draws its prior band from it)."""
         return self._python_model.answerer.engine
 
-    def answers_json(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None, view: str = "full",
+    def answers_json(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None, view: str | None = None,
                      layers: Sequence[int] | None = None) -> list[bytes]:
-        raws = self._predict(archs, steps=steps_param(list(steps) if steps else None), view=view,
+        raws = self._predict(archs, steps=steps_param(list(steps) if steps else None), view=view or "",
                              layers=",".join(map(str, layers)) if layers is not None else "")
         return [r.encode() for r in raws]
 
     def answers(self, archs: Sequence[Architecture], steps: Sequence[int] | None = None) -> list[PredictResponse]:
-        return [PredictResponse.model_validate_json(r) for r in self.answers_json(archs, steps)]
+        """The full answers as objects (the CLI, the review and its report read trajectories)."""
+        return [PredictResponse.model_validate_json(r) for r in self.answers_json(archs, steps, "full")]
 
     def answer(self, arch: Architecture, steps: Sequence[int] | None = None) -> PredictResponse:
         return self.answers([arch], steps)[0]

@@ -14,10 +14,11 @@ from maforecast.errors import UserError
 from maforecast.files import write_text_atomic
 from predictor.architecture import Architecture, describe_validation_error
 from predictor.precision import TARGET_FORMATS
+from predictor.response import VIEWS, PredictResponse
 from predictor.schemas import parse_steps
 from predictor.text import emergence, ranges
 from review.inputs import load_architecture, load_candidates, read_training
-from review.verdict import ReviewAnswer, load_policy, review
+from review.verdict import ReviewAnswer, decision_line, load_policy, review
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -102,8 +103,7 @@ def render(answer, console=None) -> None:
                       str(o.keep), escape("; ".join(f"{k}: {v}" for k, v in o.tools.items())))
         con.print(t)
     if plan is not None:
-        con.print(f"decision for {plan.precision_target}: {'[red]at risk[/red]' if plan.at_risk else 'passes'}"
-                  + (f" with {plan.recipe}: {escape(plan.recipe_why or '')}" if plan.recipe else ""))
+        con.print(decision_line(plan))
     for r in answer.precision:
         if r.mechanisms:
             t = Table(title=f"{r.format}: how it breaks (P: probability by the planned end; '-': not modelled)")
@@ -149,13 +149,15 @@ def render(answer, console=None) -> None:
               help="JSON object of training fields (learning_rate, total_steps, ...), for a config.json.")
 @click.option("--steps", default=None, help="Comma-separated trajectory steps (default: log-spaced).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw answer (the /predict response) as JSON.")
+@click.option("--view", type=click.Choice(list(VIEWS)), default=None,
+              help="With --json: the answer's view, as /predict's ?view= (default compact; full with --steps).")
 @click.option("--model-uri", default=None, help="MLflow model URI (default models:/<name>@champion).")
 @click.option("--alias", default=None, help="Registry alias to load (default champion).")
 @click.option("--version", "version", default=None, help="Registry version to load instead of an alias.")
 @click.option("--lineage", default=None, help="The design's lineage (overrides the file's; 'new' for a new one).")
 @click.option("--protocol", default=None, type=click.Choice(["seq_mean", "typical", "one_sentence", "corpus_max", "worst_case"]),
               help="Statistic the magnitudes are shown in (precision always uses the worst case).")
-def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_json: bool,
+def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_json: bool, view: str | None,
             model_uri: str | None, alias: str | None, version: str | None, lineage: str | None, protocol: str | None) -> None:
     """Forecast ARCH_JSON (native architecture or Hugging Face config.json) and print it."""
     training = read_training(training_json, None)
@@ -174,12 +176,12 @@ def predict(arch_json: Path, training_json: Path | None, steps: str | None, as_j
     # here, not at the top: MLflow takes seconds to import, and a bad file is reported before that
     from registry.loader import load_predictor, resolve_model_uri
 
-    answer = load_predictor(resolve_model_uri(model_uri, alias, version)).answer(arch, step_list)
-    answer = answer.model_copy(update={"inferred": notes[1:]})
+    loaded = load_predictor(resolve_model_uri(model_uri, alias, version))
     if as_json:
-        click.echo(answer.model_dump_json(indent=2))
+        answer = PredictResponse.model_validate_json(loaded.answers_json([arch], step_list, view)[0])
+        click.echo(answer.model_copy(update={"inferred": notes[1:]}).model_dump_json(indent=2))
         return
-    render(answer)
+    render(loaded.answer(arch, step_list).model_copy(update={"inferred": notes[1:]}))
 
 
 

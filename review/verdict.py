@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from maforecast.errors import UserError
 from predictor.architecture import PrecisionTarget
 from predictor.precision import BREAKS, CHECKS, FORMATS, GATE, TARGETS, formats_in_use
-from predictor.response import PrecisionRisk, PredictResponse
+from predictor.response import PrecisionPlan, PrecisionRisk, PredictResponse
 from predictor.schemas import Interval
 from predictor.text import ranges
 from review.inputs import Candidate
@@ -272,6 +272,15 @@ def load_policy(path: Path | str) -> Policy:
 # ------------------------------------------------------------------------------------ reading the answer
 # Typed fields of the registered model's answer (``PredictResponse``); every probability is the answer's
 # own (``predictor.answer.layer_probabilities_many``), none is recomputed here.
+
+
+def decision_line(plan: PrecisionPlan) -> str:
+    """The design's decision for its precision target in one line (Rich markup, the recipe's reason escaped), as
+    ``maforecast predict`` and ``maforecast monitor`` print it."""
+    from rich.markup import escape  # rich loads with the console that prints the line
+
+    return (f"decision for {plan.precision_target}: {'[red]at risk[/red]' if plan.at_risk else 'passes'}"
+            + (f" with {plan.recipe}: {escape(plan.recipe_why or '')}" if plan.recipe else ""))
 
 
 def value(iv: Interval | None) -> float | None:

@@ -63,7 +63,7 @@ class BatchRequest(BaseModel):
 
     architectures: list[Architecture] = Field(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} architectures.")
     steps: list[Annotated[int, Step]] | None = Field(default=None, max_length=MAX_STEPS)
-    view: View = Field(default="full", description=VIEW_HELP)
+    view: View | None = Field(default=None, description=VIEW_HELP)
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, max_length=1024,
                                                               description="Only these layers in `layers` (any view).")
 

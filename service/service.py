@@ -48,7 +48,7 @@ from plan.files import render as render_plan
 from predictor.architecture import Architecture
 from predictor.hf_config import from_hf_config
 from predictor.nowcast import NowcastRequest
-from predictor.response import CompareResponse, NowcastResponse, PredictResponse
+from predictor.response import VIEWS, CompareResponse, NowcastResponse, PredictResponse
 from predictor.schemas import parse_steps
 from registry.loader import (
     BOOTSTRAP_HINT,
@@ -94,21 +94,21 @@ class Answers:
         self._one = cached(self._cache, key=self._key, condition=self._cond)(self._compute)
 
     @staticmethod
-    def _key(arch: Architecture, steps=None, view: str = "full", layers=None) -> tuple:
+    def _key(arch: Architecture, steps=None, view: str | None = None, layers=None) -> tuple:
         return (arch.model_dump_json(), tuple(steps or ()), view, None if layers is None else tuple(layers))
 
-    def _compute(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes:
+    def _compute(self, arch: Architecture, steps=None, view: str | None = None, layers=None) -> bytes:
         return self.predictor.answers_json([arch], steps, view, layers)[0]
 
-    def one(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes:
+    def one(self, arch: Architecture, steps=None, view: str | None = None, layers=None) -> bytes:
         return self._one(arch, steps, view, layers)
 
-    def cached(self, arch: Architecture, steps=None, view: str = "full", layers=None) -> bytes | None:
+    def cached(self, arch: Architecture, steps=None, view: str | None = None, layers=None) -> bytes | None:
         """The answer if it is already cached (no computation: safe on the event loop)."""
         with self._cond:
             return self._cache.get(self._key(arch, steps, view, layers))
 
-    def many(self, archs: list[Architecture], steps=None, view: str = "full", layers=None) -> list[bytes]:
+    def many(self, archs: list[Architecture], steps=None, view: str | None = None, layers=None) -> list[bytes]:
         """Cached answers where there are any, the rest in one model call (and cached)."""
         keys = [self._key(a, steps, view, layers) for a in archs]
         with self._cond:
@@ -266,14 +266,14 @@ def _ints(ctx: bentoml.Context, name: str, example: str) -> list[int] | None:
 
 
 def _query(ctx: bentoml.Context) -> tuple[list[int] | None, str, list[int] | None]:
-    """``?steps=0,1000,...``, ``?view=full|summary`` and ``?layers=0,5``."""
+    """``?steps=0,1000,...``, ``?view=compact|full|summary`` and ``?layers=0,5``."""
     try:
         steps = parse_steps(_ints(ctx, "steps", "0,1000,143000"))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    view = (ctx.request.query_params.get("view") or "full").strip()
-    if view not in ("full", "summary"):
-        raise BadInput(f"view: expected 'full' or 'summary', got {view!r}")
+    view = (ctx.request.query_params.get("view") or "").strip() or None  # None: the model's default for these steps
+    if view is not None and view not in VIEWS:
+        raise BadInput(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
     return steps, view, _ints(ctx, "layers", "0,5")
 
 
@@ -339,9 +339,10 @@ class MAForecast:
     async def predict(self, ctx: bentoml.Context, **fields: Any) -> PredictResponse:
         """Per-layer forecast, precision risk and ranked mitigations for one architecture (the body, bare).
 
-        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced);
-        ``?view=summary`` gives the compact answer for sweeps (no per-layer trajectories) and
-        ``?layers=0,5`` keeps only those layers.
+        The default answer is compact (per-layer essentials, no trajectories: ``VIEW_HELP``); ``?view=full`` adds
+        the per-step trajectories, every format and every mitigation, ``?view=summary`` drops the layers (sweeps).
+        Optional query ``?steps=0,1000,...`` sets the trajectory steps (default: log-spaced) and ``?layers=0,5``
+        keeps only those layers.
         """
         ans, err = self._answers(ctx)
         if err is not None:
@@ -369,9 +370,9 @@ class MAForecast:
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, architectures: list[Architecture], steps: list[int] | None = None,
-                            view: str = "full", layers: list[int] | None = None) -> BatchResponse:
-        """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``);
-        ``view: "summary"`` (and/or ``layers``) gives the compact answer for sweeps."""
+                            view: str | None = None, layers: list[int] | None = None) -> BatchResponse:
+        """Several architectures in one request (at most ``MAX_BATCH``; more is a 400 naming ``architectures``),
+        each answer in ``view`` (by default as /predict's) and/or only ``layers``."""
         ans, err = self._answers()
         if err is not None:
             return err
@@ -403,7 +404,7 @@ class MAForecast:
         if err is not None:
             return err
         steps, _view, _layers = _query(ctx)
-        answer = PredictResponse.model_validate_json(await _offload(ans.one, Architecture.model_validate(fields), steps))
+        answer = PredictResponse.model_validate_json(await _offload(ans.one, Architecture.model_validate(fields), steps, "full"))
         return Response(await _offload(render_png, answer), media_type="image/png")
 
     @bentoml.api(route="/nowcast", input_spec=NowcastRequest)
@@ -424,7 +425,7 @@ class MAForecast:
         ans, err = self._answers()
         if err is not None:
             return err
-        answer = PredictResponse.model_validate_json(await _offload(ans.one, architecture, None))
+        answer = PredictResponse.model_validate_json(await _offload(ans.one, architecture, None, "full"))
         try:
             content = render_plan(answer, architecture, tool, format, model_type)
         except UserError as exc:

@@ -58,7 +58,7 @@ def current_answers() -> dict:
     ref = reference_architectures()
     for k, (model, target) in DOC_MODELS.items():
         archs[k] = ref[model].model_copy(update={"precision_target": target, "lineage": None})
-    out = {k: json.loads(raw) for k, raw in zip(archs, answerer.answers_json(list(archs.values()), who=WHO), strict=True)}
+    out = {k: json.loads(raw) for k, raw in zip(archs, answerer.answers_json(list(archs.values()), view="full", who=WHO), strict=True)}
     out["compare-neox-vs-llama"] = json.loads(answerer.compare(
         {"neox": archs["pyfunc-golden-neox"], "llama": archs["pyfunc-golden-llama"]}, who=WHO).model_dump_json())
     a = archs["readme-my-160m"]

@@ -1,5 +1,5 @@
 """Nowcast: the architecture forecast updated by a run's own checkpoints (predictor/nowcast.py),
-``POST /nowcast`` (service/nowcast.py) and ``maforecast monitor`` (predictor/monitor.py).
+``POST /nowcast`` (service/nowcast.py) and ``maforecast monitor`` (pipeline/monitor.py).
 
 The prior is the forecast engine fitted on the bundled reference data; the monitored run is a tiny
 GPT-NeoX saved at six steps (tests/collector_helpers.py).
@@ -300,7 +300,7 @@ def test_monitor_resumes_writes_png_and_logs_mlflow(data_home, tmp_path, long_se
     code, out, err = _monitor([*args, "--json"], capsys)
     assert code == 0 and "measured 0 new checkpoints, 6 already" in err, err  # nothing new: nothing measured
     res = json.loads(out)
-    assert res["info"]["steps"] == [0, 1, 2, 3, 5, 8] and res["info"]["n_rows"] == 2 * 6 * 3
+    assert res["nowcast"]["steps"] == [0, 1, 2, 3, 5, 8] and res["nowcast"]["n_rows"] == 2 * 6 * 3
 
     client = MlflowClient()
     exp = client.get_experiment_by_name("maforecast-monitoring")
@@ -326,6 +326,69 @@ def test_monitor_resumes_writes_png_and_logs_mlflow(data_home, tmp_path, long_se
     finally:
         nc.Noise = real
     assert code == 1 and "left their forecast band" in err and "LEFT" in out
+
+
+def test_monitor_answers_with_the_registered_model_its_precision_decision_and_mitigations(
+        tmp_path, tmp_path_factory, migrated_mlflow_db, long_series, capsys, monkeypatch):
+    """With a champion (--prior registry, or auto), the monitor's answer is the registered model's nowcast of the
+    run's points: the /predict answer of the updated forecast, whose precision decision for the design's target and
+    best-ranked effective mitigations the monitor prints and logs (issue 28: it computed its own nowcast and
+    showed neither)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from review_helpers import champion_home, use_home
+
+    from pipeline.monitor import run_monitor, validate_rows
+    from predictor.answer import TOP_MITIGATIONS
+    from predictor.response import NowcastResponse
+    from registry.loader import load_predictor
+    from review.inputs import load_architecture
+
+    home = tmp_path / "home"  # a copy: the monitor adds a series, an architecture and a monitoring run to its home
+    shutil.copytree(champion_home(tmp_path_factory, migrated_mlflow_db), home)
+    use_home(monkeypatch, home)
+    monkeypatch.setenv("COLUMNS", "400")  # no cell wraps: the printed sentences are read back whole
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    _, probe = long_series
+    arch_path = _arch_file(tmp_path, precision_target="fp8_training")
+    run = _run_dir(tmp_path, long_series, (0, 1, 2, 3))
+    args = [str(run), "--arch", str(arch_path), "--probe", str(probe), "--png", str(tmp_path / "m.png"), *PROBE_ARGS]
+
+    code, out, err = _monitor([*args, "--prior", "registry"], capsys)
+    assert code == 0 and "measured 4 new checkpoints" in err and "prior: registered maforecast-predictor@champion" in err, err
+    code, raw, err = _monitor([*args, "--json", "--no-mlflow"], capsys)  # auto: the champion loads
+    assert code == 0 and "measured 0 new checkpoints, 4 already" in err and "prior: registered" in err, err
+    mr = run_monitor(run, arch_path, png=tmp_path / "m2.png", probe_spec=str(probe), n_sequences=3, seq_len=12,
+                     batch_size=2, track=False, prior="registry", progress=False, echo=lambda _m: None)
+
+    # the registered model's own /nowcast answer for the same observations
+    arch, _ = load_architecture(arch_path)
+    expected = load_predictor().nowcast(arch, validate_rows(mr.observations, arch))
+    assert isinstance(mr.result, NowcastResponse) and mr.result == expected
+    assert NowcastResponse.model_validate_json(raw) == expected
+    assert expected.predictor.version and expected.nowcast.steps == [0, 1, 2, 3] and expected.nowcast.n_observations == 8
+    plan = expected.precision_plan
+    assert plan.precision_target == "fp8_training" and plan.recipe and plan.recipe_why
+
+    # printed: the decision as `maforecast predict` words it, and the best-ranked effective mitigations
+    flat = " ".join(out.split())
+    decision = f"decision for fp8_training: {'at risk' if plan.at_risk else 'passes'} with {plan.recipe}: {plan.recipe_why}"
+    assert " ".join(decision.split()) in flat, flat[-3000:]
+    best = [m for m in expected.mitigations if m.effective][:TOP_MITIGATIONS]
+    assert best and all(m.id in flat for m in best)
+    assert all(" ".join(m.effect.text.split()) in flat for m in best if m.effect), flat[-4000:]  # the predicted effect
+    assert not any(m.id in flat for m in expected.mitigations if not m.effective)
+
+    # logged: the decision and the target's probabilities at the last step, the mitigations as a tag
+    client = MlflowClient()
+    (found,) = client.search_runs([client.get_experiment_by_name("maforecast-monitoring").experiment_id])
+    rid = found.info.run_id
+    assert [(m.step, m.value) for m in client.get_metric_history(rid, "precision_at_risk")] == [(3, float(plan.at_risk))]
+    fmt = plan.recipe
+    risk = next(r for r in expected.precision if r.format == fmt)
+    assert client.get_metric_history(rid, f"precision_p/{fmt}")[-1].value == pytest.approx(risk.probability)
+    assert found.data.tags["maforecast.top_mitigations"] == ",".join(m.id for m in best)
+    assert found.data.tags["maforecast.precision_at_risk"] == str(plan.at_risk).lower()
 
 
 def test_monitor_bad_inputs_are_one_line_errors(data_home, tmp_path, long_series, capsys):

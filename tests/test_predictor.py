@@ -410,9 +410,11 @@ def test_pyfunc_predict_gives_the_whole_answer(trained, in_home):
     other = arch.model_copy(update={"qk_norm": True, "name": "qk"})
     model = mlflow.pyfunc.load_model("models:/maforecast-predictor@champion")
     served = load_predictor()
-    full = model.predict(arch_frame([arch, other]))
+    full = model.predict(arch_frame([arch, other]), params={"view": "full"})
     assert list(full.columns) == ["answer"] and len(full) == 2
     a = PredictResponse.model_validate_json(full["answer"][0])
+    compact = PredictResponse.model_validate_json(model.predict(arch_frame([arch]))["answer"][0])  # the default view
+    assert compact.view == "compact" and compact.summary == a.summary and compact.precision_plan.at_risk == a.precision_plan.at_risk
     assert a == served.answer(arch).model_copy(update={"predictor": a.predictor})  # same answer, the loader names the version
     # loaded by MLflow itself, the model still says which registered version it is (issue 26: nulls before)
     assert a.predictor.version == served.version and a.predictor.alias == "champion"

@@ -478,7 +478,7 @@ def test_every_door_gives_one_decision(env, tmp_path, capsys):
     seen = set()
     for name, d in DOOR_DESIGNS.items():
         arch = Architecture.model_validate(d)
-        a = PredictResponse.model_validate_json(model.predict(arch_frame([arch]))["answer"][0])
+        a = PredictResponse.model_validate_json(model.predict(arch_frame([arch]), params={"view": "full"})["answer"][0])
         v = verdicts[name]
         plans = {f.format: f for f in a.precision_plan.formats}
         for r in (r for r in a.precision if r.target):

@@ -189,7 +189,7 @@ def test_pinned_version_is_served(champion_home, monkeypatch):
 
 
 def test_predict_full_answer(client):
-    r = client.post("/predict", json=LLAMA_1B)
+    r = client.post("/predict?view=full", json=LLAMA_1B)
     assert r.status_code == 200, r.text[:500]
     a = r.json()
     assert a["predictor"]["name"] and a["predictor"]["version"] and a["predictor"]["alias"] == "champion"
@@ -253,7 +253,7 @@ def test_repeat_is_answered_from_the_one_answer_cache(client):
 
 def test_gpt2_style_gets_kv_bias_with_evidence(client):
     gpt2 = {**SMALL, "name": "gpt2ish", "positional_encoding": "learned", "rotary_pct": 1.0}
-    a = client.post("/predict", json=gpt2).json()
+    a = client.post("/predict?view=full", json=gpt2).json()
     ids = {m["id"]: m for m in a["mitigations"]}
     assert ids["attn_kv_bias"]["effective"] is True
     assert "2402.17762" in {c["arxiv"] for c in ids["attn_kv_bias"]["citations"]}
@@ -320,22 +320,41 @@ def test_written_answers_are_the_validated_schema(client):
     assert batch.json()["results"] == singles and batch.json()["predictor"] == singles[0]["predictor"]
 
 
-def test_compact_answer_for_sweeps_equals_the_full_summary(client):
-    """?view=summary / ?layers= on /predict and view/layers on /predict_batch: same numbers, fewer bytes."""
-    full = client.post("/predict", json=LLAMA_1B)
-    short = client.post("/predict?view=summary", json=LLAMA_1B)
-    assert short.status_code == 200, short.text[:300]
-    f, s = full.json(), short.json()
-    assert s["view"] == "summary" and s["layers"] == [] and s["summary"] == f["summary"]
-    assert [m["id"] for m in s["mitigations"]] == [m["id"] for m in f["mitigations"] if m["effective"]]
-    assert all(len(m["citations"]) == 1 for m in s["mitigations"])
-    assert [r["probability"] for r in s["precision"]] == [r["probability"] for r in f["precision"]]
-    assert all(r["details"] == [] for r in s["precision"])
-    assert len(short.content) * 3.5 < len(full.content)  # 34 KB vs 130 KB for 16 layers (the plan and effect evidence included)
-    two = client.post("/predict?layers=0,5", json=LLAMA_1B).json()
+def test_compact_answer_is_the_default_and_keeps_the_full_answers_numbers(client):
+    """Issue 28: /predict answers compact by default (per-layer essentials, the formats the plan's recipe runs, the five
+    best-ranked effective mitigations); ?view=full adds trajectories, every format and mitigation; ?view=summary drops
+    the layers; ?layers= picks layers in any view. Every number the compact answer carries is the full answer's."""
+    from predictor.precision import formats_in_use
+
+    full, comp = client.post("/predict?view=full", json=LLAMA_1B), client.post("/predict", json=LLAMA_1B)
+    assert full.status_code == comp.status_code == 200, comp.text[:300]
+    f, c = full.json(), comp.json()
+    assert (f["view"], c["view"]) == ("full", "compact") and c["summary"] == f["summary"]
+    assert c["precision_plan"]["at_risk"] == f["precision_plan"]["at_risk"] and c["precision_plan"]["recipes"] == f["precision_plan"]["recipes"]
+    essentials = lambda lf: {k: v for k, v in lf.items() if k not in ("ratio_trajectory", "params")}  # noqa: E731
+    assert [essentials(lf) for lf in c["layers"]] == [essentials(lf) for lf in f["layers"]]
+    assert all(lf["ratio_trajectory"] == [] and lf["params"] == {} for lf in c["layers"])
+    assert all(lf["ratio_trajectory"] and lf["params"] for lf in f["layers"])
+    used = set(formats_in_use(LLAMA_1B["precision_target"], c["precision_plan"]["recipe"]))
+    assert {r["format"] for r in c["precision"]} == used and all(r["details"] == [] for r in c["precision"])
+    by_format = {r["format"]: r for r in f["precision"]}
+    assert all(r["probability"] == by_format[r["format"]]["probability"] and r["at_risk"] == by_format[r["format"]]["at_risk"]
+               for r in c["precision"])
+    assert [m["id"] for m in c["mitigations"]] == [m["id"] for m in f["mitigations"] if m["effective"]][:5]
+    fm = {m["id"]: m for m in f["mitigations"]}
+    for m in c["mitigations"]:
+        assert len(m["citations"]) == 1 and m["citations"][0] == fm[m["id"]]["citations"][0]
+        if m["effect"]:
+            assert m["effect"]["peak_abs_ratio"] == fm[m["id"]]["effect"]["peak_abs_ratio"]
+            assert m["effect"]["risk_after"] == {k: v for k, v in fm[m["id"]]["effect"]["risk_after"].items() if k in used}
+    assert len(comp.content) * 3 < len(full.content)
+    short = client.post("/predict?view=summary", json=LLAMA_1B).json()
+    assert short["view"] == "summary" and short["layers"] == [] and {**short, "layers": c["layers"], "view": "compact"} == c
+    two = client.post("/predict?layers=0,5&view=full", json=LLAMA_1B).json()
     assert [lf["layer"] for lf in two["layers"]] == [0, 5] and two["layers"][1] == f["layers"][5]
     batch = client.post("/predict_batch", json={"architectures": [SMALL, LLAMA_1B], "view": "summary"}).json()
     assert batch["results"][1]["summary"] == f["summary"] and batch["results"][0]["layers"] == []
+    assert client.post("/predict_batch", json={"architectures": [LLAMA_1B]}).json()["results"][0] == c
     assert_names(client.post("/predict?view=tiny", json=LLAMA_1B), "view")
     assert_names(client.post("/predict?layers=a", json=LLAMA_1B), "layers")
     assert_names(client.post("/predict_batch", json={"architectures": [SMALL], "view": "tiny"}), "view")
@@ -371,8 +390,8 @@ def test_lineage_and_protocol_through_the_api(client):
     case whatever protocol is shown (issue 25)."""
     body = {**SMALL, "n_layers": 28, "d_model": 2048, "n_heads": 16, "d_ffn": 6144, "ffn_type": "glu", "activation": "silu",
             "norm_type": "rmsnorm", "qk_norm": True, "lineage": "qwen3", "precision_target": "fp16_inference"}
-    a = client.post("/predict", json=body).json()
-    w = client.post("/predict", json={**body, "protocol": "worst_case"}).json()
+    a = client.post("/predict?view=full", json=body).json()
+    w = client.post("/predict?view=full", json={**body, "protocol": "worst_case"}).json()
     assert a["lineage"]["name"] == "qwen3" and "Qwen3-1.7B" in {m["model"] for m in a["lineage"]["members"]}
     assert a["summary"]["protocol"] == "seq_mean" and w["summary"]["protocol"] == "corpus_max"
     assert [r["probability"] for r in a["precision"]] == pytest.approx([r["probability"] for r in w["precision"]], rel=1e-9)
@@ -822,7 +841,7 @@ def test_forecast_follows_the_design_through_the_api(client):
     from registry.sensitivity import sensitivity_table
 
     def post(arch: dict) -> dict:
-        r = client.post("/predict", json=arch)
+        r = client.post("/predict?view=full", json=arch)
         assert r.status_code == 200, r.text[:300]
         return r.json()
 
@@ -890,7 +909,8 @@ def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn
                    json={"dataframe_records": [{"architecture": json.dumps(LLAMA_1B)}]}, timeout=60)
     assert r.status_code == 200, r.text[:2000]
     served = json.loads(r.json()["predictions"][0]["answer"])
-    ours = client.post("/predict", json=LLAMA_1B).json()
+    ours = client.post("/predict", json=LLAMA_1B).json()  # both in the default (compact) view
+    assert served["view"] == ours["view"] == "compact"
     assert served["predictor"]["version"] == ours["predictor"]["version"] and served["predictor"]["alias"] == "champion"
     assert _ranking(served) == _ranking(ours) and len(_ranking(ours)) >= 3
     assert _risk(served) == _risk(ours)
@@ -901,7 +921,7 @@ def test_mlflow_models_serve_gives_the_whole_answer(champion_home, client, spawn
     from registry.loader import load_predictor
 
     nc = json.loads(load_predictor().nowcast(Architecture.model_validate(LLAMA_1B), []).model_dump_json())
-    assert _ranking(nc) == _ranking(ours)
+    assert _ranking(nc) == _ranking(client.post("/predict?view=full", json=LLAMA_1B).json())  # a nowcast answers in full
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(LLAMA_1B))
     cli = subprocess.run([sys.executable, "-m", "maforecast.cli", "predict", str(arch), "--json"], capture_output=True,
@@ -999,7 +1019,7 @@ def test_what_if_interval_is_narrower_than_the_two_absolute_ones(client):
 def test_mitigation_effects_carry_their_own_interval_and_evidence(client):
     """Every mitigation with a what-if states the ratio with its interval, the evidence kind and the studies; the
     gated-attention entry rests on controlled comparisons and lowers the peak."""
-    a = client.post("/predict", json=SUN2026).json()
+    a = client.post("/predict?view=full", json=SUN2026).json()
     effects = {m["id"]: m["effect"] for m in a["mitigations"] if m["effect"]}
     assert effects
     for e in effects.values():
@@ -1019,7 +1039,7 @@ LLAMA3_FP8 = {"name": "llama3-8b-like", "n_layers": 32, "d_model": 4096, "n_head
 def test_effective_follows_the_mitigations_own_what_if(client):
     """Issue 26: for a Llama-3-8B-like FP8 design qk_norm was 'moderate, effective' while its own what-if raised the
     FP8 risk, softmax_plus_one x4.7 up and effective; gated attention was listed twice."""
-    a = client.post("/predict", json=LLAMA3_FP8).json()
+    a = client.post("/predict?view=full", json=LLAMA3_FP8).json()
     targets = [r["format"] for r in a["precision"] if r["target"]]
     assert targets
     seen = set()

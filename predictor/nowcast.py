@@ -61,7 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from scipy.special import ndtr, ndtri
 
@@ -96,11 +96,15 @@ GRID = 41  # log10 tau_e grid points (each pass)
 P_GRID = 7  # Hill exponent grid points
 NODES = 21  # nodes of the model-level term delta_M per grid point (0.6 sd apart: the sum is exact to ~1e-6)
 NODE_SPAN, NODE_MIN_SPAN = 6.0, 0.4  # the nodes reach +-NODE_SPAN sd of its Gaussian approximation, at least +-0.4
-LAYER_CHUNK = 16  # layers per block of the (layer, shape, grid, node) arrays: bounded memory for deep models
+CHUNK = 1 << 17  # elements per block of the large intermediate arrays: they stay in the cache, memory stays bounded
 KEEP_MASS = 1e-4  # grid points holding less than this share of the weight together are dropped
 RUN_POOLING = 3.0  # weight (in layers) of the evidence's class prior against the run's own layers
 COMPONENTS = 2048  # at most this many (grid point, shape) components of a layer's predictive are kept (the heaviest) ...
 COMPONENT_MASS = 1e-2  # ... enough to leave out at most this share of its weight
+PRUNE_NATS = 60.0  # a grid point whose posterior is bounded below the best one's by this is not integrated ...
+PRUNE_BLOCK = 8  # ... (grid points are integrated in blocks, from the highest bound down)
+SERIES_TOL = 1e-15  # error of the mixture CDF's Taylor series (absolute; far below what moves a quantile by 1e-12)
+SERIES_TERMS = 40  # at most this many terms; a wider bracket is evaluated directly
 FLAT_SD = 10.0  # "no prior" (data-only) sd of the asymptotes, log10
 # persistence (the last observed value carried forward) and when to recommend it (chosen on the tuning set:
 # bench/synthetic_runs.py and pythia-14m/-160m; bench/holdout_runs.py holds the test set that played no part)
@@ -196,6 +200,17 @@ def observation_frame(rows: Sequence[Observation | dict] | pd.DataFrame) -> pd.D
     return g.sort_values(["layer", "step"]).reset_index(drop=True)
 
 
+def _layer_runs(obs: pd.DataFrame, col: str, mask: np.ndarray | None = None) -> tuple[np.ndarray, list[slice]]:
+    """Row positions of the points of ``col`` (not NaN; where ``mask``) sorted by (layer, step), and each observed
+    layer's slice of them: the per-layer loops work on arrays, not on a frame per layer."""
+    ok = obs[col].notna().to_numpy() if mask is None else obs[col].notna().to_numpy() & mask
+    pos = np.flatnonzero(ok)
+    layer = obs["layer"].to_numpy(int)
+    pos = pos[np.lexsort((obs["step"].to_numpy(float)[pos], layer[pos]))]
+    cut = np.flatnonzero(np.diff(layer[pos])) + 1
+    return pos, [slice(a, b) for a, b in zip(np.r_[0, cut], np.r_[cut, len(pos)], strict=True)] if len(pos) else []
+
+
 # ------------------------------------------------------------------------ result schema
 class NowcastResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -242,13 +257,71 @@ class Noise:
 
 
 @dataclass
-class _Series:
-    """One layer's observed series of one quantity, whitened by its noise covariance."""
+class _Group:
+    """The layers of one quantity observed at the same steps: they share the whitening by their noise covariance."""
 
-    steps: np.ndarray
-    dy: np.ndarray  # y - y0
-    chol: np.ndarray  # lower Cholesky factor of the noise covariance
-    dy_w: np.ndarray  # chol^-1 dy
+    layers: np.ndarray  # (n_g,) layer indices
+    steps: np.ndarray  # (n,)
+    chol: np.ndarray  # (n, n) lower Cholesky factor of the noise covariance
+    dy: np.ndarray  # (n_g, n) y - y0
+    dy_w: np.ndarray  # (n_g, n) chol^-1 dy
+
+
+@dataclass
+class _Evidence:
+    """One quantity's update on a grid up to the node integral: what its per-layer posterior needs. Every grid point
+    is computed on its own, so any of them can be finished alone (``select``)."""
+
+    stats: tuple[np.ndarray, np.ndarray, np.ndarray]  # (a, b, rr) of ``Posterior._stats``, (L, K, G) each
+    C: np.ndarray  # (L, K, G) log of layer l's data under shape k at delta_M = 0 (delta_l integrated out) ...
+    alpha: np.ndarray  # (L, K, G) ... minus alpha delta_M^2 / 2 ...
+    beta: np.ndarray  # (L, K, G) ... plus beta delta_M
+    k: np.ndarray  # (L, K, G) posterior precision of delta_l
+    nodes: np.ndarray  # (G, J) the values of delta_M integrated over
+    M_l: np.ndarray  # (L, G, J) log of layer l's data at each node, its shapes summed
+    logpost: np.ndarray  # (G, J) log posterior of delta_M at the nodes (unnormalised)
+    classes: np.ndarray | None = None  # (L, 3, G, J) P(class | layer l's data, node), when asked for
+    C0: np.ndarray | None = None  # (L, K, G) C less the shape prior (kept for a new prior: the pooled pass) ...
+    gain: np.ndarray | None = None  # (L, K, G) ... and how much higher layer l's data are at its own best delta_M
+
+    def select(self, cols: np.ndarray) -> _Evidence:
+        """The grid points ``cols``."""
+        return _Evidence(tuple(s[:, :, cols] for s in self.stats), self.C[:, :, cols], self.alpha[:, :, cols],
+                         self.beta[:, :, cols], self.k[:, :, cols], self.nodes[cols], self.M_l[:, cols], self.logpost[cols],
+                         None if self.classes is None else self.classes[:, :, cols])
+
+    def node_posterior(self) -> np.ndarray:
+        """delta_M's posterior on the nodes, (G, J) (sums to 1 per grid point)."""
+        return np.exp(self.logpost - logsumexp(self.logpost, axis=1, keepdims=True))
+
+
+@dataclass
+class _Components:
+    """The heaviest (grid point, shape) components of each layer's predictive of a measured value at some steps
+    (``Posterior.components``); their means and sds are built per block of layers (``moments``)."""
+
+    w: np.ndarray  # (L, M) weights (sum to 1 per layer)
+    idx: np.ndarray  # (L, M) component: grid point * K + shape
+    rise: np.ndarray  # (L, M) its Y - y0
+    var: np.ndarray  # (L, M) its posterior variance of Y
+    base: np.ndarray  # (L, T) y0 plus the misfit carried over from the layer's observed residuals
+    cond: np.ndarray  # (L, T) variance of a measured value given the layer's observations (misfit and probe noise)
+    curves: list[np.ndarray]  # (T, G K) the shapes at the steps; per group of observed layers less the carried part
+    table: np.ndarray  # (L,) each layer's entry of ``curves``
+
+    def moments(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Means and sds of the layers ``rows``, (L', T, M) each: a (layer, step)'s components are contiguous."""
+        idx, table = self.idx[rows], self.table[rows]
+        adj = np.empty((len(idx), self.base.shape[1], idx.shape[1]))
+        for t in np.unique(table):
+            sel = table == t
+            adj[sel] = np.take(self.curves[t], idx[sel], axis=1).transpose(1, 0, 2)
+        mus = self.rise[rows][:, None, :] * adj  # base + rise adj
+        mus += self.base[rows][:, :, None]
+        adj *= adj  # sqrt(max(var adj^2 + cond, 1e-12)), in place
+        adj *= self.var[rows][:, None, :]
+        adj += self.cond[rows][:, :, None]
+        return mus, np.sqrt(np.maximum(adj, 1e-12, out=adj), out=adj)
 
 
 class Posterior:
@@ -284,7 +357,12 @@ class Posterior:
         self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
         self.tau_end = float(self.tl(np.array([float(self.t_end)]))[0])
         self.y0 = {q: self._start(q) for q in QUANTITIES}
-        self.series = {q: self._series(q) for q in QUANTITIES}
+        self.groups = {q: self._groups(q) for q in QUANTITIES}
+        self.observed = {q: np.zeros(L, bool) for q in QUANTITIES}  # the layers with points of each quantity
+        for q, groups in self.groups.items():
+            for grp in groups:
+                self.observed[q][grp.layers] = True
+        self._predictive: dict[tuple[str, bytes], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # (q, steps) -> answer
         self._fit()
 
     # -- helpers
@@ -300,20 +378,24 @@ class Posterior:
                 y0[int(layer)] = float(v)
         return y0
 
-    def _series(self, q: str) -> dict[int, _Series]:
+    def _groups(self, q: str) -> list[_Group]:
+        """The observed series of ``q``, the layers observed at the same steps together (one Cholesky factor each)."""
         from scipy.linalg import cholesky, solve_triangular
 
-        col = f"y_{q}"
-        out: dict[int, _Series] = {}
-        if not len(self.obs):
-            return out
-        sub = self.obs[self.obs[col].notna()]
-        for layer, g in sub.groupby("layer"):
-            g = g.sort_values("step")
-            steps = g["step"].to_numpy(float)
-            dy = g[col].to_numpy(float) - self.y0[q][int(layer)]
+        pos, runs = _layer_runs(self.obs, f"y_{q}")
+        layer, step = self.obs["layer"].to_numpy(int)[pos], self.obs["step"].to_numpy(float)[pos]
+        y = self.obs[f"y_{q}"].to_numpy(float)[pos]
+        same: dict[bytes, list[int]] = {}  # steps -> the layers' first rows
+        for run in runs:
+            same.setdefault(step[run].tobytes(), []).append(run.start)
+        out = []
+        for key, first in same.items():
+            steps = np.frombuffer(key).copy()
+            rows = np.array(first)[:, None] + np.arange(len(steps))[None, :]
+            layers = layer[first]
+            dy = y[rows] - self.y0[q][layers][:, None]
             chol = cholesky(self.noise.cov(steps), lower=True)
-            out[int(layer)] = _Series(steps, dy, chol, solve_triangular(chol, dy, lower=True))
+            out.append(_Group(layers, steps, chol, dy, solve_triangular(chol, dy.T, lower=True).T))
         return out
 
     def _shape(self, steps: np.ndarray, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -321,81 +403,149 @@ class Posterior:
         tau = self.tl(np.asarray(steps, float))
         return shape_values(log_u_of(tau, lt), log_u_of(np.array([self.tau_end]), lt)[:, 0], p, self.shapes)
 
-    def _stats(self, q: str, lt: np.ndarray, p: np.ndarray):
+    def _stats(self, q: str, lt: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per layer, shape and grid point, in the whitened metric: a = h'h, b = h'r, rr = r'r, with r the residual
-        of the observations from the prior-mean curve of that shape: (L, K, G) each."""
+        of the observations from the prior-mean curve of that shape: (L, K, G) each, zero for a layer without points.
+        The layers of a group share h: b and rr follow from one product of h with their whitened data."""
         from scipy.linalg import solve_triangular
 
         L, K, G = self.arch.n_layers, self.shapes.n, len(lt)
         a, b, rr = np.zeros((L, K, G)), np.zeros((L, K, G)), np.zeros((L, K, G))
-        m = self.q[q].m
-        whitened: dict[bytes, np.ndarray] = {}  # layers observed at the same steps share shapes and noise
-        for layer, s in self.series[q].items():
-            key = s.steps.tobytes()
-            if key not in whitened:
-                whitened[key] = solve_triangular(s.chol, self._shape(s.steps, lt, p).reshape(K * G, -1).T, lower=True)
-            hw = whitened[key]  # (n, K G)
-            rw = s.dy_w[:, None] - (m[layer] - self.y0[q][layer]) * hw
-            a[layer] = (hw * hw).sum(axis=0).reshape(K, G)
-            b[layer] = (hw * rw).sum(axis=0).reshape(K, G)
-            rr[layer] = (rw * rw).sum(axis=0).reshape(K, G)
+        rise = self.q[q].m - self.y0[q]  # of the prior-mean curve
+        for grp in self.groups[q]:
+            hw = solve_triangular(grp.chol, self._shape(grp.steps, lt, p).reshape(K * G, -1).T, lower=True)  # (n, K G)
+            hh = np.einsum("nj,nj->j", hw, hw)
+            dh = grp.dy_w @ hw  # (n_g, K G)
+            c = rise[grp.layers][:, None]
+            a[grp.layers] = hh.reshape(K, G)
+            b[grp.layers] = (dh - c * hh).reshape(-1, K, G)
+            rr[grp.layers] = (np.einsum("in,in->i", grp.dy_w, grp.dy_w)[:, None] - 2.0 * c * dh + c * c * hh).reshape(-1, K, G)
         return a, b, rr
 
-    def _update(self, q: str, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """The posterior of the asymptotes of ``q`` per grid point and shape (``_Quantity.w/mu/var``); returns the log
-        marginal likelihood of the observations of ``q`` per grid point.
+    def _evidence(self, q: str, lt: np.ndarray, p: np.ndarray, prev: _Evidence | None = None, classes: bool = False,
+                  log_prior: np.ndarray | None = None) -> tuple[np.ndarray, _Evidence]:
+        """The log marginal likelihood of the observations of ``q`` per grid point, and what their posterior needs
+        (with ``classes`` also each layer's class posterior per node, taken on the way: the run's class mix). ``prev``:
+        an earlier one on the same grid, whose shape prior has changed since (its data terms are reused).
 
         Given delta_M the layers are independent: layer l's data under shape k is a Gaussian in delta_M times a
         constant (delta_l integrated out), summed over its shapes with their prior weights. delta_M itself is
-        integrated on NODES points per grid point, placed around the Gaussian posterior of each layer's best shape."""
+        integrated on NODES points per grid point, placed around the Gaussian posterior of each layer's best shape.
+
+        With the grid points' ``log_prior``, a grid point is only integrated when an upper bound of its posterior
+        (each layer at its own best delta_M) is within PRUNE_NATS of the best one integrated: the others would
+        get a weight below exp(-PRUNE_NATS) of the largest, which no number depends on; their loglik is -inf."""
         Q = self.q[q]
-        a, b, rr = self._stats(q, lt, p)
-        d2 = (Q.d_sd**2)[:, None, None]
         M2 = Q.M_sd**2
-        one = 1.0 + a * d2
-        alpha, beta = a / one, b / one
-        k = a + 1.0 / d2
-        C = -0.5 * rr - 0.5 * np.log(one) + b * b / (2.0 * k) + self.log_pi[:, :, None]  # (L, K, G)
+        if prev is None:
+            a, b, rr = stats = self._stats(q, lt, p)
+            d2 = (Q.d_sd**2)[:, None, None]
+            one = 1.0 + a * d2
+            alpha, beta = a / one, b / one
+            k = a + 1.0 / d2
+            C0 = -0.5 * rr - 0.5 * np.log(one) + b * b / (2.0 * k)
+            gain = np.where(alpha > 0, beta * beta / (2 * np.maximum(alpha, 1e-300)), 0.0)
+        else:
+            stats, alpha, beta, k, C0, gain = prev.stats, prev.alpha, prev.beta, prev.k, prev.C0, prev.gain
+        C = C0 + self.log_pi[:, :, None]  # (L, K, G)
         # nodes of delta_M per grid point: around the Gaussian posterior of every layer's best shape
-        best = np.argmax(C + np.where(alpha > 0, beta * beta / (2 * np.maximum(alpha, 1e-300)), 0.0), axis=1)  # (L, G)
+        peak = C + gain  # each layer at its own best delta_M
+        best = np.argmax(peak, axis=1)  # (L, G)
         ab = np.take_along_axis(alpha, best[:, None, :], axis=1)[:, 0].sum(axis=0)
         bb = np.take_along_axis(beta, best[:, None, :], axis=1)[:, 0].sum(axis=0)
         P = 1.0 / M2 + ab
         centre, spread = bb / P, np.maximum(NODE_SPAN * np.sqrt(1.0 / P), NODE_MIN_SPAN)
         nodes = centre[:, None] + spread[:, None] * np.linspace(-1.0, 1.0, NODES)[None, :]  # (G, J)
-        L = len(C)
-        chunks = [slice(i, min(i + LAYER_CHUNK, L)) for i in range(0, L, LAYER_CHUNK)]  # (L, K, G, J) in pieces
-        M_l = np.concatenate([logsumexp(self._messages(C[c], alpha[c], beta[c], nodes), axis=1) for c in chunks])  # (L, G, J)
-        logpost = -0.5 * nodes**2 / M2 + M_l.sum(axis=0)  # (G, J)
-        loglik = logsumexp(logpost, axis=1) + np.log(2 * spread / (NODES - 1)) - 0.5 * math.log(2 * math.pi * M2)
-        w, e1, e2 = np.empty_like(C), np.empty_like(C), np.empty_like(C)
-        for c in chunks:  # per layer: P(node, shape | everything) = P(node | the other layers) P(shape, layer l's data | node)
-            r = logpost[None, None] - M_l[c][:, None] + self._messages(C[c], alpha[c], beta[c], nodes)  # (l, K, G, J)
-            r = np.exp(r - logsumexp(r, axis=(1, 3), keepdims=True))
-            w[c] = r.sum(axis=3)
-            wn = r / np.maximum(w[c][..., None], 1e-300)
-            e1[c] = (wn * nodes[None, None]).sum(axis=3)
-            e2[c] = (wn * nodes[None, None] ** 2).sum(axis=3)
-        wd = (1.0 / d2) / k
-        Q.w = w.transpose(0, 2, 1)
-        Q.mu = (wd * e1 + b / k).transpose(0, 2, 1)
-        Q.var = (1.0 / k + wd * wd * np.maximum(e2 - e1 * e1, 0.0)).transpose(0, 2, 1)
-        return loglik
+        const = np.log(2 * spread / (NODES - 1)) - 0.5 * math.log(2 * math.pi * M2)
+        G = len(lt)
+        ev = _Evidence(stats, C, alpha, beta, k, nodes, np.full((len(C), G, NODES), -np.inf), np.full((G, NODES), -np.inf),
+                       np.zeros((len(C), len(CLASSES), G, NODES)) if classes else None, C0, gain)
+        loglik = np.full(G, -np.inf)
+        if log_prior is None:
+            self._integrate(ev, np.arange(G), self.observed[q], M2, const, loglik)
+            return loglik, ev
+        bound = logsumexp(peak, axis=1).sum(axis=0) + math.log(NODES) + const + log_prior  # >= log_prior + loglik
+        order, top, i = np.argsort(bound)[::-1], -np.inf, 0
+        while i < G and bound[order[i]] >= top - PRUNE_NATS:  # from the highest bound, in blocks
+            cols = order[i:i + PRUNE_BLOCK]
+            cols = cols[bound[cols] >= top - PRUNE_NATS]
+            self._integrate(ev, cols, self.observed[q], M2, const, loglik)
+            top, i = max(top, float(np.max(loglik[cols] + log_prior[cols]))), i + PRUNE_BLOCK
+        return loglik, ev
+
+    def _integrate(self, ev: _Evidence, cols: np.ndarray, observed: np.ndarray, M2: float, const: np.ndarray,
+                   loglik: np.ndarray) -> None:
+        """Fill ``ev`` (M_l, logpost, classes) and ``loglik`` at the grid points ``cols``: the node integral."""
+        sub = ev.select(cols)
+        if ev.classes is not None:
+            runs = np.flatnonzero(np.r_[True, np.diff(self.shapes.cls) != 0])  # the shapes of a class are adjacent
+        for rows, m in self._messages(sub, observed):
+            top = m.max(axis=1)
+            top = np.where(np.isfinite(top), top, 0.0)
+            m -= top[:, None]
+            np.exp(m, out=m)
+            s = m.sum(axis=1)
+            sub.M_l[rows] = np.log(s) + top
+            if ev.classes is not None:
+                for c, part in zip(self.shapes.cls[runs], np.add.reduceat(m, runs, axis=1).transpose(1, 0, 2, 3), strict=True):
+                    sub.classes[rows, c] += part / s
+        ev.M_l[:, cols] = sub.M_l
+        ev.logpost[cols] = -0.5 * sub.nodes**2 / M2 + sub.M_l.sum(axis=0)  # (G', J)
+        loglik[cols] = logsumexp(ev.logpost[cols], axis=1) + const[cols]
+        if ev.classes is not None:
+            ev.classes[:, :, cols] = sub.classes
 
     @staticmethod
-    def _messages(C: np.ndarray, alpha: np.ndarray, beta: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        """log of layer l's likelihood under shape k at delta_M = node: (L, K, G, J)."""
-        x = nodes[None, None]
-        return C[..., None] + beta[..., None] * x - 0.5 * alpha[..., None] * x * x
+    def _messages(ev: _Evidence, observed: np.ndarray, normalised: bool = False):
+        """Per block of layers (rows, values): log of layer l's data under shape k at delta_M = node, (l, K, G, J);
+        ``normalised``: less its log summed over the shapes (``M_l``), so that its exp is P(shape | data, node).
+        A layer without points has alpha = beta = 0, the same value at every node: given once (J = 1)."""
+        K, G = ev.C.shape[1:]
+        for rows, x in ((np.flatnonzero(observed), ev.nodes), (np.flatnonzero(~observed), ev.nodes[:, :1])):
+            size = K * G * x.shape[1]
+            blocks = _blocks(len(rows), size)
+            buf = np.empty(len(rows[blocks[0]]) * size) if blocks else None  # one buffer for all blocks
+            for blk in blocks:
+                r = rows[blk]
+                m = buf[: len(r) * size].reshape(len(r), K, G, x.shape[1])
+                np.multiply((0.5 * ev.alpha[r])[..., None], x, out=m)  # C + x (beta - alpha x / 2)
+                np.subtract(ev.beta[r][..., None], m, out=m)
+                m *= x
+                m += ev.C[r][..., None]
+                if normalised:
+                    m -= ev.M_l[r][:, None, :, : x.shape[1]]
+                yield r, m
 
-    def _weights(self, lt: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def _posterior(self, q: str, ev: _Evidence) -> None:
+        """The posterior of the asymptotes of ``q`` per grid point and shape (``_Quantity.w/mu/var``): per layer
+        P(node, shape | everything) = P(node | all layers) P(shape | layer l's data, node), the moments of delta_M
+        under it, and delta_l given delta_M and the shape (Gaussian)."""
+        Q = self.q[q]
+        P, x = ev.node_posterior(), ev.nodes
+        V = np.stack([P, P * x, P * x * x])  # summed against P(shape | data, node): weight, first and second moment
+        w, w1, w2 = np.empty_like(ev.C), np.empty_like(ev.C), np.empty_like(ev.C)
+        for rows, m in self._messages(ev, self.observed[q], normalised=True):
+            np.exp(m, out=m)
+            w[rows], w1[rows], w2[rows] = np.einsum("lkgj,vgj->vlkg", m, V if m.shape[3] == NODES else V.sum(axis=2, keepdims=True))
+        e1, e2 = w1 / np.maximum(w, 1e-300), w2 / np.maximum(w, 1e-300)
+        d2 = (Q.d_sd**2)[:, None, None]
+        wd = (1.0 / d2) / ev.k
+        Q.w = w.transpose(0, 2, 1)
+        Q.mu = (wd * e1 + ev.stats[1] / ev.k).transpose(0, 2, 1)
+        Q.var = (1.0 / ev.k + wd * wd * np.maximum(e2 - e1 * e1, 0.0)).transpose(0, 2, 1)
+
+    def _weights(self, lt: np.ndarray, p: np.ndarray, prev: _Evidence | None = None,
+                 classes: bool = False) -> tuple[np.ndarray, _Evidence]:
         """Posterior weights of the grid points from the lead quantity (the ratio when observed, else top-1 |h|)."""
         (lt0, lt_sd), (lp0, lp_sd) = self.lt_prior, self.logp_prior
-        logp = -0.5 * ((lt - lt0) / lt_sd) ** 2 + self._update(self.lead, lt, p)
+        prior_lt = -0.5 * ((lt - lt0) / lt_sd) ** 2
+        prior_p = -0.5 * ((np.log(p) - lp0) / lp_sd) ** 2 if lp_sd > 0 else 0.0
+        loglik, ev = self._evidence(self.lead, lt, p, prev, classes, prior_lt + prior_p)
+        logp = prior_lt + loglik
         if lp_sd > 0:
-            logp += -0.5 * ((np.log(p) - lp0) / lp_sd) ** 2
+            logp += prior_p
         w = np.exp(logp - logp.max())
-        return w / w.sum()
+        return w / w.sum(), ev
 
     def _grid(self, lt_lo: float, lt_hi: float) -> tuple[np.ndarray, np.ndarray]:
         lp0, lp_sd = self.logp_prior
@@ -404,38 +554,40 @@ class Posterior:
         return lt.ravel(), np.exp(lp.ravel())
 
     def _fit(self) -> None:
+        """The grid's weights, then the asymptotes' posterior on the grid points that hold its weight (computed
+        there only: every grid point is computed on its own)."""
         has_ratio = len(self.obs) and self.obs["y_ratio"].notna().any()
         self.lead = "ratio" if has_ratio else "abs"
-        lt, p, w = self._search()
-        observed = sorted(self.series[self.lead])
-        if observed and RUN_POOLING > 0:
+        lt, p, w, ev = self._search()
+        observed = np.flatnonzero(self.observed[self.lead])
+        if observed.size and RUN_POOLING > 0:
             # the layers of one run tend to share their shape (Pythia-160m's middle layers move together): the run's
             # class mix, estimated from its observed layers (empirical Bayes, RUN_POOLING pseudo-layers of the
             # evidence's depth prior), becomes every layer's prior, and the posterior is computed again
-            probs = self.shapes.class_sums((w[None, :, None] * self.q[self.lead].w).sum(axis=1))
+            held = ev.select(np.flatnonzero(w > 0))  # a grid point without weight adds nothing to the mix
+            probs = np.einsum("lcgj,gj->lc", held.classes, w[w > 0, None] * held.node_posterior())
             run_mix = probs[observed].sum(axis=0)
             pooled = (RUN_POOLING * self.class_prior + run_mix[None, :]) / (RUN_POOLING + len(observed))
             self.log_pi = self.shapes.log_prior(pooled)
-            w = self._weights(lt, p)
-        for q in QUANTITIES:  # the other quantity's asymptotes given the grid (top1 and the ratio move together)
-            if q != self.lead:
-                self._update(q, lt, p)
+            w, ev = self._weights(lt, p, ev)  # the same grid and data: only the shape prior changed
         order = np.argsort(w)[::-1]  # keep the grid points that hold all but KEEP_MASS of the weight
         keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(w[order]), 1.0 - KEEP_MASS)) + 1)])
         self.grid, self.grid_p = lt[keep], p[keep]
         self.w = w[keep] / w[keep].sum()
-        for Q in self.q.values():
-            Q.w, Q.mu, Q.var = Q.w[:, keep], Q.mu[:, keep], Q.var[:, keep]
+        self._posterior(self.lead, ev.select(keep))
+        for q in QUANTITIES:  # the other quantity's asymptotes given the grid (top1 and the ratio move together)
+            if q != self.lead:
+                self._posterior(q, self._evidence(q, self.grid, self.grid_p)[1])
         m = float(self.w @ self.grid)
         self.lt_post = (m, float(np.sqrt(max(self.w @ (self.grid - m) ** 2, 0.0))))
         self.p_post = float(np.exp(self.w @ np.log(self.grid_p)))
 
-    def _search(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _search(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Evidence]:
         """The grid over (log10 tau_e, p) and its weights: +-5 prior sd, refined around the posterior when the
         data pinned tau_e down."""
         lt0, lt_sd = self.lt_prior
         lt, p = self._grid(lt0 - 5 * lt_sd, lt0 + 5 * lt_sd)
-        w = self._weights(lt, p)
+        w, ev = self._weights(lt, p, classes=True)
         mean = float(w @ lt)
         sd = float(np.sqrt(max(w @ (lt - mean) ** 2, 0.0)))
         step = 10 * lt_sd / (GRID - 1)
@@ -443,8 +595,8 @@ class Posterior:
             lo = max(lt0 - 5 * lt_sd, mean - 8 * max(sd, 1e-4))
             hi = min(lt0 + 5 * lt_sd, mean + 8 * max(sd, 1e-4))
             lt, p = self._grid(lo, hi)
-            w = self._weights(lt, p)
-        return lt, p, w
+            w, ev = self._weights(lt, p, classes=True)
+        return lt, p, w, ev
 
     def _joint(self, q: str) -> np.ndarray:
         """(L, G, K) weight of each (grid point, shape) per layer: the grid's weight times the layer's shape
@@ -465,19 +617,16 @@ class Posterior:
         var = (W * (Q.var + (mean_c - mean[:, None, None]) ** 2)).sum(axis=(1, 2))
         return mean, np.sqrt(var)
 
-    def components(self, q: str, steps: Sequence[float]):
-        """Per layer the heaviest (grid point, shape) components of the posterior predictive of a
-        measured value at ``steps``: weights (L, M), means and sds (L, M, T) in log10, and their classes (L, M).
+    def _components(self, q: str, st: np.ndarray) -> _Components:
+        """The heaviest (grid point, shape) components per layer and what their moments at ``st`` need.
 
         Per component: y* = y0 + c'(y - y0) + (Y - y0)(h* - c'h) + e*, with c = K^-1 k* the weights of the
-        layer's observed residuals in the misfit at ``steps`` (near an observed checkpoint the forecast keeps
+        layer's observed residuals in the misfit at ``st`` (near an observed checkpoint the forecast keeps
         that checkpoint's deviation from the curve; far away it returns to the curve)."""
         from scipy.linalg import cho_solve
 
         Q, W = self.q[q], self._joint(q)
-        st = np.asarray(steps, float)
         L, G, K, T = self.arch.n_layers, len(self.grid), self.shapes.n, len(st)
-        Hs = self._shape(st, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, T)  # (G K, T)
         flat = W.reshape(L, G * K)
         order = np.argsort(flat, axis=1)[:, ::-1]
         mass = np.cumsum(np.take_along_axis(flat, order, axis=1), axis=1) / flat.sum(axis=1, keepdims=True)
@@ -485,37 +634,45 @@ class Posterior:
         idx = order[:, :M]  # (L, M)
         wts = np.take_along_axis(flat, idx, axis=1)
         wts = wts / wts.sum(axis=1, keepdims=True)
-        mus, sds = np.empty((L, M, T)), np.empty((L, M, T))
         y0 = self.y0[q]
-        shared: dict[bytes, tuple] = {}  # layers observed at the same steps share the misfit's weights and shapes
-        for layer in range(L):
-            j = idx[layer]
-            adj = Hs[j]  # (M, T)
-            base, cond = np.full(T, y0[layer]), np.full(T, self.noise.total**2)
-            s = self.series[q].get(layer)
-            if s is not None:
-                key = s.steps.tobytes()
-                if key not in shared:
-                    ks = self.noise.cross(s.steps, st)  # (n, T)
-                    c = cho_solve((s.chol, True), ks)  # (n, T)
-                    h_all = self._shape(s.steps, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, -1)
-                    shared[key] = (c, h_all @ c, np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2))
-                c, hc, cond = shared[key]
-                base = y0[layer] + c.T @ s.dy
-                adj = adj - hc[j]
-            rise = Q.m[layer] - y0[layer] + Q.mu[layer].reshape(G * K)[j]  # (M,)
-            mus[layer] = base[None, :] + rise[:, None] * adj
-            sds[layer] = np.sqrt(np.maximum(Q.var[layer].reshape(G * K)[j][:, None] * adj**2 + cond[None, :], 1e-12))
-        classes = self.shapes.cls[idx % K]
-        return wts, mus, sds, classes
+        base, cond = np.repeat(y0[:, None], T, axis=1), np.full((L, T), self.noise.total**2)
+        curves, table = [self._shape(st, self.grid, self.grid_p).transpose(2, 1, 0).reshape(T, G * K)], np.zeros(L, int)
+        for grp in self.groups[q]:  # the layers of a group share the misfit's weights c and the shapes at their steps
+            ks = self.noise.cross(grp.steps, st)  # (n, T)
+            c = cho_solve((grp.chol, True), ks)  # (n, T)
+            h_all = self._shape(grp.steps, self.grid, self.grid_p).transpose(1, 0, 2).reshape(G * K, -1)
+            curves.append(curves[0] - (h_all @ c).T)
+            table[grp.layers] = len(curves) - 1
+            base[grp.layers] = y0[grp.layers][:, None] + grp.dy @ c
+            cond[grp.layers] = np.maximum(self.noise.total**2 - (ks * c).sum(axis=0), self.noise.probe**2)
+        rise = (Q.m - y0)[:, None] + np.take_along_axis(Q.mu.reshape(L, G * K), idx, axis=1)
+        var = np.take_along_axis(Q.var.reshape(L, G * K), idx, axis=1)
+        return _Components(wts, idx, rise, var, base, cond, curves, table)
+
+    def components(self, q: str, steps: Sequence[float]):
+        """Per layer the heaviest (grid point, shape) components of the posterior predictive of a measured value at
+        ``steps``: weights (L, M), means and sds (L, M, T) in log10, and their classes (L, M)."""
+        comp = self._components(q, np.asarray(steps, float))
+        mus, sds = comp.moments(slice(None))
+        return comp.w, mus.transpose(0, 2, 1), sds.transpose(0, 2, 1), self.shapes.cls[comp.idx % self.shapes.n]
 
     def predictive(self, q: str, steps: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior predictive of a measured value: mean, 5 % and 95 % quantiles (log10) at ``steps``, (L, T)."""
-        w, mu, sd, _ = self.components(q, steps)
-        mean = (w[:, :, None] * mu).sum(axis=1)
-        lo = _mixture_quantile(mu, sd, w, 0.05)
-        hi = _mixture_quantile(mu, sd, w, 0.95)
-        return mean, np.minimum(lo, mean), np.maximum(hi, mean)
+        """Posterior predictive of a measured value: mean, 5 % and 95 % quantiles (log10) at ``steps``, (L, T).
+        Kept per (q, steps): a forecast asks for the same curves once per protocol."""
+        st = np.asarray(steps, float)
+        key = (q, st.tobytes())
+        if key not in self._predictive:
+            comp = self._components(q, st)
+            (L, M), T = comp.w.shape, len(st)
+            mean, lo, hi = np.empty((L, T)), np.empty((L, T)), np.empty((L, T))
+            for rows in _blocks(L, M * T, 16 * CHUNK):  # large: a block's (layer, step)s are sorted by series length
+                mu, sd = comp.moments(rows)
+                w = comp.w[rows]
+                mean[rows] = (w[:, None, :] * mu).sum(axis=2)
+                lo[rows] = _mixture_quantile(mu, sd, w, 0.05)
+                hi[rows] = _mixture_quantile(mu, sd, w, 0.95)
+            self._predictive[key] = (mean, np.minimum(lo, mean), np.maximum(hi, mean))
+        return tuple(a.copy() for a in self._predictive[key])
 
     def by_class(self, q: str, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per layer and class at one ``step``: the class's posterior probability (L, 3) and the mean and sd
@@ -561,16 +718,86 @@ def logsumexp(x: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _blocks(n: int, per_row: int, size: int = CHUNK) -> list[slice]:
+    """``n`` rows of ``per_row`` elements in blocks of about ``size`` elements (at least one row each)."""
+    step = max(1, size // max(per_row, 1))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+# Cramér's inequality |He_n(z)| phi(z) <= PHI_BOUND sqrt(n!) bounds every derivative of Phi, so with |e t| <= rho the
+# terms of Phi(z + e t) after the n-th sum to at most 2 PHI_BOUND rho^(n+1) / ((n+1) sqrt(n!)) (for rho <= sqrt(n+1)/2,
+# each term at most half the one before): SERIES_RHO[n] is the largest rho that n terms take to SERIES_TOL
+PHI_BOUND = 1.086435 / math.sqrt(2.0 * math.pi)
+_N = np.arange(SERIES_TERMS + 1)
+SERIES_RHO = np.minimum((SERIES_TOL * (_N + 1) * np.exp(0.5 * np.array([math.lgamma(n + 1.0) for n in _N]))
+                         / (2.0 * PHI_BOUND)) ** (1.0 / (_N + 1)), 0.5 * np.sqrt(_N + 1.0))
+SERIES_SCALE = np.array([(-1) ** (n + 1) / (math.factorial(n) * math.sqrt(2.0 * math.pi)) for n in range(SERIES_TERMS + 1)])
+
+
+def _mixture_cdf(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """The CDF of Gaussian mixtures along the last axis of (L, T, M) with weights (L, M), as a function of x (L, T)
+    in [lo, hi]. Per (layer, step) it is the Taylor series about the bracket's middle c (half-width r): with z = (c -
+    mu) / sd and t = r / sd, Phi(z + e t) = Phi(z) + phi(z) sum_n (-1)^(n-1) He_(n-1)(z) (e t)^n / n! for x = c + e r,
+    so one ndtr per component serves every evaluation of the root search (it took one per evaluation). The series
+    stops where its remainder is below SERIES_TOL; a bracket too wide for SERIES_TERMS terms is evaluated directly."""
+    L, T, M = mu.shape
+    c, r = (0.5 * (lo + hi)).ravel(), (0.5 * (hi - lo)).ravel()
+    mu, inv = mu.reshape(L * T, M), (1.0 / sd).reshape(L * T, M)  # one row per (layer, step)
+    terms = np.searchsorted(SERIES_RHO, r * inv.max(axis=1))
+    pairs = np.argsort(terms, kind="stable")  # blocks of similar length
+    direct = pairs[terms[pairs] > SERIES_TERMS]
+    pairs = pairs[terms[pairs] <= SERIES_TERMS]
+    coef = np.zeros((L * T, int(terms[pairs].max(initial=0)) + 1))
+    for blk in _blocks(len(pairs), M):
+        pr = pairs[blk]
+        iv, wb = inv[pr], w[pr // T]
+        z = (c[pr, None] - mu[pr]) * iv
+        coef[pr, 0] = np.einsum("bm,bm->b", wb, ndtr(z))
+        need = terms[pr]  # ascending: the rows still summing are a tail of the block
+        if need[-1] == 0:
+            continue
+        wphi = np.exp(-0.5 * z * z)
+        wphi *= wb
+        cur = r[pr, None] * iv  # t^n He_(n-1)(z) for n = 1 (t = r / sd); n = 0 next
+        prev, tmp = np.zeros_like(cur), np.empty_like(cur)
+        t2 = cur * cur
+        z *= cur  # z t
+        coef[pr, 1] = SERIES_SCALE[1] * np.einsum("bm,bm->b", wphi, cur)
+        for n in range(2, int(need[-1]) + 1):  # He_n = z He_(n-1) - (n-1) He_(n-2), on the rows that still need terms
+            s = int(np.searchsorted(need, n))
+            np.multiply(t2[s:], prev[s:], out=tmp[s:])
+            tmp[s:] *= n - 2
+            np.multiply(z[s:], cur[s:], out=prev[s:])
+            prev[s:] -= tmp[s:]
+            prev, cur = cur, prev
+            coef[pr[s:], n] = SERIES_SCALE[n] * np.einsum("bm,bm->b", wphi[s:], cur[s:])
+    mu_d, inv_d, w_d = mu[direct], inv[direct], w[direct // T]
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        x = x.ravel()
+        e = np.where(r > 0, (x - c) / np.where(r > 0, r, 1.0), 0.0)
+        out = coef[:, -1].copy()
+        for n in range(coef.shape[1] - 2, -1, -1):
+            out = out * e + coef[:, n]
+        if direct.size:
+            out[direct] = np.einsum("pm,pm->p", w_d, ndtr((x[direct, None] - mu_d) * inv_d))
+        return out.reshape(L, T)
+
+    return cdf
+
+
 def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, iters: int = 10) -> np.ndarray:
-    """Quantile of a Gaussian mixture along axis 1 of (L, M, T) with weights (L, M), vectorised. It lies between the
-    smallest and the largest of the components' own ``p`` quantiles (the bracket); regula falsi with the Illinois
-    step (the retained end's value halved) narrows it to ~1e-9 in ~10 evaluations, where bisection took 24."""
+    """Quantile of Gaussian mixtures along the last axis of (L, T, M) with weights (L, M), vectorised. It lies
+    between the smallest and the largest of the components' own ``p`` quantiles (the bracket); regula falsi with the
+    Illinois step (the retained end's value halved) narrows it to ~1e-9 in ~10 evaluations, where bisection took 24.
+    A step that rounds onto an end of the bracket has converged there: it is kept (a bisection step away from the root
+    there used to leave the answer up to ~1e-7 off, depending on the last bit of the CDF)."""
     own = mu + sd * float(ndtri(p))
-    lo, hi = own.min(axis=1), own.max(axis=1)
-    inv = 1.0 / sd
+    lo, hi = own.min(axis=2), own.max(axis=2)
+    cdf = _mixture_cdf(mu, sd, w, lo, hi)
 
     def f(x: np.ndarray) -> np.ndarray:
-        return np.einsum("lm,lmt->lt", w, ndtr((x[:, None, :] - mu) * inv)) - p
+        return cdf(x) - p
 
     flo, fhi = f(lo), f(hi)
     side = np.zeros(lo.shape, int)  # which end stayed put last time (-1 lo, +1 hi): Illinois halves its value
@@ -578,7 +805,7 @@ def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, i
         den = fhi - flo
         with np.errstate(divide="ignore", invalid="ignore"):
             x = np.where(den > 0, (lo * fhi - hi * flo) / den, 0.5 * (lo + hi))
-        x = np.where((x > lo) & (x < hi), x, 0.5 * (lo + hi))
+        x = np.where(den > 0, np.clip(x, lo, hi), 0.5 * (lo + hi))  # rounding past an end: converged there
         fx = f(x)
         below = fx < 0
         lo, flo = np.where(below, x, lo), np.where(below, fx, flo)
@@ -589,7 +816,7 @@ def _mixture_quantile(mu: np.ndarray, sd: np.ndarray, w: np.ndarray, p: float, i
     den = fhi - flo
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(den > 0, (lo * fhi - hi * flo) / den, 0.5 * (lo + hi))
-    return np.where((x >= lo) & (x <= hi), x, 0.5 * (lo + hi))
+    return np.where(den > 0, np.clip(x, lo, hi), 0.5 * (lo + hi))
 
 
 # ------------------------------------------------------------------------ persistence and the recommendation
@@ -603,12 +830,14 @@ def persistence(obs: pd.DataFrame, n_layers: int, steps: Sequence[float], q: str
     st = np.asarray(steps, float)
     mean = np.full((n_layers, len(st)), np.nan)
     sd = np.full_like(mean, np.nan)
-    for layer, g in obs[obs[col].notna()].groupby("layer"):
-        g = g.sort_values("step")
-        last_step = max(float(g["step"].iloc[-1]), 1.0)
-        ahead = np.log10(np.maximum(st, last_step) / last_step)
-        mean[int(layer)] = float(g[col].iloc[-1])
-        sd[int(layer)] = np.sqrt(2 * probe**2 + (PERSIST_DRIFT * ahead) ** 2)
+    pos, runs = _layer_runs(obs, col)
+    if runs:
+        last = pos[[run.stop - 1 for run in runs]]  # each layer's latest point
+        layers = obs["layer"].to_numpy(int)[last]
+        last_step = np.maximum(obs["step"].to_numpy(float)[last], 1.0)[:, None]
+        ahead = np.log10(np.maximum(st[None, :], last_step) / last_step)
+        mean[layers] = obs[col].to_numpy(float)[last][:, None]
+        sd[layers] = np.sqrt(2 * probe**2 + (PERSIST_DRIFT * ahead) ** 2)
     return mean, mean - Z90 * sd, mean + Z90 * sd
 
 
@@ -617,11 +846,13 @@ def observed_slope(obs: pd.DataFrame, n_layers: int, q: str = "ratio") -> np.nda
     decades before its last checkpoint (log10 per decade; NaN with fewer than 3 points there)."""
     col = f"y_{q}"
     out = np.full(n_layers, np.nan)
-    for layer, g in obs[obs[col].notna() & (obs["step"] > 0)].groupby("layer"):
-        x = np.log10(g["step"].to_numpy(float))
+    pos, runs = _layer_runs(obs, col, obs["step"].to_numpy(float) > 0)
+    layer, steps, y = obs["layer"].to_numpy(int)[pos], obs["step"].to_numpy(float)[pos], obs[col].to_numpy(float)[pos]
+    for run in runs:
+        x = np.log10(steps[run])
         sel = x >= x.max() - FLAT_SPAN
         if sel.sum() >= 3:
-            out[int(layer)] = float(np.polyfit(x[sel], g[col].to_numpy(float)[sel], 1)[0])
+            out[layer[run.start]] = float(np.polyfit(x[sel], y[run][sel], 1)[0])
     return out
 
 
@@ -723,6 +954,29 @@ def prior_band(engine: ForecastEngine, arch: Architecture, steps: Sequence[float
     return {"mean": mean, "lo": mean - np.hypot(mean - c["lo"], width), "hi": mean + np.hypot(c["hi"] - mean, width)}
 
 
+_POINTS = TypeAdapter(list[ObservedPoint])
+
+
+def observed_points(obs: pd.DataFrame, steps: np.ndarray, band: dict[str, np.ndarray],
+                    updated: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[int, list[ObservedPoint]]:
+    """Per observed layer its points (by step): the measured ratio against the prior band and the update, both
+    (L, len(steps)) in log10. Computed as arrays, the points validated as one list (pydantic-core does that faster
+    than it builds them one by one, checked or not)."""
+    pos, runs = _layer_runs(obs, "y_ratio")
+    li, step = obs["layer"].to_numpy(int)[pos], obs["step"].to_numpy(float)[pos]
+    k = np.searchsorted(steps, step)
+    m, lo, hi = band["mean"][li, k], band["lo"][li, k], band["hi"][li, k]
+    y = obs["y_ratio"].to_numpy(float)[pos]
+    z = Z90 * (y - m) / np.where(y >= m, hi - m, m - lo)
+    u_mean, u_lo, u_hi = (a[li, k] for a in updated)
+    cols = {"step": step.astype(int), "observed": 10**y, "observed_abs": obs["top1"].to_numpy(float)[pos], "prior": 10**m,
+            "prior_lo": 10**lo, "prior_hi": 10**hi, "updated": 10**u_mean, "updated_lo": 10**u_lo, "updated_hi": 10**u_hi,
+            "z": z, "outside": np.abs(z) > Z90}
+    rows = _POINTS.validate_python([dict(zip(cols, vals, strict=True)) for vals in zip(*(v.tolist() for v in cols.values()),
+                                                                                       strict=True)])
+    return {int(li[run.start]): rows[run] for run in runs}
+
+
 def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Sequence[Observation | dict] | pd.DataFrame,
             steps: list[int] | None = None, noise: Noise | None = None, name: str = "maforecast-predictor",
             version: str | None = None, alias: str | None = None, protocol: str | None = None) -> NowcastResult:
@@ -752,34 +1006,23 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     obs_steps = np.array(sorted(obs["step"].unique()), float)
     band = prior_band(engine, arch, obs_steps, noise, protocol)
     u_mean, u_lo, u_hi = post.predictive("ratio", obs_steps)
-    col = {s: k for k, s in enumerate(obs_steps)}
     nxt = next_checkpoint_step(obs_steps, arch.planned_steps)
     outlook = next_checkpoint(post, nxt) if nxt is not None else [None] * arch.n_layers
     end_now = tuple(np.log10(np.maximum(np.array([[getattr(lf.ratio_end, k)] for lf in fc.layers], float), 1e-300))
                     for k in ("value", "lo", "hi"))
     rec = recommend(obs, arch.n_layers, [float(arch.planned_steps)], end_now, noise=noise)
-    observed_layers = set(obs.loc[obs["y_ratio"].notna(), "layer"].astype(int))
+    points = observed_points(obs, obs_steps, band, (u_mean, u_lo, u_hi))
     layers = []
     for lf, pf in zip(fc.layers, prior_fc.layers, strict=True):
         li = lf.layer
-        seen = li in observed_layers
-        pm, plo, phi = (float(10 ** a[li, 0]) for a in rec["persist"]) if seen else (None, None, None)
+        pts = points.get(li, [])
         advice = {"recommend": None, "recommend_reason": None, "persistence_ratio_end": None, "recommended_ratio_end": None}
-        if seen:
+        if pts:
+            pm, plo, phi = (float(10 ** a[li, 0]) for a in rec["persist"])
             advice = {"recommend": "persistence" if rec["persistence"][li] else "nowcast", "recommend_reason": rec["reason"][li],
                       "persistence_ratio_end": Interval(value=pm, lo=plo, hi=phi),
                       "recommended_ratio_end": Interval(value=float(10 ** rec["mean"][li, 0]), lo=float(10 ** rec["lo"][li, 0]),
                                                         hi=float(10 ** rec["hi"][li, 0]))}
-        rows = obs[(obs["layer"] == li) & obs["y_ratio"].notna()].sort_values("step")
-        pts = []
-        for r in rows.itertuples():
-            k = col[float(r.step)]
-            m, lo, hi = band["mean"][li, k], band["lo"][li, k], band["hi"][li, k]
-            y = float(r.y_ratio)
-            z = Z90 * (y - m) / (hi - m if y >= m else m - lo)
-            pts.append(ObservedPoint(step=int(r.step), observed=10**y, observed_abs=float(r.top1), prior=10**m, prior_lo=10**lo,
-                                     prior_hi=10**hi, updated=10 ** u_mean[li, k], updated_lo=10 ** u_lo[li, k],
-                                     updated_hi=10 ** u_hi[li, k], z=float(z), outside=bool(abs(z) > Z90)))
         dev = max((abs(p.z) for p in pts), default=None)
         layers.append(LayerNowcast(layer=li, observed=pts, deviation=dev, n_outside=sum(p.outside for p in pts),
                                    left_band=bool(pts and pts[-1].outside), prior_ratio_end=pf.ratio_end.value,

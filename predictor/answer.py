@@ -38,6 +38,7 @@ from predictor.response import (
     PredictResponse,
     Summary,
     VariantSummary,
+    view_for,
 )
 from predictor.schedule_risk import ScheduleEvent, schedule_events
 from predictor.schemas import ForecastArrays, Interval, IntervalArrays
@@ -525,7 +526,7 @@ class Answerer:
         """The serialised answers in ``view`` (``predictor.response.VIEW_HELP``; by default compact, full where
         ``steps`` asks for trajectory points), ``layers`` picking layers in any view."""
         who = who or self.predictor()
-        view = view or ("full" if steps else "compact")
+        view = view_for(view, steps)
         if view not in VIEWS:
             raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
         for i, a in enumerate(archs):

@@ -15,7 +15,7 @@ __all__ = [
     "ChangeEffect", "CitationOut", "CompareResponse", "Difference", "FormatPlan", "Interval",
     "MechanismRisk", "Mitigation", "MitigationEffect", "NowcastResponse", "PlannedLayer", "PrecisionPlan",
     "PrecisionRisk", "PredictResponse", "PredictorInfo", "RecipeOption", "ScheduleRisk", "Summary",
-    "TermEffect", "VIEWS", "VIEW_HELP", "VariantSummary", "View",
+    "TermEffect", "VIEWS", "VIEW_HELP", "VariantSummary", "View", "view_for",
 ]
 
 VIEWS = ("compact", "full", "summary")
@@ -28,6 +28,12 @@ VIEW_HELP = ("compact (the default, what a review tool and a person read first; 
              "full: everything, every layer with its per-step trajectory and curve parameters, every format "
              "(~200 KB for 32 layers; the default where `steps` asks for trajectory points); summary: the compact answer "
              "without layers unless `layers` picks some (sweeps).")
+
+
+def view_for(view: str | None, steps: Any) -> str:
+    """The view an answer is given in: the one asked for, else full where ``steps`` asks for trajectory points, else
+    compact (every door and the service's answer cache resolve it here, so one answer has one key)."""
+    return view or ("full" if steps else "compact")
 
 
 class PredictorInfo(BaseModel):

@@ -48,7 +48,7 @@ from plan.files import render as render_plan
 from predictor.architecture import Architecture
 from predictor.hf_config import from_hf_config
 from predictor.nowcast import NowcastRequest
-from predictor.response import VIEWS, CompareResponse, NowcastResponse, PredictResponse
+from predictor.response import VIEWS, CompareResponse, NowcastResponse, PredictResponse, view_for
 from predictor.schemas import parse_steps
 from registry.loader import (
     BOOTSTRAP_HINT,
@@ -95,7 +95,7 @@ class Answers:
 
     @staticmethod
     def _key(arch: Architecture, steps=None, view: str | None = None, layers=None) -> tuple:
-        return (arch.model_dump_json(), tuple(steps or ()), view, None if layers is None else tuple(layers))
+        return (arch.model_dump_json(), tuple(steps or ()), view_for(view, steps), None if layers is None else tuple(layers))
 
     def _compute(self, arch: Architecture, steps=None, view: str | None = None, layers=None) -> bytes:
         return self.predictor.answers_json([arch], steps, view, layers)[0]

@@ -6,7 +6,7 @@ The plan keeps the fewest layers that make the design pass its gate (``fewest_to
 format its *breaking* checks (FP16 overflow, scaled FP8 underflow, INT8 median rounded to zero) and the probability
 above which the design is at risk. The format's risk is the largest probability that a layer left in the format
 crosses a breaking limit by the planned end (layers move together, so the worst one is the risk, as in
-``predictor.answer.format_probabilities_many``). A layer is monitored from a fifth of the threshold. The plan's
+``predictor.risk.format_probabilities_many``). A layer is monitored from a fifth of the threshold. The plan's
 own risk is that risk over the layers outside the plan. A format without a gate (BF16: no breaking limit) has
 nothing to keep, and says so.
 """

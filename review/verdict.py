@@ -12,7 +12,7 @@
 
 Probabilities are the answer's own: per layer ``p_massive``; per format ``probability``, per check
 ``check_probabilities`` and per layer and check ``details[].probability`` (all from one formula,
-``predictor.answer.layer_probabilities_many``). The review computes none of its own.
+``predictor.risk.layer_probabilities_many``). The review computes none of its own.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def load_policy(path: Path | str) -> Policy:
 
 # ------------------------------------------------------------------------------------ reading the answer
 # Typed fields of the registered model's answer (``PredictResponse``); every probability is the answer's
-# own (``predictor.answer.layer_probabilities_many``), none is recomputed here.
+# own (``predictor.risk.layer_probabilities_many``), none is recomputed here.
 
 
 def decision_line(plan: PrecisionPlan) -> str:

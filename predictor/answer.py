@@ -18,6 +18,7 @@ import numpy as np
 from predictor import knowledge as kbm
 from predictor import precision as prec
 from predictor.architecture import Architecture
+from predictor.effects import Z90
 from predictor.engine import ForecastEngine
 from predictor.nowcast import nowcast
 from predictor.plan import precision_plan
@@ -40,7 +41,7 @@ from predictor.risk import format_probabilities_many, precision_risks
 from predictor.schedule_risk import schedule_events
 from predictor.schemas import ForecastArrays, Interval, IntervalArrays
 from predictor.text import ranges
-from predictor.whatif import Change, changes_many, shift_intervals
+from predictor.whatif import Change, changes_many
 
 __all__ = ["TOP_MITIGATIONS", "Answerer", "summarize"]
 
@@ -113,10 +114,9 @@ def in_view(fields: dict[str, Any], arch: Architecture, view: str, layers: Seque
         out["precision"] = [r if r.format in used else r.model_copy(update={"details": [
             d for d in r.details if prec.BREAKS[r.format, d.check]]}) for r in fields["precision"]]
         return out
-    out["precision"] = [r.model_copy(update={"details": []}) for r in fields["precision"] if r.format in used]
-    out["precision_plan"] = plan.model_copy(update={"formats": [
-        f.model_copy(update={"keep_high_precision": [p.model_copy(update={"why": ""}) for p in f.keep_high_precision]})
-        for f in plan.formats if f.format in used]})
+    # (the answerer builds the compact views' precision without sentences, and per-layer records only where its plan reads them)
+    out["precision"] = [r.model_copy(update={"details": []}) if r.details else r for r in fields["precision"] if r.format in used]
+    out["precision_plan"] = plan.model_copy(update={"formats": [f for f in plan.formats if f.format in used]})
 
     def effect(e: MitigationEffect | None) -> MitigationEffect | None:
         if e is None:
@@ -138,22 +138,23 @@ def kb_record(arch: Architecture, fc: ForecastArrays) -> dict[str, Any]:
     return record
 
 
-def _motivation(entry: kbm.Entry, fc: ForecastArrays, risks: list[PrecisionRisk]) -> kbm.Motivation:
+def _motivations(fc: ForecastArrays, risks: list[PrecisionRisk]) -> tuple[kbm.Motivation, kbm.Motivation]:
+    """What motivates an entry in this forecast: (a precision-related entry's, any other's). A precision-related one
+    is motivated by the layers at risk in the precision target, where there are any; else, like any other entry, by
+    the layers predicted to host massive activations."""
     massive = [i for i, m in enumerate(fc.massive) if m]
-    if entry.precision_related:
-        target_risk = [r for r in risks if r.target and r.at_risk]
-        if target_risk:
-            layers = sorted({lyr for r in target_risk for lyr in r.layers})
-            fmts = ", ".join(r.format for r in target_risk)
-            return kbm.Motivation(tuple(layers), f"layers {ranges(layers)} are at risk in {fmts} (the precision target)")
     if massive:
         top = max(massive, key=fc.peak_abs.value.__getitem__)
-        return kbm.Motivation(
-            tuple(massive),
-            f"layers {ranges(massive)} are predicted to host massive activations"
-            f" (largest peak |a| {_g(fc.peak_abs.value[top])} in layer {top})",
-        )
-    return kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
+        other = kbm.Motivation(tuple(massive), f"layers {ranges(massive)} are predicted to host massive activations"
+                                               f" (largest peak |a| {_g(fc.peak_abs.value[top])} in layer {top})")
+    else:
+        other = kbm.Motivation((), "no layer is predicted to host massive activations; listed as prevention only")
+    target_risk = [r for r in risks if r.target and r.at_risk]
+    if not target_risk:
+        return other, other
+    layers = sorted({lyr for r in target_risk for lyr in r.layers})
+    fmts = ", ".join(r.format for r in target_risk)
+    return kbm.Motivation(tuple(layers), f"layers {ranges(layers)} are at risk in {fmts} (the precision target)"), other
 
 
 # knowledge-base entries that map onto architecture fields: id -> the change (a function of the architecture)
@@ -179,8 +180,13 @@ LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informationa
 def what_ifs(arch: Architecture) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
     """The mitigations' field changes for ``arch``: entry id -> (key, change), and each distinct change once
     by key (the two gated-attention entries make the same one)."""
-    cand = {k: (repr(sorted(c.items())), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
+    cand = {k: (change_key(c), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
     return cand, dict(cand.values())
+
+
+def change_key(change: dict[str, Any]) -> str:
+    """One key per distinct field change (the two gated-attention entries make the same one)."""
+    return repr(sorted(change.items()))
 
 
 def variant(arch: Architecture, change: dict[str, Any]) -> Architecture:
@@ -198,15 +204,23 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def after_intervals(fc: ForecastArrays, ch: Change) -> tuple[IntervalArrays, IntervalArrays]:
-    """The design's per-layer peak |a| and end ratio moved by a change (its sd added in quadrature); a change
-    of depth moves every layer by the largest layer's effect."""
-    out = []
+def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[tuple[IntervalArrays, IntervalArrays]]:
+    """Per change, the design's per-layer peak |a| and end ratio moved by it (Gaussian in log10: the interval's sd
+    and the change's added in quadrature), every change in one array; a change of depth moves every layer by the
+    largest layer's effect."""
+    if not changes:
+        return []
+    moved = []
     for iv, q in ((fc.peak_abs, "abs"), (fc.ratio_end, "ratio")):
-        d = ch.layers[q] if ch.layers[q] is not None and len(ch.layers[q]) == len(iv.value) else np.full(len(iv.value), ch.mean[q])
-        v, lo, hi = shift_intervals(iv.value, iv.lo, iv.hi, d, ch.sd[q])
-        out.append(IntervalArrays.model_construct(value=v, lo=lo, hi=hi))
-    return out[0], out[1]
+        n = len(iv.value)
+        delta = np.array([ch.layers[q] if ch.layers[q] is not None and len(ch.layers[q]) == n else np.full(n, ch.mean[q])
+                          for ch in changes], float)  # change x layer
+        v, lo, hi = np.log10(np.maximum(np.array((iv.value, iv.lo, iv.hi), float), 1e-300))
+        s = np.sqrt(((hi - lo) / (2 * Z90)) ** 2 + np.array([ch.sd[q] for ch in changes], float)[:, None] ** 2)
+        c = v + delta
+        moved.append((10 ** np.stack((c, c - Z90 * s, c + Z90 * s), axis=1)).tolist())  # change x (value, lo, hi) x layer
+    return [(IntervalArrays.model_construct(value=a[0], lo=a[1], hi=a[2]),
+             IntervalArrays.model_construct(value=r[0], lo=r[1], hi=r[2])) for a, r in zip(*moved, strict=True)]
 
 
 def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dict[str, Any]:
@@ -215,23 +229,27 @@ def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dic
             "evidence": ch.evidence, "studies": ch.studies, "disagreement": ch.disagreement, "terms": ch.terms}
 
 
-def what_if(change: dict[str, Any], fc: ForecastArrays, ch: Change, after: tuple[IntervalArrays, IntervalArrays],
+def what_if(change: dict[str, Any], before: tuple[Interval, Interval], ch: Change, after: tuple[IntervalArrays, IntervalArrays],
             targets: set[str], rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
-    """The effect of applying ``change``: ``ch`` its estimate, ``after`` the design's per-layer values moved by
-    it, ``rb``/``ra`` the format risks before and after (``format_probabilities``)."""
-    big_b, big_a = fc.peak_abs.largest(), after[0].largest()
-    rat_b, rat_a = fc.ratio_end.largest(), after[1].largest()
+    """The effect of applying ``change``: ``before`` the design's largest layer's peak |a| and end ratio, ``ch`` the
+    change's estimate, ``after`` the design's per-layer values moved by it, ``rb``/``ra`` the format risks before and
+    after (``format_probabilities``). Its text is written by ``effect_text`` for the effects an answer shows."""
     drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
-    red = -(ch.mean["abs"] + ch.sd["abs"]) + drop
-    r = ch.ratio("abs")
+    return MitigationEffect.model_construct(applied=change, peak_abs_before=before[0], peak_abs_after=after[0].largest(),
+                                            ratio_end_before=before[1], ratio_end_after=after[1].largest(),
+                                            reduction=-(ch.mean["abs"] + ch.sd["abs"]) + drop, text="",
+                                            **change_effect(ch, rb, ra))
+
+
+def effect_text(e: MitigationEffect, targets: set[str]) -> str:
+    """A mitigation's what-if in one line: the change, the largest peak's ratio, the evidence and the target formats' risk."""
+    r = e.peak_abs_ratio
     what = (f"largest peak |a| x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]" if r is not None
             else "no effect claimed: nothing measured informs this change")
-    text = (f"{', '.join(f'{k}={v}' for k, v in change.items())}: {what} "
-            f"({ch.evidence}{'; controlled and associational evidence disagree' if ch.disagreement else ''})"
+    rb, ra = e.risk_before, e.risk_after
+    return (f"{', '.join(f'{k}={v}' for k, v in e.applied.items())}: {what} "
+            f"({e.evidence}{'; controlled and associational evidence disagree' if e.disagreement else ''})"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
-    return MitigationEffect.model_construct(applied=change, peak_abs_before=big_b, peak_abs_after=big_a,
-                                            ratio_end_before=rat_b, ratio_end_after=rat_a, reduction=red, text=text,
-                                            **change_effect(ch, rb, ra))
 
 
 @dataclass
@@ -248,7 +266,8 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
     """Match the knowledge base and list the what-if variants (no forecasting yet)."""
     record = kb_record(arch, fc)
     matches = kbm.evaluate(record, kb)
-    motivations = {m.entry.id: _motivation(m.entry, fc, risks) for m in matches}
+    precision, other = _motivations(fc, risks)
+    motivations = {m.entry.id: precision if m.entry.precision_related else other for m in matches}
     adjusted: list[kbm.Match] = []
     for m in matches:
         present = ALREADY_PRESENT.get(m.entry.id)
@@ -282,7 +301,7 @@ def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
 
 def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change] | None,
                      afters: Sequence[tuple[IntervalArrays, IntervalArrays]] | None = None,
-                     probs: Sequence[dict[str, float]] | None = None) -> list[Mitigation]:
+                     probs: Sequence[dict[str, float]] | None = None, top: int | None = None) -> list[Mitigation]:
     """The ranked answer, given the what-if changes (``changes``, in ``plan.changes`` order), the design's values
     moved by each (``afters``) and ``probs``: the format risks of the forecast and then of each variant
     (computed here if not given).
@@ -290,19 +309,23 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
     ``effective`` and the rank follow each mitigation's own what-if where it has a number: one that raises the
     largest peak or the target formats' risk is never effective, whatever the knowledge base's level (kept, with
     its text, as context); effective ones with a predicted effect rank by it, then those the forecast cannot
-    represent by their level. Entries making the same change (the two gated-attention papers) are one answer."""
+    represent by their level. Entries making the same change (the two gated-attention papers) are one answer.
+    ``top``: only the first ``top`` effective ones (the compact views'; the ranks are the whole list's)."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
     effects: dict[str, MitigationEffect] = {}
     if changes is not None:
-        afters = afters or [after_intervals(fc, ch) for ch in changes]
+        afters = afters or after_intervals_many(fc, changes)
         rb, *ra = probs or format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + list(afters))
-        effects = {k: what_if(c, fc, ch, af, targets, rb, r)
+        before = (fc.peak_abs.largest(), fc.ratio_end.largest())
+        effects = {k: what_if(c, before, ch, af, targets, rb, r)
                    for (k, c), ch, af, r in zip(plan.changes.items(), changes, afters, ra, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
 
+    own = {m.entry.id: m.effective and not worsens(effects.get(m.entry.id), targets) for m in adjusted}
+
     def effective(m: kbm.Match) -> bool:
-        return m.effective and not worsens(effects.get(m.entry.id), targets)
+        return own[m.entry.id]
 
     def score(m: kbm.Match) -> tuple:
         e = effects.get(m.entry.id)
@@ -312,11 +335,15 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
     ranked.sort(key=score)
     same: dict[str, list[kbm.Match]] = {}  # the entries making one change, under the first (best-ranked) of them
     for m in ranked:
-        key = repr(sorted(plan.changes[m.entry.id].items())) if m.entry.id in plan.changes else m.entry.id
+        key = change_key(plan.changes[m.entry.id]) if m.entry.id in plan.changes else m.entry.id
         same.setdefault(key, []).append(m)
     out = []
     for i, (m, *also) in enumerate(same.values(), start=1):
+        if top is not None and (len(out) == top or not effective(m)):
+            break
         e, mot, eff = m.entry, motivations[m.entry.id], effects.get(m.entry.id)
+        if eff is not None:
+            eff.text = effect_text(eff, targets)  # constructed above for this answer alone
         why = m.why
         if m.effective and not effective(m):
             why = (f"its own what-if makes this design worse ({eff.text}): not effective here; the knowledge base rates it "
@@ -350,6 +377,22 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
 # ------------------------------------------------------------------------------------ answers
 
 
+@dataclass
+class _Staged:
+    """One answer before its what-ifs: the forecast answered (``fc``) and the design forecast the what-if effects are
+    measured against (``prior``), both in the worst case (``wf``, ``wp``), the prior's format risks, the precision
+    risk, the knowledge-base matches, and each distinct what-if change the plan needs, by key."""
+
+    fc: ForecastArrays
+    prior: ForecastArrays
+    wf: ForecastArrays
+    wp: ForecastArrays
+    prior_probs: dict[str, float]
+    risk: list[PrecisionRisk]
+    plan: MitigationPlan
+    distinct: dict[str, dict[str, Any]]
+
+
 class Answerer:
     """A fitted engine, the knowledge base and the version's card: everything a whole answer needs.
 
@@ -377,44 +420,54 @@ class Answerer:
     # -- core
     def fields_many(self, archs: Sequence[Architecture], steps: Sequence[int] | None, who: PredictorInfo,
                     view: str = "full", layers: Sequence[int] | None = None) -> list[dict[str, Any]]:
-        """The answers' fields for several architectures: their forecasts and, with them, every what-if
-        variant their mitigations may need (each distinct field change forecast once: the two
-        gated-attention entries make the same one, ``what_ifs``). The layers are plain data in ``LayerForecast``'s
-        shape (``write`` turns the fields into the JSON)."""
+        """The answers' fields for several architectures: each one's forecast, precision risk and knowledge-base
+        matches, then in one batch the what-if variants their effective mitigations need (each distinct field
+        change once: the two gated-attention entries make the same one). The layers are plain data in
+        ``LayerForecast``'s shape (``write`` turns the fields into the JSON)."""
         steps = list(steps) if steps else None
-        plans = [what_ifs(a) for a in archs]
-        changes_all = iter(changes_many(self.engine, [(a, variant(a, c)) for a, (_, d) in zip(archs, plans, strict=True)
-                                                      for c in d.values()]))
-        out = []
-        for arch, (cand, dist) in zip(archs, plans, strict=True):
-            fc = self.engine.forecast_arrays(arch, steps)
-            changes = [next(changes_all) for _ in dist]
-            out.append(self._fields(arch, fc, fc, cand, dist, changes, who, view, layers))
-        return out
+        staged = [self._stage(a, self.engine.forecast_arrays(a, steps), view=view) for a in archs]
+        return self._finish_many(archs, staged, who, view, layers)
 
-    def _fields(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays, cand: dict, dist: dict,
-                changes: list[Change], who: PredictorInfo, view: str = "full",
-                layers: Sequence[int] | None = None) -> dict[str, Any]:
-        """One answer's fields: ``fc`` is what is answered (the forecast, or a nowcast's update), ``prior``
-        the design forecast the what-if effects are measured against (the same object for /predict)."""
+    def _stage(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays | None = None, view: str = "full") -> _Staged:
+        """What an answer knows before its what-ifs: ``fc`` is what is answered (the forecast, or a nowcast's
+        update), ``prior`` the design forecast the what-if effects are measured against (None: ``fc`` itself); the
+        per-layer precision records only where ``view`` shows them (and the plan reads them)."""
         # precision, the what-ifs' risks and the mitigations' effects are read in the worst case (corpus_max):
         # overflow happens at the worst token a deployment sees, whatever protocol the magnitudes are shown in
         wf = fc.worst_case()
-        wp = wf if prior is fc else prior.worst_case()
-        afters = [after_intervals(wp, ch) for ch in changes]
-        probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)] + afters)
-        prior_probs = probs if prior is fc else format_probabilities_many([(wp.peak_abs, wp.ratio_end)])
-        risk = precision_risks(wf, arch, probs[0], schedule_events(arch))
+        wp = wf if prior is None else prior.worst_case()
+        probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)] + ([] if prior is None else [(wp.peak_abs, wp.ratio_end)]))
+        risk = precision_risks(wf, arch, probs[0], schedule_events(arch), details=view == "full")
         plan = plan_mitigations(arch, fc, risk, self.kb)
-        index = {key: j for j, key in enumerate(dist)}
-        mine = [index[cand[k][0]] for k in plan.changes]
-        mitigations = rank_mitigations(wp, plan, [changes[j] for j in mine], [afters[j] for j in mine],
-                                       [prior_probs[0]] + [probs[1 + j] for j in mine])
-        pplan = precision_plan(risk, arch.precision_target, recipe=arch.precision_recipe)
+        distinct = {}
+        for c in plan.changes.values():
+            distinct.setdefault(change_key(c), c)
+        return _Staged(fc, prior or fc, wf, wp, probs[-1], risk, plan, distinct)
+
+    def _finish_many(self, archs: Sequence[Architecture], staged: Sequence[_Staged], who: PredictorInfo, view: str,
+                     layers: Sequence[int] | None) -> list[dict[str, Any]]:
+        """The staged answers' fields, their what-if variants forecast in one batch."""
+        changes = iter(changes_many(self.engine, [(a, variant(a, c)) for a, st in zip(archs, staged, strict=True)
+                                                  for c in st.distinct.values()]))
+        return [self._fields(a, st, {k: next(changes) for k in st.distinct}, who, view, layers)
+                for a, st in zip(archs, staged, strict=True)]
+
+    def _fields(self, arch: Architecture, st: _Staged, changes: dict[str, Change], who: PredictorInfo,
+                view: str = "full", layers: Sequence[int] | None = None) -> dict[str, Any]:
+        """One answer's fields, given its stage and the effect of each distinct what-if change (by key)."""
+        fc, plan = st.fc, st.plan
+        keys = {k: change_key(c) for k, c in plan.changes.items()}
+        moved = dict(zip(st.distinct, after_intervals_many(st.wp, [changes[k] for k in st.distinct]), strict=True))
+        probs = dict(zip(st.distinct, format_probabilities_many(list(moved.values())), strict=True))
+        mitigations = rank_mitigations(st.wp, plan, [changes[keys[k]] for k in plan.changes],
+                                       [moved[keys[k]] for k in plan.changes],
+                                       [st.prior_probs] + [probs[keys[k]] for k in plan.changes],
+                                       top=None if view == "full" else TOP_MITIGATIONS)
+        pplan = precision_plan(st.risk, arch.precision_target, recipe=arch.precision_recipe, details=view == "full")
         fields = {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
-                  "summary": summarize(fc, wf), "layers": fc.layer_dicts(trajectory=view == "full"),
-                  "precision": risk, "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
-                  "lineage": fc.lineage or prior.lineage, "precision_plan": pplan, "view": view}
+                  "summary": summarize(fc, st.wf), "layers": fc.layer_dicts(trajectory=view == "full"),
+                  "precision": st.risk, "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
+                  "lineage": fc.lineage or st.prior.lineage, "precision_plan": pplan, "view": view}
         return in_view(fields, arch, view, layers)
 
     @staticmethod
@@ -462,7 +515,7 @@ class Answerer:
         ]
         changes = changes_many(self.engine, [(variants[base], variants[n]) for n in names[1:]])
         base_fc = self.engine.forecast_arrays(variants[base], steps).worst_case()  # risks as /predict reads them
-        afters = [after_intervals(base_fc, ch) for ch in changes]
+        afters = after_intervals_many(base_fc, changes)
         rb, *ra = format_probabilities_many([(base_fc.peak_abs, base_fc.ratio_end)] + afters)
         diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n],
                       ChangeEffect.model_construct(**change_effect(ch, rb, r)))
@@ -482,10 +535,8 @@ class Answerer:
         fc = ForecastArrays.from_forecast(res.forecast).model_copy(
             update={"worst_case_shift": design.worst_case_shift, "lineage": design.lineage})
         # with no observations the update is the design's forecast itself
-        prior = fc if not len(observations) else design
-        cand, dist = what_ifs(arch)
-        changes = changes_many(self.engine, [(arch, variant(arch, c)) for c in dist.values()])
-        fields = self._fields(arch, fc, prior, cand, dist, changes, who)
+        st = self._stage(arch, fc, None if not len(observations) else design)
+        fields = self._finish_many([arch], [st], who, "full", None)[0]
         return NowcastResponse(**fields, nowcast=res.info, nowcast_layers=res.layers)
 
 

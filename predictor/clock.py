@@ -237,8 +237,8 @@ class ClockFit:
 
     def predict(self, x: float, own_family: bool) -> tuple[float, float]:
         """log10 tau_e and its sd: the series' regression for its own family, else across families."""
-        a = np.array([1.0, x])
         if own_family:
+            a = np.array([1.0, x])
             return float(a @ self.coef), float(math.sqrt(a @ self.cov @ a + self.s2))
         slope_var = float(self.cov[1, 1]) * x * x
         return (self.intercept + float(self.coef[1]) * x,

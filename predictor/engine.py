@@ -27,6 +27,7 @@ massive activations and of overflow follow from the same distribution.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import math
@@ -52,15 +53,18 @@ from predictor.level import PROTOCOL_SD, LineageLevel, width_term
 from predictor.schedule_risk import schedule_notes
 from predictor.schemas import (
     ApplicabilityWarning,
+    EmergenceArrays,
     Forecast,
     ForecastArrays,
     Interval,
+    IntervalArrays,
+    TrajectoryArrays,
 )
 from predictor.timeline import PlanEffects, Timeline, fit_plan_effects, hill, hill_inverse
 from predictor.trajectory import CLASSES, as_dict, class_prior, classify, uniform_prior
 
 __all__ = [
-    "ASSOCIATED", "FIELD_OF", "ForecastEngine", "MAX_EXTRAPOLATION", "QUANTITIES", "SIZE_TERMS",
+    "ASSOCIATED", "DesignMemo", "FIELD_OF", "ForecastEngine", "MAX_EXTRAPOLATION", "QUANTITIES", "SIZE_TERMS",
     "SWITCHES", "TERMS", "TargetQuality", "Y0_DEFAULT", "Z90", "arch_timeline", "default_steps",
     "fit_series",
 ]
@@ -68,6 +72,7 @@ __all__ = [
 Z90 = float(norm.ppf(0.95))  # two-sided 90 % interval
 MASSIVE_ABS, MASSIVE_RATIO = 2.0, 3.0  # log10 of Sun et al.'s |a| > 100 and |a| > 1000 x median
 LOG10_LIMIT = 30.0
+LN10 = math.log(10.0)
 QUANTITIES = ("abs", "ratio")
 Y0_DEFAULT = {"abs": 0.85, "ratio": 0.85}  # log10 values at initialisation when no early checkpoint says otherwise
 SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence layer's trajectory (probe noise ~0.03)
@@ -132,10 +137,15 @@ WORST_CASE = "corpus_max"  # the protocol precision risk uses: overflow happens 
 def design_vector(arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.ndarray:
     """``SWITCHES``' functions and the protocol terms of ``arch`` (one pass over its fields: the answer reads
     dozens of design vectors, ``_switches`` is ``SWITCHES`` written out)."""
+    return _with_protocol(_switches(arch), protocol)
+
+
+def _with_protocol(switches: list[float], protocol: str) -> np.ndarray:
+    """The design vector of ``_switches``' values in ``protocol`` (one design read in several protocols)."""
     tail = _PROTOCOL_TAIL.get(protocol)
     if tail is None:
         tail = [float(protocol == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS]
-    return np.array(_switches(arch) + tail, float)
+    return np.array(switches + tail, float)
 
 
 def _switches(a: Architecture) -> list[float]:
@@ -149,6 +159,25 @@ def _switches(a: Architecture) -> list[float]:
             float(a.attention_sink != "none"), float(a.tied_embeddings)]
 
 
+class DesignMemo:
+    """What one call reads of several designs, each computed once: the design vector of an architecture in a protocol
+    and the association of a change to it (what-ifs ask for the same ones again and again). Keyed by identity: the
+    memo holds the architectures it has seen, so no id is reused while it lives; it lives for one call, never on the
+    engine."""
+
+    def __init__(self) -> None:
+        self._vectors: dict[tuple[int, str], tuple[Architecture, np.ndarray]] = {}
+        self.associations: dict[tuple, tuple[Architecture, tuple[float, float] | None]] = {}
+
+    def vector(self, arch: Architecture, protocol: str = DEFAULT_PROTOCOL) -> np.ndarray:
+        """``design_vector(arch, protocol)`` (read only: the array is shared)."""
+        key = (id(arch), protocol)
+        hit = self._vectors.get(key)
+        if hit is None:
+            hit = self._vectors[key] = (arch, design_vector(arch, protocol))
+        return hit[1]
+
+
 _SWITCH_ORDER = ("log_params", "log_width", "glu", "rmsnorm", "sandwich", "post_sublayer", "post_norm", "parallel",
                  "qk_norm", "learned_pos", "no_rope_bias", "embedding_scale", "moe", "linear_attention",
                  "sigmoid_attention", "attention_gate", "attention_sink", "tied")
@@ -156,8 +185,13 @@ assert tuple(SWITCHES) == _SWITCH_ORDER, "design_vector's _switches must follow 
 _PROTOCOL_TAIL = {p: [float(p == t.removeprefix("protocol_")) for t in PROTOCOL_TERMS] for p in PROTOCOLS}
 
 
+_DESIGN_TERMS = [(j, t) for j, t in enumerate(SWITCHES) if t not in SIZE_TERMS]  # (column, name): the switches
+
+
 def _clip10(v: np.ndarray | float) -> np.ndarray:
-    return np.power(10.0, np.minimum(np.maximum(v, -LOG10_LIMIT), LOG10_LIMIT))  # np.clip's values, without its wrapper
+    """10**v with v clipped to +-LOG10_LIMIT (np.clip's values, without its wrapper), as exp(v ln 10): a few times
+    faster than np.power on a forecast's thousands of values, within 1e-14 of it relative."""
+    return np.exp(np.minimum(np.maximum(v, -LOG10_LIMIT), LOG10_LIMIT) * LN10)
 
 
 def depth_basis(layer: np.ndarray, n_layers: np.ndarray) -> np.ndarray:
@@ -201,11 +235,32 @@ class DepthProfile(BaseEstimator):
 
     def _predict(self, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
         """``predict`` of a fitted profile (the engine's hot path: no fitted check)."""
-        layer = np.arange(n_layers)
-        d = depth_basis(layer, np.full(n_layers, n_layers)) @ self.reg_.coef_ + self.reg_.intercept_  # Ridge.predict
+        return self._at(*_layer_basis(n_layers))
+
+    def _at(self, basis: np.ndarray, zone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_predict`` from a model's ``_layer_basis`` (the quantities' profiles read the same one)."""
+        d = basis @ self.reg_.coef_ + self.reg_.intercept_  # Ridge.predict
         d = d - d.max()  # the largest layer sits at the model level
-        sd = np.array([self.sd_[z] for z in ZONES])[_zone_index(n_layers)]
+        sd = np.array([self.sd_[z] for z in ZONES])[zone]
         return d, sd
+
+
+@functools.lru_cache(maxsize=64)
+def _layer_basis(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``depth_basis`` of every layer of a model of ``n_layers`` (filled in place: the same values without stacking
+    eight columns) and each layer's ``_zone_index``. A pure function of one number, asked for the same few depths
+    again and again: cached, its arrays read-only."""
+    rel = np.arange(n_layers, dtype=float) / max(n_layers - 1, 1)
+    basis = np.zeros((n_layers, 8))
+    first = np.arange(min(n_layers, 3))
+    basis[first, first] = 1.0  # layers 0, 1, 2
+    basis[n_layers - 1, 3] = 1.0
+    if n_layers > 1:
+        basis[n_layers - 2, 4] = 1.0
+    basis[:, 5], basis[:, 6], basis[:, 7] = rel, rel**2, rel**3
+    zone = _zone_index(n_layers)
+    basis.flags.writeable = zone.flags.writeable = False
+    return basis, zone
 
 
 # ------------------------------------------------------------------------ time
@@ -471,12 +526,16 @@ class ForecastEngine(BaseEstimator):
     def timing_distance(self, arch: Architecture) -> list[str]:
         """How this design departs from the family the clock is calibrated on: the design terms and recipe
         fields whose value no checkpoint series has (empty: the clock's own family)."""
+        return self._away(arch, design_vector(arch))
+
+    def _away(self, arch: Architecture, x: np.ndarray) -> list[str]:
+        """``timing_distance`` of ``arch`` whose ``design_vector`` is ``x`` (a forecast reads it several times)."""
         ref = self._series_reference()
         if ref is None:
             return ["no checkpoint series"]
         seen, recipes = ref
-        near = (np.abs(seen - design_vector(arch)[None, :]) < 1e-9).any(axis=0)
-        out = [t for j, t in enumerate(SWITCHES) if t not in SIZE_TERMS and not near[j]]
+        near = (np.abs(seen - x) < 1e-9).any(axis=0).tolist()
+        out = [t for j, t in _DESIGN_TERMS if not near[j]]
         out += [f"{f}={getattr(arch, f)}" for f in RECIPE_FIELDS if _recipe_value(arch, f) not in recipes[f]]
         return out
 
@@ -584,11 +643,11 @@ class ForecastEngine(BaseEstimator):
         """(mean, sd) of the largest layer's asymptotic log10 magnitude per quantity, for several architectures."""
         return self._level_design_many(archs, protocol)[0]
 
-    def _level_design_many(self, archs: Sequence[Architecture], protocol: str | None = None
+    def _level_design_many(self, archs: Sequence[Architecture], protocol: str | None = None, memo: DesignMemo | None = None
                            ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
         """``_level_many`` and the design vectors the level read (rows of X, in ``protocol`` or each one's own)."""
         prox = [self._proxy(a) for a in archs]
-        X = np.stack([self._x(p[0], protocol or a.protocol) for p, a in zip(prox, archs, strict=True)])
+        X = np.stack([self._x(p[0], protocol or a.protocol, memo) for p, a in zip(prox, archs, strict=True)])
         shift, var = np.array([p[1] for p in prox]), np.array([p[2] for p in prox])
         lineages = [self.lineage(a) for a in archs]
         out = {}
@@ -613,11 +672,18 @@ class ForecastEngine(BaseEstimator):
         """What the design's lineage contributes (``predictor.response.LineageInfo`` as plain data): its measured
         members, the nearest one and how the design differs from it, and how far the lineage moves the level."""
         name = self.lineage(arch)
+        x = self.design(arch)[None, :]
         if name is None:
-            _, sd = self.level_["abs"]._predict(self.design(arch)[None, :], [None])
+            return self._lineage_info(arch, None, float(self.level_["abs"]._predict(x, [None])[1][0]), None)
+        return self._lineage_info(arch, name, None, self.level_["abs"].lineage_effect(name, x))
+
+    def _lineage_info(self, arch: Architecture, name: str | None, sd: float | None, effect: float | None) -> dict:
+        """``lineage_info`` of a design of lineage ``name``: a new lineage's level, in the engine's protocol, has sd
+        ``sd``; a known lineage moves the level by ``effect`` (log10)."""
+        if name is None:
             return {"name": None, "members": [], "nearest": None, "differences": [], "effect": None,
                     "text": "a new lineage: the level is the common terms' (size, design switches, protocol), with the "
-                            f"between-lineage spread in its interval (x{10 ** (Z90 * float(sd[0])):.0f} either way at 90 %); set "
+                            f"between-lineage spread in its interval (x{10 ** (Z90 * sd):.0f} either way at 90 %); set "
                             f"`lineage` to one of {len(self.level_['abs'].lineages_)} known lineages to lean on measured siblings"}
         members = self.lineage_members_.get(name, [])
         w = width_term(arch.d_model)
@@ -625,7 +691,7 @@ class ForecastEngine(BaseEstimator):
         diffs = [f"{f} {_show(getattr(arch, f))} vs {_show(near['fields'][f])}" for f in LINEAGE_FIELDS
                  if f in near["fields"] and getattr(arch, f) != near["fields"][f]]
         size = arch.n_params() / (near["params_B"] * 1e9)
-        effect = 10 ** self.level_["abs"].lineage_effect(name, self.design(arch)[None, :])
+        effect = 10**effect
         shown = [{k: v for k, v in m.items() if k != "fields"} for m in members]
         listed = ", ".join(f"{m['model']} {m['peak_abs']:,.0f}" for m in shown)
         return {"name": name, "members": shown, "nearest": near["model"], "differences": diffs, "effect": effect,
@@ -642,13 +708,23 @@ class ForecastEngine(BaseEstimator):
             return {q: (0.0, 0.0) for q in QUANTITIES}
         return {q: tuple(float(v[0]) for v in self.level_[q]._diff(xa[None, :], xb[None, :])) for q in QUANTITIES}
 
-    def association(self, arch: Architecture, change: dict) -> tuple[float, float] | None:
+    def association(self, arch: Architecture, change: dict, memo: DesignMemo | None = None) -> tuple[float, float] | None:
         """Mean and sd (log10, largest |h|) of the cross-family association's effect of ``change`` on ``arch``
-        (None: the change touches no design term the trained models vary, or a value none of them has)."""
-        after = arch.model_copy(update=change)
-        if any(getattr(after, f) in vals or getattr(arch, f) in vals for f, vals in PROXY_VALUES.items() if f in change):
+        (None: the change touches no design term the trained models vary, or a value none of them has).
+        ``memo``: the calling pass's, where it asks for several changes of the same designs."""
+        if any(change[f] in vals or getattr(arch, f) in vals for f, vals in PROXY_VALUES.items() if f in change):
             return None
-        xa, xb = self._x(arch, self.protocol), self._x(after, self.protocol)
+        if memo is None:
+            return self._association(arch, change, None)
+        asked = (id(arch), *change.items())
+        hit = memo.associations.get(asked)
+        if hit is None:
+            hit = memo.associations[asked] = (arch, self._association(arch, change, memo))
+        return hit[1]
+
+    def _association(self, arch: Architecture, change: dict, memo: DesignMemo | None) -> tuple[float, float] | None:
+        """``association`` of a change that keeps to values trained models have."""
+        xa, xb = self._x(arch, self.protocol, memo), self._x(arch.model_copy(update=change), self.protocol)
         key = (xb - xa).tobytes()  # the effect depends on the design-vector difference only: asked again and again
         cache = self._association_cache
         if key not in cache:
@@ -660,13 +736,16 @@ class ForecastEngine(BaseEstimator):
                 cache[key] = (float(m[0]), float(sd[0]))
         return cache[key]
 
-    def design(self, arch: Architecture) -> np.ndarray:
+    def design(self, arch: Architecture, memo: DesignMemo | None = None) -> np.ndarray:
         """The design vector the level model reads for ``arch`` (a value no trained model has read as its base)."""
-        return self._x(self._proxy(arch)[0], self.protocol)
+        return self._x(self._proxy(arch)[0], self.protocol, memo)
 
-    def _x(self, arch: Architecture, protocol: str) -> np.ndarray:
+    def _x(self, arch: Architecture, protocol: str, memo: DesignMemo | None = None) -> np.ndarray:
         """The design vector with terms outside ``terms`` zeroed (they then carry no effect)."""
-        x = design_vector(arch, protocol)
+        return self._mask(design_vector(arch, protocol) if memo is None else memo.vector(arch, protocol))
+
+    def _mask(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with terms outside ``terms`` zeroed (``_x`` of a design vector already computed)."""
         if self.terms is not None:
             x = x * np.array([t in self.terms or t.startswith("protocol_") for t in TERMS], float)
         return x
@@ -675,11 +754,14 @@ class ForecastEngine(BaseEstimator):
         """log10 tau_e (in the served clock, ``effects_``) and its predictive sd for an architecture: the checkpoint
         series' size regression for a design of their family and recipe, else the intercept calibrated across
         families with the between-family spread (``predictor.clock``)."""
-        x = math.log10(arch.n_params()) - 9.0
+        return self._tau_e(math.log10(arch.n_params()) - 9.0, self.timing_distance(arch))
+
+    def _tau_e(self, x: float, away: list[str]) -> tuple[float, float]:
+        """``tau_e`` of a design of log10 parameters - 9 ``x`` whose ``timing_distance`` is ``away``."""
         if self.clock_fit_ is not None:
-            return self.clock_fit_.predict(x, own_family=not self.timing_distance(arch))
+            return self.clock_fit_.predict(x, own_family=not away)
         a = np.array([1.0, x])
-        family = self.tau_family_sd_ if self.timing_distance(arch) else 0.0
+        family = self.tau_family_sd_ if away else 0.0
         return float(a @ self.tau_coef_), float(math.sqrt(a @ self.tau_cov_ @ a + self.tau_s2_ + family**2))
 
     def _levels(self, ev: Evidence) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -737,29 +819,34 @@ class ForecastEngine(BaseEstimator):
         A conditioned engine returns its posterior's curves (in the same layout; ``lev`` and ``tl`` unused)."""
         if self.posterior_ is not None:
             return self.posterior_.layer_curves(arch, steps, protocol, lev, tl)
-        lev = lev or self.level(arch, protocol)
+        return self._curves(arch, steps, [lev or self.level(arch, protocol)], tl, self.tau_e(arch))[0]
+
+    def _curves(self, arch: Architecture, steps: np.ndarray, levs: Sequence[dict[str, tuple[float, float]]],
+                tl: Timeline | None, tau_e: tuple[float, float]) -> list[dict]:
+        """``layer_curves`` of one design at several levels (a forecast's protocol and the worst case): the clock,
+        the widening beyond the evidence and the depth profile do not depend on the level and are read once."""
         tl = tl or arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
-        lt, lt_sd = self.tau_e(arch)
+        lt, lt_sd = tau_e
         tau = tl(steps)
         z = Z90
         h = hill(tau / 10**lt, self.p_)
         h_fast = hill(tau / 10 ** (lt - z * lt_sd), self.p_)
         h_slow = hill(tau / 10 ** (lt + z * lt_sd), self.p_)
-        out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": h}
         down, up = self.beyond(arch, steps)  # past the longest trajectory in the evidence: wider
-        for q in QUANTITIES:
-            M, M_sd = lev[q]
-            d, d_sd = self.profile_[q]._predict(arch.n_layers)
-            Y = M + d
-            sd = np.sqrt(M_sd**2 + d_sd**2)
-            y0 = Y0_DEFAULT[q]
-            rise, rise_lo, rise_hi = Y - y0, Y - z * sd - y0, Y + z * sd - y0
-            mean = y0 + rise[:, None] * h[None, :]
-            lo = y0 + np.minimum(rise_lo[:, None] * h_slow[None, :], rise_lo[:, None] * h_fast[None, :])
-            hi = y0 + np.maximum(rise_hi[:, None] * h_fast[None, :], rise_hi[:, None] * h_slow[None, :])
-            lo, hi = lo - down[None, :], hi + up[None, :]
-            out[q] = {"Y": Y, "sd": sd, "mean": mean, "lo": np.minimum(lo, mean), "hi": np.maximum(hi, mean)}
-        return out
+        basis = _layer_basis(arch.n_layers)
+        d, d_sd = (np.stack(v) for v in zip(*(self.profile_[q]._at(*basis) for q in QUANTITIES), strict=True))
+        # every level and quantity at once, as (level, quantity, layer[, step]) arrays
+        Y = np.array([[lev[q][0] for q in QUANTITIES] for lev in levs])[:, :, None] + d
+        sd = np.sqrt(np.array([[lev[q][1] ** 2 for q in QUANTITIES] for lev in levs])[:, :, None] + d_sd**2)
+        y0 = np.array([Y0_DEFAULT[q] for q in QUANTITIES])[None, :, None]
+        rise, rise_lo, rise_hi = (Y - y0)[..., None], (Y - z * sd - y0)[..., None], (Y + z * sd - y0)[..., None]
+        mean = y0[..., None] + rise * h
+        lo = y0[..., None] + np.minimum(rise_lo * h_slow, rise_lo * h_fast)
+        hi = y0[..., None] + np.maximum(rise_hi * h_fast, rise_hi * h_slow)
+        lo, hi = np.minimum(lo - down, mean), np.maximum(hi + up, mean)
+        return [{"timeline": tl, "log_tau_e": (lt, lt_sd), "h": h,
+                 **{q: {"Y": Y[i, j], "sd": sd[i, j], "mean": mean[i, j], "lo": lo[i, j], "hi": hi[i, j]}
+                    for j, q in enumerate(QUANTITIES)}} for i in range(len(levs))]
 
     def forecast(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
                  version: str | None = None, alias: str | None = None, protocol: str | None = None) -> Forecast:
@@ -768,7 +855,8 @@ class ForecastEngine(BaseEstimator):
 
     def forecast_arrays(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
                         version: str | None = None, alias: str | None = None, protocol: str | None = None) -> ForecastArrays:
-        """The forecast, every per-layer quantity computed for all layers at once."""
+        """The forecast, every per-layer quantity computed for all layers at once. What several of its parts read
+        (the design vector, the clock's distance from the design, tau_e, the level) is computed once."""
         check_is_fitted(self, "level_")
         arch = parse_architecture(arch)
         if protocol and protocol != arch.protocol:
@@ -778,11 +866,18 @@ class ForecastEngine(BaseEstimator):
         shown = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end})
         steps = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
         st = np.array(steps, float)
-        worst = arch if protocol == WORST_CASE else arch.model_copy(update={"protocol": WORST_CASE})
-        levels = self._level_many([arch, worst])
-        lev, lev_w = ({q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES} for i in (0, 1))
-        c = self.layer_curves(arch, st, lev=lev)
-        c_w = c if worst is arch else self.layer_curves(worst, st, lev=lev_w, tl=c["timeline"])
+        is_worst = protocol == WORST_CASE
+        switches = _switches(arch)
+        x = _with_protocol(switches, DEFAULT_PROTOCOL)
+        away = self._away(arch, x)
+        lev, lev_w, lineage = self._forecast_levels(arch, switches, protocol)
+        if self.posterior_ is None:
+            curves = self._curves(arch, st, [lev] if is_worst else [lev, lev_w], None, self._tau_e(switches[0], away))
+            c, c_w = curves[0], curves[-1]
+        else:
+            c = self.layer_curves(arch, st, lev=lev)
+            c_w = c if is_worst else self.layer_curves(arch.model_copy(update={"protocol": WORST_CASE}), st, lev=lev_w,
+                                                       tl=c["timeline"])
         i_end = steps.index(t_end)
         shown_set = set(shown)
         shown_k = [k for k, s in enumerate(steps) if s in shown_set]
@@ -796,16 +891,11 @@ class ForecastEngine(BaseEstimator):
         # P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)
         p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r))
 
-        def ivs(v, lo, hi) -> dict[str, list[float]]:
-            value, lo_, hi_ = _clip10(np.stack([v, lo, hi])).tolist()  # one power for the three (elementwise)
-            return {"value": value, "lo": lo_, "hi": hi_}
-
         def constant(q: str) -> dict[str, list[float]]:
             iv = self._constant_interval(q)
             return {"value": [iv.value] * n, "lo": [iv.lo] * n, "hi": [iv.hi] * n}
 
         y0 = Y0_DEFAULT["ratio"]
-        none = {"value": [None] * n, "lo": [None] * n, "hi": [None] * n}
         notes = [
             f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_.get('lineages', '?')} lineages "
             f"({self.evidence_summary_['checkpoint_models']} with checkpoint series)",
@@ -816,36 +906,68 @@ class ForecastEngine(BaseEstimator):
             "combined with the emergence-time uncertainty)",
         ]
         notes += list(self.caveats_)
-        notes += self.contradictions(arch) + self.timing_notes(arch) + self.extrapolation_notes(arch) + schedule_notes(arch)
+        notes += (self.contradictions(arch) + self.timing_notes(arch, away) + self.extrapolation_notes(arch)
+                  + schedule_notes(arch))
         notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
                   f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
+
         def magnitudes(cc: dict) -> dict:
             r, a = cc["ratio"], cc["abs"]
-            return {"trajectory": {"steps": shown, **ivs(*(r[k][:, shown_k] for k in ("mean", "lo", "hi")))},
-                    "ratio_end": constant("ratio") if "ratio_end" in unpredictable else ivs(*(r[k][:, i_end] for k in ("mean", "lo", "hi"))),
-                    "steady_state": ivs(r["Y"], r["Y"] - Z90 * r["sd"], r["Y"] + Z90 * r["sd"]),
-                    "peak_abs": constant("abs") if "peak_abs" in unpredictable else ivs(*(a[k][:, i_end] for k in ("mean", "lo", "hi")))}
+            # every magnitude in linear units: one exponential and one conversion for the trajectory, one for the ends
+            traj = _clip10(np.stack([r["mean"][:, shown_k], r["lo"][:, shown_k], r["hi"][:, shown_k]])).tolist()
+            ends = _clip10(np.stack([r["mean"][:, i_end], r["lo"][:, i_end], r["hi"][:, i_end], r["Y"], r["Y"] - Z90 * r["sd"],
+                                     r["Y"] + Z90 * r["sd"], a["mean"][:, i_end], a["lo"][:, i_end], a["hi"][:, i_end]])).tolist()
+            return {"trajectory": {"steps": list(shown), "value": traj[0], "lo": traj[1], "hi": traj[2]},
+                    "ratio_end": constant("ratio") if "ratio_end" in unpredictable else
+                    {"value": ends[0], "lo": ends[1], "hi": ends[2]},
+                    "steady_state": {"value": ends[3], "lo": ends[4], "hi": ends[5]},
+                    "peak_abs": constant("abs") if "peak_abs" in unpredictable else {"value": ends[6], "lo": ends[7], "hi": ends[8]}}
 
         shown_m = magnitudes(c)
         # how the worst case departs from the shown protocol at the level (a nowcast's update moves by it)
         shift = {q: [lev_w[q][0] - lev[q][0], math.sqrt(max(lev_w[q][1] ** 2 - lev[q][1] ** 2, 0.0))] for q in QUANTITIES}
-        return ForecastArrays(
+        rises, u = self._emerge_u(y0, ratio["Y"])
+        t_emerge = ({"value": [None] * n, "lo": [None] * n, "hi": [None] * n} if "t_emerge" in unpredictable
+                    else self._t_emerge(arch, rises, u, lt, lt_sd))
+        # constructed, not validated: every value is already of its field's type (lists of Python floats, bools and
+        # strings from ``tolist``, the nested arrays constructed the same way, the warnings validated when made)
+        return ForecastArrays.model_construct(
             predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
             t_end=t_end,
-            trajectory=shown_m["trajectory"],
-            params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [lt] * n,
-                    "p": [self.p_] * n, "kappa": [self.effects_.kappa] * n, "beta": [self.effects_.beta] * n},
-            t_emerge=none if "t_emerge" in unpredictable else self._t_emerge(arch, y0, ratio["Y"], lt, lt_sd),
-            p_emerge_within_plan=self._p_emerge(c["timeline"], y0, ratio["Y"], lt, lt_sd, t_end),
-            trajectory_class=np.where(_still_rising(ratio["mean"], st, t_end), "log_increase", "plateau").tolist(),
+            trajectory=TrajectoryArrays.model_construct(**shown_m["trajectory"]),
+            params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [float(lt)] * n,
+                    "p": [float(self.p_)] * n, "kappa": [float(self.effects_.kappa)] * n, "beta": [float(self.effects_.beta)] * n},
+            t_emerge=EmergenceArrays.model_construct(**t_emerge),
+            p_emerge_within_plan=self._p_emerge(c["timeline"], rises, u, lt, lt_sd, t_end),
+            trajectory_class=np.where(_still_rising(ratio["mean"], steps, t_end), "log_increase", "plateau").tolist(),
             class_probabilities=_class_dicts(self.class_probabilities(arch)),
-            ratio_end=shown_m["ratio_end"], steady_state=shown_m["steady_state"], peak_abs=shown_m["peak_abs"],
+            ratio_end=IntervalArrays.model_construct(**shown_m["ratio_end"]),
+            steady_state=IntervalArrays.model_construct(**shown_m["steady_state"]),
+            peak_abs=IntervalArrays.model_construct(**shown_m["peak_abs"]),
             massive=((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist(),
             p_massive=p_mass.tolist(),
-            applicability=self.applicability(arch), notes=notes, protocol=protocol,
+            applicability=self._applicability(arch, x), notes=notes, protocol=protocol,
             unpredictable=unpredictable, worst_case_shift=shift,
-            worst_case_arrays=None if c_w is c else magnitudes(c_w), lineage=self.lineage_info(arch),
+            worst_case_arrays=None if c_w is c else magnitudes(c_w), lineage=lineage,
         )
+
+    def _forecast_levels(self, arch: Architecture, switches: list[float], protocol: str
+                         ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict]:
+        """The level of ``arch`` (whose ``_switches`` are ``switches``) in ``protocol`` and in the worst case, and its
+        ``lineage_info`` (a new lineage's in the engine's protocol: the first row's, not predicted again)."""
+        prox, shift, var, _ = self._proxy(arch)
+        sw = switches if prox is arch else _switches(prox)
+        g = self.lineage(arch)
+        X = np.stack([self._mask(_with_protocol(sw, p)) for p in (protocol, WORST_CASE)])
+        levels, new_sd = {}, None
+        for q in QUANTITIES:
+            m, sd = self.level_[q]._predict(X, [g, g])
+            levels[q] = (m + shift, np.sqrt(sd**2 + var))
+            if q == "abs" and g is None and protocol == self.protocol:
+                new_sd = float(sd[0])
+        lineage = self.lineage_info(arch) if new_sd is None else self._lineage_info(arch, None, new_sd, None)
+        lev, lev_w = ({q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES} for i in (0, 1))
+        return lev, lev_w, lineage
 
     def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far below and above (log10) the interval reaches at ``steps`` for the part of the plan beyond the
@@ -869,11 +991,12 @@ class ForecastEngine(BaseEstimator):
                 f"not measured, so the interval widens by the rates the longest trajectories still moved at their end "
                 f"({lo:+.2f} to {hi:+.2f} decades per doubling): -{down[0]:.2f} / +{up[0]:.2f} decades at the end"]
 
-    def _end_h(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _end_h(self, archs: Sequence[Architecture], memo: DesignMemo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Hill fraction H(tau(t_end)/tau_e) per architecture, at tau_e and at its 90 % ends (fast, slow)."""
         tau = np.array([float(arch_timeline(a, self.effects_, horizon=a.planned_steps)(float(a.planned_steps)))
                         for a in archs])
-        lt, lt_sd = np.array([self.tau_e(a) for a in archs]).T
+        xs = [memo.vector(a) for a in archs]  # its first term is the size tau_e reads
+        lt, lt_sd = np.array([self._tau_e(float(x[0]), self._away(a, x)) for a, x in zip(archs, xs, strict=True)]).T
         return (hill(tau / 10**lt, self.p_), hill(tau / 10 ** (lt - Z90 * lt_sd), self.p_),
                 hill(tau / 10 ** (lt + Z90 * lt_sd), self.p_))
 
@@ -883,26 +1006,29 @@ class ForecastEngine(BaseEstimator):
         check_is_fitted(self, "level_")
         return self._end_logs_designs(archs, protocol)[0]
 
-    def _end_logs_designs(self, archs: Sequence[Architecture], protocol: str | None = None
-                          ) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
+    def _end_logs_designs(self, archs: Sequence[Architecture], protocol: str | None = None,
+                          memo: DesignMemo | None = None) -> tuple[list[dict[str, np.ndarray]], np.ndarray | None]:
         """``end_logs_many`` of a fitted engine and the design vectors (``design``) of the architectures, rows of one
-        array (what-if differences read both: the level's design vectors are these where the protocol is the engine's)."""
+        array (what-if differences read both: the level's design vectors are these where the protocol is the engine's).
+        ``memo``: the calling pass's (the level, the clock and the differences read the same design vectors)."""
         if not archs:
             return [], None
-        levels, X = self._level_design_many(archs, protocol)
+        memo = DesignMemo() if memo is None else memo
+        levels, X = self._level_design_many(archs, protocol, memo)
         if protocol is None:
             own = [a.protocol == self.protocol for a in archs]
         else:
             own = [protocol == self.protocol] * len(archs)
         if not all(own):
-            X = np.stack([x if o else self.design(a) for x, o, a in zip(X, own, archs, strict=True)])
-        hs = np.stack(self._end_h(archs), axis=1)  # (n, 3)
+            X = np.stack([x if o else self.design(a, memo) for x, o, a in zip(X, own, archs, strict=True)])
+        hs = np.stack(self._end_h(archs, memo), axis=1)  # (n, 3)
         out: list[dict[str, np.ndarray]] = [{} for _ in archs]
         depth = np.array([a.n_layers for a in archs])
         for n_layers in np.unique(depth):  # one depth profile per depth, all its architectures at once
             idx = np.flatnonzero(depth == n_layers)
+            basis = _layer_basis(int(n_layers))
             for q in QUANTITIES:
-                d, _ = self.profile_[q]._predict(int(n_layers))
+                d, _ = self.profile_[q]._at(*basis)
                 Y, y0 = levels[q][0][idx, None] + d[None, :], Y0_DEFAULT[q]
                 vals = y0 + (Y - y0)[:, None, :] * hs[idx][:, :, None]  # (k, 3, layers)
                 for k, i in enumerate(idx):
@@ -913,7 +1039,15 @@ class ForecastEngine(BaseEstimator):
         mu, sd = self.constant_[q]
         return Interval(value=float(_clip10(mu)), lo=float(_clip10(mu - Z90 * sd)), hi=float(_clip10(mu + Z90 * sd)))
 
-    def _t_emerge(self, arch: Architecture, y0: float, Y: np.ndarray, lt: float, lt_sd: float) -> dict:
+    def _emerge_u(self, y0: float, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per layer: whether the ratio rises (from ``y0`` to its steady state ``Y``), and the u = tau/tau_e at which
+        half of that rise is done in linear units (``_t_emerge`` and ``_p_emerge`` read both)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            target = np.log10((10**y0 + 10**Y) / 2)
+            u = hill_inverse((target - y0) / (Y - y0), self.p_)
+        return y0 + 0.05 < Y, u
+
+    def _t_emerge(self, arch: Architecture, ok: np.ndarray, u: np.ndarray, lt: float, lt_sd: float) -> dict:
         """Per layer: the first step with half of the ratio's rise from f(0) to its steady state (the curve's
         asymptote Y_inf) done, in linear units, with its 90 % interval from tau_e's. The steady state does not
         depend on where the plan stops, so neither does t_emerge: DESIGN section 5's "maximum over [0, t_end]" made
@@ -922,32 +1056,26 @@ class ForecastEngine(BaseEstimator):
         ``hi_after_plan``); an end beyond that is given as that horizon. ``None`` only where the ratio does not rise."""
         t_end = float(arch.planned_steps)
         tl = arch_timeline(arch, self.effects_, horizon=clocks.HORIZON * t_end)
-        ok = y0 + 0.05 < Y
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            target = np.log10((10**y0 + 10**Y) / 2)
-            u = hill_inverse((target - y0) / (Y - y0), self.p_)
-        val, lo, hi = (tl.steps_at(u * 10 ** (lt + k * Z90 * lt_sd)) for k in (0, -1, 1))
-        end = float(tl.steps[-1])
-        val, lo, hi = (np.where(np.isnan(v), end, v) for v in (val, lo, hi))
-        lo, hi = np.minimum(lo, val), np.maximum(hi, val)
+        at = tl.steps_at(np.stack([u * 10 ** (lt + k * Z90 * lt_sd) for k in (0, -1, 1)]))  # value, lo, hi
+        at = np.where(np.isnan(at), float(tl.steps[-1]), at)
+        val, lo, hi = np.stack([at[0], np.minimum(at[1], at[0]), np.maximum(at[2], at[0])]).tolist()
+        if ok.all():  # the usual case: every layer rises
+            return {"value": val, "lo": lo, "hi": hi, "value_after_plan": [x > t_end for x in val],
+                    "hi_after_plan": [x > t_end for x in hi]}
         flags = ok.tolist()
-        out = {k: [x if o else None for x, o in zip(v.tolist(), flags, strict=True)]
-               for k, v in (("value", val), ("lo", lo), ("hi", hi))}
-        out["value_after_plan"] = [bool(o and x > t_end) for x, o in zip(val.tolist(), flags, strict=True)]
-        out["hi_after_plan"] = [bool(o and x > t_end) for x, o in zip(hi.tolist(), flags, strict=True)]
+        out = {k: [x if o else None for x, o in zip(v, flags, strict=True)] for k, v in (("value", val), ("lo", lo), ("hi", hi))}
+        out["value_after_plan"] = [bool(o and x > t_end) for x, o in zip(val, flags, strict=True)]
+        out["hi_after_plan"] = [bool(o and x > t_end) for x, o in zip(hi, flags, strict=True)]
         return out
 
-    def _p_emerge(self, tl: Timeline, y0: float, Y: np.ndarray, lt: float, lt_sd: float, t_end: int) -> list[float]:
+    def _p_emerge(self, tl: Timeline, rises: np.ndarray, u: np.ndarray, lt: float, lt_sd: float, t_end: int) -> list[float]:
         """Per layer, P(t_emerge <= the planned end): the layer emerges once tau(t) reaches u * tau_e, and log10
         tau_e is Gaussian (``tau_e``), so P = Phi((log10(tau(t_end) / u) - lt) / sd); 0 where the ratio does not rise.
         Every layer has one, so a t_emerge after the plan (``value_after_plan``) says how likely it is within it."""
-        rises = y0 + 0.05 < Y
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            target = np.log10((10**y0 + 10**Y) / 2)
-            u = hill_inverse((target - y0) / (Y - y0), self.p_)
             z = (np.log10(float(tl(t_end)) / u) - lt) / max(lt_sd, 1e-9)
-        p = np.where(rises & np.isfinite(z), ndtr(np.nan_to_num(z, nan=-np.inf)), 0.0)
-        return np.clip(p, 0.0, 1.0).round(4).tolist()
+            p = np.where(rises & np.isfinite(z), ndtr(z), 0.0)
+        return np.minimum(np.maximum(p, 0.0), 1.0).round(4).tolist()
 
     def contradictions(self, arch: Architecture) -> list[str]:
         """Notes where this design's level leans on a cross-family association that controlled evidence
@@ -969,15 +1097,16 @@ class ForecastEngine(BaseEstimator):
                            "the level is the prediction from similar trained models; what-ifs use the controlled estimate")
         return out
 
-    def timing_notes(self, arch: Architecture) -> list[str]:
-        """Which family the emergence timing is calibrated on, and how far this design is from it."""
+    def timing_notes(self, arch: Architecture, away: list[str] | None = None) -> list[str]:
+        """Which family the emergence timing is calibrated on, and how far this design is from it (``away``: its
+        ``timing_distance`` where the caller has it)."""
         fams = sorted({family_of(m).split("-")[0] for m in self.curves_}) or ["no checkpoint series"]
         sizes = self.series_params_B_ or [self.domain_["numeric"]["n_params_B"][0]]
         lo, hi, n_b = min(sizes), max(sizes), arch.n_params() / 1e9
         where = "inside" if lo * 0.999 <= n_b <= hi * 1.001 else "outside"
         checks = self.timing_checks_
         covered = sum(c["covered_loo"] for c in checks)
-        away = self.timing_distance(arch)
+        away = self.timing_distance(arch) if away is None else away
         head = (f"timing (t_emerge, the curve's clock) is calibrated on {', '.join(fams)} checkpoint series ({len(self.curves_)} "
                 f"series, {lo:.2g}-{hi:.2g}B parameters; this design, {n_b:.2g}B, is {where} that range)")
         clock = self.clock_
@@ -994,6 +1123,10 @@ class ForecastEngine(BaseEstimator):
 
     # ---------------------------------------------------------------- applicability
     def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:
+        return self._applicability(arch, design_vector(arch))
+
+    def _applicability(self, arch: Architecture, x: np.ndarray) -> list[ApplicabilityWarning]:
+        """``applicability`` of ``arch`` whose ``design_vector`` is ``x``."""
         out = []
         dom = self.domain_
         n_b = arch.n_params() / 1e9
@@ -1013,9 +1146,9 @@ class ForecastEngine(BaseEstimator):
                    "no comparison measured it: the distribution of the measured changes' effects, wide")
             out.append(ApplicabilityWarning(field=f, value=str(v), seen=[str(BASES[f])], scope="all",
                                             message=f"{f}={v}: in no trained model; the level is {BASES[f]}'s and {why}"))
-        x = design_vector(arch)
-        for j, t in enumerate(SWITCHES):
-            if t in SIZE_TERMS or x[j] == 0:
+        on = x.tolist()
+        for j, t in _DESIGN_TERMS:
+            if on[j] == 0:
                 continue
             fams = self.level_["abs"].support_.get(t, 0)
             if fams < 2:
@@ -1127,11 +1260,11 @@ def _domain(ev: Evidence) -> dict:
     }
 
 
-def _still_rising(y: np.ndarray, steps: np.ndarray, t_end: int) -> np.ndarray:
-    """Per row of ``y`` (log10 values at ``steps``): still rising at the end, > 0.05 decades over the
+def _still_rising(y: np.ndarray, steps: Sequence[float], t_end: int) -> np.ndarray:
+    """Per row of ``y`` (log10 values at ``steps``, ascending): still rising at the end, > 0.05 decades over the
     last doubling of the plan (linear interpolation, as ``np.interp``, for all rows at once)."""
     def at(x: float) -> np.ndarray:
-        j = int(np.clip(np.searchsorted(steps, x, side="right") - 1, 0, len(steps) - 1))
+        j = min(max(bisect.bisect_right(steps, x) - 1, 0), len(steps) - 1)
         if j == len(steps) - 1 or steps[j] == x:
             return y[:, j]
         w = (x - steps[j]) / (steps[j + 1] - steps[j])
@@ -1155,10 +1288,10 @@ def _class_dicts(probs: np.ndarray) -> list[dict[str, float]]:
     layer gets its own dict)."""
     seen: dict[tuple, dict[str, float]] = {}
     out = []
-    for r in probs:
-        key = tuple(r.tolist())
+    for r in probs.tolist():
+        key = tuple(r)
         d = seen.get(key)
         if d is None:
             d = seen[key] = as_dict(r)
-        out.append(dict(d))
+        out.append(d.copy())
     return out

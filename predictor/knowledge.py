@@ -32,7 +32,7 @@ import yaml
 from predictor.response import CitationOut as Citation  # one definition of a citation
 
 __all__ = [
-    "Entry", "KnowledgeBase", "KnowledgeBaseError", "LEVEL_RANK", "Match", "Motivation", "compile_cond",
+    "KnowledgeBase", "KnowledgeBaseError", "LEVEL_RANK", "Match", "Motivation", "compile_cond",
     "compile_rule", "evaluate", "kb_digest", "kb_path", "load_kb", "parse_kb", "rank",
 ]
 

@@ -153,14 +153,19 @@ class LineageLevel(BaseEstimator):
         tau_sw, tau_l, tau_loc, ell, tau_u, sigma = self.hyper_
         F = self._F(X)
         Ks = (F * self.prior_var_) @ self.F_.T
-        if any(known):  # a known lineage's siblings (a new unit never shares a family with a training row)
-            same = np.asarray(lineage, object)[:, None] == self.lineage_[None, :]
+        # a new lineage shares no lineage and no family with a training row (a new unit never does): its covariance
+        # with them is the linear terms' alone, so its variance is the linear terms' posterior's (coef_cov_), the
+        # same Gaussian algebra as below without its solve
+        var = ((F @ self.coef_cov_) * F).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2
+        if any(known):  # a known lineage's siblings
+            k = np.flatnonzero(known)
+            same = np.asarray(lineage, object)[k, None] == self.lineage_[None, :]
             w = self.X_[:, self.w_]
-            Ks = Ks + same * (tau_l**2 + tau_loc**2 * np.exp(-0.5 * ((X[:, self.w_][:, None] - w[None, :]) / ell) ** 2))
+            Ks[k] += same * (tau_l**2 + tau_loc**2 * np.exp(-0.5 * ((X[k, self.w_][:, None] - w[None, :]) / ell) ** 2))
+            v = np.linalg.solve(self.chol_, Ks[k].T)
+            var[k] = ((F[k] ** 2) * self.prior_var_).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2 - (v * v).sum(axis=0)
         mean = Ks @ self.alpha_
-        v = np.linalg.solve(self.chol_, Ks.T)
-        kss = ((F**2) * self.prior_var_).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2
-        sd = np.sqrt(np.maximum(kss - (v * v).sum(axis=0), 1e-12))
+        sd = np.sqrt(np.maximum(var, 1e-12))
         return mean, sd * np.where(known, self.interval_scale, self.new_lineage_scale)
 
     def diff(self, Xa: np.ndarray, Xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -80,10 +80,10 @@ def fp16_mechanisms(arch: Architecture, peak: np.ndarray, lo: np.ndarray, hi: np
     """Per mechanism, a ``predictor.response.MechanismRisk`` as plain data. ``peak``/``lo``/``hi``: the worst-case
     (corpus_max) per-layer peak |a| at the planned end with its 90 % interval; ``p_residual``: the FP16
     ``overflow`` check's probability (the same formula, so the answer's numbers agree)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lv, llo, lhi = (np.log10(np.maximum(np.asarray(x, float), 1e-300)) for x in (peak, lo, hi))
+    a = np.array([peak, lo, hi], float)
+    lv, llo, lhi = np.log10(np.maximum(a, 1e-300))  # at least 1e-300 (or NaN): no warning
     sd = np.maximum((lhi - llo) / (2 * 1.6448536269514722), 1e-6)
-    before = np.concatenate([[0.0], np.asarray(peak, float)[:-1]])  # the previous layer's peak (point forecast)
+    before = np.concatenate([[0.0], a[0, :-1]])  # the previous layer's peak (point forecast)
     p_jump = float(np.max(ndtr((lv - np.log10(FP16_MAX + before)) / sd), initial=0.0))
     p_norm = float(np.max(ndtr((lv - math.log10(NORM_SQRT_LIMIT)) / sd), initial=0.0))
     probs = {"residual_overflow": p_residual, "mlp_output_overflow": min(p_jump, p_residual), "norm_accumulation": p_norm}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from predictor import precision as prec
-from predictor.response import FormatPlan, PlannedLayer, PrecisionPlan, PrecisionRisk, RecipeOption
+from predictor.response import PrecisionPlan, PrecisionRisk, RecipeOption
 
 __all__ = ["ALPHA", "fewest_to_keep", "precision_plan"]
 
@@ -63,36 +63,45 @@ def choose_recipe(options: Sequence[RecipeOption], chosen: str | None) -> tuple[
                          f"high precision ({best.keep})")
 
 
+def _kept(layer: int, d: prec.LayerRisk, why: bool) -> dict:
+    """A kept layer as ``PlannedLayer``'s fields: its record of the breaking check it crosses with the highest
+    probability, and (``why``) why."""
+    out = {"layer": layer, "check": d.check, "probability": d.probability, "predicted": d.predicted,
+           "predicted_hi": d.predicted_hi, "limit": d.limit, "from_step": d.from_step, "from_step_hi": d.from_step_hi,
+           "why": ""}
+    if why:
+        out["why"] = (f"layer {layer}: P({d.check}) = {d.probability:.2f} by the planned end; "
+                      f"{'peak |a|' if d.quantity == 'peak_abs' else 'ratio'} forecast {d.predicted:,.3g} (up to "
+                      f"{d.predicted_hi:,.3g}) against {d.limit:,.3g}"
+                      + (f", from step {d.from_step:,.0f}" if d.from_step is not None else
+                         f", from step {d.from_step_hi:,.0f} at the interval's upper end" if d.from_step_hi is not None
+                         else ""))
+    return out
+
+
 def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha: dict[str, float] | None = None,
-                   recipe: str | None = None) -> PrecisionPlan:
+                   recipe: str | None = None, details: bool = True) -> PrecisionPlan:
+    """The plan for the target formats of ``risks``, from their gated checks' per-layer records (``details``, which
+    ``predictor.risk.precision_risks`` keeps for these formats even without details). ``details=False``: the kept
+    layers' ``why`` left empty (the compact views show none), every other field the same. The formats' plans are
+    given to ``PrecisionPlan`` as data: one validation builds them all."""
     alphas = {**ALPHA, **(alpha or {})}
-    formats = []
+    formats, keeps = [], {}
     for r in risks:
         if not r.target:
             continue
         alpha = alphas[r.format]
         gated = prec.GATE.get(r.format, ((), 1.0))[0]
-        best: dict[int, object] = {}
+        best: dict[int, prec.LayerRisk] = {}
         for d in r.details:
             if d.check in gated and (d.layer not in best or d.probability > best[d.layer].probability):
                 best[d.layer] = d
         keep = fewest_to_keep({layer: d.probability for layer, d in best.items()}, alpha)
+        kept = set(keep)
         monitor = sorted(layer for layer, d in best.items() if d.probability >= alpha * MONITOR_FRACTION)
-        outside = [d.probability for layer, d in best.items() if layer not in keep]
+        outside = [d.probability for layer, d in best.items() if layer not in kept]
         below = sum(best[layer].predicted < best[layer].limit for layer in keep)
         breaking = list(gated)
-        layers = [PlannedLayer(layer=layer, check=best[layer].check, probability=best[layer].probability,
-                               predicted=best[layer].predicted, predicted_hi=best[layer].predicted_hi,
-                               limit=best[layer].limit, from_step=best[layer].from_step,
-                               from_step_hi=best[layer].from_step_hi,
-                               why=(f"layer {layer}: P({best[layer].check}) = {best[layer].probability:.2f} by the planned end; "
-                                    f"{'peak |a|' if best[layer].quantity == 'peak_abs' else 'ratio'} forecast "
-                                    f"{best[layer].predicted:,.3g} (up to {best[layer].predicted_hi:,.3g}) against "
-                                    f"{best[layer].limit:,.3g}"
-                                    + (f", from step {best[layer].from_step:,.0f}" if best[layer].from_step is not None else
-                                       f", from step {best[layer].from_step_hi:,.0f} at the interval's upper end"
-                                       if best[layer].from_step_hi is not None else "")))
-                  for layer in keep]
         n_layers = len({d.layer for d in r.details}) or 1
         why = (f"no {r.format} limit breaks from massive activations (its checks: "
                f"{', '.join(name for name, _ in prec.CHECKS[r.format])} are stated, not risks): nothing to keep"
@@ -101,17 +110,19 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
                f"layers left to at most {alpha:g} (the gate's threshold)"
                + (f", {below} of them for their interval's upper end (point forecast below the limit)" if below else "")
                + "; "
-               f"{len(set(monitor) - set(keep))} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
+               f"{len(set(monitor) - kept)} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
                + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n_layers else ""))
-        formats.append(FormatPlan(format=r.format, alpha=alpha, breaking_checks=breaking, keep_high_precision=layers,
-                                  monitor=monitor, residual_risk=format_risk(outside), why=why))
-    plans, by = {f.format: f for f in formats}, {r.format: r for r in risks}
+        keeps[r.format] = len(keep)
+        formats.append({"format": r.format, "alpha": alpha, "breaking_checks": breaking,
+                        "keep_high_precision": [_kept(layer, best[layer], details) for layer in keep], "monitor": monitor,
+                        "residual_risk": format_risk(outside), "why": why})
+    by = {r.format: r for r in risks}
     target = prec.TARGETS.get(precision_target)
     options = [RecipeOption(format=f, label=prec.SPECS[f].label, granularity=prec.SPECS[f].granularity,
                             at_risk=bool(by[f].at_risk), probability=float(by[f].probability or 0.0),
-                            keep=len(plans[f].keep_high_precision), tools=dict(prec.SPECS[f].tools))
-               for f in (target.recipes if target else ()) if f in plans and f in by]
-    chosen, why = choose_recipe(options, recipe if recipe in plans else None)
+                            keep=keeps[f], tools=dict(prec.SPECS[f].tools))
+               for f in (target.recipes if target else ()) if f in keeps and f in by]
+    chosen, why = choose_recipe(options, recipe if recipe in keeps else None)
     at_risk = any(by[f].at_risk for f in prec.formats_in_use(precision_target, chosen) if f in by)
     return PrecisionPlan(precision_target=precision_target, recipe=chosen, recipe_why=why, at_risk=at_risk, recipes=options,
                          formats=formats)

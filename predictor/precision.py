@@ -30,14 +30,18 @@ of its interval does; ``from_step`` is the first forecast step at which it cross
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, pairwise
 
 import numpy as np
 
-__all__ = ["BF16_SWAMP_RATIO", "BREAKS", "CHECKS", "E4M3_FLUSH_RATIO", "E4M3_SCALED_RATIO", "ELEMENTS", "FORMATS",
-           "FP16_MAX", "FP16_SWAMP_RATIO", "FP8_E4M3_MAX", "FP8_E5M2_MAX", "GATE", "INT8_STEP_RATIO", "MXFP8_BLOCK_RATIO",
-           "NVFP4_BLOCK_ZERO_RATIO", "NVFP4_SCALE_FLUSH_RATIO", "SPECS", "TARGETS", "TARGET_FORMATS", "assess_arrays",
-           "formats_in_use", "gate_at_risk", "gate_probability"]
+__all__ = ["BF16_SWAMP_RATIO", "BREAKS", "CHECKS", "CHECK_ROWS", "E4M3_FLUSH_RATIO", "E4M3_SCALED_RATIO", "ELEMENTS",
+           "FORMATS", "FORMAT_ROWS", "FP16_MAX", "FP16_SWAMP_RATIO", "FP8_E4M3_MAX", "FP8_E5M2_MAX", "GATE",
+           "INT8_STEP_RATIO", "LayerRisk", "MAX_VALUES", "MXFP8_BLOCK_RATIO", "NVFP4_BLOCK_ZERO_RATIO", "NVFP4_SCALE_FLUSH_RATIO",
+           "QUANTITY_ROW", "SPECS", "TARGETS", "TARGET_FORMATS", "assess_arrays", "crossings", "formats_in_use",
+           "gate_at_risk", "gate_probability"]
 
 
 @dataclass(frozen=True)
@@ -307,91 +311,125 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+# Every check as one row of the crossing and probability matrices: FORMATS order, each format's checks in its own order
+CHECK_ROWS: tuple[tuple[str, str, Check], ...] = tuple((f, n, c) for f in FORMATS for n, c in CHECKS[f])
+_ENDS = list(accumulate(len(CHECKS[f]) for f in FORMATS))
+FORMAT_ROWS: dict[str, range] = {f: range(b - len(CHECKS[f]), b) for f, b in zip(FORMATS, _ENDS, strict=True)}
+QUANTITIES = ("peak_abs", "ratio")
+QUANTITY_ROW = np.array([QUANTITIES.index(c.quantity) for _, _, c in CHECK_ROWS])  # row -> its quantity's index
+_FORMAT_START = np.array([r.start for r in FORMAT_ROWS.values()])
+_LIMIT = np.array([c.limit for _, _, c in CHECK_ROWS])
+_FLOAT_MAX = np.finfo(float).max
+# per quantity, its checks' limits (check x 1 x 1 x 1); ``_UNSORT`` puts the checks grouped by quantity back in row order
+_LIMITS_OF = [np.array([c.limit for _, _, c in CHECK_ROWS if c.quantity == q])[:, None, None, None] for q in QUANTITIES]
+_UNSORT = np.argsort(np.argsort(QUANTITY_ROW, kind="stable"))
+_BREAKING = np.array([c.breaks for _, _, c in CHECK_ROWS])[:, None]
+# per format (padded with the row past the last, which never crosses): its rows in the order its records are listed
+_WIDTH = max(len(r) for r in FORMAT_ROWS.values())
+_BY_NAME = np.array([sorted(r, key=lambda k: CHECK_ROWS[k][1]) + [len(CHECK_ROWS)] * (_WIDTH - len(r))
+                     for r in FORMAT_ROWS.values()])
+# per row, the values its records carry
+_NAME = [n for _, n, _ in CHECK_ROWS]
+_QUANTITY = [c.quantity for _, _, c in CHECK_ROWS]
+_LIMITS = [c.limit for _, _, c in CHECK_ROWS]
+_REASON = [(f"{n}: {'peak |a|' if c.quantity == 'peak_abs' else 'ratio |a|/median'} > {_fmt(c.limit)} in ", f"; {c.effect}")
+           for _, n, c in CHECK_ROWS]
+_NO_CROSSING = "no layer crosses this format's limits, within the interval"
+
+
+@dataclass(frozen=True)
+class Crossings:
+    """Per check (a row of ``CHECK_ROWS``) and layer: whether and from which step the layer crosses the check's limit
+    (point forecast: ``likely``; upper bound: ``hit``, which ``likely`` implies), the largest forecast of the check's
+    quantity over the steps and the probability of crossing. Every format's records and summaries come from these
+    arrays, so a summary costs no per-layer record."""
+
+    hit: np.ndarray
+    likely: np.ndarray
+    first: np.ndarray  # the first step the point forecast crosses (where likely)
+    first_hi: np.ndarray  # the first step the upper bound crosses (where hit)
+    predicted: np.ndarray
+    predicted_hi: np.ndarray
+    probability: np.ndarray
+
+    def records(self, formats: Sequence[int]) -> list[list[LayerRisk]]:
+        """Per format of ``formats`` (indices into FORMATS), its crossings as records in (layer, check) order."""
+        hit = np.vstack((self.hit, np.zeros((1, self.hit.shape[1]), bool)))
+        rows = _BY_NAME[list(formats)]
+        fi, ls, ci = np.nonzero(hit[rows].transpose(0, 2, 1))  # format x layer x check (by name)
+        ks = rows[fi, ci]
+        kl, likely = ks.tolist(), self.likely[ks, ls].tolist()
+        risks = list(map(LayerRisk, ls.tolist(), [_NAME[k] for k in kl], [_QUANTITY[k] for k in kl],
+                         [_LIMITS[k] for k in kl], self.predicted[ks, ls].tolist(), self.predicted_hi[ks, ls].tolist(),
+                         ["likely" if a else "possible" for a in likely],
+                         [t if a else None for t, a in zip(self.first[ks, ls].tolist(), likely, strict=True)],
+                         self.first_hi[ks, ls].tolist(), self.probability[ks, ls].tolist()))
+        return [risks[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(fi, minlength=len(rows))).tolist()])]
+
+    def layer_sets(self) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+        """Per format: the layers whose point forecast crosses a breaking limit, the further layers that cross one only
+        within their interval, and the layers whose point forecast crosses only limits that break nothing."""
+        sets = np.logical_or.reduceat(np.stack((self.likely & _BREAKING, self.hit & _BREAKING, self.likely)),
+                                      _FORMAT_START, axis=1)  # 3 x format x layer
+        sets[1:] &= ~sets[0]
+        n = len(FORMATS)
+        which, fmt, layers = np.nonzero(sets)
+        out = layers.tolist()
+        lists = [out[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(which * n + fmt, minlength=3 * n)).tolist()])]
+        return lists[:n], lists[n:2 * n], lists[2 * n:]
+
+    def from_steps(self) -> list[float | None]:
+        """Per format: the earliest step a layer's point forecast crosses a breaking limit (None: none does)."""
+        first = np.where(self.likely & _BREAKING, self.first, np.inf).min(axis=1, initial=np.inf)
+        return [None if t == math.inf else t for t in np.minimum.reduceat(first, _FORMAT_START).tolist()]
+
+    def check_probabilities(self) -> list[float]:
+        """Per check: the largest probability over the layers that one crosses its limit."""
+        return self.probability.max(axis=1, initial=0.0).tolist()
+
+    def whys(self) -> list[str]:
+        """Per format: per check crossed, how many layers cross it (by the point forecast, and more only within the
+        interval) and from which step, and what crossing it does."""
+        n_likely, n_hit = self.likely.sum(axis=1).tolist(), self.hit.sum(axis=1).tolist()
+        starts = np.where(self.likely.any(axis=1), np.where(self.likely, self.first, np.inf).min(axis=1, initial=np.inf),
+                          np.where(self.hit, self.first_hi, np.inf).min(axis=1, initial=np.inf)).tolist()
+        out = []
+        for rows in FORMAT_ROWS.values():
+            reasons = [f"{_REASON[k][0]}{n_likely[k]} layer(s) by the forecast and {n_hit[k] - n_likely[k]} more within "
+                       f"the interval, from step {_fmt(starts[k])}{_REASON[k][1]}" for k in rows if n_hit[k]]
+            out.append("; ".join(reasons) if reasons else _NO_CROSSING)
+        return out
+
+
 def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
-              probs: dict[tuple[str, str], list[float]] | None = None) -> dict[tuple[str, str], list[LayerRisk]]:
-    """Per (format, check), the layers that cross the check's limit (point forecast: ``likely``; upper bound
-    only: ``possible``), in layer order. All checks of one quantity and all layers at once: ``arrays`` holds
-    per quantity the (point, hi) layer x step matrices (-inf: never crosses); ``probs``, per (format, check),
-    each layer's probability of crossing."""
+              probs: np.ndarray | None = None) -> Crossings:
+    """Every check's crossings, all checks and layers at once. ``arrays``: for ``peak_abs`` (|a|) and ``ratio``, the
+    (point, upper bound) layer x step matrices at ``steps`` (row i: layer i; NaN never crosses); ``probs``: per row
+    of ``CHECK_ROWS`` and layer, the probability of crossing (zeros if not given)."""
     st = np.asarray(steps, float)
-    out: dict[tuple[str, str], list[LayerRisk]] = {(f, n): [] for f in FORMATS for n, _ in CHECKS[f]}
-    for quantity, (point, hi) in arrays.items():
-        checks = _CHECKS_OF.get(quantity, ())
-        if not checks or not point.size:
-            continue
-        hi = np.maximum(hi, point)
-        limits = _LIMITS_OF[quantity]
-        over_hi = hi[None] > limits  # check x layer x step
-        hit = over_hi.any(axis=2)
-        if not hit.any():
-            continue
-        over_pt = point[None] > limits
-        ks, ls = np.nonzero(hit)  # in (check, layer) order, as the records are listed
-        any_pt = over_pt.any(axis=2)[ks, ls].tolist()
-        t_point = [t if a else None for t, a in zip(st[over_pt.argmax(axis=2)[ks, ls]].tolist(), any_pt, strict=True)]
-        t_hi = st[over_hi.argmax(axis=2)[ks, ls]].tolist()
-        pt_max, hi_max = point.max(axis=1)[ls].tolist(), hi.max(axis=1)[ls].tolist()
-        if probs:
-            p = np.array([probs[fmt, name] for fmt, name, _ in checks], float)[ks, ls].tolist()
-        else:
-            p = [0.0] * len(ks)
-        kl = ks.tolist()
-        names = [checks[k][1] for k in kl]
-        risks = list(map(LayerRisk, ls.tolist(), names, [quantity] * len(kl), [checks[k][2].limit for k in kl], pt_max,
-                         hi_max, ["likely" if a else "possible" for a in any_pt], t_point, t_hi, p))
-        start = 0
-        for k, n in zip(*np.unique(ks, return_counts=True), strict=True):
-            fmt, name, _ = checks[int(k)]
-            out[fmt, name].extend(risks[start:start + int(n)])
-            start += int(n)
-    return out
-
-
-# per quantity: the checks of that quantity (format, name, check), in FORMATS order, and their limits (check x 1 x 1)
-_CHECKS_OF: dict[str, list[tuple[str, str, Check]]] = {}
-for _f in FORMATS:
-    for _n, _chk in CHECKS[_f]:
-        _CHECKS_OF.setdefault(_chk.quantity, []).append((_f, _n, _chk))
-_LIMITS_OF = {q: np.array([c.limit for _, _, c in cs])[:, None, None] for q, cs in _CHECKS_OF.items()}
+    # quantity x (point, upper bound) x layer x step; as np.nan_to_num(nan=-inf) (NaN never crosses), in fewer steps
+    a = np.array([arrays[q][i] for q in QUANTITIES for i in (0, 1)], float)
+    a = np.clip(a, -_FLOAT_MAX, _FLOAT_MAX).reshape(len(QUANTITIES), 2, *a.shape[1:])
+    a[np.isnan(a)] = -np.inf
+    a[:, 1] = np.maximum(a[:, 1], a[:, 0])
+    if not st.size:  # no step: nothing crosses
+        st, a = np.zeros(1), np.full((*a.shape[:3], 1), -np.inf)
+    top = a.max(axis=3)[QUANTITY_ROW]  # check x (point, upper bound) x layer
+    over = np.concatenate([a[q][None] > limits for q, limits in enumerate(_LIMITS_OF)])[_UNSORT]
+    first = st[over.argmax(axis=3)]
+    return Crossings(hit=top[:, 1] > _LIMIT[:, None], likely=top[:, 0] > _LIMIT[:, None], first=first[:, 0],
+                     first_hi=first[:, 1], predicted=top[:, 0], predicted_hi=top[:, 1],
+                     probability=np.zeros(top[:, 0].shape) if probs is None else np.asarray(probs, float))
 
 
 def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
-                  precision_target: str | None = None,
-                  probs: dict[tuple[str, str], list[float]] | None = None) -> list[FormatRisk]:
-    """One ``FormatRisk`` per format in ``FORMATS`` (in that order). ``arrays``: for ``peak_abs`` (|a|) and
-    ``ratio``, the (point, upper bound) layer x step matrices at ``steps`` (row i: layer i; NaN never crosses)."""
+                  precision_target: str | None = None) -> list[FormatRisk]:
+    """One ``FormatRisk`` per format in ``FORMATS`` (in that order), from ``crossings``."""
     targets = set(TARGET_FORMATS.get(str(precision_target or ""), ()))
-    arrays = {q: (np.nan_to_num(p, nan=-np.inf), np.nan_to_num(h, nan=-np.inf)) for q, (p, h) in arrays.items()}
-    crossed = crossings(steps, arrays, probs)
-    out = []
-    for fmt in FORMATS:
-        risks: list[LayerRisk] = []
-        reasons = []
-        for name, check in CHECKS[fmt]:
-            found = crossed[fmt, name]
-            risks.extend(found)
-            if found:
-                likely = [r for r in found if r.certainty == "likely"]
-                starts = [r.from_step for r in likely if r.from_step is not None] or [
-                    r.from_step_hi for r in found if r.from_step_hi is not None
-                ]
-                qty = "peak |a|" if check.quantity == "peak_abs" else "ratio |a|/median"
-                reasons.append(
-                    f"{name}: {qty} > {_fmt(check.limit)} in {len(likely)} layer(s) by the forecast"
-                    f" and {len(found) - len(likely)} more within the interval, from step {_fmt(min(starts))};"
-                    f" {check.effect}"
-                )
-        why = "; ".join(reasons) if reasons else "no layer crosses this format's limits, within the interval"
-        out.append(
-            FormatRisk(
-                format=fmt,
-                max_value=MAX_VALUES[fmt],
-                at_risk=any(r.certainty == "likely" and BREAKS[fmt, r.check] for r in risks),
-                possible=any(r.certainty == "possible" for r in risks),
-                target=fmt in targets,
-                layers=tuple(sorted(risks, key=lambda r: (r.layer, r.check))),
-                why=why,
-                checks=tuple(n for n, _ in CHECKS[fmt]),
-            )
-        )
-    return out
+    cr = crossings(steps, arrays)
+    likely = np.logical_or.reduceat(cr.likely & _BREAKING, _FORMAT_START, axis=0).any(axis=1).tolist()
+    possible = np.logical_or.reduceat(cr.hit & ~cr.likely, _FORMAT_START, axis=0).any(axis=1).tolist()
+    return [FormatRisk(format=fmt, max_value=MAX_VALUES[fmt], at_risk=a, possible=p, target=fmt in targets,
+                       layers=tuple(found), why=why, checks=tuple(n for n, _ in CHECKS[fmt]))
+            for fmt, a, p, found, why in zip(FORMATS, likely, possible, cr.records(range(len(FORMATS))), cr.whys(),
+                                             strict=True)]

@@ -15,19 +15,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from predictor.architecture import Architecture
 from predictor.effects import BASES, Z90, Estimate
-from predictor.engine import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
+from predictor.engine import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, DesignMemo, ForecastEngine
 from predictor.response import Interval, TermEffect
 
-__all__ = [
-    "Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many",
-    "shift_intervals",
-]
+__all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many"]
 
 SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
                "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
@@ -39,17 +37,19 @@ PLAN_FIELDS = {"total_steps", "training_tokens", "learning_rate", "lr_schedule",
 LEVEL_FIELDS = {"lineage", "protocol"}
 
 
-def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture) -> list[str]:
+def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture,
+                 memo: DesignMemo | None = None) -> list[str]:
     """The changed ``fields`` nothing in the forecast reads (rope_theta, seq_len, precision, ...): no controlled
     comparison, not the plan, and changing them alone moves neither the design vector nor the size. Such a
-    change is answered as not modelled, not as a known x1."""
+    change is answered as not modelled, not as a known x1. ``memo``: the calling pass's."""
     out = []
-    x_a, n_a = None, a.n_params()
+    x_a, n_a = None, None
     for f in fields:
         if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS or f == "n_layers":  # depth: the profile reads it
             continue
         a_f = a.model_copy(update={f: getattr(b, f)})
-        x_a = engine.design(a) if x_a is None else x_a
+        if x_a is None:
+            x_a, n_a = engine.design(a, memo), a.n_params()
         if a_f.n_params() == n_a and np.array_equal(engine.design(a_f), x_a):
             out.append(f)
     return out
@@ -111,8 +111,9 @@ def ratio_interval(mean: float, sd: float) -> Interval:
 
 
 def _interval(value: float, lo: float, hi: float) -> Interval:
-    """An ``Interval`` of three numbers, constructed (``float`` is what validating it would do to them)."""
-    return Interval.model_construct(value=float(value), lo=float(lo), hi=float(hi))
+    """An ``Interval`` of three numbers (validated: pydantic-core checks three floats in about half the time
+    ``model_construct`` takes to fill them in in Python)."""
+    return Interval(value=float(value), lo=float(lo), hi=float(hi))
 
 
 def _g(x: float) -> str:
@@ -130,14 +131,14 @@ def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str
     if disagree and assoc:
         text += (f"; the cross-family association says x{_g(assoc.value)} [{_g(assoc.lo)}, {_g(assoc.hi)}]: they disagree, "
                  f"the controlled estimate is used")
-    # constructed, not validated: every value is of its field's type (the intervals above, the evidence a literal)
-    return TermEffect.model_construct(field=f, before=before, after=after, ratio=iv, evidence=evidence,
-                                      studies=[str(s) for s in studies], association=assoc, disagreement=disagree,
-                                      text=text)
+    # validated, not constructed: for a model this small pydantic-core is faster than model_construct's Python (the
+    # intervals are kept as they are, not validated again)
+    return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=evidence, studies=[str(s) for s in studies],
+                      association=assoc, disagreement=disagree, text=text)
 
 
 def _unread_term(f: str, before: Any, after: Any) -> TermEffect:
-    return TermEffect.model_construct(
+    return TermEffect(
         field=f, before=before, after=after, ratio=None, evidence="not_modelled", studies=[], association=None,
         disagreement=False, text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, "
         "and the forecast does not read it): no effect is claimed")
@@ -147,7 +148,7 @@ def _studies(e: Estimate | None) -> tuple[str, ...]:
     return e.studies if e is not None else ()
 
 
-def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, f: str
+def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, f: str, memo: DesignMemo
                       ) -> tuple[TermEffect | None, Any, Any, float, float]:
     """The controlled part of field ``f``'s change: (term, value the engine sees in a, in b, mean, var)."""
     ce = engine.controlled_
@@ -163,7 +164,7 @@ def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, 
     if f not in BASES:
         return None, va, vb, 0.0, 0.0
     base = BASES[f]
-    ra, rb = _from_base(engine, a, f, va), _from_base(engine, a, f, vb)
+    ra, rb = _from_base(engine, a, f, va, memo), _from_base(engine, a, f, vb, memo)
     if not any(r is not None and r[2] != "none" for r in (ra, rb)):  # nothing measured on either side
         return None, va, vb, 0.0, 0.0
     if ra is not None and rb is not None:  # both ends measured against the base (or neither known at all)
@@ -177,7 +178,7 @@ def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, 
     var = sum(r[1] for r in used)
     kinds = {r[2] for r in used} - {"none"}
     kind = next(k for k in ("prior", "controlled_direction", "controlled") if k in kinds) if kinds else "controlled"
-    assoc = engine.association(_with(a, f, c_from), {f: c_to})
+    assoc = engine.association(_with(a, f, c_from), {f: c_to}, memo)
     ests = [r[3] for r in used if r[3] is not None]
     n = ", ".join(f"{e.n_numeric} magnitude + {e.n_direction} direction-only comparison(s)" for e in ests)
     why = f": {n}" if n else ": no comparison and no trained model varies it: the distribution of the measured changes' effects"
@@ -185,7 +186,8 @@ def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, 
     return t, ends[0], ends[1], mean, var
 
 
-def _from_base(engine: ForecastEngine, arch: Architecture, f: str, v: Any) -> tuple[float, float, str, Estimate | None] | None:
+def _from_base(engine: ForecastEngine, arch: Architecture, f: str, v: Any, memo: DesignMemo
+               ) -> tuple[float, float, str, Estimate | None] | None:
     """The effect of ``f``: base value -> ``v`` as (mean, var, evidence, estimate): the controlled estimate;
     None where none exists and the trained models vary the change (the association carries it); else the
     prior over the measured changes (an effect nobody measured is drawn from those that were)."""
@@ -195,7 +197,7 @@ def _from_base(engine: ForecastEngine, arch: Architecture, f: str, v: Any) -> tu
     e = engine.controlled_.estimate_of(f, v, arch.glu)
     if e is not None:
         return e.mean, e.sd**2, "controlled_direction" if e.direction_only else "controlled", e
-    if engine.association(_with(arch, f, base), {f: v}) is not None:
+    if engine.association(_with(arch, f, base), {f: v}, memo) is not None:
         return None
     mu, sd = engine.controlled_.prior_of(exclude=(f, v))
     return mu, sd**2, "prior", None
@@ -207,26 +209,29 @@ def _with(arch: Architecture, f: str, v: Any) -> Architecture:
 
 
 def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Architecture]]) -> list[Change]:
-    """The effect of turning each ``a`` into its ``b`` (see the module docstring), all pairs in one pass."""
+    """The effect of turning each ``a`` into its ``b`` (see the module docstring), all pairs in one pass (its
+    ``DesignMemo``: the pairs share designs, the variants of one design most of all)."""
+    memo = DesignMemo()
     prepared = []
     for a, b in pairs:
-        fields = [f for f in type(a).model_fields if f != "name" and getattr(a, f) != getattr(b, f)]
-        unread = not_modelled(engine, a, fields, b)
+        va, vb = _values(a), _values(b)
+        fields = [f for f, x, y in zip(_FIELDS, va, vb, strict=True) if x != y]
+        unread = not_modelled(engine, a, fields, b, memo)
         fields = [f for f in fields if f not in unread]
         a_upd: dict[str, Any] = {}
         b_upd: dict[str, Any] = {}
         terms: list[TermEffect] = [_unread_term(f, getattr(a, f), getattr(b, f)) for f in unread]
         c_mean, c_var = 0.0, 0.0
         for f in fields:
-            t, ea, eb, m, v = _controlled_split(engine, a, b, f)
+            t, ea, eb, m, v = _controlled_split(engine, a, b, f, memo)
             if t is None:
                 continue
             terms.append(t)
             c_mean, c_var = c_mean + m, c_var + v
             a_upd[f], b_upd[f] = ea, eb
-        a_e = a.model_copy(update=a_upd) if a_upd else a
-        b_e = b.model_copy(update=b_upd) if b_upd else b
-        engine_fields = [f for f in fields if getattr(a_e, f) != getattr(b_e, f)]
+        engine_fields = [f for f in fields if a_upd.get(f, getattr(a, f)) != b_upd.get(f, getattr(b, f))]
+        # the designs the engine sees (built only where it has a part: a copy only where a value moves)
+        a_e, b_e = (_updated(a, a_upd), _updated(b, b_upd)) if engine_fields else (a, b)
         prepared.append((a, b, a_e, b_e, engine_fields, terms, c_mean, c_var))
     # the engine's parts, in one batch: end values of every design the differences need, and the posterior
     # sd of every difference of design vectors
@@ -234,8 +239,9 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
     for _, _, a_e, b_e, ef, *_ in prepared:
         if ef:
             need[id(a_e)], need[id(b_e)] = a_e, b_e
-    end_logs, designs = engine._end_logs_designs(list(need.values()))
-    logs = dict(zip(need, end_logs, strict=True))
+    end_logs, designs = engine._end_logs_designs(list(need.values()), memo=memo)
+    # per design, the largest layer's end value (rows: tau_e, fast, slow) and the per-layer values at tau_e
+    peak = {k: {q: (logs[q].max(axis=1), logs[q][0]) for q in ("abs", "ratio")} for k, logs in zip(need, end_logs, strict=True)}
     x = dict(zip(need, designs if designs is not None else (), strict=True))
     eng = [i for i, p in enumerate(prepared) if p[4]]
     lev_sd: dict[str, np.ndarray] = {}
@@ -248,30 +254,43 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
     row = {i: k for k, i in enumerate(eng)}
     out = []
     for i, (a, b, a_e, b_e, ef, terms, c_mean, c_var) in enumerate(prepared):
-        mean, sd2 = {q: c_mean for q in ("abs", "ratio")}, {q: c_var for q in ("abs", "ratio")}
-        time = {q: (0.0, 0.0) for q in ("abs", "ratio")}  # how far the clock's 90 % ends move the change down, up
+        if not ef and all(t.evidence == "not_modelled" for t in terms):  # nothing the forecast reads changed: no
+            out.append(Change(dict.fromkeys(_Q, 0.0), dict.fromkeys(_Q, 0.0), dict.fromkeys(_Q), terms, None))  # number
+            continue
         same_depth = a.n_layers == b.n_layers
-        layers: dict[str, np.ndarray | None] = {q: np.full(a.n_layers, c_mean) if same_depth else None for q in ("abs", "ratio")}
-        if ef:
-            la, lb = logs[id(a_e)], logs[id(b_e)]
-            for q in ("abs", "ratio"):
-                d = lb[q].max(axis=1) - la[q].max(axis=1)  # (tau_e, fast, slow) of the largest layer
-                time[q] = (max(float(d[0] - d.min()), 0.0), max(float(d.max() - d[0]), 0.0))
-                mean[q] += float(d[0])
-                sd2[q] += float(lev_sd[q][row[i]]) ** 2 + n_moved[i] * engine.association_sd_**2
+        pa, pb = (peak[id(a_e)], peak[id(b_e)]) if ef else (None, None)
+        mean, sd, layers, reach = {}, {}, {}, {}
+        for q in _Q:
+            m, sd2, down, up = c_mean, c_var, 0.0, 0.0  # down, up: how far the clock's 90 % ends move the change
+            layer = np.full(a.n_layers, c_mean) if same_depth else None
+            if ef:
+                d = pb[q][0] - pa[q][0]  # (tau_e, fast, slow) of the largest layer
+                down, up = max(float(d[0] - d.min()), 0.0), max(float(d.max() - d[0]), 0.0)
+                m += float(d[0])
+                sd2 += float(lev_sd[q][row[i]]) ** 2 + n_moved[i] * engine.association_sd_**2
                 if same_depth:
-                    layers[q] = layers[q] + (lb[q][0] - la[q][0])
-        reach = {q: tuple(math.sqrt((Z90 * math.sqrt(sd2[q])) ** 2 + t**2) for t in time[q]) for q in ("abs", "ratio")}
-        sd = {q: (reach[q][0] + reach[q][1]) / (2 * Z90) for q in ("abs", "ratio")}  # for risks and the ranking
+                    layer = layer + (pb[q][1] - pa[q][1])
+            half = Z90 * math.sqrt(sd2)
+            reach[q] = (math.sqrt(half**2 + down**2), math.sqrt(half**2 + up**2))
+            sd[q] = (reach[q][0] + reach[q][1]) / (2 * Z90)  # for risks and the ranking
+            mean[q], layers[q] = m, layer
         if ef:
             own = math.sqrt(max(sd["abs"] ** 2 - c_var, 0.0))
-            terms += _engine_terms(engine, a_e, b_e, ef, float(lb["abs"].max(axis=1)[0] - la["abs"].max(axis=1)[0]), own,
-                                   reach["abs"] if not any(t.ratio is not None for t in terms) else None)
-        ch = Change(mean, sd, layers, terms, reach)
-        if not ch.modelled:  # nothing the forecast reads changed: no number, and the design's values stay
-            ch = Change({q: 0.0 for q in mean}, {q: 0.0 for q in sd}, {q: None for q in layers}, terms, None)
-        out.append(ch)
+            terms += _engine_terms(engine, a_e, b_e, ef, float(pb["abs"][0][0] - pa["abs"][0][0]), own,
+                                   reach["abs"] if not any(t.ratio is not None for t in terms) else None, memo)
+        out.append(Change(mean, sd, layers, terms, reach))
     return out
+
+
+_Q = ("abs", "ratio")
+_FIELDS = tuple(f for f in Architecture.model_fields if f != "name")
+_values = attrgetter(*_FIELDS)  # an architecture's values of _FIELDS, in one call (what changed is read per pair)
+
+
+def _updated(arch: Architecture, update: dict[str, Any]) -> Architecture:
+    """``arch`` with ``update`` applied (itself where no value moves: no copy)."""
+    moved = {f: v for f, v in update.items() if getattr(arch, f) != v}
+    return arch.model_copy(update=moved) if moved else arch
 
 
 # the design terms whose change is an association (not size, not the measurement protocol)
@@ -279,13 +298,13 @@ _ASSOCIATIONAL = np.array([t in SWITCHES and t not in SIZE_TERMS for t in TERMS]
 
 
 def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fields: list[str], mean: float,
-                  sd: float, reach: tuple[float, float] | None = None) -> list[TermEffect]:
+                  sd: float, reach: tuple[float, float] | None, memo: DesignMemo) -> list[TermEffect]:
     """The engine part in words: one term per design field (its association), the rest as one term."""
     out = []
     design = [f for f in fields if f in DESIGN_FIELDS]
     rest = [f for f in fields if f not in DESIGN_FIELDS]
     for f in design:
-        assoc = engine.association(a, {f: getattr(b, f)})
+        assoc = engine.association(a, {f: getattr(b, f)}, memo)
         m, s = assoc if assoc else (0.0, math.sqrt(engine.association_sd_**2 + 1.0))
         s = math.sqrt(s**2 + engine.association_sd_**2)
         why = "" if assoc else ": never varied in the trained models, an unknown effect"
@@ -296,13 +315,3 @@ def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fiel
         out.append(_term("+".join(rest), "/".join(str(getattr(a, f)) for f in rest),
                          "/".join(str(getattr(b, f)) for f in rest), rm, sd, kind, reach=None if out else reach))
     return out
-
-
-def shift_intervals(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], delta: np.ndarray,
-                    sd: float) -> tuple[list[float], list[float], list[float]]:
-    """Per layer, an interval moved by ``delta`` (log10) and widened by ``sd`` in quadrature (Gaussian in log10)."""
-    v, lo_, hi_ = np.log10(np.maximum(np.array((values, lo, hi), float), 1e-300))  # elementwise: the three at once
-    s = np.sqrt(((hi_ - lo_) / (2 * Z90)) ** 2 + sd**2)
-    c = v + delta
-    out = (10 ** np.stack((c, c - Z90 * s, c + Z90 * s))).tolist()
-    return out[0], out[1], out[2]

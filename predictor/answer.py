@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from predictor.response import (
 )
 from predictor.risk import format_probabilities_many, precision_risks
 from predictor.schedule_risk import schedule_events
-from predictor.schemas import ForecastArrays, Interval, IntervalArrays
+from predictor.schemas import ForecastArrays, Interval
 from predictor.text import ranges
 from predictor.whatif import Change, changes_many
 
@@ -204,7 +204,20 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[tuple[IntervalArrays, IntervalArrays]]:
+class Moved(NamedTuple):
+    """A forecast's per-layer interval moved by a what-if change, as arrays (``IntervalArrays``' fields)."""
+
+    value: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def largest(self) -> Interval:
+        """The interval of the layer with the largest point value (the first of equals, as ``IntervalArrays.largest``)."""
+        i = int(np.argmax(self.value))
+        return Interval(value=float(self.value[i]), lo=float(self.lo[i]), hi=float(self.hi[i]))
+
+
+def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[tuple[Moved, Moved]]:
     """Per change, the design's per-layer peak |a| and end ratio moved by it (Gaussian in log10: the interval's sd
     and the change's added in quadrature), every change in one array; a change of depth moves every layer by the
     largest layer's effect."""
@@ -218,9 +231,8 @@ def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[
         v, lo, hi = np.log10(np.maximum(np.array((iv.value, iv.lo, iv.hi), float), 1e-300))
         s = np.sqrt(((hi - lo) / (2 * Z90)) ** 2 + np.array([ch.sd[q] for ch in changes], float)[:, None] ** 2)
         c = v + delta
-        moved.append((10 ** np.stack((c, c - Z90 * s, c + Z90 * s), axis=1)).tolist())  # change x (value, lo, hi) x layer
-    return [(IntervalArrays.model_construct(value=a[0], lo=a[1], hi=a[2]),
-             IntervalArrays.model_construct(value=r[0], lo=r[1], hi=r[2])) for a, r in zip(*moved, strict=True)]
+        moved.append(10 ** np.stack((c, c - Z90 * s, c + Z90 * s), axis=1))  # change x (value, lo, hi) x layer
+    return [(Moved(*a), Moved(*r)) for a, r in zip(*moved, strict=True)]
 
 
 def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dict[str, Any]:
@@ -229,7 +241,7 @@ def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dic
             "evidence": ch.evidence, "studies": ch.studies, "disagreement": ch.disagreement, "terms": ch.terms}
 
 
-def what_if(change: dict[str, Any], before: tuple[Interval, Interval], ch: Change, after: tuple[IntervalArrays, IntervalArrays],
+def what_if(change: dict[str, Any], before: tuple[Interval, Interval], ch: Change, after: tuple[Moved, Moved],
             targets: set[str], rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
     """The effect of applying ``change``: ``before`` the design's largest layer's peak |a| and end ratio, ``ch`` the
     change's estimate, ``after`` the design's per-layer values moved by it, ``rb``/``ra`` the format risks before and
@@ -300,7 +312,7 @@ def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
 
 
 def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change] | None,
-                     afters: Sequence[tuple[IntervalArrays, IntervalArrays]] | None = None,
+                     afters: Sequence[tuple[Moved, Moved]] | None = None,
                      probs: Sequence[dict[str, float]] | None = None, top: int | None = None) -> list[Mitigation]:
     """The ranked answer, given the what-if changes (``changes``, in ``plan.changes`` order), the design's values
     moved by each (``afters``) and ``probs``: the format risks of the forecast and then of each variant

@@ -436,7 +436,8 @@ class Answerer:
         change once: the two gated-attention entries make the same one). The layers are plain data in
         ``LayerForecast``'s shape (``write`` turns the fields into the JSON)."""
         steps = list(steps) if steps else None
-        staged = [self._stage(a, self.engine.forecast_arrays(a, steps), view=view) for a in archs]
+        staged = [self._stage(a, fc, view=view)
+                  for a, fc in zip(archs, self.engine.forecast_arrays_many(archs, steps), strict=True)]
         return self._finish_many(archs, staged, who, view, layers)
 
     def _stage(self, arch: Architecture, fc: ForecastArrays, prior: ForecastArrays | None = None, view: str = "full") -> _Staged:

@@ -188,6 +188,10 @@ _PROTOCOL_TAIL = {p: [float(p == t.removeprefix("protocol_")) for t in PROTOCOL_
 _DESIGN_TERMS = [(j, t) for j, t in enumerate(SWITCHES) if t not in SIZE_TERMS]  # (column, name): the switches
 
 
+_CURVE_KEYS = ("Y", "sd", "mean", "lo", "hi")  # a quantity's curves: level and sd per layer, values per layer and step
+_Y0 = np.array([Y0_DEFAULT[q] for q in QUANTITIES])
+
+
 def _clip10(v: np.ndarray | float) -> np.ndarray:
     """10**v with v clipped to +-LOG10_LIMIT (np.clip's values, without its wrapper), as exp(v ln 10): a few times
     faster than np.power on a forecast's thousands of values, within 1e-14 of it relative."""
@@ -389,6 +393,7 @@ class ForecastEngine(BaseEstimator):
     def fit(self, ev: Evidence) -> ForecastEngine:
         scale = self.interval_scale or {}
         self._association_cache: dict[bytes, tuple[float, float] | None] = {}  # association(): one entry per design change
+        self._derived: dict[Any, Any] = {}  # _fit_derived(): what the hot path derives from the fit alone
         self.series_effects_ = fit_plan_effects(ev.peers)  # the clock the checkpoint series' curves are fitted in
         self.effects_ = self.series_effects_
         self._fit_time(ev)
@@ -601,8 +606,12 @@ class ForecastEngine(BaseEstimator):
         """(L, 3) prior probabilities of the trajectory classes per layer, by depth zone."""
         if self.posterior_classes_ is not None:  # a nowcast's update (conditioned)
             return self.posterior_classes_
+        return self.class_probabilities_of(arch.n_layers)
+
+    def class_probabilities_of(self, n_layers: int) -> np.ndarray:
+        """The prior's ``class_probabilities`` in a model of ``n_layers`` (they depend on the depth alone)."""
         prior = self.class_prior_ or uniform_prior()
-        return np.array([prior[z] for z in ZONES], float)[_zone_index(arch.n_layers)]
+        return np.array([prior[z] for z in ZONES], float)[_zone_index(n_layers)]
 
     def _association_error(self) -> tuple[float, list[dict]]:
         """How far the cross-family association of a design term is from the controlled estimate of the
@@ -812,6 +821,35 @@ class ForecastEngine(BaseEstimator):
         check_is_fitted(self, "level_")
         return {q: (float(m[0]), float(s[0])) for q, (m, s) in self._level_many([arch], protocol).items()}
 
+    def _fit_derived(self) -> dict[Any, Any]:
+        """What the hot path derives from the fit alone (depth profiles per depth, the trajectory classes' dicts per
+        depth, the timing notes' fixed part), made once: ``fit`` starts it afresh; the variants share it (they share
+        the fit it is derived from)."""
+        return self.__dict__.setdefault("_derived", {})
+
+    def _depth(self, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per quantity (rows) and layer, the depth profile's offset and its sd in a model of ``n_layers`` (read only)."""
+        memo = self._fit_derived()
+        hit = memo.get(("depth", n_layers))
+        if hit is None:
+            basis = _layer_basis(n_layers)
+            hit = tuple(np.stack(v) for v in zip(*(self.profile_[q]._at(*basis) for q in QUANTITIES), strict=True))
+            for v in hit:
+                v.flags.writeable = False
+            memo[("depth", n_layers)] = hit
+        return hit
+
+    def _class_dicts(self, n_layers: int) -> list[dict[str, float]]:
+        """``as_dict`` of each layer's ``class_probabilities`` in a model of ``n_layers`` (shared: copy before handing
+        out). The prior's are made once per depth, a nowcast's posterior's once per call."""
+        if self.posterior_classes_ is not None:
+            return _class_dicts(self.posterior_classes_)
+        memo = self._fit_derived()
+        hit = memo.get(("classes", n_layers))
+        if hit is None:
+            hit = memo[("classes", n_layers)] = _class_dicts(self.class_probabilities_of(n_layers))
+        return hit
+
     def layer_curves(self, arch: Architecture, steps: np.ndarray, protocol: str | None = None,
                      lev: dict[str, tuple[float, float]] | None = None, tl: Timeline | None = None) -> dict:
         """Everything per layer, vectorised: log10 values (mean, lo, hi) at ``steps`` per quantity.
@@ -819,34 +857,37 @@ class ForecastEngine(BaseEstimator):
         A conditioned engine returns its posterior's curves (in the same layout; ``lev`` and ``tl`` unused)."""
         if self.posterior_ is not None:
             return self.posterior_.layer_curves(arch, steps, protocol, lev, tl)
-        return self._curves(arch, steps, [lev or self.level(arch, protocol)], tl, self.tau_e(arch))[0]
-
-    def _curves(self, arch: Architecture, steps: np.ndarray, levs: Sequence[dict[str, tuple[float, float]]],
-                tl: Timeline | None, tau_e: tuple[float, float]) -> list[dict]:
-        """``layer_curves`` of one design at several levels (a forecast's protocol and the worst case): the clock,
-        the widening beyond the evidence and the depth profile do not depend on the level and are read once."""
+        lev = lev or self.level(arch, protocol)
+        lt, lt_sd = self.tau_e(arch)
         tl = tl or arch_timeline(arch, self.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
-        lt, lt_sd = tau_e
-        tau = tl(steps)
+        c = self._curves_many(np.array([float(arch.batch_tokens)]), steps, arch.n_layers,
+                              np.array([[[lev[q][0] for q in QUANTITIES]]]), np.array([[[lev[q][1] for q in QUANTITIES]]]),
+                              tl(steps)[None, :], np.array([lt]), np.array([lt_sd]))
+        return {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": c["h"][0],
+                **{q: {k: c[k][0, 0, j] for k in _CURVE_KEYS} for j, q in enumerate(QUANTITIES)}}
+
+    def _curves_many(self, batch_tokens: np.ndarray, steps: np.ndarray, n_layers: int, level: np.ndarray,
+                     level_sd: np.ndarray, tau: np.ndarray, lt: np.ndarray, lt_sd: np.ndarray) -> dict[str, np.ndarray]:
+        """``layer_curves`` of several designs of ``n_layers`` layers, each at several levels (a forecast's protocol
+        and the worst case), as arrays over (design, level, quantity, layer[, step]): ``level``, ``level_sd`` (design,
+        level, quantity); ``tau`` (design, step): each design's effective time at ``steps``; ``lt``, ``lt_sd``: its
+        log10 tau_e. The depth profile is read once, the clock and the widening beyond the evidence once per design."""
         z = Z90
+        lt, lt_sd = lt[:, None], lt_sd[:, None]
         h = hill(tau / 10**lt, self.p_)
-        h_fast = hill(tau / 10 ** (lt - z * lt_sd), self.p_)
-        h_slow = hill(tau / 10 ** (lt + z * lt_sd), self.p_)
-        down, up = self.beyond(arch, steps)  # past the longest trajectory in the evidence: wider
-        basis = _layer_basis(arch.n_layers)
-        d, d_sd = (np.stack(v) for v in zip(*(self.profile_[q]._at(*basis) for q in QUANTITIES), strict=True))
-        # every level and quantity at once, as (level, quantity, layer[, step]) arrays
-        Y = np.array([[lev[q][0] for q in QUANTITIES] for lev in levs])[:, :, None] + d
-        sd = np.sqrt(np.array([[lev[q][1] ** 2 for q in QUANTITIES] for lev in levs])[:, :, None] + d_sd**2)
-        y0 = np.array([Y0_DEFAULT[q] for q in QUANTITIES])[None, :, None]
+        h_fast = hill(tau / 10 ** (lt - z * lt_sd), self.p_)[:, None, None, None]
+        h_slow = hill(tau / 10 ** (lt + z * lt_sd), self.p_)[:, None, None, None]
+        down, up = (v[:, None, None, None] for v in self._beyond(np.asarray(steps, float) * batch_tokens[:, None]))
+        d, d_sd = self._depth(n_layers)
+        Y = level[..., None] + d
+        sd = np.sqrt((level_sd**2)[..., None] + d_sd**2)
+        y0 = _Y0[:, None]
         rise, rise_lo, rise_hi = (Y - y0)[..., None], (Y - z * sd - y0)[..., None], (Y + z * sd - y0)[..., None]
-        mean = y0[..., None] + rise * h
+        mean = y0[..., None] + rise * h[:, None, None, None]
         lo = y0[..., None] + np.minimum(rise_lo * h_slow, rise_lo * h_fast)
         hi = y0[..., None] + np.maximum(rise_hi * h_fast, rise_hi * h_slow)
         lo, hi = np.minimum(lo - down, mean), np.maximum(hi + up, mean)
-        return [{"timeline": tl, "log_tau_e": (lt, lt_sd), "h": h,
-                 **{q: {"Y": Y[i, j], "sd": sd[i, j], "mean": mean[i, j], "lo": lo[i, j], "hi": hi[i, j]}
-                    for j, q in enumerate(QUANTITIES)}} for i in range(len(levs))]
+        return {"h": h, "Y": Y, "sd": sd, "mean": mean, "lo": lo, "hi": hi}
 
     def forecast(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
                  version: str | None = None, alias: str | None = None, protocol: str | None = None) -> Forecast:
@@ -855,128 +896,187 @@ class ForecastEngine(BaseEstimator):
 
     def forecast_arrays(self, arch: Architecture | dict, steps: list[int] | None = None, name: str = "maforecast-predictor",
                         version: str | None = None, alias: str | None = None, protocol: str | None = None) -> ForecastArrays:
-        """The forecast, every per-layer quantity computed for all layers at once. What several of its parts read
-        (the design vector, the clock's distance from the design, tau_e, the level) is computed once."""
+        """The forecast, every per-layer quantity computed for all layers at once (``forecast_arrays_many`` of one
+        design, in ``protocol`` where given)."""
         check_is_fitted(self, "level_")
         arch = parse_architecture(arch)
         if protocol and protocol != arch.protocol:
             arch = arch.model_copy(update={"protocol": protocol})
-        protocol = arch.protocol
-        t_end = int(arch.planned_steps)
-        shown = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end})
-        steps = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
+        return self._forecast_many([arch], steps, name, version, alias)[0]
+
+    def forecast_arrays_many(self, archs: Sequence[Architecture | dict], steps: list[int] | None = None
+                             ) -> list[ForecastArrays]:
+        """``forecast_arrays(a, steps)`` of each design, their array work done once: the levels in one prediction, the
+        curves, magnitudes and emergence of the designs that share a step grid and a depth as one set of arrays."""
+        check_is_fitted(self, "level_")
+        return self._forecast_many([parse_architecture(a) for a in archs], steps, "maforecast-predictor", None, None)
+
+    def _forecast_many(self, archs: list[Architecture], steps: list[int] | None, name: str, version: str | None,
+                       alias: str | None) -> list[ForecastArrays]:
+        """``forecast_arrays_many`` of parsed designs, each in its own protocol."""
+        if not archs:
+            return []
+        switches = [_switches(a) for a in archs]
+        levels = self._forecast_levels_many(archs, switches)
+        groups: dict[tuple, list[int]] = {}
+        for i, arch in enumerate(archs):
+            t_end = int(arch.planned_steps)
+            shown = sorted({int(s) for s in (steps or default_steps(t_end)) if 0 <= int(s) <= 10 * t_end})
+            grid = sorted(set(shown) | {t_end})  # the end is always computed (ratio_end = f(t_end)), shown if asked
+            groups.setdefault((tuple(grid), tuple(shown), t_end, arch.n_layers), []).append(i)
+        unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
+        ev = self.evidence_summary_
+        notes = ([f"trained on {ev['models']} models in {ev.get('lineages', '?')} lineages ({ev['checkpoint_models']} with "
+                  "checkpoint series)"],
+                 ["intervals: 90 % (Gaussian in log10: the level's posterior given the lineage's measured members, or the "
+                  "between-lineage spread for a new one, + depth spread, scaled to cover 90 % of held-out models of that "
+                  "question, combined with the emergence-time uncertainty)", *self.caveats_],
+                 [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
+                  f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable])
+        out: list[Any] = [None] * len(archs)
+        for (grid, shown, t_end, _), idx in groups.items():
+            made = self._forecast_group([archs[i] for i in idx], [switches[i] for i in idx], [levels[i] for i in idx],
+                                        list(grid), shown, t_end, unpredictable, notes, (name, version, alias))
+            for i, fc in zip(idx, made, strict=True):
+                out[i] = fc
+        return out
+
+    def _forecast_group(self, archs: list[Architecture], switches: list[list[float]], levels: list[tuple[dict, dict, dict]],
+                        steps: list[int], shown: tuple[int, ...], t_end: int, unpredictable: list[str],
+                        notes: tuple[list[str], list[str], list[str]], who: tuple[str, str | None, str | None]
+                        ) -> list[ForecastArrays]:
+        """The forecasts of designs of one depth on one step grid (``steps``, of which ``shown`` are shown), from their
+        ``_switches`` and ``_forecast_levels_many``: ``notes``, those every forecast carries (before its protocol's,
+        after it, at the end)."""
         st = np.array(steps, float)
-        is_worst = protocol == WORST_CASE
-        switches = _switches(arch)
-        x = _with_protocol(switches, DEFAULT_PROTOCOL)
-        away = self._away(arch, x)
-        lev, lev_w, lineage = self._forecast_levels(arch, switches, protocol)
+        n = archs[0].n_layers
+        xs = [_with_protocol(sw, DEFAULT_PROTOCOL) for sw in switches]
+        aways = [self._away(a, x) for a, x in zip(archs, xs, strict=True)]
         if self.posterior_ is None:
-            curves = self._curves(arch, st, [lev] if is_worst else [lev, lev_w], None, self._tau_e(switches[0], away))
-            c, c_w = curves[0], curves[-1]
+            tls = [arch_timeline(a, self.effects_, horizon=max(float(st[-1]), a.planned_steps)) for a in archs]
+            lt, lt_sd = np.array([self._tau_e(sw[0], away) for sw, away in zip(switches, aways, strict=True)]).T
+            c = self._curves_many(np.array([float(a.batch_tokens) for a in archs]), st, n,
+                                  np.array([[[lv[q][0] for q in QUANTITIES] for lv in lvs[:2]] for lvs in levels]),
+                                  np.array([[[lv[q][1] for q in QUANTITIES] for lv in lvs[:2]] for lvs in levels]),
+                                  np.stack([tl(st) for tl in tls]), lt, lt_sd)
         else:
-            c = self.layer_curves(arch, st, lev=lev)
-            c_w = c if is_worst else self.layer_curves(arch.model_copy(update={"protocol": WORST_CASE}), st, lev=lev_w,
-                                                       tl=c["timeline"])
+            curves = []
+            for a, (lev, lev_w, _) in zip(archs, levels, strict=True):
+                cc = self.layer_curves(a, st, lev=lev)
+                curves.append((cc, cc if a.protocol == WORST_CASE else
+                               self.layer_curves(a.model_copy(update={"protocol": WORST_CASE}), st, lev=lev_w, tl=cc["timeline"])))
+            tls = [cc["timeline"] for cc, _ in curves]
+            lt, lt_sd = np.array([cc["log_tau_e"] for cc, _ in curves], float).T
+            c = {k: np.array([[[cc[q][k] for q in QUANTITIES] for cc in pair] for pair in curves]) for k in _CURVE_KEYS}
+        # (design, level, quantity, layer[, step]): level 0 the design's protocol, 1 the worst case
+        mean, lo, hi, Y, sd = c["mean"], c["lo"], c["hi"], c["Y"], c["sd"]
         i_end = steps.index(t_end)
         shown_set = set(shown)
         shown_k = [k for k, s in enumerate(steps) if s in shown_set]
-        lt, lt_sd = c["log_tau_e"]
-        unpredictable = [t for t, q in self.quality_.items() if not q.predictable]
-        ratio, ab = c["ratio"], c["abs"]
-        n = arch.n_layers
-        a_end_log, r_end_log = ab["mean"][:, i_end], ratio["mean"][:, i_end]
-        sd_a = np.maximum((ab["hi"][:, i_end] - ab["lo"][:, i_end]) / (2 * Z90), 1e-6)
-        sd_r = np.maximum((ratio["hi"][:, i_end] - ratio["lo"][:, i_end]) / (2 * Z90), 1e-6)
+        a_end_log, r_end_log = mean[:, 0, 0, :, i_end], mean[:, 0, 1, :, i_end]
+        sd_end = np.maximum((hi[:, 0, :, :, i_end] - lo[:, 0, :, :, i_end]) / (2 * Z90), 1e-6)
         # P(|a| > 100 and ratio > 1000) with the two errors moving together (the upper Frechet bound)
-        p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_a), ndtr((r_end_log - MASSIVE_RATIO) / sd_r))
+        p_mass = np.minimum(ndtr((a_end_log - MASSIVE_ABS) / sd_end[:, 0]), ndtr((r_end_log - MASSIVE_RATIO) / sd_end[:, 1]))
+        massive = (a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)
+        # every magnitude in linear units: one exponential and one conversion for the trajectories, one for the ends
+        r_m, r_lo, r_hi, Yr, sdr = mean[:, :, 1], lo[:, :, 1], hi[:, :, 1], Y[:, :, 1], sd[:, :, 1]
+        traj = _clip10(np.stack([r_m[..., shown_k], r_lo[..., shown_k], r_hi[..., shown_k]], axis=2)).tolist()
+        ends = _clip10(np.stack([r_m[..., i_end], r_lo[..., i_end], r_hi[..., i_end], Yr, Yr - Z90 * sdr, Yr + Z90 * sdr,
+                                 mean[:, :, 0, :, i_end], lo[:, :, 0, :, i_end], hi[:, :, 0, :, i_end]], axis=2)).tolist()
+        y0 = Y0_DEFAULT["ratio"]
+        rises, u = self._emerge_u(y0, Yr[:, 0])
+        t_emerge = (None if "t_emerge" in unpredictable else self._t_emerge_many(archs, rises, u, lt, lt_sd))
+        p_emerge = self._p_emerge_many(tls, rises, u, lt, lt_sd, t_end).tolist()
+        rising = _still_rising(r_m[:, 0].reshape(len(archs) * n, -1), steps, t_end).reshape(len(archs), n)
+        classes = np.where(rising, "log_increase", "plateau").tolist()
+        class_dicts = self._class_dicts(n)
+        Y_inf, p_mass, massive, lts = Y[:, 0].tolist(), p_mass.tolist(), massive.tolist(), lt.tolist()
 
         def constant(q: str) -> dict[str, list[float]]:
             iv = self._constant_interval(q)
             return {"value": [iv.value] * n, "lo": [iv.lo] * n, "hi": [iv.hi] * n}
 
-        y0 = Y0_DEFAULT["ratio"]
-        notes = [
-            f"trained on {self.evidence_summary_['models']} models in {self.evidence_summary_.get('lineages', '?')} lineages "
-            f"({self.evidence_summary_['checkpoint_models']} with checkpoint series)",
-            f"magnitudes in the {protocol or arch.protocol} protocol: {PROTOCOLS[protocol or arch.protocol]}; precision risk "
-            f"uses the worst case ({WORST_CASE}: {PROTOCOLS[WORST_CASE]})",
-            "intervals: 90 % (Gaussian in log10: the level's posterior given the lineage's measured members, or the "
-            "between-lineage spread for a new one, + depth spread, scaled to cover 90 % of held-out models of that question, "
-            "combined with the emergence-time uncertainty)",
-        ]
-        notes += list(self.caveats_)
-        notes += (self.contradictions(arch) + self.timing_notes(arch, away) + self.extrapolation_notes(arch)
-                  + schedule_notes(arch))
-        notes += [f"{SERVED_TARGETS[t]} is not predictable from the data held (held-out error {self.quality_[t].mae:.2f} "
-                  f"vs {self.quality_[t].baseline_mae:.2f} for a constant): the constant is shown" for t in unpredictable]
-
-        def magnitudes(cc: dict) -> dict:
-            r, a = cc["ratio"], cc["abs"]
-            # every magnitude in linear units: one exponential and one conversion for the trajectory, one for the ends
-            traj = _clip10(np.stack([r["mean"][:, shown_k], r["lo"][:, shown_k], r["hi"][:, shown_k]])).tolist()
-            ends = _clip10(np.stack([r["mean"][:, i_end], r["lo"][:, i_end], r["hi"][:, i_end], r["Y"], r["Y"] - Z90 * r["sd"],
-                                     r["Y"] + Z90 * r["sd"], a["mean"][:, i_end], a["lo"][:, i_end], a["hi"][:, i_end]])).tolist()
-            return {"trajectory": {"steps": list(shown), "value": traj[0], "lo": traj[1], "hi": traj[2]},
+        def magnitudes(tr: list, en: list) -> dict:
+            return {"trajectory": {"steps": list(shown), "value": tr[0], "lo": tr[1], "hi": tr[2]},
                     "ratio_end": constant("ratio") if "ratio_end" in unpredictable else
-                    {"value": ends[0], "lo": ends[1], "hi": ends[2]},
-                    "steady_state": {"value": ends[3], "lo": ends[4], "hi": ends[5]},
-                    "peak_abs": constant("abs") if "peak_abs" in unpredictable else {"value": ends[6], "lo": ends[7], "hi": ends[8]}}
+                    {"value": en[0], "lo": en[1], "hi": en[2]},
+                    "steady_state": {"value": en[3], "lo": en[4], "hi": en[5]},
+                    "peak_abs": constant("abs") if "peak_abs" in unpredictable else {"value": en[6], "lo": en[7], "hi": en[8]}}
 
-        shown_m = magnitudes(c)
-        # how the worst case departs from the shown protocol at the level (a nowcast's update moves by it)
-        shift = {q: [lev_w[q][0] - lev[q][0], math.sqrt(max(lev_w[q][1] ** 2 - lev[q][1] ** 2, 0.0))] for q in QUANTITIES}
-        rises, u = self._emerge_u(y0, ratio["Y"])
-        t_emerge = ({"value": [None] * n, "lo": [None] * n, "hi": [None] * n} if "t_emerge" in unpredictable
-                    else self._t_emerge(arch, rises, u, lt, lt_sd))
-        # constructed, not validated: every value is already of its field's type (lists of Python floats, bools and
-        # strings from ``tolist``, the nested arrays constructed the same way, the warnings validated when made)
-        return ForecastArrays.model_construct(
-            predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
-            t_end=t_end,
-            trajectory=TrajectoryArrays.model_construct(**shown_m["trajectory"]),
-            params={"y0": [y0] * n, "Y_inf": ratio["Y"].tolist(), "Y_inf_abs": ab["Y"].tolist(), "log10_tau_e": [float(lt)] * n,
-                    "p": [float(self.p_)] * n, "kappa": [float(self.effects_.kappa)] * n, "beta": [float(self.effects_.beta)] * n},
-            t_emerge=EmergenceArrays.model_construct(**t_emerge),
-            p_emerge_within_plan=self._p_emerge(c["timeline"], rises, u, lt, lt_sd, t_end),
-            trajectory_class=np.where(_still_rising(ratio["mean"], steps, t_end), "log_increase", "plateau").tolist(),
-            class_probabilities=_class_dicts(self.class_probabilities(arch)),
-            ratio_end=IntervalArrays.model_construct(**shown_m["ratio_end"]),
-            steady_state=IntervalArrays.model_construct(**shown_m["steady_state"]),
-            peak_abs=IntervalArrays.model_construct(**shown_m["peak_abs"]),
-            massive=((a_end_log > MASSIVE_ABS) & (r_end_log > MASSIVE_RATIO)).tolist(),
-            p_massive=p_mass.tolist(),
-            applicability=self._applicability(arch, x), notes=notes, protocol=protocol,
-            unpredictable=unpredictable, worst_case_shift=shift,
-            worst_case_arrays=None if c_w is c else magnitudes(c_w), lineage=lineage,
-        )
+        name, version, alias = who
+        kappa, beta = float(self.effects_.kappa), float(self.effects_.beta)
+        out = []
+        for i, arch in enumerate(archs):
+            lev, lev_w, lineage = levels[i]
+            protocol = arch.protocol
+            shown_m = magnitudes(traj[i][0], ends[i][0])
+            # how the worst case departs from the shown protocol at the level (a nowcast's update moves by it)
+            shift = {q: [lev_w[q][0] - lev[q][0], math.sqrt(max(lev_w[q][1] ** 2 - lev[q][1] ** 2, 0.0))] for q in QUANTITIES}
+            te = ({"value": [None] * n, "lo": [None] * n, "hi": [None] * n} if t_emerge is None else t_emerge[i])
+            # constructed, not validated: every value is already of its field's type (lists of Python floats, bools and
+            # strings from ``tolist``, the nested arrays constructed the same way, the warnings validated when made)
+            out.append(ForecastArrays.model_construct(
+                predictor_name=name, predictor_version=version, predictor_alias=alias, architecture=arch.label(),
+                t_end=t_end, trajectory=TrajectoryArrays.model_construct(**shown_m["trajectory"]),
+                params={"y0": [y0] * n, "Y_inf": Y_inf[i][1], "Y_inf_abs": Y_inf[i][0], "log10_tau_e": [lts[i]] * n,
+                        "p": [float(self.p_)] * n, "kappa": [kappa] * n, "beta": [beta] * n},
+                t_emerge=EmergenceArrays.model_construct(**te),
+                p_emerge_within_plan=p_emerge[i],
+                trajectory_class=classes[i],
+                class_probabilities=[d.copy() for d in class_dicts],
+                ratio_end=IntervalArrays.model_construct(**shown_m["ratio_end"]),
+                steady_state=IntervalArrays.model_construct(**shown_m["steady_state"]),
+                peak_abs=IntervalArrays.model_construct(**shown_m["peak_abs"]),
+                massive=massive[i], p_massive=p_mass[i],
+                applicability=self._applicability(arch, xs[i]),
+                notes=[*notes[0], f"magnitudes in the {protocol} protocol: {PROTOCOLS[protocol]}; precision risk uses the "
+                       f"worst case ({WORST_CASE}: {PROTOCOLS[WORST_CASE]})", *notes[1], *self.contradictions(arch),
+                       *self.timing_notes(arch, aways[i]), *self.extrapolation_notes(arch), *schedule_notes(arch), *notes[2]],
+                protocol=protocol, unpredictable=list(unpredictable), worst_case_shift=shift,
+                worst_case_arrays=None if protocol == WORST_CASE else magnitudes(traj[i][1], ends[i][1]), lineage=lineage,
+            ))
+        return out
 
-    def _forecast_levels(self, arch: Architecture, switches: list[float], protocol: str
-                         ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict]:
-        """The level of ``arch`` (whose ``_switches`` are ``switches``) in ``protocol`` and in the worst case, and its
-        ``lineage_info`` (a new lineage's in the engine's protocol: the first row's, not predicted again)."""
-        prox, shift, var, _ = self._proxy(arch)
-        sw = switches if prox is arch else _switches(prox)
-        g = self.lineage(arch)
-        X = np.stack([self._mask(_with_protocol(sw, p)) for p in (protocol, WORST_CASE)])
-        levels, new_sd = {}, None
+    def _forecast_levels_many(self, archs: list[Architecture], switches: list[list[float]]
+                              ) -> list[tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], dict]]:
+        """Per design (whose ``_switches`` are ``switches``): its level in its protocol and in the worst case, and its
+        ``lineage_info`` (a new lineage's in the engine's protocol: the first row's, not predicted again). One
+        prediction of the level model for all."""
+        rows, shift, var, lineages = [], [], [], []
+        for arch, sw in zip(archs, switches, strict=True):
+            prox, s, v, _ = self._proxy(arch)
+            sw = sw if prox is arch else _switches(prox)
+            rows += [self._mask(_with_protocol(sw, p)) for p in (arch.protocol, WORST_CASE)]
+            shift.append(s)
+            var.append(v)
+            lineages.append(self.lineage(arch))
+        X = np.stack(rows)
+        shift_, var_ = np.array(shift)[:, None], np.array(var)[:, None]
+        levels = {}
         for q in QUANTITIES:
-            m, sd = self.level_[q]._predict(X, [g, g])
-            levels[q] = (m + shift, np.sqrt(sd**2 + var))
-            if q == "abs" and g is None and protocol == self.protocol:
-                new_sd = float(sd[0])
-        lineage = self.lineage_info(arch) if new_sd is None else self._lineage_info(arch, None, new_sd, None)
-        lev, lev_w = ({q: (float(levels[q][0][i]), float(levels[q][1][i])) for q in QUANTITIES} for i in (0, 1))
-        return lev, lev_w, lineage
+            m, sd = (v.reshape(-1, 2) for v in self.level_[q]._predict(X, [g for g in lineages for _ in (0, 1)]))
+            levels[q] = ((m + shift_).tolist(), np.sqrt(sd**2 + var_).tolist())
+            if q == "abs":
+                new_sd = sd[:, 0].tolist()
+        out = []
+        for i, (arch, g) in enumerate(zip(archs, lineages, strict=True)):
+            lineage = (self._lineage_info(arch, None, new_sd[i], None) if g is None and arch.protocol == self.protocol
+                       else self.lineage_info(arch))
+            lev, lev_w = ({q: (levels[q][0][i][k], levels[q][1][i][k]) for q in QUANTITIES} for k in (0, 1))
+            out.append((lev, lev_w, lineage))
+        return out
 
     def beyond(self, arch: Architecture, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How far below and above (log10) the interval reaches at ``steps`` for the part of the plan beyond the
         longest trajectory in the evidence (``_late_growth``): zero inside it, growing with the doublings beyond."""
+        return self._beyond(np.asarray(steps, float) * arch.batch_tokens)
+
+    def _beyond(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``beyond`` at ``tokens`` trained (steps times batch, of any shape)."""
         horizon = self.horizon_tokens_
         lo, hi = self.late_slopes_
-        tokens = np.maximum(np.asarray(steps, float) * arch.batch_tokens, 1.0)
         with np.errstate(divide="ignore"):  # no trajectory in the evidence: an infinite horizon, nothing beyond it
-            d = np.maximum(np.log2(tokens / horizon), 0.0)
+            d = np.maximum(np.log2(np.maximum(tokens, 1.0) / horizon), 0.0)
         return d * max(-lo, 0.0), d * max(hi, 0.0)
 
     def extrapolation_notes(self, arch: Architecture) -> list[str]:
@@ -1026,9 +1126,9 @@ class ForecastEngine(BaseEstimator):
         depth = np.array([a.n_layers for a in archs])
         for n_layers in np.unique(depth):  # one depth profile per depth, all its architectures at once
             idx = np.flatnonzero(depth == n_layers)
-            basis = _layer_basis(int(n_layers))
-            for q in QUANTITIES:
-                d, _ = self.profile_[q]._at(*basis)
+            offsets = self._depth(int(n_layers))[0]
+            for j, q in enumerate(QUANTITIES):
+                d = offsets[j]
                 Y, y0 = levels[q][0][idx, None] + d[None, :], Y0_DEFAULT[q]
                 vals = y0 + (Y - y0)[:, None, :] * hs[idx][:, :, None]  # (k, 3, layers)
                 for k, i in enumerate(idx):
@@ -1047,35 +1147,53 @@ class ForecastEngine(BaseEstimator):
             u = hill_inverse((target - y0) / (Y - y0), self.p_)
         return y0 + 0.05 < Y, u
 
-    def _t_emerge(self, arch: Architecture, ok: np.ndarray, u: np.ndarray, lt: float, lt_sd: float) -> dict:
-        """Per layer: the first step with half of the ratio's rise from f(0) to its steady state (the curve's
-        asymptote Y_inf) done, in linear units, with its 90 % interval from tau_e's. The steady state does not
-        depend on where the plan stops, so neither does t_emerge: DESIGN section 5's "maximum over [0, t_end]" made
-        a shorter plan emerge *earlier* (its maximum is lower). Any end may lie after the planned end: the curve is
-        continued at the schedule's last learning rate up to ``clocks.HORIZON`` plans (``value_after_plan``,
-        ``hi_after_plan``); an end beyond that is given as that horizon. ``None`` only where the ratio does not rise."""
-        t_end = float(arch.planned_steps)
-        tl = arch_timeline(arch, self.effects_, horizon=clocks.HORIZON * t_end)
-        at = tl.steps_at(np.stack([u * 10 ** (lt + k * Z90 * lt_sd) for k in (0, -1, 1)]))  # value, lo, hi
-        at = np.where(np.isnan(at), float(tl.steps[-1]), at)
-        val, lo, hi = np.stack([at[0], np.minimum(at[1], at[0]), np.maximum(at[2], at[0])]).tolist()
-        if ok.all():  # the usual case: every layer rises
-            return {"value": val, "lo": lo, "hi": hi, "value_after_plan": [x > t_end for x in val],
-                    "hi_after_plan": [x > t_end for x in hi]}
+    def _t_emerge_many(self, archs: list[Architecture], ok: np.ndarray, u: np.ndarray, lt: np.ndarray,
+                       lt_sd: np.ndarray) -> list[dict]:
+        """Per design and layer (rows of ``ok``, ``u``; ``lt``, ``lt_sd`` per design): the first step with half of the
+        ratio's rise from f(0) to its steady state (the curve's asymptote Y_inf) done, in linear units, with its 90 %
+        interval from tau_e's. The steady state does not depend on where the plan stops, so neither does t_emerge:
+        DESIGN section 5's "maximum over [0, t_end]" made a shorter plan emerge *earlier* (its maximum is lower). Any
+        end may lie after the planned end: the curve is continued at the schedule's last learning rate up to
+        ``clocks.HORIZON`` plans (``value_after_plan``, ``hi_after_plan``); an end beyond that is given as that horizon.
+        ``None`` only where the ratio does not rise. Designs of one plan share its timeline: read once for them all."""
+        tls = [arch_timeline(a, self.effects_, horizon=clocks.HORIZON * float(a.planned_steps)) for a in archs]
+        scale = u[None] * 10 ** (lt[None, :, None] + np.array([0, -1, 1])[:, None, None] * Z90 * lt_sd[None, :, None])
+        at = np.empty_like(scale)  # value, lo, hi
+        plans: dict[int, list[int]] = {}
+        for i, tl in enumerate(tls):
+            plans.setdefault(id(tl), []).append(i)
+        for rows in plans.values():
+            tl = tls[rows[0]]
+            got = tl.steps_at(scale[:, rows])
+            at[:, rows] = np.where(np.isnan(got), float(tl.steps[-1]), got)
+        vals = np.stack([at[0], np.minimum(at[1], at[0]), np.maximum(at[2], at[0])]).tolist()
         flags = ok.tolist()
-        out = {k: [x if o else None for x, o in zip(v, flags, strict=True)] for k, v in (("value", val), ("lo", lo), ("hi", hi))}
-        out["value_after_plan"] = [bool(o and x > t_end) for x, o in zip(val, flags, strict=True)]
-        out["hi_after_plan"] = [bool(o and x > t_end) for x, o in zip(hi, flags, strict=True)]
+        out = []
+        for i, a in enumerate(archs):
+            t_end = float(a.planned_steps)
+            val, lo, hi = vals[0][i], vals[1][i], vals[2][i]
+            if all(flags[i]):  # the usual case: every layer rises
+                out.append({"value": val, "lo": lo, "hi": hi, "value_after_plan": [x > t_end for x in val],
+                            "hi_after_plan": [x > t_end for x in hi]})
+                continue
+            fl = flags[i]
+            d = {k: [x if o else None for x, o in zip(v, fl, strict=True)] for k, v in (("value", val), ("lo", lo), ("hi", hi))}
+            d["value_after_plan"] = [bool(o and x > t_end) for x, o in zip(val, fl, strict=True)]
+            d["hi_after_plan"] = [bool(o and x > t_end) for x, o in zip(hi, fl, strict=True)]
+            out.append(d)
         return out
 
-    def _p_emerge(self, tl: Timeline, rises: np.ndarray, u: np.ndarray, lt: float, lt_sd: float, t_end: int) -> list[float]:
-        """Per layer, P(t_emerge <= the planned end): the layer emerges once tau(t) reaches u * tau_e, and log10
-        tau_e is Gaussian (``tau_e``), so P = Phi((log10(tau(t_end) / u) - lt) / sd); 0 where the ratio does not rise.
-        Every layer has one, so a t_emerge after the plan (``value_after_plan``) says how likely it is within it."""
+    def _p_emerge_many(self, tls: list[Timeline], rises: np.ndarray, u: np.ndarray, lt: np.ndarray, lt_sd: np.ndarray,
+                       t_end: int) -> np.ndarray:
+        """Per design (timeline ``tls``, rows of ``rises`` and ``u``) and layer, P(t_emerge <= the planned end): the
+        layer emerges once tau(t) reaches u * tau_e, and log10 tau_e is Gaussian (``tau_e``), so P = Phi((log10(tau(t_end)
+        / u) - lt) / sd); 0 where the ratio does not rise. Every layer has one, so a t_emerge after the plan
+        (``value_after_plan``) says how likely it is within it."""
+        tau_end = np.array([float(tl(t_end)) for tl in tls])[:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            z = (np.log10(float(tl(t_end)) / u) - lt) / max(lt_sd, 1e-9)
+            z = (np.log10(tau_end / u) - lt[:, None]) / np.maximum(lt_sd, 1e-9)[:, None]
             p = np.where(rises & np.isfinite(z), ndtr(z), 0.0)
-        return np.minimum(np.maximum(p, 0.0), 1.0).round(4).tolist()
+        return np.minimum(np.maximum(p, 0.0), 1.0).round(4)
 
     def contradictions(self, arch: Architecture) -> list[str]:
         """Notes where this design's level leans on a cross-family association that controlled evidence
@@ -1100,26 +1218,38 @@ class ForecastEngine(BaseEstimator):
     def timing_notes(self, arch: Architecture, away: list[str] | None = None) -> list[str]:
         """Which family the emergence timing is calibrated on, and how far this design is from it (``away``: its
         ``timing_distance`` where the caller has it)."""
+        memo = self._fit_derived()
+        fixed = memo.get("timing")
+        if fixed is None:
+            fixed = memo["timing"] = self._timing_fixed()
+        series, lo, hi, said, spread = fixed
+        n_b = arch.n_params() / 1e9
+        where = "inside" if lo * 0.999 <= n_b <= hi * 1.001 else "outside"
+        away = self.timing_distance(arch) if away is None else away
+        head = f"{series}; this design, {n_b:.2g}B, is {where} that range){said}"
+        if not away:
+            return [head + "; its design and recipe are that family's: the within-family spread applies"]
+        return [head + f"; it departs from that family in {', '.join(away)}: {spread}"]
+
+    def _timing_fixed(self) -> tuple[str, float, float, str, str]:
+        """``timing_notes``' parts that do not depend on the design: the series it names, their size range, the
+        clock's choice and the across-family spread."""
         fams = sorted({family_of(m).split("-")[0] for m in self.curves_}) or ["no checkpoint series"]
         sizes = self.series_params_B_ or [self.domain_["numeric"]["n_params_B"][0]]
-        lo, hi, n_b = min(sizes), max(sizes), arch.n_params() / 1e9
-        where = "inside" if lo * 0.999 <= n_b <= hi * 1.001 else "outside"
+        lo, hi = min(sizes), max(sizes)
         checks = self.timing_checks_
         covered = sum(c["covered_loo"] for c in checks)
-        away = self.timing_distance(arch) if away is None else away
-        head = (f"timing (t_emerge, the curve's clock) is calibrated on {', '.join(fams)} checkpoint series ({len(self.curves_)} "
-                f"series, {lo:.2g}-{hi:.2g}B parameters; this design, {n_b:.2g}B, is {where} that range)")
+        series = (f"timing (t_emerge, the curve's clock) is calibrated on {', '.join(fams)} checkpoint series ({len(self.curves_)} "
+                  f"series, {lo:.2g}-{hi:.2g}B parameters")
         clock = self.clock_
         row = next((r for r in self.clock_table_ if r["clock"] == clock and r["calibration"] == "across families"), None)
         said = (f"; time is counted in the {clock} clock ({clocks.CANDIDATE_TEXT.get(clock, clock)}), chosen by "
                 f"leave-one-family-out error ({row['rms_error']:.2f} decades) among {len(clocks.CANDIDATES)} clocks on "
                 f"{row['n']} published onsets of {len(self.clock_families_)} families "
                 f"({', '.join(self.clock_families_)})") if row else ""
-        if not away:
-            return [head + said + "; its design and recipe are that family's: the within-family spread applies"]
-        return [head + said + f"; it departs from that family in {', '.join(away)}: its tau_e is the across-family "
-                f"intercept with a between-family spread of {self.tau_family_sd_:.2f} decades ({covered}/{len(checks)} "
-                f"published onsets covered when their family is left out)"]
+        spread = (f"its tau_e is the across-family intercept with a between-family spread of {self.tau_family_sd_:.2f} "
+                  f"decades ({covered}/{len(checks)} published onsets covered when their family is left out)")
+        return series, lo, hi, said, spread
 
     # ---------------------------------------------------------------- applicability
     def applicability(self, arch: Architecture) -> list[ApplicabilityWarning]:

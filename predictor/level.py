@@ -164,7 +164,7 @@ class LineageLevel(BaseEstimator):
             Ks[k] += same * (tau_l**2 + tau_loc**2 * np.exp(-0.5 * ((X[k, self.w_][:, None] - w[None, :]) / ell) ** 2))
             v = np.linalg.solve(self.chol_, Ks[k].T)
             var[k] = ((F[k] ** 2) * self.prior_var_).sum(axis=1) + tau_l**2 + tau_loc**2 + tau_u**2 + sigma**2 - (v * v).sum(axis=0)
-        mean = Ks @ self.alpha_
+        mean = (Ks * self.alpha_).sum(axis=1)  # each row's sum on its own: a row's mean does not depend on the others
         sd = np.sqrt(np.maximum(var, 1e-12))
         return mean, sd * np.where(known, self.interval_scale, self.new_lineage_scale)
 

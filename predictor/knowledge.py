@@ -22,7 +22,7 @@ import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,18 +105,39 @@ def _enum_value(v: Any) -> Any:
     return getattr(v, "value", v)
 
 
+_PLAIN = frozenset({str, bool, int, float})  # record values without an enum's ``value``
+
+
+def _test(op_name: str, b: Any) -> Callable[[Any], bool]:
+    """``OPS[op_name](a, b)`` as a function of ``a`` alone: what depends only on the rule's value ``b``
+    (its lower case, the list's) is worked out once, at compile time; every result is ``OPS``'s."""
+    if op_name == "eq":
+        if isinstance(b, str):
+            low = b.lower()
+            return lambda a: a.lower() == low if isinstance(a, str) else a == b
+        return lambda a: a == b
+    if op_name == "in" and isinstance(b, list | tuple | set | frozenset):
+        lows = frozenset(v.lower() for v in b if isinstance(v, str))
+        others = tuple(v for v in b if not isinstance(v, str))
+        if not others:
+            return lambda a: a.lower() in lows if isinstance(a, str) else any(a == v for v in b)
+        return lambda a: ((a.lower() in lows or any(a == v for v in others)) if isinstance(a, str)
+                          else any(a == v for v in b))
+    op = OPS[op_name]
+    return lambda a: op(a, b)
+
+
 def compile_cond(cond: Mapping[str, Any], where: str) -> tuple[Predicate, str]:
     if not isinstance(cond, Mapping) or "field" not in cond or "op" not in cond:
         raise KnowledgeBaseError(f"{where}: condition needs 'field' and 'op': {cond!r}")
     name, op_name, value = str(cond["field"]), str(cond["op"]), cond.get("value")
     if op_name not in OPS:
         raise KnowledgeBaseError(f"{where}: unknown op {op_name!r} (known: {', '.join(OPS)})")
-    op = OPS[op_name]
+    test = _test(op_name, value)
 
     def pred(record: Mapping[str, Any]) -> bool:
-        if name not in record or record[name] is None:
-            return False
-        return op(_enum_value(record[name]), value)
+        a = record.get(name)
+        return a is not None and test(a if type(a) in _PLAIN else _enum_value(a))
 
     return pred, name
 
@@ -144,14 +165,17 @@ def compile_rule(rule: Mapping[str, Any] | None, where: str) -> tuple[Predicate,
             compiled.append(pred)
             fields.add(name)
         parts[key] = compiled
-    all_p, any_p, none_p = parts.get("all"), parts.get("any"), parts.get("none")
+    all_p, any_p, none_p = (tuple(parts.get(key, ())) for key in ("all", "any", "none"))
+    if not any_p and not none_p and len(all_p) == 1:  # the common rule: one condition
+        return all_p[0], frozenset(fields)
 
     def pred(record: Mapping[str, Any]) -> bool:
-        if all_p is not None and not all(p(record) for p in all_p):
+        for p in all_p:
+            if not p(record):
+                return False
+        if any_p and not any(p(record) for p in any_p):
             return False
-        if any_p is not None and any_p and not any(p(record) for p in any_p):
-            return False
-        return not (none_p is not None and any(p(record) for p in none_p))
+        return not any(p(record) for p in none_p)
 
     return pred, frozenset(fields)
 
@@ -194,6 +218,11 @@ class KnowledgeBase:
     criterion: dict[str, Any]
     entries: tuple[Entry, ...]
     dropped: tuple[str, ...] = field(default=())  # ids without any citation
+
+    @cached_property
+    def fields(self) -> frozenset[str]:
+        """Every field the entries' rules read."""
+        return frozenset().union(*(e.fields for e in self.entries))
 
 
 def _citations(evidence: Iterable[Mapping[str, Any]]) -> tuple[Citation, ...]:
@@ -284,7 +313,7 @@ class Motivation:
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: ~18 are built per answer, and a frozen init costs 2.5x
 class Match:
     entry: Entry
     level: str
@@ -298,12 +327,15 @@ class Match:
 
 
 def choose_level(entry: Entry, record: Mapping[str, Any]) -> tuple[str, str, bool]:
-    matched = [b for b in entry.branches if b.when(record)]
-    for b in matched:
+    first = None  # the first matching branch; a matching not_recommended one wins whatever its place
+    for b in entry.branches:
         if b.level == "not_recommended":
-            return b.level, b.why, True
-    if matched:
-        return matched[0].level, matched[0].why, True
+            if b.when(record):
+                return b.level, b.why, True
+        elif first is None and b.when(record):
+            first = b
+    if first is not None:
+        return first.level, first.why, True
     return (
         "informational",
         "the entry's rule applies, but its evidence gives no level for this configuration",
@@ -314,12 +346,13 @@ def choose_level(entry: Entry, record: Mapping[str, Any]) -> tuple[str, str, boo
 def evaluate(record: Mapping[str, Any], kb: KnowledgeBase | None = None) -> list[Match]:
     """Entries whose ``applies_when`` holds for ``record``, each with its level (unranked)."""
     kb = kb or load_kb()
+    missing = {f for f in kb.fields if record.get(f) is None}
     out = []
     for entry in kb.entries:
         if not entry.applies(record):
             continue
         level, why, ok = choose_level(entry, record)
-        unknown = tuple(sorted(f for f in entry.fields if record.get(f) is None))
+        unknown = tuple(sorted(entry.fields & missing)) if missing else ()
         out.append(Match(entry=entry, level=level, why=why, branch_matched=ok, unknown_fields=unknown))
     return out
 

@@ -32,15 +32,12 @@ def format_risk(probabilities: Iterable[float]) -> float:
 
 def fewest_to_keep(probabilities: dict[int, float], alpha: float) -> list[int]:
     """The smallest set of layers whose removal from the format leaves its risk at or below ``alpha`` (the gate
-    fails above it), highest-risk layers first. Every layer kept is needed: left in the format, its own
-    probability would be the format's risk and the gate would fail. So a layer whose point forecast lies below
-    the limit (P < 0.5) is still kept when its interval puts P above alpha: the gate judges the probability."""
-    ranked = sorted(probabilities, key=lambda layer: (-probabilities[layer], layer))
-    n = 0  # highest first, the risk of the layers left (their largest probability) is the next one's; the
-    # gate's comparison (predictor.precision.gate_at_risk): at risk above the threshold
-    while n < len(ranked) and probabilities[ranked[n]] > alpha:
-        n += 1
-    return sorted(ranked[:n])
+    fails above it): the layers above it. Removed highest-risk first, the risk of the layers left (their largest
+    probability) is the next one's, so every layer above ``alpha`` is needed and none other: left in the format,
+    its own probability would be the format's risk and the gate would fail (``predictor.precision.gate_at_risk``:
+    at risk above the threshold). So a layer whose point forecast lies below the limit (P < 0.5) is still kept
+    when its interval puts P above alpha: the gate judges the probability."""
+    return sorted(layer for layer, p in probabilities.items() if p > alpha)
 
 
 def choose_recipe(options: Sequence[RecipeOption], chosen: str | None) -> tuple[str | None, str | None]:
@@ -94,12 +91,12 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
         gated = prec.GATE.get(r.format, ((), 1.0))[0]
         best: dict[int, prec.LayerRisk] = {}
         for d in r.details:
-            if d.check in gated and (d.layer not in best or d.probability > best[d.layer].probability):
+            if d.check in gated and ((b := best.get(d.layer)) is None or d.probability > b.probability):
                 best[d.layer] = d
-        keep = fewest_to_keep({layer: d.probability for layer, d in best.items()}, alpha)
-        kept = set(keep)
-        monitor = sorted(layer for layer, d in best.items() if d.probability >= alpha * MONITOR_FRACTION)
-        outside = [d.probability for layer, d in best.items() if layer not in kept]
+        probs = {layer: d.probability for layer, d in best.items()}
+        keep = fewest_to_keep(probs, alpha)
+        monitor = sorted(layer for layer, p in probs.items() if p >= alpha * MONITOR_FRACTION)
+        outside = [p for p in probs.values() if not p > alpha]  # the layers left in the format (``fewest_to_keep``)
         below = sum(best[layer].predicted < best[layer].limit for layer in keep)
         breaking = list(gated)
         n_layers = len({d.layer for d in r.details}) or 1
@@ -110,7 +107,7 @@ def precision_plan(risks: Sequence[PrecisionRisk], precision_target: str, alpha:
                f"layers left to at most {alpha:g} (the gate's threshold)"
                + (f", {below} of them for their interval's upper end (point forecast below the limit)" if below else "")
                + "; "
-               f"{len(set(monitor) - kept)} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
+               f"{len(set(monitor).difference(keep))} more monitored (P >= {alpha * MONITOR_FRACTION:g})"
                + ("; that is every layer: keep this format off the whole model" if keep and len(keep) == n_layers else ""))
         keeps[r.format] = len(keep)
         formats.append({"format": r.format, "alpha": alpha, "breaking_checks": breaking,

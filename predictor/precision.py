@@ -378,23 +378,26 @@ class Crossings:
         lists = [out[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(which * n + fmt, minlength=3 * n)).tolist()])]
         return lists[:n], lists[n:2 * n], lists[2 * n:]
 
-    def from_steps(self) -> list[float | None]:
-        """Per format: the earliest step a layer's point forecast crosses a breaking limit (None: none does)."""
+    def from_steps(self, formats: Sequence[int] = range(len(FORMATS))) -> list[float | None]:
+        """Per format of ``formats`` (indices into FORMATS): the earliest step a layer's point forecast crosses a
+        breaking limit (None: none does)."""
         first = np.where(self.likely & _BREAKING, self.first, np.inf).min(axis=1, initial=np.inf)
-        return [None if t == math.inf else t for t in np.minimum.reduceat(first, _FORMAT_START).tolist()]
+        steps = np.minimum.reduceat(first, _FORMAT_START).tolist()
+        return [None if steps[i] == math.inf else steps[i] for i in formats]
 
     def check_probabilities(self) -> list[float]:
         """Per check: the largest probability over the layers that one crosses its limit."""
         return self.probability.max(axis=1, initial=0.0).tolist()
 
-    def whys(self) -> list[str]:
-        """Per format: per check crossed, how many layers cross it (by the point forecast, and more only within the
-        interval) and from which step, and what crossing it does."""
+    def whys(self, formats: Sequence[int] = range(len(FORMATS))) -> list[str]:
+        """Per format of ``formats`` (indices into FORMATS): per check crossed, how many layers cross it (by the point
+        forecast, and more only within the interval) and from which step, and what crossing it does."""
         n_likely, n_hit = self.likely.sum(axis=1).tolist(), self.hit.sum(axis=1).tolist()
         starts = np.where(self.likely.any(axis=1), np.where(self.likely, self.first, np.inf).min(axis=1, initial=np.inf),
                           np.where(self.hit, self.first_hi, np.inf).min(axis=1, initial=np.inf)).tolist()
         out = []
-        for rows in FORMAT_ROWS.values():
+        for i in formats:
+            rows = FORMAT_ROWS[FORMATS[i]]
             reasons = [f"{_REASON[k][0]}{n_likely[k]} layer(s) by the forecast and {n_hit[k] - n_likely[k]} more within "
                        f"the interval, from step {_fmt(starts[k])}{_REASON[k][1]}" for k in rows if n_hit[k]]
             out.append("; ".join(reasons) if reasons else _NO_CROSSING)

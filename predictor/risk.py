@@ -92,19 +92,24 @@ def precision_risks(fc: ForecastArrays, arch: Architecture, probs: dict[str, flo
     """Per format, the layers at risk and why, with the probability of crossing each limit per layer and
     check, per check and per format (``probs``: the forecast's format probabilities if known), FP16's mechanisms
     (``predictor.mechanisms``), and the plan's schedule-linked risk terms (``events``) on the target formats they
-    concern. ``fc`` is the worst-case (corpus_max) forecast. ``details=False``: the per-layer records only where
-    ``predictor.plan.precision_plan`` reads them (the target formats with a gate; the compact views show none),
-    every other field the same."""
-    targets = set(prec.TARGET_FORMATS.get(str(arch.precision_target or ""), ()))
+    concern. ``fc`` is the worst-case (corpus_max) forecast. ``details=False`` (the compact views, which show only
+    formats of the precision target, as does everything else that reads them: the plan, the mitigations'
+    motivations): the precision target's formats only, each the full record less its per-layer records except where
+    ``predictor.plan.precision_plan`` reads them (the formats with a gate); nothing is computed for the others."""
+    targets = prec.TARGET_FORMATS.get(str(arch.precision_target or ""), ())
+    shown = range(len(prec.FORMATS)) if details else [i for i, f in enumerate(prec.FORMATS) if f in targets]
+    if not shown:
+        return []
     ends = [(fc.peak_abs, fc.ratio_end)]
     cr = prec.crossings(fc.trajectory.steps, precision_arrays(fc), layer_probabilities_many(ends)[0])
     probs = probs if probs is not None else format_probabilities_many(ends)[0]
     likely, possible, stated = cr.layer_sets()
-    shown = [i for i, f in enumerate(prec.FORMATS) if details or (f in targets and f in prec.GATE)]
-    records = dict(zip(shown, cr.records(shown), strict=True))
+    kept = [i for i in shown if details or prec.FORMATS[i] in prec.GATE]
+    records = dict(zip(kept, cr.records(kept), strict=True))
     checked = cr.check_probabilities()
     out = []
-    for i, (fmt, from_step, why) in enumerate(zip(prec.FORMATS, cr.from_steps(), cr.whys(), strict=True)):
+    for i, from_step, why in zip(shown, cr.from_steps(shown), cr.whys(shown), strict=True):
+        fmt = prec.FORMATS[i]
         checks = {prec.CHECK_ROWS[k][1]: checked[k] for k in prec.FORMAT_ROWS[fmt]}
         # constructed, not validated: the details (~490 for 32 layers) are the checks' own records, in
         # ``LayerRiskOut``'s field order, written as they are (tests check the bytes validate unchanged)

@@ -1,6 +1,7 @@
-"""Precision risk without per-layer records (the compact answer's): every field but the records is the full one's,
-and the plan, which reads the gated target formats' records, is the same (without its own details: less the kept
-layers' sentences); the format probabilities are the largest per-layer ones of the one formula."""
+"""Precision risk without per-layer records (the compact answer's): the precision target's formats only, every field
+but the records the full one's, and the plan, which reads the gated target formats' records, is the same (without its
+own details: less the kept layers' sentences); the format probabilities are the largest per-layer ones of the one
+formula."""
 
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def test_risks_without_details_are_the_full_ones_less_their_records(engine, desi
     probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)])[0]
     full = precision_risks(wf, arch, probs, schedule_events(arch))
     compact = precision_risks(wf, arch, probs, schedule_events(arch), details=False)
-    assert [r.format for r in compact] == list(prec.FORMATS) and any(r.details for r in full)
-    for f, c in zip(full, compact, strict=True):
-        planned = f.target and f.format in prec.GATE  # the records the plan reads
+    targets = prec.TARGET_FORMATS.get(str(arch.precision_target or ""), ())
+    assert [r.format for r in compact] == [f for f in prec.FORMATS if f in targets] and any(r.details for r in full)
+    by = {r.format: r for r in full}
+    for c in compact:
+        f = by[c.format]
+        planned = f.format in prec.GATE  # the records the plan reads
         assert c.details == (f.details if planned else []), f.format
         assert c.model_copy(update={"details": []}) == f.model_copy(update={"details": []}), f.format
     plan = precision_plan(full, arch.precision_target, recipe=arch.precision_recipe)

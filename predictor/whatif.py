@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
@@ -67,12 +68,13 @@ class Change:
     # moves the change one way only (half the learning rate cannot raise the peak however fast emergence is)
     reach: dict[str, tuple[float, float]] | None = None
 
-    @property
+    # read several times per answer (each ratio asks): computed once, the terms being complete when a Change is made
+    @cached_property
     def modelled(self) -> bool:
         """False when every changed field is one the forecast does not read, or nothing changed (no effect is claimed)."""
         return any(t.evidence != "not_modelled" for t in self.terms)
 
-    @property
+    @cached_property
     def evidence(self) -> str:
         if not self.modelled:
             return "not_modelled"

@@ -177,13 +177,6 @@ WHAT_IF: dict[str, Any] = {
 LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informational": 0.0, "not_recommended": -1.0}
 
 
-def what_ifs(arch: Architecture) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
-    """The mitigations' field changes for ``arch``: entry id -> (key, change), and each distinct change once
-    by key (the two gated-attention entries make the same one)."""
-    cand = {k: (change_key(c), c) for k in WHAT_IF if (c := what_if_change(k, arch))}
-    return cand, dict(cand.values())
-
-
 def change_key(change: dict[str, Any]) -> str:
     """One key per distinct field change (the two gated-attention entries make the same one)."""
     return repr(sorted(change.items()))

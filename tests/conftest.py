@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -305,3 +306,19 @@ def engine(evidence):
     from predictor.engine import ForecastEngine
 
     return ForecastEngine().fit(evidence)
+
+
+def stand_in_posterior(engine, n_layers: int):
+    """What ``predictor.nowcast.Posterior`` gives an engine to condition on (``ForecastEngine.conditioned``): the
+    prior's curves, uniform trajectory classes, a different Hill exponent, so a test sees what the posterior replaces."""
+
+    class Posterior:
+        p_post = 2.5
+
+        def class_probabilities(self):
+            return np.full((n_layers, 3), 1 / 3)
+
+        def layer_curves(self, arch, steps, protocol=None, lev=None, tl=None):
+            return engine.layer_curves(arch, steps, protocol, lev, tl)
+
+    return Posterior()

@@ -14,6 +14,7 @@ from predictor.level import LineageLevel
 from predictor.timeline import Timeline, fit_plan_effects
 from registry.evaluation import LeakError, assert_no_leak, evaluate, groups_of
 from registry.sensitivity import VARIANTS, sensitivity_table
+from tests.conftest import stand_in_posterior
 
 BASE = {"n_layers": 24, "d_model": 2048, "n_heads": 16, "d_ffn": 8192}
 BASE_ARCH = Architecture(**BASE)
@@ -162,16 +163,7 @@ def test_a_variant_is_a_new_fitted_engine_and_the_fitted_one_is_unchanged(engine
     assert loso is not engine and studies[0] not in {c.study for c in loso.controlled_.comparisons_}
     assert loso.level_ is engine.level_  # the level model never saw the controlled table: shared, not refitted
 
-    class Posterior:  # what predictor.nowcast.Posterior gives the engine
-        p_post = 2.5
-
-        def class_probabilities(self):
-            return np.full((BASE["n_layers"], 3), 1 / 3)
-
-        def layer_curves(self, arch, steps, protocol=None, lev=None, tl=None):
-            return engine.layer_curves(arch, steps, protocol, lev, tl)
-
-    cond = engine.conditioned(Posterior())
+    cond = engine.conditioned(stand_in_posterior(engine, BASE["n_layers"]))
     assert cond.p_ == 2.5 and cond.quality_ == {} and cond.class_probabilities(BASE_ARCH).shape == (24, 3)
     assert not np.array_equal(engine.class_probabilities(BASE_ARCH), cond.class_probabilities(BASE_ARCH))
     assert engine.posterior_ is None and engine.p_ != 2.5

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from predictor.architecture import parse_architecture
 from predictor.pyfunc import GOLDEN
 from registry.reference import reference_architectures, reference_engine
+from tests.conftest import stand_in_posterior
 
 RTOL = 1e-12
 BASE = {"name": "llama3-8b-like", "n_layers": 32, "d_model": 4096, "n_heads": 32, "n_kv_heads": 8, "d_ffn": 14336,
@@ -78,17 +78,7 @@ def test_a_batch_of_one_and_an_empty_batch(engine, designs):
 
 def test_a_conditioned_engine_batches_its_posterior(engine, designs):
     """A nowcast's posterior replaces the curves (each design's own, not stacked from the prior's)."""
-
-    class Posterior:
-        p_post = 2.5
-
-        def class_probabilities(self):
-            return np.full((BASE["n_layers"], 3), 1 / 3)
-
-        def layer_curves(self, arch, steps, protocol=None, lev=None, tl=None):
-            return engine.layer_curves(arch, steps, protocol, lev, tl)
-
-    cond = engine.conditioned(Posterior())
+    cond = engine.conditioned(stand_in_posterior(engine, BASE["n_layers"]))
     same_depth = [a for a in designs if a.n_layers == BASE["n_layers"]]
     for arch, fc in zip(same_depth, cond.forecast_arrays_many(same_depth), strict=True):
         assert not _differences(cond.forecast_arrays(arch).model_dump(), fc.model_dump()), arch.name

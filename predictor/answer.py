@@ -27,9 +27,8 @@ from predictor.response import (
     ChangeEffect,
     CompareResponse,
     Difference,
-    Mitigation,
-    MitigationEffect,
     NowcastResponse,
+    PrecisionPlan,
     PrecisionRisk,
     PredictorInfo,
     PredictResponse,
@@ -103,9 +102,10 @@ def in_view(fields: dict[str, Any], arch: Architecture, view: str, layers: Seque
     """The answer's fields as ``view`` shows them (``predictor.response.VIEW_HELP``); every number kept is the full
     answer's. The full view keeps every format's breaking per-layer records and the stated ones only for the formats
     the design runs (its recipe's: the ten formats' full records doubled the answer); the compact views keep only the
-    formats the design runs, without per-layer records or sentences, and the best-ranked effective mitigations."""
+    formats the design runs, without per-layer records or sentences (their mitigations are trimmed where they are
+    ranked: ``rank_mitigations``)."""
     plan = fields["precision_plan"]
-    used = set(prec.formats_in_use(arch.precision_target, plan.recipe))
+    used = used_formats(arch, plan)
     out = dict(fields)
     if layers is not None or view == "summary":
         keep = set(layers or ())
@@ -117,19 +117,12 @@ def in_view(fields: dict[str, Any], arch: Architecture, view: str, layers: Seque
     # (the answerer builds the compact views' precision without sentences, and per-layer records only where its plan reads them)
     out["precision"] = [r.model_copy(update={"details": []}) if r.details else r for r in fields["precision"] if r.format in used]
     out["precision_plan"] = plan.model_copy(update={"formats": [f for f in plan.formats if f.format in used]})
-
-    def effect(e: MitigationEffect | None) -> MitigationEffect | None:
-        if e is None:
-            return None
-        return e.model_copy(update={"terms": [], "risk_before": {k: v for k, v in e.risk_before.items() if k in used},
-                                    "risk_after": {k: v for k, v in e.risk_after.items() if k in used}})
-
-    # the best-ranked effective ones; their mechanism texts, expected effects, caveats and all but the first citation,
-    # and every other mitigation, are in the full view
-    best = [m for m in fields["mitigations"] if m.effective][:TOP_MITIGATIONS]
-    out["mitigations"] = [m.model_copy(update={"mechanism": "", "expected_effect": {}, "caveats": [],
-                                               "citations": m.citations[:1], "effect": effect(m.effect)}) for m in best]
     return out
+
+
+def used_formats(arch: Architecture, plan: PrecisionPlan) -> set[str]:
+    """The formats the design runs (its precision target's, in the plan's recipe): what the compact views show."""
+    return set(prec.formats_in_use(arch.precision_target, plan.recipe))
 
 
 def kb_record(arch: Architecture, fc: ForecastArrays) -> dict[str, Any]:
@@ -197,6 +190,11 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
+def _interval(value: float, lo: float, hi: float) -> dict[str, float]:
+    """An ``Interval`` as the answer writes it (plain data: built for the shown effects alone, validated where read)."""
+    return {"value": float(value), "lo": float(lo), "hi": float(hi)}
+
+
 class Moved(NamedTuple):
     """A forecast's per-layer interval moved by a what-if change, as arrays (``IntervalArrays``' fields)."""
 
@@ -204,10 +202,10 @@ class Moved(NamedTuple):
     lo: np.ndarray
     hi: np.ndarray
 
-    def largest(self) -> Interval:
+    def largest(self) -> dict[str, float]:
         """The interval of the layer with the largest point value (the first of equals, as ``IntervalArrays.largest``)."""
         i = int(np.argmax(self.value))
-        return Interval(value=float(self.value[i]), lo=float(self.lo[i]), hi=float(self.hi[i]))
+        return _interval(self.value[i], self.lo[i], self.hi[i])
 
 
 def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[tuple[Moved, Moved]]:
@@ -228,32 +226,57 @@ def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[
     return [(Moved(*a), Moved(*r)) for a, r in zip(*moved, strict=True)]
 
 
-def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float]) -> dict[str, Any]:
-    """The ``ChangeEffect`` fields of a change."""
+def change_effect(ch: Change, rb: dict[str, float], ra: dict[str, float], terms: bool = True) -> dict[str, Any]:
+    """The ``ChangeEffect`` fields of a change, as plain data in the model's order (``terms``: with its per-field terms)."""
     return {"peak_abs_ratio": ch.ratio("abs"), "ratio_end_ratio": ch.ratio("ratio"), "risk_before": rb, "risk_after": ra,
-            "evidence": ch.evidence, "studies": ch.studies, "disagreement": ch.disagreement, "terms": ch.terms}
+            "evidence": ch.evidence, "studies": ch.studies, "disagreement": ch.disagreement,
+            "terms": ch.terms if terms else []}
 
 
-def what_if(change: dict[str, Any], before: tuple[Interval, Interval], ch: Change, after: tuple[Moved, Moved],
-            targets: set[str], rb: dict[str, float], ra: dict[str, float]) -> MitigationEffect:
-    """The effect of applying ``change``: ``before`` the design's largest layer's peak |a| and end ratio, ``ch`` the
-    change's estimate, ``after`` the design's per-layer values moved by it, ``rb``/``ra`` the format risks before and
-    after (``format_probabilities``). Its text is written by ``effect_text`` for the effects an answer shows."""
-    drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
-    return MitigationEffect(applied=change, peak_abs_before=before[0], peak_abs_after=after[0].largest(),
-                            ratio_end_before=before[1], ratio_end_after=after[1].largest(),
-                            reduction=-(ch.mean["abs"] + ch.sd["abs"]) + drop, text="", **change_effect(ch, rb, ra))
-
-
-def effect_text(e: MitigationEffect, targets: set[str]) -> str:
+def effect_text(applied: dict[str, Any], ch: Change, targets: set[str], rb: dict[str, float], ra: dict[str, float]) -> str:
     """A mitigation's what-if in one line: the change, the largest peak's ratio, the evidence and the target formats' risk."""
-    r = e.peak_abs_ratio
-    what = (f"largest peak |a| x{r.value:.2g} [{r.lo:.2g}, {r.hi:.2g}]" if r is not None
+    r = ch.ratio("abs")
+    what = (f"largest peak |a| x{r['value']:.2g} [{r['lo']:.2g}, {r['hi']:.2g}]" if r is not None
             else "no effect claimed: nothing measured informs this change")
-    rb, ra = e.risk_before, e.risk_after
-    return (f"{', '.join(f'{k}={v}' for k, v in e.applied.items())}: {what} "
-            f"({e.evidence}{'; controlled and associational evidence disagree' if e.disagreement else ''})"
+    return (f"{', '.join(f'{k}={v}' for k, v in applied.items())}: {what} "
+            f"({ch.evidence}{'; controlled and associational evidence disagree' if ch.disagreement else ''})"
             + (f"; risk in {', '.join(sorted(targets))} {sum(rb[f] for f in targets):.2f} -> {sum(ra[f] for f in targets):.2f}" if targets else ""))
+
+
+class Effect(NamedTuple):
+    """What ranking reads of one mitigation's what-if (the ``MitigationEffect`` is written for the shown ones only):
+    ``predicted``: a number resting on more than the prior over measured changes (which says nothing of this design in
+    particular); ``worse``: that number raises the largest peak |a| (its point value) or the target formats' risk;
+    ``reduction``: ``MitigationEffect.reduction``."""
+
+    change: dict[str, Any]
+    ch: Change
+    after: tuple[Moved, Moved]
+    risk_after: dict[str, float]
+    predicted: bool
+    worse: bool
+    reduction: float
+
+
+def _effect(change: dict[str, Any], ch: Change, after: tuple[Moved, Moved], targets: set[str], rb: dict[str, float],
+            ra: dict[str, float]) -> Effect:
+    predicted = ch.modelled and ch.evidence != "prior"
+    risk_up = bool(targets) and sum(ra[f] for f in targets) > sum(rb[f] for f in targets) + 1e-9
+    drop = sum(rb[f] - ra[f] for f in targets) if targets else 0.0
+    return Effect(change, ch, after, ra, predicted, predicted and (10 ** ch.mean["abs"] > 1.0 or risk_up),
+                  -(ch.mean["abs"] + ch.sd["abs"]) + drop)
+
+
+def _effect_fields(e: Effect, before: tuple[dict, dict], targets: set[str], rb: dict[str, float], text: str,
+                   used: set[str] | None) -> dict[str, Any]:
+    """The ``MitigationEffect`` of ``e`` as plain data in the model's order; ``used``: the compact views' formats
+    (their risks only, no per-field terms), None in the full view."""
+    ra = e.risk_after
+    if used is not None:
+        rb, ra = {k: v for k, v in rb.items() if k in used}, {k: v for k, v in ra.items() if k in used}
+    return {**change_effect(e.ch, rb, ra, terms=used is None), "applied": e.change,
+            "peak_abs_before": before[0], "peak_abs_after": e.after[0].largest(),
+            "ratio_end_before": before[1], "ratio_end_after": e.after[1].largest(), "reduction": e.reduction, "text": text}
 
 
 @dataclass
@@ -264,6 +287,15 @@ class MitigationPlan:
     motivations: dict[str, Any]
     changes: dict[str, dict[str, Any]]  # entry id -> fields changed
     targets: set[str]
+    keys: dict[str, str]  # entry id -> its change's ``change_key`` (one what-if per distinct change)
+
+    @property
+    def distinct(self) -> dict[str, dict[str, Any]]:
+        """Each distinct change, by key (the first entry's making it)."""
+        out: dict[str, dict[str, Any]] = {}
+        for k, c in self.changes.items():
+            out.setdefault(self.keys[k], c)
+        return out
 
 
 def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[PrecisionRisk], kb: kbm.KnowledgeBase) -> MitigationPlan:
@@ -285,96 +317,68 @@ def plan_mitigations(arch: Architecture, fc: ForecastArrays, risks: list[Precisi
             )
         adjusted.append(m)
     changes = {m.entry.id: c for m in adjusted if m.effective and (c := what_if_change(m.entry.id, arch))}
-    return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target})
+    return MitigationPlan(adjusted, motivations, changes, {r.format for r in risks if r.target},
+                          {k: change_key(c) for k, c in changes.items()})
 
 
-def predicted(effect: ChangeEffect | None) -> bool:
-    """Whether an effect is a prediction for this design: a number resting on more than the prior over measured
-    changes (which says nothing of this design in particular)."""
-    return effect is not None and effect.peak_abs_ratio is not None and effect.evidence != "prior"
-
-
-def worsens(effect: MitigationEffect | None, targets: set[str]) -> bool:
-    """Whether a mitigation's own what-if makes the design worse: a higher largest peak |a| (its point value) or
-    a higher risk on the design's target formats."""
-    if not predicted(effect):
-        return False
-    risk_up = bool(targets) and sum(effect.risk_after[f] for f in targets) > sum(effect.risk_before[f] for f in targets) + 1e-9
-    return effect.peak_abs_ratio.value > 1.0 or risk_up
-
-
-def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change] | None,
-                     afters: Sequence[tuple[Moved, Moved]] | None = None,
-                     probs: Sequence[dict[str, float]] | None = None, top: int | None = None) -> list[Mitigation]:
-    """The ranked answer, given the what-if changes (``changes``, in ``plan.changes`` order), the design's values
-    moved by each (``afters``) and ``probs``: the format risks of the forecast and then of each variant
-    (computed here if not given).
+def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence[Change],
+                     afters: Sequence[tuple[Moved, Moved]], probs: Sequence[dict[str, float]],
+                     used: set[str] | None = None) -> list[dict[str, Any]]:
+    """The ranked mitigations as plain data in ``Mitigation``'s shape, given the what-if changes (``changes``, in
+    ``plan.changes`` order), the design's values moved by each (``afters``) and ``probs``: the format risks of the
+    forecast and then of each variant.
 
     ``effective`` and the rank follow each mitigation's own what-if where it has a number: one that raises the
     largest peak or the target formats' risk is never effective, whatever the knowledge base's level (kept, with
     its text, as context); effective ones with a predicted effect rank by it, then those the forecast cannot
     represent by their level. Entries making the same change (the two gated-attention papers) are one answer.
-    ``top``: only the first ``top`` effective ones (the compact views'; the ranks are the whole list's)."""
+    ``used``: the compact views' formats: only the first ``TOP_MITIGATIONS`` effective ones (the ranks are the whole
+    list's), each without its mechanism text, expected effects, caveats, per-field terms and all but the first
+    citation, risks of ``used`` formats only (all of it in the full view: None)."""
     adjusted, motivations, targets = plan.adjusted, plan.motivations, plan.targets
-    effects: dict[str, MitigationEffect] = {}
-    if changes is not None:
-        afters = afters or after_intervals_many(fc, changes)
-        rb, *ra = probs or format_probabilities_many([(fc.peak_abs, fc.ratio_end)] + list(afters))
-        before = (fc.peak_abs.largest(), fc.ratio_end.largest())
-        effects = {k: what_if(c, before, ch, af, targets, rb, r)
-                   for (k, c), ch, af, r in zip(plan.changes.items(), changes, afters, ra, strict=True)}
+    rb, *ra = probs
+    effects = {k: _effect(c, ch, af, targets, rb, r)
+               for (k, c), ch, af, r in zip(plan.changes.items(), changes, afters, ra, strict=True)}
     ranked = kbm.rank(adjusted, motivations)
     order = {m.entry.id: i for i, m in enumerate(ranked)}
-
-    own = {m.entry.id: m.effective and not worsens(effects.get(m.entry.id), targets) for m in adjusted}
-
-    def effective(m: kbm.Match) -> bool:
-        return own[m.entry.id]
+    effective = {m.entry.id: m.effective and not (m.entry.id in effects and effects[m.entry.id].worse) for m in adjusted}
 
     def score(m: kbm.Match) -> tuple:
         e = effects.get(m.entry.id)
-        number = predicted(e)
-        return (not effective(m), not number, -(e.reduction if number else LEVEL_SCORE.get(m.level, 0.0)), order[m.entry.id])
+        number = e is not None and e.predicted
+        return (not effective[m.entry.id], not number, -(e.reduction if number else LEVEL_SCORE.get(m.level, 0.0)),
+                order[m.entry.id])
 
     ranked.sort(key=score)
     same: dict[str, list[kbm.Match]] = {}  # the entries making one change, under the first (best-ranked) of them
     for m in ranked:
-        key = change_key(plan.changes[m.entry.id]) if m.entry.id in plan.changes else m.entry.id
+        key = plan.keys.get(m.entry.id, m.entry.id)
         same.setdefault(key, []).append(m)
+    compact = used is not None
+    before = None
     out = []
     for i, (m, *also) in enumerate(same.values(), start=1):
-        if top is not None and (len(out) == top or not effective(m)):
+        e, ok = m.entry, effective[m.entry.id]
+        if compact and (len(out) == TOP_MITIGATIONS or not ok):
             break
-        e, mot, eff = m.entry, motivations[m.entry.id], effects.get(m.entry.id)
-        if eff is not None:
-            eff.text = effect_text(eff, targets)  # constructed above for this answer alone
+        mot, eff, fields = motivations[e.id], effects.get(e.id), None
         why = m.why
-        if m.effective and not effective(m):
-            why = (f"its own what-if makes this design worse ({eff.text}): not effective here; the knowledge base rates it "
-                   f"{m.level}: {m.why}")
+        if eff is not None:
+            before = before or (fc.peak_abs.largest().model_dump(), fc.ratio_end.largest().model_dump())
+            text = effect_text(eff.change, eff.ch, targets, rb, eff.risk_after)
+            fields = _effect_fields(eff, before, targets, rb, text, used)
+            if m.effective and not ok:
+                why = (f"its own what-if makes this design worse ({text}): not effective here; the knowledge base rates it "
+                       f"{m.level}: {m.why}")
         if also:
             why += "; the same change as " + ", ".join(f"{a.entry.name} ({a.entry.id})" for a in also)
-        out.append(
-            Mitigation(  # validated: faster than model_construct for a model this small (as Summary)
-                id=e.id,
-                name=e.name,
-                category=e.category,
-                rank=i,
-                level=m.level,
-                effective=effective(m),
-                why=why,
-                mechanism=e.mechanism,
-                changes=list(e.changes),
-                expected_effect=dict(e.expected_effect),
-                cost=e.cost,
-                caveats=list(e.caveats),
-                citations=list(e.citations) + [c for a in also for c in a.entry.citations if c not in e.citations],
-                motivating_layers=list(mot.layers),
-                motivation=mot.text,
-                unknown_fields=list(m.unknown_fields),
-                effect=eff,
-            )
-        )
+        citations = list(e.citations) + [c for a in also for c in a.entry.citations if c not in e.citations]
+        out.append({"id": e.id, "name": e.name, "category": e.category, "rank": i, "level": m.level, "effective": ok,
+                    "why": why, "mechanism": "" if compact else e.mechanism, "changes": list(e.changes),
+                    "expected_effect": {} if compact else dict(e.expected_effect), "cost": e.cost,
+                    "caveats": [] if compact else list(e.caveats), "citations": citations[:1] if compact else citations,
+                    "motivating_layers": list(mot.layers), "motivation": mot.text, "unknown_fields": list(m.unknown_fields),
+                    "effect": fields})
     return out
 
 
@@ -444,10 +448,7 @@ class Answerer:
         probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)] + ([] if prior is None else [(wp.peak_abs, wp.ratio_end)]))
         risk = precision_risks(wf, arch, probs[0], schedule_events(arch), details=view == "full")
         plan = plan_mitigations(arch, fc, risk, self.kb)
-        distinct = {}
-        for c in plan.changes.values():
-            distinct.setdefault(change_key(c), c)
-        return _Staged(fc, prior or fc, wf, wp, probs[-1], risk, plan, distinct)
+        return _Staged(fc, prior or fc, wf, wp, probs[-1], risk, plan, plan.distinct)
 
     def _finish_many(self, archs: Sequence[Architecture], staged: Sequence[_Staged], who: PredictorInfo, view: str,
                      layers: Sequence[int] | None) -> list[dict[str, Any]]:
@@ -461,14 +462,14 @@ class Answerer:
                 view: str = "full", layers: Sequence[int] | None = None) -> dict[str, Any]:
         """One answer's fields, given its stage and the effect of each distinct what-if change (by key)."""
         fc, plan = st.fc, st.plan
-        keys = {k: change_key(c) for k, c in plan.changes.items()}
+        keys = plan.keys
         moved = dict(zip(st.distinct, after_intervals_many(st.wp, [changes[k] for k in st.distinct]), strict=True))
         probs = dict(zip(st.distinct, format_probabilities_many(list(moved.values())), strict=True))
+        pplan = precision_plan(st.risk, arch.precision_target, recipe=arch.precision_recipe, details=view == "full")
         mitigations = rank_mitigations(st.wp, plan, [changes[keys[k]] for k in plan.changes],
                                        [moved[keys[k]] for k in plan.changes],
                                        [st.prior_probs] + [probs[keys[k]] for k in plan.changes],
-                                       top=None if view == "full" else TOP_MITIGATIONS)
-        pplan = precision_plan(st.risk, arch.precision_target, recipe=arch.precision_recipe, details=view == "full")
+                                       None if view == "full" else used_formats(arch, pplan))
         fields = {"predictor": who, "architecture": fc.architecture or arch.label(), "t_end": fc.t_end,
                   "summary": summarize(fc, st.wf), "layers": fc.layer_dicts(trajectory=view == "full"),
                   "precision": st.risk, "applicability": fc.applicability, "mitigations": mitigations, "notes": fc.notes,
@@ -523,7 +524,7 @@ class Answerer:
         afters = after_intervals_many(base_fc, changes)
         rb, *ra = format_probabilities_many([(base_fc.peak_abs, base_fc.ratio_end)] + afters)
         diffs = [diff(base, variants[base], answers[base], n, variants[n], answers[n],
-                      ChangeEffect.model_construct(**change_effect(ch, rb, r)))
+                      ChangeEffect.model_validate(change_effect(ch, rb, r)))
                  for n, ch, r in zip(names[1:], changes, ra, strict=True)]
         return CompareResponse(predictor=who, baseline=base, variants=summaries, differences=diffs)
 

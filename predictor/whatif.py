@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -63,22 +63,27 @@ class Change:
     mean: dict[str, float]
     sd: dict[str, float]
     layers: dict[str, np.ndarray | None]
-    terms: list[TermEffect] = field(default_factory=list)
+    parts: list[Term] = field(default_factory=list)  # per changed field (``terms`` writes them)
     # the 90 % interval's reach below and above the mean (log10): asymmetric where the clock's uncertainty
     # moves the change one way only (half the learning rate cannot raise the peak however fast emergence is)
     reach: dict[str, tuple[float, float]] | None = None
 
-    # read several times per answer (each ratio asks): computed once, the terms being complete when a Change is made
+    # read several times per answer (each ratio asks): computed once, the parts being complete when a Change is made
+    @cached_property
+    def terms(self) -> list[TermEffect]:
+        """The per-field terms as the answer writes them (only the effects an answer shows in full ask)."""
+        return [t.effect() for t in self.parts]
+
     @cached_property
     def modelled(self) -> bool:
         """False when every changed field is one the forecast does not read, or nothing changed (no effect is claimed)."""
-        return any(t.evidence != "not_modelled" for t in self.terms)
+        return any(t.evidence != "not_modelled" for t in self.parts)
 
     @cached_property
     def evidence(self) -> str:
         if not self.modelled:
             return "not_modelled"
-        kinds = {t.evidence for t in self.terms if t.evidence not in ("time_model", "prior", "not_modelled")}
+        kinds = {t.evidence for t in self.parts if t.evidence not in ("time_model", "prior", "not_modelled")}
         ctrl = bool(kinds & {"controlled", "controlled_direction"})
         if ctrl and "associational" in kinds:
             return "both"
@@ -86,26 +91,25 @@ class Change:
             return "controlled"
         if kinds:
             return "associational"
-        if any(t.evidence == "time_model" for t in self.terms):
+        if any(t.evidence == "time_model" for t in self.parts):
             return "time_model"
         return "prior"  # nobody measured it: the distribution of the measured changes' effects (checked leave-one-study-out)
 
     @property
     def studies(self) -> list[str]:
-        return sorted({s for t in self.terms for s in t.studies})
+        return sorted({s for t in self.parts for s in t.studies})
 
     @property
     def disagreement(self) -> bool:
-        return any(t.disagreement for t in self.terms)
+        return any(t.disagreement for t in self.parts)
 
-    def ratio(self, q: str) -> Interval | None:
+    def ratio(self, q: str) -> dict[str, float] | None:
+        """after/before of quantity ``q``'s largest layer as an ``Interval``'s fields (plain data: the answer writes it)."""
         if not self.modelled:  # a change of fields the forecast does not read carries no number
             return None
-        if self.reach is None:
-            return ratio_interval(self.mean[q], self.sd[q])
-        dn, up = self.reach[q]
         m = self.mean[q]
-        return _interval(10**m, 10 ** (m - dn), 10 ** (m + up))
+        dn, up = (Z90 * self.sd[q],) * 2 if self.reach is None else self.reach[q]
+        return {"value": float(10**m), "lo": float(10 ** (m - dn)), "hi": float(10 ** (m + up))}
 
 
 def ratio_interval(mean: float, sd: float) -> Interval:
@@ -122,28 +126,62 @@ def _g(x: float) -> str:
     return f"{x:.2g}"
 
 
+class Term(NamedTuple):
+    """One changed field's part of a what-if, as numbers (``effect`` writes its ``TermEffect``): ``mean``/``sd`` its
+    log10 effect on the largest peak |a| (``reach``: the 90 % interval's asymmetric ends), None for a field the
+    forecast does not read; ``association``: the cross-family association's (mean, sd) for the same change."""
+
+    field: str
+    before: Any
+    after: Any
+    mean: float | None
+    sd: float
+    evidence: str
+    studies: tuple[str, ...] = ()
+    association: tuple[float, float] | None = None
+    why: str = ""
+    reach: tuple[float, float] | None = None
+
+    @property
+    def disagreement(self) -> bool:
+        """The association lies outside the controlled 90 % interval."""
+        a = self.association
+        return bool(a and self.evidence.startswith("controlled") and not self.mean - Z90 * self.sd <= a[0] <= self.mean + Z90 * self.sd)
+
+    @property
+    def value(self) -> float:
+        """The ratio's point value (as its ``Interval`` holds it)."""
+        return float(10**self.mean)
+
+    def effect(self) -> TermEffect:
+        f, before, after = self.field, self.before, self.after
+        if self.mean is None:
+            return TermEffect(field=f, before=before, after=after, ratio=None, evidence="not_modelled", studies=[],
+                              association=None, disagreement=False,
+                              text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, "
+                              "and the forecast does not read it): no effect is claimed")
+        mean, sd, reach = self.mean, self.sd, self.reach
+        iv = ratio_interval(mean, sd) if reach is None else _interval(10**mean, 10 ** (mean - reach[0]), 10 ** (mean + reach[1]))
+        assoc = ratio_interval(*self.association) if self.association else None
+        disagree = self.disagreement
+        text = f"{f} {before} -> {after}: x{_g(iv.value)} [{_g(iv.lo)}, {_g(iv.hi)}] ({self.evidence.replace('_', ' ')}{self.why})"
+        if disagree and assoc:
+            text += (f"; the cross-family association says x{_g(assoc.value)} [{_g(assoc.lo)}, {_g(assoc.hi)}]: they disagree, "
+                     f"the controlled estimate is used")
+        # validated, not constructed: for a model this small pydantic-core is faster than model_construct's Python (the
+        # intervals are kept as they are, not validated again)
+        return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=self.evidence, studies=list(self.studies),
+                          association=assoc, disagreement=disagree, text=text)
+
+
 def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str, studies: Sequence[str] = (),
           association: tuple[float, float] | None = None, why: str = "",
-          reach: tuple[float, float] | None = None) -> TermEffect:
-    iv = ratio_interval(mean, sd) if reach is None else _interval(10**mean, 10 ** (mean - reach[0]), 10 ** (mean + reach[1]))
-    assoc = ratio_interval(*association) if association else None
-    disagree = bool(association and evidence.startswith("controlled")
-                    and not mean - Z90 * sd <= association[0] <= mean + Z90 * sd)
-    text = f"{f} {before} -> {after}: x{_g(iv.value)} [{_g(iv.lo)}, {_g(iv.hi)}] ({evidence.replace('_', ' ')}{why})"
-    if disagree and assoc:
-        text += (f"; the cross-family association says x{_g(assoc.value)} [{_g(assoc.lo)}, {_g(assoc.hi)}]: they disagree, "
-                 f"the controlled estimate is used")
-    # validated, not constructed: for a model this small pydantic-core is faster than model_construct's Python (the
-    # intervals are kept as they are, not validated again)
-    return TermEffect(field=f, before=before, after=after, ratio=iv, evidence=evidence, studies=[str(s) for s in studies],
-                      association=assoc, disagreement=disagree, text=text)
+          reach: tuple[float, float] | None = None) -> Term:
+    return Term(f, before, after, mean, sd, evidence, tuple(str(s) for s in studies), association, why, reach)
 
 
-def _unread_term(f: str, before: Any, after: Any) -> TermEffect:
-    return TermEffect(
-        field=f, before=before, after=after, ratio=None, evidence="not_modelled", studies=[], association=None,
-        disagreement=False, text=f"{f} {before} -> {after}: not modelled (no comparison or trained model informs it, "
-        "and the forecast does not read it): no effect is claimed")
+def _unread_term(f: str, before: Any, after: Any) -> Term:
+    return Term(f, before, after, None, 0.0, "not_modelled")
 
 
 def _studies(e: Estimate | None) -> tuple[str, ...]:
@@ -151,7 +189,7 @@ def _studies(e: Estimate | None) -> tuple[str, ...]:
 
 
 def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, f: str, memo: DesignMemo
-                      ) -> tuple[TermEffect | None, Any, Any, float, float]:
+                      ) -> tuple[Term | None, Any, Any, float, float]:
     """The controlled part of field ``f``'s change: (term, value the engine sees in a, in b, mean, var)."""
     ce = engine.controlled_
     va, vb = getattr(a, f), getattr(b, f)
@@ -222,7 +260,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
         fields = [f for f in fields if f not in unread]
         a_upd: dict[str, Any] = {}
         b_upd: dict[str, Any] = {}
-        terms: list[TermEffect] = [_unread_term(f, getattr(a, f), getattr(b, f)) for f in unread]
+        terms: list[Term] = [_unread_term(f, getattr(a, f), getattr(b, f)) for f in unread]
         c_mean, c_var = 0.0, 0.0
         for f in fields:
             t, ea, eb, m, v = _controlled_split(engine, a, b, f, memo)
@@ -279,7 +317,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
         if ef:
             own = math.sqrt(max(sd["abs"] ** 2 - c_var, 0.0))
             terms += _engine_terms(engine, a_e, b_e, ef, float(pb["abs"][0][0] - pa["abs"][0][0]), own,
-                                   reach["abs"] if not any(t.ratio is not None for t in terms) else None, memo)
+                                   reach["abs"] if not any(t.mean is not None for t in terms) else None, memo)
         out.append(Change(mean, sd, layers, terms, reach))
     return out
 
@@ -300,7 +338,7 @@ _ASSOCIATIONAL = np.array([t in SWITCHES and t not in SIZE_TERMS for t in TERMS]
 
 
 def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fields: list[str], mean: float,
-                  sd: float, reach: tuple[float, float] | None, memo: DesignMemo) -> list[TermEffect]:
+                  sd: float, reach: tuple[float, float] | None, memo: DesignMemo) -> list[Term]:
     """The engine part in words: one term per design field (its association), the rest as one term."""
     out = []
     design = [f for f in fields if f in DESIGN_FIELDS]
@@ -313,7 +351,7 @@ def _engine_terms(engine: ForecastEngine, a: Architecture, b: Architecture, fiel
         out.append(_term(f, getattr(a, f), getattr(b, f), m, s, "associational", why=why))
     if rest:
         kind = "associational" if set(rest) & SIZE_FIELDS else "time_model"
-        rm = mean - sum(math.log10(t.ratio.value) for t in out)
+        rm = mean - sum(math.log10(t.value) for t in out)
         out.append(_term("+".join(rest), "/".join(str(getattr(a, f)) for f in rest),
                          "/".join(str(getattr(b, f)) for f in rest), rm, sd, kind, reach=None if out else reach))
     return out

@@ -59,6 +59,8 @@ def current_answers() -> dict:
     for k, (model, target) in DOC_MODELS.items():
         archs[k] = ref[model].model_copy(update={"precision_target": target, "lineage": None})
     out = {k: json.loads(raw) for k, raw in zip(archs, answerer.answers_json(list(archs.values()), view="full", who=WHO), strict=True)}
+    # the default (compact) view: what a review tool reads first, built on its own path (not trimmed from the full one)
+    out |= {f"compact-{k}": json.loads(raw) for k, raw in zip(archs, answerer.answers_json(list(archs.values()), who=WHO), strict=True)}
     out["compare-neox-vs-llama"] = json.loads(answerer.compare(
         {"neox": archs["pyfunc-golden-neox"], "llama": archs["pyfunc-golden-llama"]}, who=WHO).model_dump_json())
     a = archs["readme-my-160m"]
@@ -101,7 +103,8 @@ def test_differences_sees_a_change_past_the_tolerance():
     assert differences({"a": 1}, {"b": 1}) == ["$.a: missing", "$.b: new"]
 
 
-@pytest.mark.parametrize("key", [*DESIGNS, *DOC_MODELS, "compare-neox-vs-llama", "nowcast-my-160m"])
+@pytest.mark.parametrize("key", [*DESIGNS, *DOC_MODELS, *(f"compact-{k}" for k in (*DESIGNS, *DOC_MODELS)),
+                                 "compare-neox-vs-llama", "nowcast-my-160m"])
 def test_answer_is_the_golden_one(answers, key):
     want = json.loads(gzip.decompress(FILE.read_bytes()))[key]
     diffs = differences(want, answers[key])

@@ -40,7 +40,7 @@ from predictor.risk import format_probabilities_many, precision_risks
 from predictor.schedule_risk import schedule_events
 from predictor.schemas import ForecastArrays, Interval
 from predictor.text import ranges
-from predictor.whatif import Change, changes_many
+from predictor.whatif import Change, changes_many, what_if_changes
 
 __all__ = ["TOP_MITIGATIONS", "Answerer", "summarize"]
 
@@ -173,12 +173,6 @@ LEVEL_SCORE = {"strong": 2.0, "moderate": 1.0, "situational": 0.5, "informationa
 def change_key(change: dict[str, Any]) -> str:
     """One key per distinct field change (the two gated-attention entries make the same one)."""
     return repr(sorted(change.items()))
-
-
-def variant(arch: Architecture, change: dict[str, Any]) -> Architecture:
-    """``arch`` with a what-if change applied. Not validated again: the changes come from ``WHAT_IF``
-    (a boolean switched on, an enum value, a halved learning rate), valid by construction."""
-    return arch.model_copy(update=change)
 
 
 def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
@@ -453,8 +447,8 @@ class Answerer:
     def _finish_many(self, archs: Sequence[Architecture], staged: Sequence[_Staged], who: PredictorInfo, view: str,
                      layers: Sequence[int] | None) -> list[dict[str, Any]]:
         """The staged answers' fields, their what-if variants forecast in one batch."""
-        changes = iter(changes_many(self.engine, [(a, variant(a, c)) for a, st in zip(archs, staged, strict=True)
-                                                  for c in st.distinct.values()]))
+        changes = iter(what_if_changes(self.engine, [(a, c) for a, st in zip(archs, staged, strict=True)
+                                                     for c in st.distinct.values()]))
         return [self._fields(a, st, {k: next(changes) for k in st.distinct}, who, view, layers)
                 for a, st in zip(archs, staged, strict=True)]
 

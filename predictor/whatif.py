@@ -26,7 +26,7 @@ from predictor.effects import BASES, Z90, Estimate
 from predictor.engine import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, DesignMemo, ForecastEngine
 from predictor.response import Interval, TermEffect
 
-__all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many"]
+__all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many", "what_if_changes"]
 
 SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
                "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
@@ -38,17 +38,18 @@ PLAN_FIELDS = {"total_steps", "training_tokens", "learning_rate", "lr_schedule",
 LEVEL_FIELDS = {"lineage", "protocol"}
 
 
-def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture,
+def not_modelled(engine: ForecastEngine, a: Architecture, fields: Sequence[str], b: Architecture | dict[str, Any],
                  memo: DesignMemo | None = None) -> list[str]:
     """The changed ``fields`` nothing in the forecast reads (rope_theta, seq_len, precision, ...): no controlled
     comparison, not the plan, and changing them alone moves neither the design vector nor the size. Such a
-    change is answered as not modelled, not as a known x1. ``memo``: the calling pass's."""
+    change is answered as not modelled, not as a known x1. ``b``: the changed design, or its changed values by field;
+    ``memo``: the calling pass's."""
     out = []
     x_a, n_a = None, None
     for f in fields:
         if f in BASES or f in PLAN_FIELDS or f in LEVEL_FIELDS or f == "n_layers":  # depth: the profile reads it
             continue
-        a_f = a.model_copy(update={f: getattr(b, f)})
+        a_f = a.model_copy(update={f: b[f] if isinstance(b, dict) else getattr(b, f)})
         if x_a is None:
             x_a, n_a = engine.design(a, memo), a.n_params()
         if a_f.n_params() == n_a and np.array_equal(engine.design(a_f), x_a):
@@ -95,11 +96,11 @@ class Change:
             return "time_model"
         return "prior"  # nobody measured it: the distribution of the measured changes' effects (checked leave-one-study-out)
 
-    @property
+    @cached_property
     def studies(self) -> list[str]:
         return sorted({s for t in self.parts for s in t.studies})
 
-    @property
+    @cached_property
     def disagreement(self) -> bool:
         return any(t.disagreement for t in self.parts)
 
@@ -188,11 +189,11 @@ def _studies(e: Estimate | None) -> tuple[str, ...]:
     return e.studies if e is not None else ()
 
 
-def _controlled_split(engine: ForecastEngine, a: Architecture, b: Architecture, f: str, memo: DesignMemo
+def _controlled_split(engine: ForecastEngine, a: Architecture, f: str, vb: Any, memo: DesignMemo
                       ) -> tuple[Term | None, Any, Any, float, float]:
-    """The controlled part of field ``f``'s change: (term, value the engine sees in a, in b, mean, var)."""
+    """The controlled part of field ``f``'s change to ``vb``: (term, value the engine sees in a, in b, mean, var)."""
     ce = engine.controlled_
-    va, vb = getattr(a, f), getattr(b, f)
+    va = getattr(a, f)
     if f == "weight_decay":
         e0 = ce.estimate_of("weight_decay", 0.0)
         if e0 is None or min(va, vb) >= WD_BASE:
@@ -251,28 +252,48 @@ def _with(arch: Architecture, f: str, v: Any) -> Architecture:
 def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Architecture]]) -> list[Change]:
     """The effect of turning each ``a`` into its ``b`` (see the module docstring), all pairs in one pass (its
     ``DesignMemo``: the pairs share designs, the variants of one design most of all)."""
-    memo = DesignMemo()
-    prepared = []
+    asked = []
     for a, b in pairs:
         va, vb = _values(a), _values(b)
-        fields = [f for f, x, y in zip(_FIELDS, va, vb, strict=True) if x != y]
-        unread = not_modelled(engine, a, fields, b, memo)
-        fields = [f for f in fields if f not in unread]
+        asked.append((a, {f: y for f, x, y in zip(_FIELDS, va, vb, strict=True) if x != y}, b))
+    return _changes(engine, asked)
+
+
+def what_if_changes(engine: ForecastEngine, asked: Sequence[tuple[Architecture, dict[str, Any]]]) -> list[Change]:
+    """``changes_many`` of each design and a change of some of its fields (a mitigation's what-if): the changed
+    design is built only where the engine reads it (most what-ifs are controlled estimates alone)."""
+    return _changes(engine, [(a, {f: change[f] for f in sorted(change, key=_ORDER.__getitem__) if change[f] != getattr(a, f)},
+                              None) for a, change in asked])
+
+
+def _changes(engine: ForecastEngine, asked: Sequence[tuple[Architecture, dict[str, Any], Architecture | None]]) -> list[Change]:
+    """The pass of ``changes_many``: per design ``a``, its changed values by field (in ``_FIELDS`` order) and the
+    changed design where the caller has it (None: built here where the engine needs it)."""
+    memo = DesignMemo()
+    prepared = []
+    for a, changed, b in asked:
+        unread = not_modelled(engine, a, list(changed), changed, memo)
+        fields = [f for f in changed if f not in unread]
         a_upd: dict[str, Any] = {}
         b_upd: dict[str, Any] = {}
-        terms: list[Term] = [_unread_term(f, getattr(a, f), getattr(b, f)) for f in unread]
+        terms: list[Term] = [_unread_term(f, getattr(a, f), changed[f]) for f in unread]
         c_mean, c_var = 0.0, 0.0
         for f in fields:
-            t, ea, eb, m, v = _controlled_split(engine, a, b, f, memo)
+            t, ea, eb, m, v = _controlled_split(engine, a, f, changed[f], memo)
             if t is None:
                 continue
             terms.append(t)
             c_mean, c_var = c_mean + m, c_var + v
             a_upd[f], b_upd[f] = ea, eb
-        engine_fields = [f for f in fields if a_upd.get(f, getattr(a, f)) != b_upd.get(f, getattr(b, f))]
+        engine_fields = [f for f in fields if a_upd.get(f, getattr(a, f)) != b_upd.get(f, changed[f])]
         # the designs the engine sees (built only where it has a part: a copy only where a value moves)
-        a_e, b_e = (_updated(a, a_upd), _updated(b, b_upd)) if engine_fields else (a, b)
-        prepared.append((a, b, a_e, b_e, engine_fields, terms, c_mean, c_var))
+        if not engine_fields:
+            a_e = b_e = a
+        elif b is None:
+            a_e, b_e = _updated(a, a_upd), a.model_copy(update={**changed, **b_upd})
+        else:
+            a_e, b_e = _updated(a, a_upd), _updated(b, b_upd)
+        prepared.append((a, changed, a_e, b_e, engine_fields, terms, c_mean, c_var))
     # the engine's parts, in one batch: end values of every design the differences need, and the posterior
     # sd of every difference of design vectors
     need: dict[int, Architecture] = {}
@@ -293,11 +314,11 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
         n_moved[eng] = ((XA != XB) & _ASSOCIATIONAL).sum(axis=1)
     row = {i: k for k, i in enumerate(eng)}
     out = []
-    for i, (a, b, a_e, b_e, ef, terms, c_mean, c_var) in enumerate(prepared):
+    for i, (a, changed, a_e, b_e, ef, terms, c_mean, c_var) in enumerate(prepared):
         if not ef and all(t.evidence == "not_modelled" for t in terms):  # nothing the forecast reads changed: no
             out.append(Change(dict.fromkeys(_Q, 0.0), dict.fromkeys(_Q, 0.0), dict.fromkeys(_Q), terms, None))  # number
             continue
-        same_depth = a.n_layers == b.n_layers
+        same_depth = changed.get("n_layers", a.n_layers) == a.n_layers
         pa, pb = (peak[id(a_e)], peak[id(b_e)]) if ef else (None, None)
         mean, sd, layers, reach = {}, {}, {}, {}
         for q in _Q:
@@ -325,6 +346,7 @@ def changes_many(engine: ForecastEngine, pairs: Sequence[tuple[Architecture, Arc
 _Q = ("abs", "ratio")
 _FIELDS = tuple(f for f in Architecture.model_fields if f != "name")
 _values = attrgetter(*_FIELDS)  # an architecture's values of _FIELDS, in one call (what changed is read per pair)
+_ORDER = {f: i for i, f in enumerate(_FIELDS)}
 
 
 def _updated(arch: Architecture, update: dict[str, Any]) -> Architecture:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import accumulate, pairwise
 
 import numpy as np
@@ -320,9 +321,6 @@ QUANTITY_ROW = np.array([QUANTITIES.index(c.quantity) for _, _, c in CHECK_ROWS]
 _FORMAT_START = np.array([r.start for r in FORMAT_ROWS.values()])
 _LIMIT = np.array([c.limit for _, _, c in CHECK_ROWS])
 _FLOAT_MAX = np.finfo(float).max
-# per quantity, its checks' limits (check x 1 x 1 x 1); ``_UNSORT`` puts the checks grouped by quantity back in row order
-_LIMITS_OF = [np.array([c.limit for _, _, c in CHECK_ROWS if c.quantity == q])[:, None, None, None] for q in QUANTITIES]
-_UNSORT = np.argsort(np.argsort(QUANTITY_ROW, kind="stable"))
 _BREAKING = np.array([c.breaks for _, _, c in CHECK_ROWS])[:, None]
 # per format (padded with the row past the last, which never crosses): its rows in the order its records are listed
 _WIDTH = max(len(r) for r in FORMAT_ROWS.values())
@@ -346,8 +344,8 @@ class Crossings:
 
     hit: np.ndarray
     likely: np.ndarray
-    first: np.ndarray  # the first step the point forecast crosses (where likely)
-    first_hi: np.ndarray  # the first step the upper bound crosses (where hit)
+    first: np.ndarray  # the first step the point forecast crosses (where likely; NaN outside ``crossings``' formats)
+    first_hi: np.ndarray  # the first step the upper bound crosses (where hit; NaN outside them)
     predicted: np.ndarray
     predicted_hi: np.ndarray
     probability: np.ndarray
@@ -366,60 +364,69 @@ class Crossings:
                          self.first_hi[ks, ls].tolist(), self.probability[ks, ls].tolist()))
         return [risks[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(fi, minlength=len(rows))).tolist()])]
 
-    def layer_sets(self) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
-        """Per format: the layers whose point forecast crosses a breaking limit, the further layers that cross one only
-        within their interval, and the layers whose point forecast crosses only limits that break nothing."""
-        sets = np.logical_or.reduceat(np.stack((self.likely & _BREAKING, self.hit & _BREAKING, self.likely)),
-                                      _FORMAT_START, axis=1)  # 3 x format x layer
-        sets[1:] &= ~sets[0]
-        n = len(FORMATS)
-        which, fmt, layers = np.nonzero(sets)
-        out = layers.tolist()
-        lists = [out[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(which * n + fmt, minlength=3 * n)).tolist()])]
-        return lists[:n], lists[n:2 * n], lists[2 * n:]
-
-    def from_steps(self, formats: Sequence[int] = range(len(FORMATS))) -> list[float | None]:
-        """Per format of ``formats`` (indices into FORMATS): the earliest step a layer's point forecast crosses a
-        breaking limit (None: none does)."""
-        first = np.where(self.likely & _BREAKING, self.first, np.inf).min(axis=1, initial=np.inf)
-        steps = np.minimum.reduceat(first, _FORMAT_START).tolist()
-        return [None if steps[i] == math.inf else steps[i] for i in formats]
-
     def check_probabilities(self) -> list[float]:
         """Per check: the largest probability over the layers that one crosses its limit."""
         return self.probability.max(axis=1, initial=0.0).tolist()
 
-    def whys(self, formats: Sequence[int] = range(len(FORMATS))) -> list[str]:
-        """Per format of ``formats`` (indices into FORMATS): per check crossed, how many layers cross it (by the point
+    def summaries(self, formats: Sequence[int] = range(len(FORMATS))) -> list[tuple[list[int], list[int], list[int],
+                                                                                   float | None, str]]:
+        """Per format of ``formats`` (indices into FORMATS), from the same per-check reductions: the layers whose point
+        forecast crosses a breaking limit, the further layers that cross one only within their interval, and the
+        layers whose point forecast crosses only limits that break nothing; the earliest step a layer's point forecast
+        crosses a breaking limit (None: none does); and why: per check crossed, how many layers cross it (by the point
         forecast, and more only within the interval) and from which step, and what crossing it does."""
-        n_likely, n_hit = self.likely.sum(axis=1).tolist(), self.hit.sum(axis=1).tolist()
-        starts = np.where(self.likely.any(axis=1), np.where(self.likely, self.first, np.inf).min(axis=1, initial=np.inf),
-                          np.where(self.hit, self.first_hi, np.inf).min(axis=1, initial=np.inf)).tolist()
-        out = []
+        formats = list(formats)
+        sets = np.logical_or.reduceat(np.stack((self.likely & _BREAKING, self.hit & _BREAKING, self.likely)),
+                                      _FORMAT_START, axis=1)[:, formats]  # 3 x format x layer
+        sets[1:] &= ~sets[0]
+        n = len(formats)
+        which, fmt, layers = np.nonzero(sets)
+        out = layers.tolist()
+        lists = [out[a:b] for a, b in pairwise([0, *np.cumsum(np.bincount(which * n + fmt, minlength=3 * n)).tolist()])]
+        n_likely, n_hit = self.likely.sum(axis=1), self.hit.sum(axis=1)
+        first = np.where(self.likely, self.first, np.inf).min(axis=1, initial=np.inf)  # per check
+        steps = np.minimum.reduceat(np.where(_BREAKING[:, 0], first, np.inf), _FORMAT_START).tolist()
+        starts = np.where(n_likely > 0, first, np.where(self.hit, self.first_hi, np.inf).min(axis=1, initial=np.inf)).tolist()
+        n_likely, n_hit = n_likely.tolist(), n_hit.tolist()
+        whys = []
         for i in formats:
-            rows = FORMAT_ROWS[FORMATS[i]]
             reasons = [f"{_REASON[k][0]}{n_likely[k]} layer(s) by the forecast and {n_hit[k] - n_likely[k]} more within "
-                       f"the interval, from step {_fmt(starts[k])}{_REASON[k][1]}" for k in rows if n_hit[k]]
-            out.append("; ".join(reasons) if reasons else _NO_CROSSING)
-        return out
+                       f"the interval, from step {_fmt(starts[k])}{_REASON[k][1]}" for k in FORMAT_ROWS[FORMATS[i]] if n_hit[k]]
+            whys.append("; ".join(reasons) if reasons else _NO_CROSSING)
+        return list(zip(lists[:n], lists[n:2 * n], lists[2 * n:], [None if steps[i] == math.inf else steps[i] for i in formats],
+                        whys, strict=True))
+
+
+@cache
+def _first_rows(formats: tuple[int, ...]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The rows of ``formats`` (indices into FORMATS), per quantity the distinct limits of these rows (limit x 1 x 1 x
+    1: what ``crossings`` compares each step with) and each row's place among them (the quantities' limits in turn)."""
+    rows = [k for f in sorted(set(formats)) for k in FORMAT_ROWS[FORMATS[f]]]
+    limits = [sorted({_LIMITS[k] for k in rows if QUANTITY_ROW[k] == q}) for q in range(len(QUANTITIES))]
+    offsets = [0, *accumulate(len(x) for x in limits)]
+    place = [offsets[QUANTITY_ROW[k]] + limits[QUANTITY_ROW[k]].index(_LIMITS[k]) for k in rows]
+    return np.array(rows, int), [np.array(x)[:, None, None, None] for x in limits], np.array(place, int)
 
 
 def crossings(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndarray]],
-              probs: np.ndarray | None = None) -> Crossings:
+              probs: np.ndarray | None = None, formats: Sequence[int] = range(len(FORMATS))) -> Crossings:
     """Every check's crossings, all checks and layers at once. ``arrays``: for ``peak_abs`` (|a|) and ``ratio``, the
     (point, upper bound) layer x step matrices at ``steps`` (row i: layer i; NaN never crosses); ``probs``: per row
-    of ``CHECK_ROWS`` and layer, the probability of crossing (zeros if not given)."""
+    of ``CHECK_ROWS`` and layer, the probability of crossing (zeros if not given). The first steps (the one comparison
+    at every step, per distinct limit) only for the checks of ``formats`` (indices into FORMATS: the compact answer
+    reads its target's only; NaN for the others, whose records and summaries are then not to be read)."""
     st = np.asarray(steps, float)
     # quantity x (point, upper bound) x layer x step; as np.nan_to_num(nan=-inf) (NaN never crosses), in fewer steps
     a = np.array([arrays[q][i] for q in QUANTITIES for i in (0, 1)], float)
-    a = np.clip(a, -_FLOAT_MAX, _FLOAT_MAX).reshape(len(QUANTITIES), 2, *a.shape[1:])
-    a[np.isnan(a)] = -np.inf
-    a[:, 1] = np.maximum(a[:, 1], a[:, 0])
+    a = np.maximum(a, -_FLOAT_MAX).reshape(len(QUANTITIES), 2, *a.shape[1:])
+    np.fmax(np.minimum(a, _FLOAT_MAX, out=a), -np.inf, out=a)
+    np.maximum(a[:, 1], a[:, 0], out=a[:, 1])
     if not st.size:  # no step: nothing crosses
         st, a = np.zeros(1), np.full((*a.shape[:3], 1), -np.inf)
     top = a.max(axis=3)[QUANTITY_ROW]  # check x (point, upper bound) x layer
-    over = np.concatenate([a[q][None] > limits for q, limits in enumerate(_LIMITS_OF)])[_UNSORT]
-    first = st[over.argmax(axis=3)]
+    rows, limits, place = _first_rows(tuple(formats))
+    first = np.full(top.shape, np.nan)
+    first[rows] = st[np.concatenate([(a[q][None] > lim).argmax(axis=3) for q, lim in enumerate(limits)])[place]]
     return Crossings(hit=top[:, 1] > _LIMIT[:, None], likely=top[:, 0] > _LIMIT[:, None], first=first[:, 0],
                      first_hi=first[:, 1], predicted=top[:, 0], predicted_hi=top[:, 1],
                      probability=np.zeros(top[:, 0].shape) if probs is None else np.asarray(probs, float))
@@ -434,5 +441,5 @@ def assess_arrays(steps: np.ndarray, arrays: dict[str, tuple[np.ndarray, np.ndar
     possible = np.logical_or.reduceat(cr.hit & ~cr.likely, _FORMAT_START, axis=0).any(axis=1).tolist()
     return [FormatRisk(format=fmt, max_value=MAX_VALUES[fmt], at_risk=a, possible=p, target=fmt in targets,
                        layers=tuple(found), why=why, checks=tuple(n for n, _ in CHECKS[fmt]))
-            for fmt, a, p, found, why in zip(FORMATS, likely, possible, cr.records(range(len(FORMATS))), cr.whys(),
-                                             strict=True)]
+            for fmt, a, p, found, (*_, why) in zip(FORMATS, likely, possible, cr.records(range(len(FORMATS))),
+                                                   cr.summaries(), strict=True)]

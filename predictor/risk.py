@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 from scipy.special import ndtr
@@ -41,7 +42,8 @@ _BREAK_ROWS = [k for k, (_, _, c) in enumerate(prec.CHECK_ROWS) if c.breaks]
 _BREAK_FORMATS = list(dict.fromkeys(prec.CHECK_ROWS[k][0] for k in _BREAK_ROWS))
 _BREAK_QUANTITY = prec.QUANTITY_ROW[_BREAK_ROWS]
 _BREAK_STARTS = [[prec.CHECK_ROWS[k][0] for k in _BREAK_ROWS].index(f) for f in _BREAK_FORMATS]
-_NO_RISK = dict.fromkeys(prec.FORMATS, 0.0)
+_BREAK_LOG_LIMIT = _LOG_LIMIT[_BREAK_ROWS]
+_BREAK_AT = [prec.FORMATS.index(f) for f in _BREAK_FORMATS]  # their rows among all formats' (the others': 0)
 
 
 def layer_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArrays]]) -> tuple[np.ndarray, np.ndarray]:
@@ -61,13 +63,15 @@ def format_probabilities_many(ends: Sequence[tuple[IntervalArrays, IntervalArray
     is the probability of the worst). A format without a breaking check (BF16) has 0."""
     if not ends:
         return []
-    starts = np.cumsum([0] + [len(p.value) for p, _ in ends[:-1]])
+    starts = [0, *accumulate(len(p.value) for p, _ in ends[:-1])]
     mu, sd = _log_gauss(ends)
     # a crossing nobody would notice (swamping, unscaled FP8) is stated, not a risk: the breaking checks only. ndtr
     # rises with its argument, so the largest layer's z gives the largest probability (NaN: a layer never crosses)
-    z = (mu[_BREAK_QUANTITY] - _LOG_LIMIT[_BREAK_ROWS]) / sd[_BREAK_QUANTITY]
+    z = (mu[_BREAK_QUANTITY] - _BREAK_LOG_LIMIT) / sd[_BREAK_QUANTITY]
     v = ndtr(np.fmax.reduceat(np.fmax.reduceat(z, starts, axis=1), _BREAK_STARTS, axis=0))  # format x forecast
-    return [{**_NO_RISK, **dict(zip(_BREAK_FORMATS, p, strict=True))} for p in np.where(np.isfinite(v), v, 0.0).T.tolist()]
+    probs = np.zeros((len(prec.FORMATS), len(ends)))
+    probs[_BREAK_AT] = np.where(np.isfinite(v), v, 0.0)
+    return [dict(zip(prec.FORMATS, p, strict=True)) for p in probs.T.tolist()]
 
 
 def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -82,7 +86,7 @@ def precision_arrays(fc: ForecastArrays) -> dict[str, tuple[np.ndarray, np.ndarr
     ratio_hi = np.maximum(np.array(tr.hi, dtype=float).reshape(ratio.shape), ratio)
     rmax = np.fmax.reduce(ratio, axis=1, initial=-np.inf)  # NaN skipped
     ok = np.isfinite(rmax) & (rmax > 0)
-    shape = np.where(ok[:, None], np.clip(ratio / np.where(ok, rmax, 1.0)[:, None], 0.0, 1.0), 1.0)
+    shape = np.where(ok[:, None], np.minimum(np.maximum(ratio / np.where(ok, rmax, 1.0)[:, None], 0.0), 1.0), 1.0)
     peak, peak_hi = np.array(fc.peak_abs.value, float), np.array(fc.peak_abs.hi, float)
     return {"peak_abs": (peak[:, None] * shape, np.maximum(peak_hi, peak)[:, None] * shape), "ratio": (ratio, ratio_hi)}
 
@@ -101,21 +105,20 @@ def precision_risks(fc: ForecastArrays, arch: Architecture, probs: dict[str, flo
     if not shown:
         return []
     ends = [(fc.peak_abs, fc.ratio_end)]
-    cr = prec.crossings(fc.trajectory.steps, precision_arrays(fc), layer_probabilities_many(ends)[0])
+    cr = prec.crossings(fc.trajectory.steps, precision_arrays(fc), layer_probabilities_many(ends)[0], shown)
     probs = probs if probs is not None else format_probabilities_many(ends)[0]
-    likely, possible, stated = cr.layer_sets()
     kept = [i for i in shown if details or prec.FORMATS[i] in prec.GATE]
     records = dict(zip(kept, cr.records(kept), strict=True))
     checked = cr.check_probabilities()
     out = []
-    for i, from_step, why in zip(shown, cr.from_steps(shown), cr.whys(shown), strict=True):
+    for i, (likely, possible, stated, from_step, why) in zip(shown, cr.summaries(shown), strict=True):
         fmt = prec.FORMATS[i]
         checks = {prec.CHECK_ROWS[k][1]: checked[k] for k in prec.FORMAT_ROWS[fmt]}
         # constructed, not validated: the details (~490 for 32 layers) are the checks' own records, in
         # ``LayerRiskOut``'s field order, written as they are (tests check the bytes validate unchanged)
         out.append(PrecisionRisk.model_construct(
             format=fmt, max_value=prec.MAX_VALUES[fmt], at_risk=prec.gate_at_risk(fmt, checks), target=fmt in targets,
-            layers=likely[i], possible_layers=possible[i], from_step=from_step, stated_layers=stated[i],
+            layers=likely, possible_layers=possible, from_step=from_step, stated_layers=stated,
             probability=probs.get(fmt), check_probabilities=checks, why=why, details=records.get(i, []),
             mechanisms=[MechanismRisk(**m) for m in fp16_mechanisms(  # validated: faster than constructed for 5
                 arch, fc.peak_abs.value, fc.peak_abs.lo, fc.peak_abs.hi, checks["overflow"])] if fmt == "fp16" else [],

@@ -80,3 +80,30 @@ def test_format_probability_is_the_largest_layer_probability():
                 rows = [k for k in prec.FORMAT_ROWS[fmt] if prec.CHECK_ROWS[k][2].breaks]
                 want = max((float(probs[k, bounds[i]:bounds[i + 1]].max()) for k in rows), default=0.0)
                 assert got[fmt] == want, (sizes, i, fmt)
+
+
+def test_first_steps_of_some_formats_are_those_of_all():
+    """``prec.crossings`` for some formats (the compact answer's target) compares each step with their distinct limits
+    only: their checks' first steps are those of every format's crossings (NaN, infinite and missing values among the
+    forecasts), the other checks' NaN, and everything else the same."""
+    rng = np.random.default_rng(1)
+
+    def matrix(shape: tuple[int, int]) -> np.ndarray:
+        m = 10 ** rng.uniform(-1, 7, shape)
+        m[rng.random(shape) < 0.1] = np.nan
+        m[rng.random(shape) < 0.05] = np.inf
+        return m
+
+    for n_layers, n_steps in ((32, 25), (3, 1), (2, 0)):
+        arrays = {q: (matrix((n_layers, n_steps)), matrix((n_layers, n_steps))) for q in prec.QUANTITIES}
+        steps = np.sort(rng.integers(0, 10**5, n_steps))
+        every = prec.crossings(steps, arrays)
+        assert not np.isnan(every.first).any() and not np.isnan(every.first_hi).any()
+        for target, formats in prec.TARGET_FORMATS.items():
+            some = prec.crossings(steps, arrays, formats=[prec.FORMATS.index(f) for f in formats])
+            rows = np.isin(np.arange(len(prec.CHECK_ROWS)), [k for f in formats for k in prec.FORMAT_ROWS[f]])
+            for name in ("first", "first_hi"):
+                got, want = getattr(some, name), getattr(every, name)
+                assert np.array_equal(got[rows], want[rows]) and np.isnan(got[~rows]).all(), (target, name)
+            for name in ("hit", "likely", "predicted", "predicted_hi", "probability"):
+                assert np.array_equal(getattr(some, name), getattr(every, name)), (target, name)

@@ -182,18 +182,19 @@ def clock_table(engine) -> list[tuple[str, object, bool]]:
     """Print the clocks compared leaving one family out (issue 29) and the served clock's onsets; return the targets."""
     from predictor.clock import CANDIDATE_TEXT
 
-    t = pd.DataFrame(engine.clock_table_)
+    clock = engine.clock_model_
+    t = pd.DataFrame(clock.clock_table_)
     t.insert(1, "what", t["clock"].map(CANDIDATE_TEXT))
-    print(f"\ntiming: clocks compared leaving one family out over the published onsets (served: {engine.clock_}; families: "
-          f"{', '.join(engine.clock_families_)}; between-family sd {engine.tau_family_sd_:.2f} decades). previous = the "
+    print(f"\ntiming: clocks compared leaving one family out over the published onsets (served: {clock.clock_}; families: "
+          f"{', '.join(clock.clock_families_)}; between-family sd {clock.tau_family_sd_:.2f} decades). previous = the "
           "calibration before issue 29 (tau_e from the Pythia series, the other onsets' RMS as the cross-family spread); "
           "rms_error = RMS over families of the decades from the served onset to the bracket's centre; width in decades")
     print(t.to_markdown(index=False, floatfmt=".3g"))
-    print(f"\nthe served clock ({engine.clock_}): each published onset served by the calibration without its family")
-    print(pd.DataFrame([{k: v for k, v in c.items() if k not in ("arch", "source")} for c in engine.timing_checks_]).to_markdown(
+    print(f"\nthe served clock ({clock.clock_}): each published onset served by the calibration without its family")
+    print(pd.DataFrame([{k: v for k, v in c.items() if k not in ("arch", "source")} for c in clock.timing_checks_]).to_markdown(
         index=False, floatfmt=".3g"))
-    print("left out: " + "; ".join(f"{r['model'][:40]}: {r['why']}" for r in engine.onsets_left_out_))
-    served = t[(t["clock"] == engine.clock_) & (t["calibration"] == "across families")].iloc[0]
+    print("left out: " + "; ".join(f"{r['model'][:40]}: {r['why']}" for r in clock.onsets_left_out_))
+    served = t[(t["clock"] == clock.clock_) & (t["calibration"] == "across families")].iloc[0]
     before = t[(t["clock"] == "lr_integral") & (t["calibration"].str.startswith("previous"))].iloc[0]
     return [
         ("timing: onsets covered left out by family >= 80 % (before: lr_integral, previous)",

@@ -47,7 +47,7 @@ from predictor.architecture import Architecture
 from predictor.timeline import PlanEffects, Timeline, hill_inverse
 
 __all__ = [
-    "CANDIDATES", "CANDIDATE_TEXT", "HORIZON", "ONSET_FRACTION", "Onset", "calibrate",
+    "CANDIDATES", "CANDIDATE_TEXT", "ClockFit", "HORIZON", "Onset", "calibrate",
     "leave_one_family_out", "load_onsets_more", "points_for", "series_onsets", "table_onsets",
     "with_clock",
 ]

@@ -21,7 +21,7 @@ the error ``e`` of one layer's series is Gaussian with two parts (``Noise``):
   about 0.03 in log10 (``SIGMA_PROBE``);
 - model misfit, correlated along the series: the Hill curve (one time scale and one exponent for
   all layers) misses the measured Pythia series by an in-sample RMS of 0.07-0.16 log10
-  (``ForecastEngine.curves_[m].rmse``), and a layer that is above its curve stays above it for a
+  (``EmergenceClock.curves_[m].rmse``), and a layer that is above its curve stays above it for a
   while. The misfit is a Gaussian process in log10(step) with sd ``SIGMA_MISFIT = 0.20`` and
   correlation length ``MISFIT_LENGTH = 0.5`` decades. The sd is about twice the in-sample RMS
   because what matters is the error when extrapolating; both values were chosen on the
@@ -66,7 +66,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from scipy.special import ndtr, ndtri
 
 from predictor.architecture import Architecture, parse_architecture
-from predictor.engine import QUANTITIES, Y0_DEFAULT, Z90, ForecastEngine, arch_timeline
+from predictor.emergence_clock import QUANTITIES, Y0_DEFAULT
+from predictor.engine import Z90, ForecastEngine
 from predictor.schemas import (
     ClassOutlook,
     Forecast,
@@ -78,7 +79,7 @@ from predictor.schemas import (
     Scenario,
     ValueRange,
 )
-from predictor.timeline import hill
+from predictor.timeline import arch_timeline, hill
 from predictor.trajectory import CLASSES, SHAPES, as_dict, log_u_of, shape_values
 
 __all__ = [
@@ -348,13 +349,13 @@ class Posterior:
                 self.q[q] = _Quantity(M + d, float(M_sd), np.asarray(d_sd, float))
             else:
                 self.q[q] = _Quantity(M + d, FLAT_SD, np.full(L, FLAT_SD))
-        lt, lt_sd = engine.tau_e(arch)
+        lt, lt_sd = engine.clock_model_.tau_e(arch)
         self.lt_prior = (float(lt), float(lt_sd) if prior else 3.0)
-        self.p = float(engine.p_)
+        self.p = float(engine.clock_model_.p_)
         self.logp_prior = (math.log(self.p), p_spread(engine) if prior else 1.0) if vary_p else (math.log(self.p), 0.0)
         self.t_end = int(arch.planned_steps)
         horizon = max(float(obs["step"].max()) if len(obs) else 0.0, float(self.t_end))
-        self.tl = arch_timeline(arch, engine.effects_, horizon=horizon)
+        self.tl = arch_timeline(arch, engine.clock_model_.effects_, horizon=horizon)
         self.tau_end = float(self.tl(np.array([float(self.t_end)]))[0])
         self.y0 = {q: self._start(q) for q in QUANTITIES}
         self.groups = {q: self._groups(q) for q in QUANTITIES}
@@ -694,7 +695,7 @@ class Posterior:
                      tl: object | None = None) -> dict:
         """Drop-in for ``ForecastEngine.layer_curves``: the posterior in the same layout (its level is the
         observations' posterior: ``lev`` and ``tl`` are not used)."""
-        tl = arch_timeline(arch, self.engine.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
+        tl = arch_timeline(arch, self.engine.clock_model_.effects_, horizon=max(float(np.max(steps)), arch.planned_steps))
         lt, lt_sd = self.lt_post
         out = {"timeline": tl, "log_tau_e": (lt, lt_sd), "h": hill(tl(steps) / 10**lt, self.p_post)}
         for q in QUANTITIES:
@@ -706,7 +707,7 @@ class Posterior:
 
 def p_spread(engine: ForecastEngine) -> float:
     """sd of log p across the engine's fitted checkpoint series (the prior spread of the Hill exponent)."""
-    ps = [f.p for f in getattr(engine, "curves_", {}).values()]
+    ps = [f.p for f in engine.clock_model_.curves_.values()]
     return float(max(np.std(np.log(ps), ddof=1), 0.2)) if len(ps) >= 3 else 0.4
 
 
@@ -988,7 +989,7 @@ def nowcast(engine: ForecastEngine, arch: Architecture | dict, observations: Seq
     n_rows = len(observations)
     obs = observation_frame(observations)
     prior_fc = engine.forecast(arch, steps, name=name, version=version, alias=alias, protocol=protocol)
-    lt_prior = engine.tau_e(arch)
+    lt_prior = engine.clock_model_.tau_e(arch)
     if not len(obs):
         layers = [LayerNowcast(layer=lf.layer, observed=[], deviation=None, n_outside=0, left_band=False,
                                prior_ratio_end=lf.ratio_end.value, ratio_end=lf.ratio_end.value,

@@ -41,7 +41,7 @@ import numpy as np
 __all__ = ["BF16_SWAMP_RATIO", "BREAKS", "CHECKS", "CHECK_ROWS", "E4M3_FLUSH_RATIO", "E4M3_SCALED_RATIO", "ELEMENTS",
            "FORMATS", "FORMAT_ROWS", "FP16_MAX", "FP16_SWAMP_RATIO", "FP8_E4M3_MAX", "FP8_E5M2_MAX", "GATE",
            "INT8_STEP_RATIO", "LayerRisk", "MAX_VALUES", "MXFP8_BLOCK_RATIO", "NVFP4_BLOCK_ZERO_RATIO", "NVFP4_SCALE_FLUSH_RATIO",
-           "QUANTITY_ROW", "SPECS", "TARGETS", "TARGET_FORMATS", "assess_arrays", "crossings", "formats_in_use",
+           "QUANTITIES", "QUANTITY_ROW", "SPECS", "TARGETS", "TARGET_FORMATS", "assess_arrays", "crossings", "formats_in_use",
            "gate_at_risk", "gate_probability"]
 
 

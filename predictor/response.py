@@ -13,7 +13,7 @@ from predictor.schemas import ApplicabilityWarning, Interval, LayerForecast, Lay
 
 __all__ = [
     "ChangeEffect", "CitationOut", "CompareResponse", "Difference", "FormatPlan", "Interval",
-    "MechanismRisk", "Mitigation", "MitigationEffect", "NowcastResponse", "PrecisionPlan",
+    "MechanismRisk", "Mitigation", "NowcastResponse", "PrecisionPlan",
     "PrecisionRisk", "PredictResponse", "PredictorInfo", "RecipeOption", "ScheduleRisk", "Summary",
     "TermEffect", "VIEWS", "VIEW_HELP", "VariantSummary", "View", "view_for",
 ]

@@ -19,20 +19,25 @@ observations the forecast at the end is therefore the same whatever the class.
 
 ``class_prior`` turns the evidence's checkpoint series into prior class probabilities per depth
 zone (first three layers, middle, last two): each layer classified by how well each class explains
-it (``classify``), each series counting once per zone.
+it (``classify``), each series counting once per zone; ``TrajectoryClasses`` is that prior fitted once on the
+emergence clock's series (the engine's part), or a nowcast's posterior in a new fitted object.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit, logsumexp
+from sklearn.base import BaseEstimator
 
-__all__ = [
-    "CLASSES", "SHAPES", "as_dict", "class_prior", "classify", "log_u_of", "shape_values", "uniform_prior",
-]
+from predictor.emergence_clock import EmergenceClock
+from predictor.evidence import Evidence
+from predictor.timeline import arch_timeline
+
+__all__ = ["CLASSES", "SHAPES", "TrajectoryClasses", "ZONES", "as_dict", "log_u_of", "shape_values", "zone_index"]
 
 CLASSES = ("plateau", "early_peak", "growth")
 DECLINE_P = 2.0  # exponent of the decline's Hill factor
@@ -41,6 +46,7 @@ DECLINE_AT = (1.5, 3.0, 6.0, 12.0, 24.0)  # early peak: decline midpoint in unit
 GROWTH = (0.05, 0.12, 0.25, 0.4)  # growth: rise per decade of u, as a fraction of the rise at emergence
 ZONES = ("first", "middle", "last")
 PRIOR_COUNT = 1.0  # Dirichlet pseudo-count per class and zone: few series cannot rule a class out
+SIGMA_CLASSIFY = 0.05  # log10: least noise assumed when classifying an evidence layer's trajectory (probe noise ~0.03)
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,85 @@ def uniform_prior() -> dict[str, list[float]]:
 
 def as_dict(probs) -> dict[str, float]:
     return {c: round(float(v), 4) for c, v in zip(CLASSES, probs, strict=True)}
+
+
+def zone_index(n_layers: int) -> np.ndarray:
+    """Each layer's index into ``ZONES`` in a model of ``n_layers``: the first three layers, the middle, the last two."""
+    layer = np.arange(n_layers)
+    return np.where(layer <= 2, 0, np.where(layer >= n_layers - 2, 2, 1))
+
+
+class TrajectoryClasses(BaseEstimator):
+    """The probabilities of the trajectory classes per layer: the prior per depth zone the checkpoint series show
+    (``class_prior``), or a nowcast's posterior, which makes a new fitted object (``given``)."""
+
+    def __init__(self, sigma: float = SIGMA_CLASSIFY):
+        self.sigma = sigma  # least noise assumed when classifying an evidence layer
+
+    def fit(self, ev: Evidence, clock: EmergenceClock) -> TrajectoryClasses:
+        """Every layer of every checkpoint series the ``clock`` fitted classified on its own curve's clock (tau_e, p)
+        with white noise at the series' misfit (at least ``sigma``). Sets ``prior_`` (zone -> class probabilities),
+        ``evidence_`` (each layer's), ``posterior_probabilities_`` (None: the prior applies)."""
+        traj = ev.layers[ev.layers["step"].notna()]
+        rows, table = [], []
+        for model, f in clock.curves_.items():
+            sub = traj[traj["model"] == model]
+            q = "ratio" if sub["y_ratio"].notna().any() else "abs"
+            piv = sub.pivot_table(index="layer", columns="step", values=f"y_{q}")
+            steps = piv.columns.to_numpy(float)
+            tl = arch_timeline(ev.archs[model], clock.series_effects_, horizon=float(steps.max()))
+            with np.errstate(divide="ignore"):
+                log_u = np.log(np.maximum(tl(steps), 1e-300)) - math.log(10.0) * f.log_tau_e
+            n_layers = ev.archs[model].n_layers
+            for layer, y in piv.iterrows():
+                i = int(np.flatnonzero(f.layers == layer)[0])
+                probs = classify(log_u, y.to_numpy(float) - f.y0[q][i], f.p, max(f.rmse, self.sigma))
+                zone = ZONES[0 if layer <= 2 else 2 if layer >= n_layers - 2 else 1]
+                rows.append((model, zone, probs))
+                table.append({"model": model, "layer": int(layer), "zone": zone, "quantity": q,
+                              **{c: float(v) for c, v in zip(CLASSES, probs, strict=True)}})
+        self.prior_ = class_prior(rows) if rows else uniform_prior()
+        self.evidence_ = table
+        self.posterior_probabilities_: np.ndarray | None = None
+        self._dicts: dict[int, list[dict[str, float]]] = {}  # ``dicts`` of the prior, per depth
+        return self
+
+    def given(self, probs: np.ndarray) -> TrajectoryClasses:
+        """A new fitted object whose probabilities are a nowcast's posterior ``probs`` (L, 3), for its design."""
+        out = copy.copy(self)
+        out.posterior_probabilities_ = probs
+        return out
+
+    def probabilities(self, n_layers: int) -> np.ndarray:
+        """(L, 3) probabilities of the classes per layer in a model of ``n_layers``: the prior's by depth zone (they
+        depend on the depth alone), or the posterior's."""
+        if self.posterior_probabilities_ is not None:
+            return self.posterior_probabilities_
+        return np.array([self.prior_[z] for z in ZONES], float)[zone_index(n_layers)]
+
+    def dicts(self, n_layers: int) -> list[dict[str, float]]:
+        """``as_dict`` of each layer's ``probabilities`` (shared: copy before handing out). The prior's are made once
+        per depth, a posterior's once per call."""
+        if self.posterior_probabilities_ is not None:
+            return _class_dicts(self.posterior_probabilities_)
+        hit = self._dicts.get(n_layers)
+        if hit is None:
+            hit = self._dicts[n_layers] = _class_dicts(self.probabilities(n_layers))
+        return hit
+
+
+def _class_dicts(probs: np.ndarray) -> list[dict[str, float]]:
+    """``as_dict`` of each row (layers of one depth zone share a row: each distinct row is rounded once; every
+    layer gets its own dict)."""
+    seen: dict[tuple, dict[str, float]] = {}
+    out = []
+    for r in probs.tolist():
+        key = tuple(r)
+        d = seen.get(key)
+        if d is None:
+            d = seen[key] = as_dict(r)
+        out.append(d.copy())
+    return out
 
 
 

@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from predictor.architecture import Architecture
+from predictor.design import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, DesignMemo
 from predictor.effects import BASES, Z90, Estimate
-from predictor.engine import FIELD_OF, SIZE_TERMS, SWITCHES, TERMS, DesignMemo, ForecastEngine
+from predictor.engine import ForecastEngine
 from predictor.response import Interval, TermEffect
 
 __all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many", "what_if_changes"]

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from predictor.architecture import Architecture
+from predictor.design import SIZE_TERMS, SWITCHES, TERMS
 from predictor.effects import BASES, Comparison, ControlledEffects
-from predictor.engine import ASSOCIATED, SIZE_TERMS, SWITCHES, TERMS, ForecastEngine
+from predictor.engine import ASSOCIATED, ForecastEngine
 from predictor.whatif import changes_many
 
 DEAD_ZONE = 0.1  # |log10 ratio| below this reads as "no change" (a third of one run's noise, 0.27)

@@ -34,9 +34,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from predictor.architecture import Architecture, family_of
-from predictor.engine import Z90, ForecastEngine, TargetQuality, arch_timeline
+from predictor.engine import Z90, ForecastEngine, TargetQuality
 from predictor.evidence import Evidence
 from predictor.level import width_term
+from predictor.timeline import arch_timeline
 
 __all__ = ["CV", "PROXY_PAIRS", "Evaluation", "LeakError", "assert_no_leak", "evaluate", "fit_evaluated", "groups_of",
            "headline", "proxy_pairs"]
@@ -97,8 +98,8 @@ def _observations(ev: Evidence, engine: ForecastEngine) -> dict[str, pd.DataFram
     ratio = pd.concat([ratio, pd.DataFrame({"model": anchors["model"], "protocol": anchors["protocol"],
                                             "step": anchors["step"], "y": np.log10(anchors["value"])})], ignore_index=True)
     em = []
-    for m, f in engine.curves_.items():
-        tl = arch_timeline(ev.archs[m], engine.series_effects_)  # the series fits clock
+    for m, f in engine.clock_model_.curves_.items():
+        tl = arch_timeline(ev.archs[m], engine.clock_model_.series_effects_)  # the series fits clock
         t = tl.step_at(10**f.log_tau_e)
         if t:
             em.append({"model": m, "y": math.log10(t)})
@@ -244,8 +245,8 @@ def evaluate(ev: Evidence, by: str = "lineage", engine_params: dict | None = Non
         em_train = obs["t_emerge"][~obs["t_emerge"]["model"].isin(models)]
         for r in obs["t_emerge"][obs["t_emerge"]["model"].isin(models)].to_dict("records"):
             arch = as_held_out(ev.archs[r["model"]], eng)
-            lt, lt_sd = eng.tau_e(arch)
-            tl = arch_timeline(arch, eng.effects_, horizon=10 * arch.planned_steps)
+            lt, lt_sd = eng.clock_model_.tau_e(arch)
+            tl = arch_timeline(arch, eng.clock_model_.effects_, horizon=10 * arch.planned_steps)
             t = tl.step_at(10**lt) or tl.steps[-1]
             t_hi = tl.step_at(10 ** (lt + lt_sd)) or tl.steps[-1]
             recs.append({"target": "t_emerge", "group": g, "family": family_of(r["model"]), "model": r["model"],

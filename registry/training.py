@@ -109,8 +109,8 @@ def model_metadata(engine: ForecastEngine, kb: str | Path | None = None) -> dict
         # the intervention question: each change's effect, interval, evidence (the model card's table)
         "effects": _json_rows(effects_card(engine)),
         "effects_leave_one_study_out": leave_one_study_out(engine)[1],
-        "timing_calibration": {"cross_family_sd": engine.tau_family_sd_,
-                               "onsets": [{k: v for k, v in c.items() if k != "arch"} for c in engine.timing_checks_]},
+        "timing_calibration": {"cross_family_sd": engine.clock_model_.tau_family_sd_,
+                               "onsets": [{k: v for k, v in c.items() if k != "arch"} for c in engine.clock_model_.timing_checks_]},
     }
 
 
@@ -320,6 +320,7 @@ def effects_description(engine: ForecastEngine, champion: dict[str, dict] | None
     champion's effect next to this version's where one is registered."""
     card = effects_card(engine)
     _, loso = leave_one_study_out(engine)
+    clock = engine.clock_model_
     lines = ["", "Design effects (what a change does; what-ifs, mitigations and /compare use these):", "",
              "| change | effect on largest peak abs | 90 % interval | evidence | studies | families | association | disagree |"
              + (" champion |" if champion else ""),
@@ -332,9 +333,9 @@ def effects_description(engine: ForecastEngine, champion: dict[str, dict] | None
                      + (f" {'x' + format(old, '.2g') if old else 'n/a'} |" if champion else ""))
     lines += ["", f"Leave one study out ({loso['n']} magnitude comparisons): sign agreement {loso['sign_agreement']:.0%}, "
               f"log10 MAE {loso['mae']:.2f} vs {loso['no_effect_mae']:.2f} for 'no effect', 90 % coverage {loso['coverage_90']:.0%}.",
-              "", f"Timing: calibrated on the Pythia checkpoint series; cross-family spread {engine.tau_family_sd_:.2f} decades "
-              f"from {len(engine.timing_checks_)} published onsets, "
-              f"{sum(c['covered_loo'] for c in engine.timing_checks_)}/{len(engine.timing_checks_)} covered when left out."]
+              "", f"Timing: calibrated on the Pythia checkpoint series; cross-family spread {clock.tau_family_sd_:.2f} decades "
+              f"from {len(clock.timing_checks_)} published onsets, "
+              f"{sum(c['covered_loo'] for c in clock.timing_checks_)}/{len(clock.timing_checks_)} covered when left out."]
     return "\n".join(lines)
 
 

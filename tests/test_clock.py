@@ -25,20 +25,20 @@ def test_the_bundled_onsets_are_parsed_with_their_assumptions_named():
 
 
 def test_the_clock_choice_and_its_families_are_recorded(engine):
-    info = engine.info()["time"]["clock"]
-    assert info["chosen"] == engine.clock_ and engine.clock_ in CANDIDATES and CANDIDATES[engine.clock_][3]
+    info, clock = engine.info()["time"]["clock"], engine.clock_model_
+    assert info["chosen"] == clock.clock_ and clock.clock_ in CANDIDATES and CANDIDATES[clock.clock_][3]
     assert {"Pythia", "OLMo", "BERT"} <= set(info["families"])
-    across = [r for r in engine.clock_table_ if r["calibration"] == "across families" and r["servable"]]
-    assert min(across, key=lambda r: r["rms_error"])["clock"] == engine.clock_  # the data chose it
-    assert any(r["calibration"].startswith("previous") and r["clock"] == "lr_integral" for r in engine.clock_table_)
+    across = [r for r in clock.clock_table_ if r["calibration"] == "across families" and r["servable"]]
+    assert min(across, key=lambda r: r["rms_error"])["clock"] == clock.clock_  # the data chose it
+    assert any(r["calibration"].startswith("previous") and r["clock"] == "lr_integral" for r in clock.clock_table_)
     note = next(n for n in engine.forecast(OLMO_7B).notes if n.startswith("timing"))
-    assert engine.clock_ in note and "OLMo" in note
+    assert clock.clock_ in note and "OLMo" in note
 
 
 def test_an_olmo_like_plan_emerges_where_olmo_did_when_olmo_is_left_out(engine):
     """The issue measured ~3k steps with a 90 % interval ending below 10k for this plan; OLMo-1B's sink heads
     appeared after 25k-56k steps (52-117B tokens) and OLMoE's after 5k-100k."""
-    olmo = [c for c in engine.timing_checks_ if c["family"] == "OLMo"]
+    olmo = [c for c in engine.clock_model_.timing_checks_ if c["family"] == "OLMo"]
     assert olmo and all(c["covered_loo"] for c in olmo)  # served without any OLMo onset in the calibration
     fc = engine.forecast(OLMO_7B)
     mid = fc.layers[len(fc.layers) // 2]

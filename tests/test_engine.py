@@ -9,7 +9,8 @@ import pytest
 
 from collector.reference import load_peer_evidence
 from predictor.architecture import Architecture, family_of
-from predictor.engine import TERMS, ForecastEngine
+from predictor.design import TERMS
+from predictor.engine import ForecastEngine
 from predictor.level import LineageLevel
 from predictor.timeline import Timeline, fit_plan_effects
 from registry.evaluation import LeakError, assert_no_leak, evaluate, groups_of
@@ -164,9 +165,9 @@ def test_a_variant_is_a_new_fitted_engine_and_the_fitted_one_is_unchanged(engine
     assert loso.level_ is engine.level_  # the level model never saw the controlled table: shared, not refitted
 
     cond = engine.conditioned(stand_in_posterior(engine, BASE["n_layers"]))
-    assert cond.p_ == 2.5 and cond.quality_ == {} and cond.class_probabilities(BASE_ARCH).shape == (24, 3)
+    assert cond.clock_model_.p_ == 2.5 and cond.quality_ == {} and cond.class_probabilities(BASE_ARCH).shape == (24, 3)
     assert not np.array_equal(engine.class_probabilities(BASE_ARCH), cond.class_probabilities(BASE_ARCH))
-    assert engine.posterior_ is None and engine.p_ != 2.5
+    assert engine.posterior_ is None and engine.clock_model_.p_ != 2.5
     assert before == (engine.controlled_, engine.association_sd_, engine.forecast_arrays(BASE).model_dump_json())
 
 
@@ -282,17 +283,18 @@ def test_a_plan_beyond_the_evidence_says_so_and_widens_with_the_distance(engine)
 
     base = dict(n_layers=32, d_model=4096, n_heads=32, d_ffn=11008, ffn_type="glu", activation="silu",
                 norm_type="rmsnorm", batch_tokens=4_194_304)
-    lo_slope, hi_slope = engine.late_slopes_
-    assert lo_slope < 0 < hi_slope and 1e11 < engine.horizon_tokens_ < 1e12
+    clock = engine.clock_model_
+    lo_slope, hi_slope = clock.late_slopes_
+    assert lo_slope < 0 < hi_slope and 1e11 < clock.horizon_tokens_ < 1e12
     widths, notes = [], []
-    for tokens in (0.5 * engine.horizon_tokens_, 2e12, 1.5e13):
+    for tokens in (0.5 * clock.horizon_tokens_, 2e12, 1.5e13):
         fc = engine.forecast(Architecture(**base, training_tokens=tokens))
         big = max(fc.layers, key=lambda lf: lf.peak_abs.value)
         widths.append(math.log10(big.ratio_end.hi / big.ratio_end.lo))
         notes.append([n for n in fc.notes if "beyond the longest trajectory" in n])
     assert notes[0] == [] and notes[1] and notes[2] and "2,000B tokens" in notes[1][0]
     assert widths[0] < widths[1] < widths[2]
-    down, up = engine.beyond(Architecture(**base, training_tokens=2e12), np.array([0.0, 1e4, 2e12 / 4_194_304]))
+    down, up = clock.beyond(Architecture(**base, training_tokens=2e12), np.array([0.0, 1e4, 2e12 / 4_194_304]))
     assert down[0] == up[0] == down[1] == 0.0 and down[2] > 0 and up[2] > 0
 
 
@@ -306,7 +308,7 @@ def _series(values: dict[int, float]):
 def test_a_short_series_cannot_claim_any_height_or_set_the_clock():
     """A proxy run still rising at its last save (or that emerged before its first) once put its fitted midpoint
     anywhere beyond the data and its asymptote at 10**400 (seen in a retrain with a 300-step proxy)."""
-    from predictor.engine import MAX_EXTRAPOLATION, fit_series
+    from predictor.emergence_clock import MAX_EXTRAPOLATION, fit_series
     tl = Timeline(300, 3e-3, "constant", 0.0, 512, 0.0, fit_plan_effects(load_peer_evidence()))
     rising = fit_series("toy", _series({0: 0.0, 25: 0.1, 50: 0.2, 100: 0.4, 200: 0.8, 300: 1.2}), tl)
     assert rising.log_tau_e <= rising.log_tau_span[1] + MAX_EXTRAPOLATION + 1e-9

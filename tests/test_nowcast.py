@@ -498,9 +498,9 @@ def test_forecast_carries_class_probabilities_from_the_evidence(engine):
     probs = [lf.class_probabilities for lf in fc.layers]
     assert all(set(p) == set(CLASSES) and sum(p.values()) == pytest.approx(1.0, abs=1e-3) for p in probs)
     assert all(0.05 < v < 0.9 for p in probs for v in p.values())  # a handful of series cannot rule a class out
-    assert {r["model"] for r in engine.class_evidence_} >= {"pythia-14m", "pythia-160m", "pythia-1b"}
+    assert {r["model"] for r in engine.trajectory_classes_.evidence_} >= {"pythia-14m", "pythia-160m", "pythia-1b"}
     # the evidence: pythia-160m's last layer collapses (ratio 117 -> 3 at the end) and is classified an early peak
-    last = [r for r in engine.class_evidence_ if r["model"] == "pythia-160m" and r["layer"] == 11][0]
+    last = [r for r in engine.trajectory_classes_.evidence_ if r["model"] == "pythia-160m" and r["layer"] == 11][0]
     assert last["early_peak"] > 0.9
 
 

@@ -1,6 +1,6 @@
-"""The code's surfaces, checked on the source: the forecast engine is a fitted object that only its own module
-writes (a consumer that needs a variant asks the engine for a new one), and every ``predictor`` module says
-which of its names the rest of the code may use (``__all__``)."""
+"""The code's surfaces, checked on the source: the forecast engine and each of its fitted parts is a fitted object
+that only its own module writes (a consumer that needs a variant asks the object for a new one), and every
+``predictor`` module says which of its names the rest of the code may use (``__all__``)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,33 @@ import functools
 import importlib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "predictor" / "engine.py"
 PACKAGES = ("maforecast", "collector", "fitting", "registry", "predictor", "review", "plan", "pipeline", "service", "bench")
+# the engine's fitted parts: (module, class, learned attributes and methods each must have)
+PARTS = (
+    ("emergence_clock", "EmergenceClock", {"p_", "curves_", "effects_", "clock_fit_", "timing_checks_", "tau_e", "with_p"}),
+    ("trajectory", "TrajectoryClasses", {"prior_", "evidence_", "posterior_probabilities_", "probabilities", "given"}),
+    ("level", "LineageLevel", {"lineages_", "support_", "hyper_"}),
+    ("effects", "ControlledEffects", {"comparisons_", "estimate_of"}),
+    ("engine", "DepthProfile", {"reg_", "sd_"}),
+)
 
 
-def _sources() -> list[Path]:
-    """The repository's Python sources outside the engine's own module and the tests."""
+def _sources(own: Path = ENGINE) -> list[Path]:
+    """The repository's Python sources outside the module ``own`` and the tests."""
     out = []
     for pkg in PACKAGES:
-        out += [p for p in sorted((ROOT / pkg).rglob("*.py")) if p != ENGINE]
+        out += [p for p in sorted((ROOT / pkg).rglob("*.py")) if p != own]
     return out
 
 
-def _engine_names() -> set[str]:
-    """ForecastEngine's attributes (every ``self.x = ...`` in its methods) and methods."""
-    tree = ast.parse(ENGINE.read_text(encoding="utf-8"))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ForecastEngine")
+def _engine_names(path: Path = ENGINE, name: str = "ForecastEngine") -> set[str]:
+    """The attributes (every ``self.x = ...`` in its methods) and methods of class ``name`` (ForecastEngine's)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
     names = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
     for node in ast.walk(cls):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name) \
@@ -77,7 +87,8 @@ def _engine_writes(path: Path, names: set[str], root: Path = ROOT) -> list[str]:
 
 def test_nothing_outside_the_engine_module_writes_the_engine():
     names = _engine_names()
-    assert {"level_", "quality_", "caveats_", "controlled_", "layer_curves", "class_probabilities", "p_"} <= names
+    assert {"level_", "quality_", "caveats_", "controlled_", "layer_curves", "class_probabilities", "clock_model_",
+            "trajectory_classes_"} <= names
     bad = [b for p in _sources() for b in _engine_writes(p, names)]
     assert not bad, "set or replaced from outside predictor/engine.py (ask ForecastEngine for a new fitted object):\n" \
         + "\n".join(bad)
@@ -97,6 +108,29 @@ def test_the_check_catches_the_ways_an_engine_is_written(tmp_path):
                    "self.quality_ = {}\n")  # a class's own attribute: not an engine from outside
     bad = _engine_writes(src, names, root=tmp_path)
     assert len(bad) == 7, bad
+
+
+@pytest.mark.parametrize(("module", "cls", "expected"), PARTS, ids=[p[1] for p in PARTS])
+def test_nothing_outside_a_parts_module_writes_the_part(module, cls, expected):
+    """A part's learned attributes are set in its own ``fit`` (or a method of its module returning a new fitted
+    part): the engine composes the parts, it does not patch them."""
+    own = ROOT / "predictor" / f"{module}.py"
+    names = _engine_names(own, cls)
+    assert expected <= names
+    bad = [b for p in _sources(own) for b in _engine_writes(p, names)]
+    assert not bad, f"{cls}'s attributes set from outside predictor/{module}.py (ask it for a new fitted object):\n" \
+        + "\n".join(bad)
+
+
+def test_the_check_catches_a_part_patched_through_the_engine(tmp_path):
+    names = _engine_names(ROOT / "predictor" / "emergence_clock.py", "EmergenceClock")
+    src = tmp_path / "x.py"
+    src.write_text("eng.clock_model_.p_ = 2.5\n"
+                   "clock = eng.clock_model_\n"
+                   "clock.curves_['pythia-1b'] = None\n"
+                   "clock.tau_e = lambda arch: (3.0, 0.1)\n"
+                   "self.p_ = 1.0\n")  # a class's own attribute: not a part from outside
+    assert len(_engine_writes(src, names, root=tmp_path)) == 3
 
 
 def _predictor_modules() -> list[str]:

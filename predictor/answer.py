@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,7 +41,7 @@ from predictor.risk import format_probabilities_many, precision_risks
 from predictor.schedule_risk import schedule_events
 from predictor.schemas import ForecastArrays, Interval
 from predictor.text import ranges
-from predictor.whatif import Change, changes_many, what_if_changes
+from predictor.whatif import Change, changes_many, interval_data, what_if_changes
 
 __all__ = ["TOP_MITIGATIONS", "Answerer", "summarize"]
 
@@ -184,11 +185,6 @@ def what_if_change(entry_id: str, arch: Architecture) -> dict[str, Any] | None:
     return change or None
 
 
-def _interval(value: float, lo: float, hi: float) -> dict[str, float]:
-    """An ``Interval`` as the answer writes it (plain data: built for the shown effects alone, validated where read)."""
-    return {"value": float(value), "lo": float(lo), "hi": float(hi)}
-
-
 class Moved(NamedTuple):
     """A forecast's per-layer interval moved by a what-if change, as arrays (``IntervalArrays``' fields)."""
 
@@ -199,7 +195,7 @@ class Moved(NamedTuple):
     def largest(self) -> dict[str, float]:
         """The interval of the layer with the largest point value (the first of equals, as ``IntervalArrays.largest``)."""
         i = int(np.argmax(self.value))
-        return _interval(self.value[i], self.lo[i], self.hi[i])
+        return interval_data(self.value[i], self.lo[i], self.hi[i])
 
 
 def after_intervals_many(fc: ForecastArrays, changes: Sequence[Change]) -> list[tuple[Moved, Moved]]:
@@ -283,7 +279,7 @@ class MitigationPlan:
     targets: set[str]
     keys: dict[str, str]  # entry id -> its change's ``change_key`` (one what-if per distinct change)
 
-    @property
+    @cached_property
     def distinct(self) -> dict[str, dict[str, Any]]:
         """Each distinct change, by key (the first entry's making it)."""
         out: dict[str, dict[str, Any]] = {}
@@ -383,7 +379,7 @@ def rank_mitigations(fc: ForecastArrays, plan: MitigationPlan, changes: Sequence
 class _Staged:
     """One answer before its what-ifs: the forecast answered (``fc``) and the design forecast the what-if effects are
     measured against (``prior``), both in the worst case (``wf``, ``wp``), the prior's format risks, the precision
-    risk, the knowledge-base matches, and each distinct what-if change the plan needs, by key."""
+    risk and the knowledge-base matches with the distinct what-if changes the plan needs (``plan.distinct``)."""
 
     fc: ForecastArrays
     prior: ForecastArrays
@@ -392,7 +388,6 @@ class _Staged:
     prior_probs: dict[str, float]
     risk: list[PrecisionRisk]
     plan: MitigationPlan
-    distinct: dict[str, dict[str, Any]]
 
 
 class Answerer:
@@ -442,14 +437,14 @@ class Answerer:
         probs = format_probabilities_many([(wf.peak_abs, wf.ratio_end)] + ([] if prior is None else [(wp.peak_abs, wp.ratio_end)]))
         risk = precision_risks(wf, arch, probs[0], schedule_events(arch), details=view == "full")
         plan = plan_mitigations(arch, fc, risk, self.kb)
-        return _Staged(fc, prior or fc, wf, wp, probs[-1], risk, plan, plan.distinct)
+        return _Staged(fc, prior or fc, wf, wp, probs[-1], risk, plan)
 
     def _finish_many(self, archs: Sequence[Architecture], staged: Sequence[_Staged], who: PredictorInfo, view: str,
                      layers: Sequence[int] | None) -> list[dict[str, Any]]:
         """The staged answers' fields, their what-if variants forecast in one batch."""
         changes = iter(what_if_changes(self.engine, [(a, c) for a, st in zip(archs, staged, strict=True)
-                                                     for c in st.distinct.values()]))
-        return [self._fields(a, st, {k: next(changes) for k in st.distinct}, who, view, layers)
+                                                     for c in st.plan.distinct.values()]))
+        return [self._fields(a, st, {k: next(changes) for k in st.plan.distinct}, who, view, layers)
                 for a, st in zip(archs, staged, strict=True)]
 
     def _fields(self, arch: Architecture, st: _Staged, changes: dict[str, Change], who: PredictorInfo,
@@ -457,8 +452,8 @@ class Answerer:
         """One answer's fields, given its stage and the effect of each distinct what-if change (by key)."""
         fc, plan = st.fc, st.plan
         keys = plan.keys
-        moved = dict(zip(st.distinct, after_intervals_many(st.wp, [changes[k] for k in st.distinct]), strict=True))
-        probs = dict(zip(st.distinct, format_probabilities_many(list(moved.values())), strict=True))
+        moved = dict(zip(plan.distinct, after_intervals_many(st.wp, [changes[k] for k in plan.distinct]), strict=True))
+        probs = dict(zip(plan.distinct, format_probabilities_many(list(moved.values())), strict=True))
         pplan = precision_plan(st.risk, arch.precision_target, recipe=arch.precision_recipe, details=view == "full")
         mitigations = rank_mitigations(st.wp, plan, [changes[keys[k]] for k in plan.changes],
                                        [moved[keys[k]] for k in plan.changes],

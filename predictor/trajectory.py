@@ -180,7 +180,7 @@ class TrajectoryClasses(BaseEstimator):
             for layer, y in piv.iterrows():
                 i = int(np.flatnonzero(f.layers == layer)[0])
                 probs = classify(log_u, y.to_numpy(float) - f.y0[q][i], f.p, max(f.rmse, self.sigma))
-                zone = ZONES[0 if layer <= 2 else 2 if layer >= n_layers - 2 else 1]
+                zone = ZONES[int(zone_index(n_layers)[layer])]
                 rows.append((model, zone, probs))
                 table.append({"model": model, "layer": int(layer), "zone": zone, "quantity": q,
                               **{c: float(v) for c, v in zip(CLASSES, probs, strict=True)}})

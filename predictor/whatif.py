@@ -27,7 +27,7 @@ from predictor.effects import BASES, Z90, Estimate
 from predictor.engine import ForecastEngine
 from predictor.response import Interval, TermEffect
 
-__all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many", "what_if_changes"]
+__all__ = ["Change", "DESIGN_FIELDS", "LEVEL_FIELDS", "PLAN_FIELDS", "SIZE_FIELDS", "changes_many", "interval_data", "what_if_changes"]
 
 SIZE_FIELDS = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ffn", "vocab_size", "moe_experts",
                "moe_active_experts", "total_params_B", "tied_embeddings", "seq_len"}
@@ -111,7 +111,12 @@ class Change:
             return None
         m = self.mean[q]
         dn, up = (Z90 * self.sd[q],) * 2 if self.reach is None else self.reach[q]
-        return {"value": float(10**m), "lo": float(10 ** (m - dn)), "hi": float(10 ** (m + up))}
+        return interval_data(10**m, 10 ** (m - dn), 10 ** (m + up))
+
+
+def interval_data(value: float, lo: float, hi: float) -> dict[str, float]:
+    """An ``Interval``'s fields as plain data (what an answer writes; validated where it is read)."""
+    return {"value": float(value), "lo": float(lo), "hi": float(hi)}
 
 
 def ratio_interval(mean: float, sd: float) -> Interval:
@@ -184,10 +189,6 @@ def _term(f: str, before: Any, after: Any, mean: float, sd: float, evidence: str
 
 def _unread_term(f: str, before: Any, after: Any) -> Term:
     return Term(f, before, after, None, 0.0, "not_modelled")
-
-
-def _studies(e: Estimate | None) -> tuple[str, ...]:
-    return e.studies if e is not None else ()
 
 
 def _controlled_split(engine: ForecastEngine, a: Architecture, f: str, vb: Any, memo: DesignMemo
